@@ -1,0 +1,188 @@
+//! The gateway's own authentication: `Authorization: Bearer <api key>`,
+//! checked against configured SHA-256 hashes in constant time, with scopes.
+
+use std::{collections::BTreeSet, future::Ready, sync::Arc};
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::{configuration::ApiKeySettings, error::ApiError};
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Read account, billing, support, domains and services.
+    Read,
+    /// Change the account and DNA customers.
+    Write,
+    /// See upstream credentials stored on services.
+    Secrets,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Secrets => "secrets",
+        }
+    }
+}
+
+pub fn sha256_hex(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+struct KeyEntry {
+    name: Arc<str>,
+    digest: [u8; 32],
+    scopes: BTreeSet<Scope>,
+}
+
+/// The configured keys, held as digests only.
+pub struct ApiKeys {
+    keys: Vec<KeyEntry>,
+}
+
+impl ApiKeys {
+    /// Expects settings already validated (64 hex digits per key).
+    pub fn new(settings: &[ApiKeySettings]) -> Self {
+        let keys = settings
+            .iter()
+            .map(|k| {
+                let mut digest = [0u8; 32];
+                // Validation guarantees 64 hex digits; a bad one would simply never match.
+                let _ = hex::decode_to_slice(&k.sha256, &mut digest);
+                KeyEntry {
+                    name: k.name.as_str().into(),
+                    digest,
+                    scopes: k.scopes.clone(),
+                }
+            })
+            .collect();
+        Self { keys }
+    }
+
+    /// Finds the caller a presented key belongs to. Every configured digest is
+    /// compared, in constant time, so timing says nothing about which matched.
+    pub fn authenticate(&self, presented: &str) -> Option<Caller> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = None;
+        for key in &self.keys {
+            if bool::from(key.digest.ct_eq(&digest)) {
+                found = Some(Caller {
+                    name: key.name.clone(),
+                    scopes: key.scopes.clone(),
+                });
+            }
+        }
+        found
+    }
+}
+
+/// An authenticated caller. As an extractor it answers 401 itself when the
+/// request carries no valid key; handlers then ask for the scope they need.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: Arc<str>,
+    pub scopes: BTreeSet<Scope>,
+}
+
+impl Caller {
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.has(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(scope))
+        }
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(authenticate(req))
+    }
+}
+
+fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
+    let Some(keys) = req.app_data::<web::Data<ApiKeys>>() else {
+        return Err(ApiError::internal("API keys are not configured in the app"));
+    };
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Err(ApiError::Unauthenticated {
+            key_presented: false,
+        });
+    };
+    let presented = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim())
+        .filter(|key| !key.is_empty());
+    let caller = presented.and_then(|key| keys.authenticate(key));
+    match caller {
+        Some(caller) => {
+            tracing::Span::current().record("caller", &*caller.name);
+            Ok(caller)
+        }
+        None => Err(ApiError::Unauthenticated {
+            key_presented: true,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> ApiKeys {
+        ApiKeys::new(&[
+            ApiKeySettings {
+                name: "reader".into(),
+                sha256: sha256_hex("r-key"),
+                scopes: [Scope::Read].into(),
+            },
+            ApiKeySettings {
+                name: "writer".into(),
+                sha256: sha256_hex("w-key"),
+                scopes: [Scope::Read, Scope::Write].into(),
+            },
+        ])
+    }
+
+    #[test]
+    fn a_configured_key_authenticates_as_its_caller() {
+        let caller = keys().authenticate("w-key").expect("known key");
+        assert_eq!(&*caller.name, "writer");
+        assert!(caller.has(Scope::Write));
+        assert!(!caller.has(Scope::Secrets));
+    }
+
+    #[test]
+    fn an_unknown_or_near_miss_key_is_rejected() {
+        let keys = keys();
+        assert!(keys.authenticate("w-ke").is_none());
+        assert!(keys.authenticate("").is_none());
+        assert!(keys.authenticate(&sha256_hex("w-key")).is_none());
+    }
+
+    #[test]
+    fn sha256_hex_matches_sha256sum() {
+        // printf %s sandbox-key | sha256sum
+        assert_eq!(
+            sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

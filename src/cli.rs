@@ -1,0 +1,182 @@
+//! The command line: run the gateway (for real with a config, in sandbox mode
+//! without one), run only the simulated upstreams, check a config, print the spec.
+
+use std::{
+    io::Write,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::{
+    configuration::{SANDBOX_API_KEY, Settings},
+    openapi,
+    sandbox::Sandbox,
+    startup::Application,
+    telemetry,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gateway",
+    version,
+    about = "One normalized API in front of Nexogy DNA and Slitz"
+)]
+pub struct Cli {
+    /// Configuration file (TOML). Without one the gateway runs in sandbox mode.
+    #[arg(long, env = "GATEWAY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on; overrides `server.listen` (sandbox default: 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run only the two simulated upstreams (DNA under /dna/api, Slitz under /slitz/api).
+    SandboxUpstreams {
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9090")]
+        listen: SocketAddr,
+    },
+    /// Validate a configuration file (and GATEWAY__* overrides) and exit.
+    CheckConfig {
+        #[arg(long, env = "GATEWAY_CONFIG", value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Print the OpenAPI document (JSON) to standard output.
+    Openapi,
+}
+
+/// Runs the command; the exit code is 0 on success, 1 on a runtime failure,
+/// 2 on a configuration that cannot be used.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Some(Command::Openapi) => {
+            let spec = openapi::openapi().to_pretty_json().unwrap_or_default();
+            write_out(&format!("{spec}\n"))
+        }
+        Some(Command::CheckConfig { config }) => match load(&config) {
+            Ok(_) => write_out(&format!("{}: configuration is valid\n", config.display())),
+            Err(code) => code,
+        },
+        Some(Command::SandboxUpstreams { listen }) => runtime(sandbox_upstreams(listen)),
+        None => {
+            let settings = match &cli.config {
+                Some(path) => match load(path) {
+                    Ok(settings) => Some(settings),
+                    Err(code) => return code,
+                },
+                None => None,
+            };
+            runtime(serve(settings, cli.listen))
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<Settings, ExitCode> {
+    Settings::load(Some(path), std::env::vars()).map_err(|e| {
+        let _ = writeln!(std::io::stderr(), "gateway: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn write_out(text: &str) -> ExitCode {
+    match std::io::stdout().write_all(text.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
+fn runtime(future: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("Failed to start the async runtime")
+        .and_then(|rt| rt.block_on(future));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "gateway stopped");
+            let _ = writeln!(std::io::stderr(), "gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Option<Settings>, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let (mut settings, sandbox) = match settings {
+        Some(settings) => (settings, None),
+        None => {
+            let sandbox = Sandbox::start(SocketAddr::from(([127, 0, 0, 1], 0)))
+                .context("Failed to start the sandbox upstreams")?;
+            let listen = SocketAddr::from(([127, 0, 0, 1], 8080));
+            let settings =
+                Settings::sandbox(sandbox.dna_base_url(), sandbox.slitz_base_url(), listen);
+            (settings, Some(sandbox))
+        }
+    };
+    if let Some(listen) = listen {
+        settings.server.listen = listen;
+    }
+    telemetry::init(&settings.log);
+    let app = Application::build(settings.clone())?;
+    if let Some(sandbox) = &sandbox {
+        sandbox_banner(&format!(
+            "SANDBOX MODE: the upstreams are SIMULATED, no real customer or account is touched.\n\
+             Gateway:   http://{}  (API key: {SANDBOX_API_KEY})\n\
+             Swagger:   http://{}/docs/\n\
+             Simulated: DNA {}  Slitz {}  knobs: http://{}/__sandbox/\n\
+             Run with --config FILE (or GATEWAY_CONFIG) to use the real upstreams.",
+            settings.server.listen,
+            settings.server.listen,
+            sandbox.dna_base_url(),
+            sandbox.slitz_base_url(),
+            sandbox.addr,
+        ));
+        tracing::warn!(
+            dna = %sandbox.dna_base_url(),
+            slitz = %sandbox.slitz_base_url(),
+            "sandbox mode: upstreams are simulated; API key `{SANDBOX_API_KEY}`"
+        );
+    }
+    tracing::info!(listen = %settings.server.listen, port = app.port(), "gateway listening");
+    app.run_until_stopped().await?;
+    Ok(())
+}
+
+async fn sandbox_upstreams(listen: SocketAddr) -> anyhow::Result<()> {
+    telemetry::init(&Default::default());
+    let sandbox =
+        Sandbox::start(listen).with_context(|| format!("Failed to listen on {listen}"))?;
+    sandbox_banner(&format!(
+        "SIMULATED UPSTREAMS (no gateway):\n\
+         DNA:   {}   Slitz: {}\n\
+         Knobs: http://{}/__sandbox/knobs, /faults, /calls",
+        sandbox.dna_base_url(),
+        sandbox.slitz_base_url(),
+        sandbox.addr
+    ));
+    tracing::info!(addr = %sandbox.addr, "sandbox upstreams listening");
+    tokio::signal::ctrl_c()
+        .await
+        .context("Failed to wait for Ctrl-C")?;
+    sandbox.stop().await;
+    Ok(())
+}
+
+/// Loud on purpose: nobody should mistake the sandbox for production.
+fn sandbox_banner(text: &str) {
+    let width = text.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    let rule = "!".repeat(width + 4);
+    let mut out = format!("\n{rule}\n");
+    for line in text.lines() {
+        out.push_str(&format!("! {line:width$} !\n"));
+    }
+    out.push_str(&format!("{rule}\n\n"));
+    let _ = std::io::stderr().write_all(out.as_bytes());
+}

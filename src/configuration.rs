@@ -1,0 +1,369 @@
+//! The configuration contract of DESIGN.md: a TOML file, overridden by
+//! `GATEWAY__SECTION__KEY` environment variables, with credentials also
+//! readable from files (`*_file` keys, or `GATEWAY__SECTION__KEY_FILE`) for
+//! container secrets. Unknown keys are errors, so a typo fails at start.
+
+use std::{collections::BTreeSet, net::SocketAddr, path::Path, path::PathBuf};
+
+use chrono_tz::Tz;
+use config::{Config, Environment, File, FileFormat};
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+
+use crate::auth::Scope;
+
+/// A configuration that cannot be used, described in one line naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+fn bad(key: &str, problem: impl std::fmt::Display) -> ConfigError {
+    ConfigError(format!("`{key}`: {problem}"))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub server: ServerSettings,
+    #[serde(default)]
+    pub auth: AuthSettings,
+    pub dna: DnaSettings,
+    pub slitz: SlitzSettings,
+    #[serde(default)]
+    pub cache: CacheSettings,
+    #[serde(default)]
+    pub upstream: UpstreamSettings,
+    #[serde(default)]
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address to listen on; the CLI's `--listen` overrides it.
+    pub listen: SocketAddr,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            trusted_proxies: vec!["127.0.0.1/32".parse().expect("a valid literal network")],
+            max_body_bytes: 65_536,
+            workers: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    pub api_keys: Vec<ApiKeySettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySettings {
+    /// Who the caller is, for logs and metrics.
+    pub name: String,
+    /// Hex SHA-256 of the key; the key itself is never stored.
+    pub sha256: String,
+    pub scopes: BTreeSet<Scope>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnaSettings {
+    /// Base URL including `/api`; the gateway appends `/oauth/token`, `/residential/client/...`.
+    pub base_url: Url,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub username: String,
+    pub password: SecretString,
+    #[serde(default)]
+    pub scope: String,
+    // `*_file` twins are read into their key before deserialization; they are
+    // declared so `deny_unknown_fields` accepts them.
+    #[serde(default, rename = "client_id_file")]
+    _client_id_file: Option<PathBuf>,
+    #[serde(default, rename = "client_secret_file")]
+    _client_secret_file: Option<PathBuf>,
+    #[serde(default, rename = "username_file")]
+    _username_file: Option<PathBuf>,
+    #[serde(default, rename = "password_file")]
+    _password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlitzSettings {
+    /// Base URL including `/api`; the gateway appends `/details`, `/invoice/...`.
+    pub base_url: Url,
+    /// The client-area login: the account's email address.
+    pub username: String,
+    pub password: SecretString,
+    /// Zone in which Slitz's zone-less date-times are read.
+    #[serde(default = "default_timezone")]
+    pub timezone: Tz,
+    /// Currency of amounts Slitz sends without one (the balance).
+    #[serde(default = "default_currency")]
+    pub currency: String,
+    #[serde(default, rename = "username_file")]
+    _username_file: Option<PathBuf>,
+    #[serde(default, rename = "password_file")]
+    _password_file: Option<PathBuf>,
+}
+
+fn default_timezone() -> Tz {
+    Tz::UTC
+}
+
+fn default_currency() -> String {
+    "SEK".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSettings {
+    pub ttl_seconds: u64,
+    pub stale_seconds: u64,
+    pub max_bytes: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            ttl_seconds: 60,
+            stale_seconds: 600,
+            max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamSettings {
+    pub connect_timeout_ms: u64,
+    /// Whole request, per attempt.
+    pub timeout_ms: u64,
+    /// Retries of idempotent reads only.
+    pub retries: u32,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: 2_000,
+            timeout_ms: 10_000,
+            retries: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Pretty on a terminal, JSON lines otherwise.
+    #[default]
+    Auto,
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `gateway=debug,info`; `RUST_LOG` wins.
+    pub filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Auto,
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+/// Credential keys that may instead be given as a path in `<key>_file`.
+const FILE_BACKED_KEYS: &[&str] = &[
+    "dna.client_id",
+    "dna.client_secret",
+    "dna.username",
+    "dna.password",
+    "slitz.username",
+    "slitz.password",
+];
+
+impl Settings {
+    /// Reads `path` (when given), then `GATEWAY__*` variables from `env`,
+    /// then `*_file` secrets, then validates.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut builder = Config::builder();
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+            builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
+        }
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("GATEWAY__"))
+            .collect();
+        builder = builder.add_source(
+            Environment::with_prefix("GATEWAY")
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("server.trusted_proxies")
+                .source(Some(env)),
+        );
+        let layered = builder.build_cloned().map_err(config_error)?;
+        for key in FILE_BACKED_KEYS {
+            let file_key = format!("{key}_file");
+            let Ok(file) = layered.get_string(&file_key) else {
+                continue;
+            };
+            if layered.get_string(key).is_ok() {
+                return Err(bad(
+                    key,
+                    format!("set both `{key}` and `{file_key}`; keep one"),
+                ));
+            }
+            let value = std::fs::read_to_string(&file)
+                .map_err(|e| bad(&file_key, format!("cannot read {file}: {e}")))?;
+            // Secret files usually end with a newline that is not part of the secret.
+            let value = value.trim_end_matches(['\r', '\n']).to_owned();
+            builder = builder.set_override(*key, value).map_err(config_error)?;
+        }
+        let settings: Settings = builder
+            .build()
+            .and_then(Config::try_deserialize)
+            .map_err(config_error)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what types alone cannot, naming the key at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.auth.api_keys.is_empty() {
+            return Err(bad(
+                "auth.api_keys",
+                "no API key is configured, so no caller could use the gateway; add an [[auth.api_keys]] table",
+            ));
+        }
+        let mut names = BTreeSet::new();
+        for (i, key) in self.auth.api_keys.iter().enumerate() {
+            let at = |field: &str| format!("auth.api_keys[{i}].{field}");
+            if key.name.trim().is_empty() {
+                return Err(bad(&at("name"), "must not be empty"));
+            }
+            if !names.insert(key.name.as_str()) {
+                return Err(bad(&at("name"), format!("`{}` is used twice", key.name)));
+            }
+            if key.sha256.len() != 64 || !key.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad(
+                    &at("sha256"),
+                    "must be 64 hex digits (the SHA-256 of the key, e.g. from `printf %s KEY | sha256sum`)",
+                ));
+            }
+            if key.scopes.is_empty() {
+                return Err(bad(
+                    &at("scopes"),
+                    "must name at least one of read, write, secrets",
+                ));
+            }
+        }
+        for (key, url) in [
+            ("dna.base_url", &self.dna.base_url),
+            ("slitz.base_url", &self.slitz.base_url),
+        ] {
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                return Err(bad(key, format!("`{url}` is not an http(s) URL")));
+            }
+        }
+        let currency = &self.slitz.currency;
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(bad(
+                "slitz.currency",
+                format!("`{currency}` is not an ISO 4217 code such as SEK"),
+            ));
+        }
+        if self.server.max_body_bytes == 0 {
+            return Err(bad("server.max_body_bytes", "must be greater than 0"));
+        }
+        if self.upstream.timeout_ms == 0 || self.upstream.connect_timeout_ms == 0 {
+            return Err(bad(
+                "upstream.timeout_ms",
+                "timeouts must be greater than 0",
+            ));
+        }
+        if self.cache.max_bytes == 0 {
+            return Err(bad("cache.max_bytes", "must be greater than 0"));
+        }
+        Ok(())
+    }
+
+    /// The settings of sandbox mode: simulated upstreams at the given URLs and
+    /// the well-known key `sandbox-key` with every scope.
+    pub fn sandbox(dna_base_url: Url, slitz_base_url: Url, listen: SocketAddr) -> Self {
+        use crate::sandbox::data;
+        Self {
+            server: ServerSettings {
+                listen,
+                ..ServerSettings::default()
+            },
+            auth: AuthSettings {
+                api_keys: vec![ApiKeySettings {
+                    name: "sandbox".to_owned(),
+                    sha256: crate::auth::sha256_hex(SANDBOX_API_KEY),
+                    scopes: [Scope::Read, Scope::Write, Scope::Secrets].into(),
+                }],
+            },
+            dna: DnaSettings {
+                base_url: dna_base_url,
+                client_id: data::DNA_CLIENT_ID.to_owned(),
+                client_secret: data::DNA_CLIENT_SECRET.into(),
+                username: data::DNA_USERNAME.to_owned(),
+                password: data::DNA_PASSWORD.into(),
+                scope: data::DNA_SCOPE.to_owned(),
+                _client_id_file: None,
+                _client_secret_file: None,
+                _username_file: None,
+                _password_file: None,
+            },
+            slitz: SlitzSettings {
+                base_url: slitz_base_url,
+                username: data::SLITZ_EMAIL.to_owned(),
+                password: data::SLITZ_PASSWORD.into(),
+                timezone: chrono_tz::Europe::Stockholm,
+                currency: "SEK".to_owned(),
+                _username_file: None,
+                _password_file: None,
+            },
+            cache: CacheSettings::default(),
+            upstream: UpstreamSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+/// The API key sandbox mode accepts.
+pub const SANDBOX_API_KEY: &str = "sandbox-key";
+
+/// `config` names the key in most of its messages already; keep them to one line.
+fn config_error(e: config::ConfigError) -> ConfigError {
+    ConfigError(e.to_string().replace('\n', " "))
+}

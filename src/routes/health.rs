@@ -1,0 +1,142 @@
+//! Liveness and readiness, for the orchestrator and the reverse proxy.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use actix_web::{HttpResponse, get, http::header, web};
+use serde::Serialize;
+use url::Url;
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, PROBLEM_JSON, Problem};
+
+/// What `/readyz` checks: that each upstream accepts TCP connections. It
+/// costs the upstreams nothing (no login, no request), so probes can be frequent.
+pub struct Readiness {
+    upstreams: Vec<(&'static str, String, u16)>,
+    timeout: Duration,
+}
+
+impl Readiness {
+    pub fn new(upstreams: &[(&'static str, &Url)], timeout: Duration) -> Self {
+        let upstreams = upstreams
+            .iter()
+            .filter_map(|(name, url)| {
+                Some((
+                    *name,
+                    url.host_str()?.to_owned(),
+                    url.port_or_known_default()?,
+                ))
+            })
+            .collect();
+        Self { upstreams, timeout }
+    }
+
+    async fn check(&self) -> BTreeMap<&'static str, Check> {
+        let probes = self.upstreams.iter().map(|(name, host, port)| async move {
+            let connect = tokio::net::TcpStream::connect((host.as_str(), *port));
+            let check = match tokio::time::timeout(self.timeout, connect).await {
+                Ok(Ok(_)) => Check::up(),
+                Ok(Err(e)) => Check::down(format!("cannot connect: {}", e.kind())),
+                Err(_) => Check::down(format!(
+                    "no connection within {} ms",
+                    self.timeout.as_millis()
+                )),
+            };
+            (*name, check)
+        });
+        futures_util::future::join_all(probes)
+            .await
+            .into_iter()
+            .collect()
+    }
+}
+
+/// One dependency's state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Check {
+    /// `up` or `down`.
+    #[schema(example = "up")]
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Check {
+    fn up() -> Self {
+        Self {
+            status: "up",
+            detail: None,
+        }
+    }
+    fn down(detail: String) -> Self {
+        Self {
+            status: "down",
+            detail: Some(detail),
+        }
+    }
+}
+
+/// The process is alive.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+/// The gateway can serve: configuration loaded and every upstream reachable.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "ready", "checks": {"dna": {"status": "up"}, "slitz": {"status": "up"}}}))]
+pub struct Ready {
+    /// `ready`.
+    pub status: &'static str,
+    /// Each upstream by name.
+    pub checks: BTreeMap<&'static str, Check>,
+}
+
+/// Liveness
+///
+/// Answers 200 while the process runs; it checks nothing else, so an
+/// orchestrator restarts the gateway only when it is truly stuck.
+#[utoipa::path(
+    tag = "operations",
+    responses((status = 200, description = "Alive.", body = Health, example = json!({"status": "ok"})))
+)]
+#[get("/healthz")]
+pub(crate) async fn healthz() -> web::Json<Health> {
+    web::Json(Health { status: "ok" })
+}
+
+/// Readiness
+///
+/// 200 when every upstream accepts connections; otherwise a 503 problem whose
+/// `checks` member says which one does not.
+#[utoipa::path(
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready to serve.", body = Ready),
+        (status = 503, description = "An upstream is unreachable; `checks` tells which.", body = Problem,
+         content_type = "application/problem+json"),
+    )
+)]
+#[get("/readyz")]
+pub(crate) async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
+    let checks = readiness.check().await;
+    if checks.values().all(|c| c.status == "up") {
+        return HttpResponse::Ok().json(Ready {
+            status: "ready",
+            checks,
+        });
+    }
+    let down: Vec<&str> = checks
+        .iter()
+        .filter(|(_, c)| c.status != "up")
+        .map(|(name, _)| *name)
+        .collect();
+    let problem = ApiError::NotReady(format!("unreachable: {}", down.join(", "))).to_problem();
+    let mut body = serde_json::to_value(problem).unwrap_or_default();
+    body["checks"] = serde_json::to_value(&checks).unwrap_or_default();
+    HttpResponse::ServiceUnavailable()
+        .insert_header((header::CONTENT_TYPE, PROBLEM_JSON))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body)
+}

@@ -1,0 +1,437 @@
+//! Simulated upstreams: the Nexogy DNA API under `/dna/api` and the Slitz
+//! client area under `/slitz/api`, on one loopback listener. They follow the
+//! upstream documents (and the servers behind them) closely enough that the
+//! gateway's quirk handling is exercised for real, and they carry test knobs:
+//! token lifetime, added latency, injected faults per path, and per-route
+//! call counters, reachable from Rust and over HTTP under `/__sandbox`.
+
+pub mod data;
+mod dna;
+mod slitz;
+
+use std::{
+    collections::BTreeMap,
+    net::{SocketAddr, TcpListener},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::Duration,
+};
+
+use actix_web::{
+    App, HttpMessage, HttpRequest, HttpResponse, HttpServer,
+    body::{BoxBody, MessageBody},
+    dev::{ServerHandle, ServiceRequest, ServiceResponse},
+    middleware::{Next, from_fn},
+    web,
+};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// A fault injected into the simulator for requests to one path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fault {
+    /// Answer with this status and body (default: a generic upstream error page).
+    Status { status: u16, body: Option<String> },
+    /// Never answer (until the client gives up).
+    Hang,
+    /// Answer 200 with a truncated JSON body.
+    Malformed,
+    /// Drop the connection without a complete answer.
+    Reset,
+    /// Answer normally, after this extra delay.
+    Delay { ms: u64 },
+}
+
+/// Where a fault applies: an exact path (`/slitz/api/tickets`) or a route
+/// pattern (`/slitz/api/invoice/{id}`), optionally one method, optionally only
+/// the next `times` requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultRule {
+    pub path: String,
+    #[serde(default)]
+    pub method: Option<String>,
+    #[serde(default)]
+    pub times: Option<u32>,
+    pub fault: Fault,
+}
+
+impl FaultRule {
+    pub fn new(path: impl Into<String>, fault: Fault) -> Self {
+        Self {
+            path: path.into(),
+            method: None,
+            times: None,
+            fault,
+        }
+    }
+}
+
+/// Knobs a test or a frontend developer can turn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Knobs {
+    /// Lifetime of DNA access tokens, in milliseconds (the real one: 1 200 000).
+    pub token_lifetime_ms: u64,
+    /// Latency added to every simulated upstream answer.
+    pub latency_ms: u64,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Self {
+            token_lifetime_ms: 1_200_000,
+            latency_ms: 0,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct ControlState {
+    knobs: Knobs,
+    faults: Vec<FaultRule>,
+    calls: BTreeMap<String, u64>,
+}
+
+/// The shared knobs, faults and counters of one simulator instance.
+#[derive(Debug, Default)]
+pub struct Control {
+    state: Mutex<ControlState>,
+}
+
+impl Control {
+    fn lock(&self) -> MutexGuard<'_, ControlState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn knobs(&self) -> Knobs {
+        self.lock().knobs.clone()
+    }
+
+    pub fn set_knobs(&self, knobs: Knobs) {
+        self.lock().knobs = knobs;
+    }
+
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.lock().knobs.token_lifetime_ms = lifetime.as_millis().try_into().unwrap_or(u64::MAX);
+    }
+
+    pub fn set_latency(&self, latency: Duration) {
+        self.lock().knobs.latency_ms = latency.as_millis().try_into().unwrap_or(u64::MAX);
+    }
+
+    pub fn inject(&self, rule: FaultRule) {
+        self.lock().faults.push(rule);
+    }
+
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    /// Calls received for `"METHOD /pattern"`, e.g. `"GET /slitz/api/details"`
+    /// or `"GET /slitz/api/invoice/{id}"`; faulted calls count too.
+    pub fn calls(&self, route: &str) -> u64 {
+        self.lock().calls.get(route).copied().unwrap_or(0)
+    }
+
+    pub fn all_calls(&self) -> BTreeMap<String, u64> {
+        self.lock().calls.clone()
+    }
+
+    pub fn reset_calls(&self) {
+        self.lock().calls.clear();
+    }
+
+    /// Counts the call and returns the fault to apply, consuming one use of a
+    /// limited rule.
+    fn record(&self, method: &str, path: &str, pattern: &str) -> (Option<Fault>, Duration) {
+        let mut state = self.lock();
+        *state
+            .calls
+            .entry(format!("{method} {pattern}"))
+            .or_default() += 1;
+        let latency = Duration::from_millis(state.knobs.latency_ms);
+        let hit = state.faults.iter().position(|r| {
+            (r.path == path || r.path == pattern)
+                && r.method
+                    .as_deref()
+                    .is_none_or(|m| m.eq_ignore_ascii_case(method))
+        });
+        let fault = hit.map(|i| {
+            let rule = &mut state.faults[i];
+            let fault = rule.fault.clone();
+            if let Some(times) = rule.times.as_mut() {
+                *times = times.saturating_sub(1);
+                if *times == 0 {
+                    state.faults.remove(i);
+                }
+            }
+            fault
+        });
+        (fault, latency)
+    }
+}
+
+/// A running pair of simulators.
+pub struct Sandbox {
+    pub addr: SocketAddr,
+    pub control: Arc<Control>,
+    dna: web::Data<dna::DnaState>,
+    handle: ServerHandle,
+}
+
+impl Sandbox {
+    /// Binds `listen` (port 0 for any) and serves both simulators on the
+    /// current Tokio runtime until [`Sandbox::stop`] or the runtime ends.
+    pub fn start(listen: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(listen)?;
+        let addr = listener.local_addr()?;
+        let control = Arc::new(Control::default());
+        let control_data = web::Data::from(control.clone());
+        let dna_state = web::Data::new(dna::DnaState::default());
+        let slitz_state =
+            web::Data::new(slitz::SlitzState::seeded(chrono::Local::now().date_naive()));
+        let dna_for_app = dna_state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(control_data.clone())
+                .app_data(dna_for_app.clone())
+                .app_data(slitz_state.clone())
+                .service(web::scope("/__sandbox").configure(admin_routes))
+                .service(
+                    web::scope("/dna/api")
+                        .wrap(from_fn(simulate))
+                        .configure(dna::routes),
+                )
+                .service(
+                    web::scope("/slitz/api")
+                        .wrap(from_fn(simulate))
+                        .configure(slitz::routes),
+                )
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .listen(listener)?
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Ok(Self {
+            addr,
+            control,
+            dna: dna_state,
+            handle,
+        })
+    }
+
+    pub fn dna_base_url(&self) -> Url {
+        base_url(self.addr, "/dna/api")
+    }
+
+    pub fn slitz_base_url(&self) -> Url {
+        base_url(self.addr, "/slitz/api")
+    }
+
+    /// Revokes every DNA token, as an upstream restart or an admin would.
+    pub fn revoke_dna_tokens(&self) {
+        self.dna.revoke_all();
+    }
+
+    /// Number of DNA customers created so far.
+    pub fn dna_customer_count(&self) -> usize {
+        self.dna.customer_count()
+    }
+
+    /// `pending`, `active` or `suspended`, for a DNA customer id.
+    pub fn dna_customer_status(&self, id: u64) -> Option<&'static str> {
+        self.dna.customer_status(id)
+    }
+
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+}
+
+fn base_url(addr: SocketAddr, path: &str) -> Url {
+    // A SocketAddr always formats to a valid authority.
+    Url::parse(&format!("http://{addr}{path}")).expect("a valid URL from a socket address")
+}
+
+/// Counts the call, waits the configured latency, and plays any injected fault.
+async fn simulate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(control) = req.app_data::<web::Data<Control>>().cloned() else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let pattern = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
+    let (fault, latency) = control.record(req.method().as_str(), req.path(), &pattern);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let response = match fault {
+        None => return Ok(next.call(req).await?.map_into_boxed_body()),
+        Some(Fault::Delay { ms }) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            return Ok(next.call(req).await?.map_into_boxed_body());
+        }
+        Some(Fault::Status { status, body }) => {
+            let status = actix_web::http::StatusCode::from_u16(status)
+                .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+            HttpResponse::build(status)
+                .content_type("text/html; charset=UTF-8")
+                .body(body.unwrap_or_else(|| {
+                    "<!DOCTYPE html><html><head><title>Server Error</title></head><body>Server Error</body></html>".to_owned()
+                }))
+        }
+        Some(Fault::Hang) => {
+            tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+            HttpResponse::GatewayTimeout().finish()
+        }
+        Some(Fault::Malformed) => HttpResponse::Ok()
+            .content_type("application/json")
+            .body(r#"{"client": {"id": "20408", "email": "#),
+        Some(Fault::Reset) => {
+            let broken = futures_util::stream::once(async {
+                Err::<web::Bytes, _>(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "injected reset",
+                ))
+            });
+            HttpResponse::Ok()
+                .content_type("application/json")
+                .streaming(broken)
+        }
+    };
+    Ok(req.into_response(response))
+}
+
+/// `/__sandbox`: knobs, faults and counters over HTTP, for tests in other
+/// languages and for frontend developers poking at failure modes.
+fn admin_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/knobs", web::get().to(get_knobs))
+        .route("/knobs", web::put().to(put_knobs))
+        .route("/faults", web::post().to(post_fault))
+        .route("/faults", web::delete().to(delete_faults))
+        .route("/calls", web::get().to(get_calls))
+        .route("/calls", web::delete().to(delete_calls))
+        .route("/dna/revoke-tokens", web::post().to(revoke_tokens));
+}
+
+async fn get_knobs(control: web::Data<Control>) -> HttpResponse {
+    HttpResponse::Ok().json(control.knobs())
+}
+
+async fn put_knobs(control: web::Data<Control>, knobs: web::Json<Knobs>) -> HttpResponse {
+    control.set_knobs(knobs.into_inner());
+    HttpResponse::Ok().json(control.knobs())
+}
+
+async fn post_fault(control: web::Data<Control>, rule: web::Json<FaultRule>) -> HttpResponse {
+    control.inject(rule.into_inner());
+    HttpResponse::NoContent().finish()
+}
+
+async fn delete_faults(control: web::Data<Control>) -> HttpResponse {
+    control.clear_faults();
+    HttpResponse::NoContent().finish()
+}
+
+async fn get_calls(control: web::Data<Control>) -> HttpResponse {
+    HttpResponse::Ok().json(control.all_calls())
+}
+
+async fn delete_calls(control: web::Data<Control>) -> HttpResponse {
+    control.reset_calls();
+    HttpResponse::NoContent().finish()
+}
+
+async fn revoke_tokens(state: web::Data<dna::DnaState>) -> HttpResponse {
+    state.revoke_all();
+    HttpResponse::NoContent().finish()
+}
+
+/// Request parameters as PHP frameworks see them: query string and form body
+/// merged (the body wins), JSON bodies read as strings.
+fn merged_input(req: &HttpRequest, body: &[u8]) -> BTreeMap<String, String> {
+    let mut input: BTreeMap<String, String> =
+        url::form_urlencoded::parse(req.query_string().as_bytes())
+            .into_owned()
+            .collect();
+    let content_type = req.content_type().to_ascii_lowercase();
+    if content_type == "application/x-www-form-urlencoded" {
+        input.extend(url::form_urlencoded::parse(body).into_owned());
+    } else if content_type == "application/json"
+        && let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(body)
+    {
+        for (k, v) in map {
+            let text = match v {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Bool(b) => if b { "1" } else { "0" }.to_owned(),
+                serde_json::Value::Null => continue,
+                other => other.to_string(),
+            };
+            input.insert(k, text);
+        }
+    }
+    input
+}
+
+/// Form body only (league/oauth2-server reads the parsed body, not the query).
+fn form_body(req: &HttpRequest, body: &[u8]) -> BTreeMap<String, String> {
+    if req
+        .content_type()
+        .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    {
+        url::form_urlencoded::parse(body).into_owned().collect()
+    } else {
+        BTreeMap::new()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limited_fault_is_used_up() {
+        let control = Control::default();
+        control.inject(FaultRule {
+            times: Some(2),
+            ..FaultRule::new("/slitz/api/invoice/{id}", Fault::Hang)
+        });
+        let r = |c: &Control| {
+            c.record("GET", "/slitz/api/invoice/1", "/slitz/api/invoice/{id}")
+                .0
+        };
+        assert_eq!(r(&control), Some(Fault::Hang));
+        assert_eq!(r(&control), Some(Fault::Hang));
+        assert_eq!(r(&control), None);
+        assert_eq!(control.calls("GET /slitz/api/invoice/{id}"), 3);
+    }
+
+    #[test]
+    fn a_fault_for_one_method_spares_the_others() {
+        let control = Control::default();
+        control.inject(FaultRule {
+            method: Some("POST".into()),
+            ..FaultRule::new("/slitz/api/details", Fault::Malformed)
+        });
+        assert_eq!(
+            control
+                .record("GET", "/slitz/api/details", "/slitz/api/details")
+                .0,
+            None
+        );
+        assert_eq!(
+            control
+                .record("POST", "/slitz/api/details", "/slitz/api/details")
+                .0,
+            Some(Fault::Malformed)
+        );
+    }
+}

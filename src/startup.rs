@@ -1,0 +1,90 @@
+//! Builds the HTTP server from settings: shared clients, middleware, routes,
+//! Swagger UI, and problem+json for every framework-level error.
+
+use std::{net::TcpListener, time::Duration};
+
+use actix_web::{App, HttpServer, dev::Server, middleware::from_fn, web};
+use anyhow::Context;
+use utoipa_actix_web::AppExt;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::{
+    auth::ApiKeys,
+    configuration::Settings,
+    error::{json_error, path_error, query_error},
+    openapi,
+    routes::{self, AllowedMethods, health::Readiness},
+    telemetry::{self, TrustedProxies},
+    upstream::slitz::SlitzClient,
+};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Binds `server.listen` and prepares the server; nothing is served until
+    /// [`Application::run_until_stopped`].
+    pub fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listen = settings.server.listen;
+        let listener =
+            TcpListener::bind(listen).with_context(|| format!("Failed to listen on {listen}"))?;
+        Self::build_with_listener(settings, listener)
+    }
+
+    pub fn build_with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
+        let port = listener.local_addr()?.port();
+        let slitz = web::Data::new(SlitzClient::new(&settings.slitz, &settings.upstream)?);
+        let keys = web::Data::new(ApiKeys::new(&settings.auth.api_keys));
+        let readiness = web::Data::new(Readiness::new(
+            &[
+                ("dna", &settings.dna.base_url),
+                ("slitz", &settings.slitz.base_url),
+            ],
+            Duration::from_millis(settings.upstream.connect_timeout_ms),
+        ));
+        let proxies = web::Data::new(TrustedProxies(settings.server.trusted_proxies.clone()));
+        let api = openapi::openapi();
+        let allowed = web::Data::new(AllowedMethods::from_openapi(&api));
+        let max_body = settings.server.max_body_bytes;
+
+        let mut server = HttpServer::new(move || {
+            let (app, _) = App::new()
+                .into_utoipa_app()
+                .configure(routes::configure)
+                .split_for_parts();
+            app.app_data(slitz.clone())
+                .app_data(keys.clone())
+                .app_data(readiness.clone())
+                .app_data(proxies.clone())
+                .app_data(allowed.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(max_body)
+                        .error_handler(json_error),
+                )
+                .app_data(web::PayloadConfig::new(max_body))
+                .app_data(web::QueryConfig::default().error_handler(query_error))
+                .app_data(web::PathConfig::default().error_handler(path_error))
+                .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api.clone()))
+                .route("/docs", web::get().to(routes::docs_redirect))
+                .default_service(web::to(routes::fallback))
+                .wrap(from_fn(telemetry::request_context))
+        })
+        .shutdown_timeout(10);
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        let server = server.listen(listener)?.run();
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,208 @@
+//! Logging and the request context: one span per request carrying the
+//! request id, which is also echoed to the caller, sent upstream and written
+//! into every problem body.
+
+use std::{io::IsTerminal, net::IpAddr, time::Instant};
+
+use actix_web::{
+    HttpMessage,
+    body::{BoxBody, MessageBody},
+    dev::{ServiceRequest, ServiceResponse},
+    http::header::{HeaderName, HeaderValue},
+    middleware::Next,
+    web,
+};
+use tracing::Instrument;
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+use crate::configuration::{LogFormat, LogSettings};
+
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being served on this task, if any.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// Installs the global subscriber: JSON lines for machines, pretty for people.
+/// `RUST_LOG`, when set, wins over the configured filter.
+pub fn init(settings: &LogSettings) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match settings.format {
+        LogFormat::Json => true,
+        LogFormat::Pretty => false,
+        LogFormat::Auto => !std::io::stdout().is_terminal(),
+    };
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = if json {
+        registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
+            .try_init()
+    } else {
+        registry.with(fmt::layer()).try_init()
+    };
+    // A second init (tests, embedding) keeps the first subscriber.
+    let _ = result;
+}
+
+/// A caller's id is kept when it is short and plain, so it cannot forge log
+/// lines or carry a payload; otherwise a fresh UUID is used.
+fn sane_request_id(value: &HeaderValue) -> Option<String> {
+    let s = value.to_str().ok()?;
+    let ok = (1..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    ok.then(|| s.to_owned())
+}
+
+/// Middleware: takes or makes the request id, serves the request inside a
+/// span and a task-local carrying it, echoes it, and logs one line per request.
+pub async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let id = req
+        .headers()
+        .get(&REQUEST_ID_HEADER)
+        .and_then(sane_request_id)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let client_ip = req
+        .app_data::<web::Data<TrustedProxies>>()
+        .and_then(|proxies| {
+            let forwarded = req
+                .headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok());
+            proxies.client_ip(req.peer_addr().map(|a| a.ip()), forwarded)
+        });
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %req.method(),
+        path = %req.path(),
+        client_ip = client_ip.map(tracing::field::display),
+        caller = tracing::field::Empty,
+    );
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let started = Instant::now();
+
+    let future = span.in_scope(|| REQUEST_ID.sync_scope(id.clone(), || next.call(req)));
+    let result = REQUEST_ID
+        .scope(id.clone(), future)
+        .instrument(span.clone())
+        .await;
+    // Handlers and extractors turn their errors into responses themselves;
+    // an `Err` here could only come from inner middleware, of which there is none.
+    let mut response = result?.map_into_boxed_body();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::warn!(status, latency_ms, "request finished");
+        } else {
+            tracing::info!(status, latency_ms, "request finished");
+        }
+    });
+    Ok(response)
+}
+
+/// The request id, also stored in request extensions for handlers.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Peers whose `X-Forwarded-For` is believed (`server.trusted_proxies`).
+pub struct TrustedProxies(pub Vec<ipnet::IpNet>);
+
+impl TrustedProxies {
+    fn trusts(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The client's address: the peer, unless the peer is a trusted proxy, in
+    /// which case the right-most `X-Forwarded-For` entry that is not itself a
+    /// trusted proxy (entries further left could be forged by the client).
+    pub fn client_ip(&self, peer: Option<IpAddr>, forwarded_for: Option<&str>) -> Option<IpAddr> {
+        let peer = peer?;
+        if !self.trusts(peer) {
+            return Some(peer);
+        }
+        let Some(chain) = forwarded_for else {
+            return Some(peer);
+        };
+        let mut client = peer;
+        for hop in chain.rsplit(',') {
+            match hop.trim().parse::<IpAddr>() {
+                Ok(ip) => {
+                    client = ip;
+                    if !self.trusts(ip) {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        Some(client)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_request_ids_are_kept_and_odd_ones_replaced() {
+        let keep = HeaderValue::from_static("abc-123_x.y:z");
+        assert_eq!(sane_request_id(&keep).as_deref(), Some("abc-123_x.y:z"));
+        for odd in ["", "has space", "new\tline", "é"] {
+            if let Ok(v) = HeaderValue::from_str(odd) {
+                assert_eq!(sane_request_id(&v), None, "{odd:?}");
+            }
+        }
+        let long = HeaderValue::from_str(&"a".repeat(129)).unwrap();
+        assert_eq!(sane_request_id(&long), None);
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxies = TrustedProxies(vec![
+            "127.0.0.1/32".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // An untrusted peer's header is ignored.
+        assert_eq!(
+            proxies.client_ip(Some(ip("203.0.113.9")), Some("1.2.3.4")),
+            Some(ip("203.0.113.9"))
+        );
+        // Through two trusted proxies, the first untrusted hop from the right is the client.
+        assert_eq!(
+            proxies.client_ip(
+                Some(ip("127.0.0.1")),
+                Some("6.6.6.6, 198.51.100.7, 10.1.2.3")
+            ),
+            Some(ip("198.51.100.7"))
+        );
+        assert_eq!(
+            proxies.client_ip(Some(ip("127.0.0.1")), None),
+            Some(ip("127.0.0.1"))
+        );
+        assert_eq!(
+            proxies.client_ip(Some(ip("127.0.0.1")), Some("garbage")),
+            Some(ip("127.0.0.1"))
+        );
+    }
+}
