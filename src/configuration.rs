@@ -217,19 +217,39 @@ impl Settings {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
             builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
+            // Parse errors would otherwise not say which file.
+            Config::builder()
+                .add_source(File::from_str(&text, FileFormat::Toml))
+                .build()
+                .map_err(|e| {
+                    ConfigError(format!("{}: {}", path.display(), one_line(&e.to_string())))
+                })?;
         }
-        let env: config::Map<String, String> = env
+        let mut env: config::Map<String, String> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with("GATEWAY__"))
             .collect();
+        // `config` splits lists only when it also guesses types for every
+        // variable, which would turn a password "0123" into the number 123;
+        // so the one list key is split here and every other value stays text.
+        let proxies = env.remove("GATEWAY__SERVER__TRUSTED_PROXIES");
         builder = builder.add_source(
             Environment::with_prefix("GATEWAY")
                 .prefix_separator("__")
                 .separator("__")
-                .list_separator(",")
-                .with_list_parse_key("server.trusted_proxies")
                 .source(Some(env)),
         );
+        if let Some(list) = proxies {
+            let nets: Vec<String> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            builder = builder
+                .set_override("server.trusted_proxies", nets)
+                .map_err(config_error)?;
+        }
         let layered = builder.build_cloned().map_err(config_error)?;
         for key in FILE_BACKED_KEYS {
             let file_key = format!("{key}_file");
@@ -365,5 +385,9 @@ pub const SANDBOX_API_KEY: &str = "sandbox-key";
 
 /// `config` names the key in most of its messages already; keep them to one line.
 fn config_error(e: config::ConfigError) -> ConfigError {
-    ConfigError(e.to_string().replace('\n', " "))
+    ConfigError(one_line(&e.to_string()))
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -229,6 +229,26 @@ pub fn in_zone(naive: NaiveDateTime, zone: Tz) -> DateTime<FixedOffset> {
     local.fixed_offset()
 }
 
+/// Serializes a date-time as RFC 3339 with a numeric offset (`+00:00`, never
+/// `Z`), whole seconds, so every date-time of the API looks alike.
+pub fn rfc3339<S: serde::Serializer>(
+    value: &DateTime<FixedOffset>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&value.to_rfc3339_opts(chrono::SecondsFormat::Secs, false))
+}
+
+/// [`rfc3339`] for optional date-times; `None` is `null`.
+pub fn opt_rfc3339<S: serde::Serializer>(
+    value: &Option<DateTime<FixedOffset>>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => rfc3339(v, s),
+        None => s.serialize_none(),
+    }
+}
+
 /// `"Active"` → `"active"`, `"Payment Pending"` → `"payment_pending"`,
 /// `"In-Progress"` → `"in_progress"`.
 pub fn status(raw: &str) -> String {

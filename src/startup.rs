@@ -14,7 +14,7 @@ use crate::{
     error::{json_error, path_error, query_error},
     openapi,
     routes::{self, AllowedMethods, health::Readiness},
-    telemetry::{self, TrustedProxies},
+    telemetry::{self, BodyLimit, TrustedProxies},
     upstream::slitz::SlitzClient,
 };
 
@@ -45,6 +45,7 @@ impl Application {
             Duration::from_millis(settings.upstream.connect_timeout_ms),
         ));
         let proxies = web::Data::new(TrustedProxies(settings.server.trusted_proxies.clone()));
+        let body_limit = web::Data::new(BodyLimit(settings.server.max_body_bytes));
         let api = openapi::openapi();
         let allowed = web::Data::new(AllowedMethods::from_openapi(&api));
         let max_body = settings.server.max_body_bytes;
@@ -58,6 +59,7 @@ impl Application {
                 .app_data(keys.clone())
                 .app_data(readiness.clone())
                 .app_data(proxies.clone())
+                .app_data(body_limit.clone())
                 .app_data(allowed.clone())
                 .app_data(
                     web::JsonConfig::default()

@@ -5,7 +5,7 @@
 use std::{io::IsTerminal, net::IpAddr, time::Instant};
 
 use actix_web::{
-    HttpMessage,
+    HttpMessage, ResponseError,
     body::{BoxBody, MessageBody},
     dev::{ServiceRequest, ServiceResponse},
     http::header::{HeaderName, HeaderValue},
@@ -15,7 +15,10 @@ use actix_web::{
 use tracing::Instrument;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
-use crate::configuration::{LogFormat, LogSettings};
+use crate::{
+    configuration::{LogFormat, LogSettings},
+    error::ApiError,
+};
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -97,14 +100,22 @@ pub async fn request_context(
     req.extensions_mut().insert(RequestId(id.clone()));
     let started = Instant::now();
 
-    let future = span.in_scope(|| REQUEST_ID.sync_scope(id.clone(), || next.call(req)));
-    let result = REQUEST_ID
-        .scope(id.clone(), future)
-        .instrument(span.clone())
-        .await;
-    // Handlers and extractors turn their errors into responses themselves;
-    // an `Err` here could only come from inner middleware, of which there is none.
-    let mut response = result?.map_into_boxed_body();
+    let mut response = match body_too_large(&req) {
+        Some(error) => {
+            let response = REQUEST_ID.sync_scope(id.clone(), || error.error_response());
+            req.into_response(response)
+        }
+        None => {
+            let future = span.in_scope(|| REQUEST_ID.sync_scope(id.clone(), || next.call(req)));
+            let result = REQUEST_ID
+                .scope(id.clone(), future)
+                .instrument(span.clone())
+                .await;
+            // Handlers and extractors turn their errors into responses themselves;
+            // an `Err` here could only come from inner middleware, of which there is none.
+            result?.map_into_boxed_body()
+        }
+    };
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
@@ -118,6 +129,24 @@ pub async fn request_context(
         }
     });
     Ok(response)
+}
+
+/// `server.max_body_bytes`, enforced on every route.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// A declared body over the limit is refused before routing, whatever the
+/// route; bodies without a length are bounded by the extractors.
+fn body_too_large(req: &ServiceRequest) -> Option<ApiError> {
+    let limit = req.app_data::<web::Data<BodyLimit>>()?.0;
+    let length: u64 = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    (length > limit as u64).then_some(ApiError::PayloadTooLarge { limit })
 }
 
 /// The request id, also stored in request extensions for handlers.

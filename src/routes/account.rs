@@ -89,6 +89,7 @@ pub struct Account {
     /// When the account was created (upstream `datecreated`).
     pub created_on: Option<NaiveDate>,
     /// Last client-area login (upstream `lastlogin`), in the configured zone.
+    #[serde(serialize_with = "crate::normalize::opt_rfc3339")]
     pub last_login_at: Option<DateTime<FixedOffset>>,
     /// Address of the last login (upstream `ip`).
     pub last_login_ip: Option<String>,
@@ -189,6 +190,19 @@ mod tests {
         assert_eq!(json["created_on"], "2015-03-16");
         assert_eq!(json["last_login_at"], "2015-09-17T09:00:20+02:00");
         assert_eq!(json["privileges"], serde_json::Value::Null);
+        let utc = Account::from_slitz(
+            serde_json::from_value(
+                serde_json::json!({"id": "1", "lastlogin": "2015-09-17 09:00:20"}),
+            )
+            .unwrap(),
+            Tz::UTC,
+            "SEK",
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(&utc).unwrap()["last_login_at"],
+            "2015-09-17T09:00:20+00:00"
+        );
         assert!(json.get("firstname").is_none());
     }
 

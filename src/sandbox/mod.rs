@@ -90,6 +90,7 @@ struct ControlState {
     knobs: Knobs,
     faults: Vec<FaultRule>,
     calls: BTreeMap<String, u64>,
+    last_request_id: Option<String>,
 }
 
 /// The shared knobs, faults and counters of one simulator instance.
@@ -137,14 +138,31 @@ impl Control {
         self.lock().calls.clone()
     }
 
+    /// The `X-Request-Id` of the last call received, to check it is forwarded.
+    pub fn last_request_id(&self) -> Option<String> {
+        self.lock().last_request_id.clone()
+    }
+
     pub fn reset_calls(&self) {
         self.lock().calls.clear();
     }
 
     /// Counts the call and returns the fault to apply, consuming one use of a
     /// limited rule.
+    #[cfg(test)]
     fn record(&self, method: &str, path: &str, pattern: &str) -> (Option<Fault>, Duration) {
+        self.record_with_id(method, path, pattern, None)
+    }
+
+    fn record_with_id(
+        &self,
+        method: &str,
+        path: &str,
+        pattern: &str,
+        request_id: Option<String>,
+    ) -> (Option<Fault>, Duration) {
         let mut state = self.lock();
+        state.last_request_id = request_id;
         *state
             .calls
             .entry(format!("{method} {pattern}"))
@@ -265,7 +283,13 @@ async fn simulate(
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
     let pattern = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
-    let (fault, latency) = control.record(req.method().as_str(), req.path(), &pattern);
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let (fault, latency) =
+        control.record_with_id(req.method().as_str(), req.path(), &pattern, request_id);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }

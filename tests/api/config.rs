@@ -1,0 +1,244 @@
+use std::{path::Path, process::Command};
+
+use gateway::configuration::Settings;
+use secrecy::ExposeSecret;
+
+const VALID: &str = r#"
+[[auth.api_keys]]
+name = "web"
+sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+scopes = ["read"]
+
+[dna]
+base_url = "https://staging.api.nexogy.com/api"
+client_id = "3"
+client_secret = "dna-client-secret-value"
+username = "api@example.com"
+password = "dna-password-value"
+
+[slitz]
+base_url = "https://slitz.se/api"
+username = "billing@example.com"
+password = "slitz-password-value"
+"#;
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn load(text: &str, env: &[(&str, &str)]) -> Result<Settings, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "gateway.toml", text);
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    Settings::load(Some(&path), env).map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_minimal_file_loads_with_every_other_key_defaulted() {
+    let settings = load(VALID, &[]).unwrap();
+    assert_eq!(settings.server.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(settings.server.max_body_bytes, 65536);
+    assert_eq!(settings.cache.ttl_seconds, 60);
+    assert_eq!(settings.cache.stale_seconds, 600);
+    assert_eq!(settings.upstream.timeout_ms, 10_000);
+    assert_eq!(settings.upstream.retries, 2);
+    assert_eq!(settings.slitz.timezone, chrono_tz::UTC);
+    assert_eq!(
+        settings.slitz.password.expose_secret(),
+        "slitz-password-value"
+    );
+}
+
+#[test]
+fn environment_variables_override_the_file() {
+    let settings = load(
+        VALID,
+        &[
+            ("GATEWAY__SLITZ__PASSWORD", "0123"),
+            ("GATEWAY__UPSTREAM__TIMEOUT_MS", "2500"),
+            ("GATEWAY__SLITZ__TIMEZONE", "Europe/Stockholm"),
+            (
+                "GATEWAY__SERVER__TRUSTED_PROXIES",
+                "10.0.0.0/8, 192.168.0.0/16",
+            ),
+            ("UNRELATED", "x"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        settings.slitz.password.expose_secret(),
+        "0123",
+        "kept as text, leading zero and all"
+    );
+    assert_eq!(settings.upstream.timeout_ms, 2500);
+    assert_eq!(settings.slitz.timezone, chrono_tz::Europe::Stockholm);
+    assert_eq!(settings.server.trusted_proxies.len(), 2);
+}
+
+#[test]
+fn secrets_can_come_from_files_by_key_or_by_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = write(dir.path(), "dna_secret", "from-a-file\n");
+    let password = write(dir.path(), "slitz_password", "env-file-password\n");
+    let text = VALID.replace(
+        r#"client_secret = "dna-client-secret-value""#,
+        &format!("client_secret_file = {:?}", secret.display().to_string()),
+    );
+    let text = text.replace(r#"password = "slitz-password-value""#, "");
+    let settings = load(
+        &text,
+        &[("GATEWAY__SLITZ__PASSWORD_FILE", password.to_str().unwrap())],
+    )
+    .unwrap();
+    assert_eq!(
+        settings.dna.client_secret.expose_secret(),
+        "from-a-file",
+        "trailing newline dropped"
+    );
+    assert_eq!(settings.slitz.password.expose_secret(), "env-file-password");
+}
+
+#[test]
+fn a_typo_is_rejected_naming_the_key() {
+    let err = load(&VALID.replace("[dna]", "[dna]\nclient_secert = \"x\""), &[]).unwrap_err();
+    assert!(
+        err.contains("client_secert") && err.contains("dna"),
+        "{err}"
+    );
+    let err = load(VALID, &[("GATEWAY__CACHE__TTL_SECNDS", "5")]).unwrap_err();
+    assert!(err.contains("ttl_secnds"), "{err}");
+}
+
+#[test]
+fn bad_values_are_rejected_naming_the_key() {
+    for (env, key) in [
+        (
+            ("GATEWAY__UPSTREAM__TIMEOUT_MS", "soon"),
+            "upstream.timeout_ms",
+        ),
+        (
+            ("GATEWAY__SLITZ__TIMEZONE", "Mars/Olympus"),
+            "slitz.timezone",
+        ),
+        (("GATEWAY__SLITZ__CURRENCY", "kronor"), "slitz.currency"),
+        (("GATEWAY__SERVER__LISTEN", "everywhere"), "server.listen"),
+        (
+            ("GATEWAY__DNA__BASE_URL", "ftp://x.example/api"),
+            "dna.base_url",
+        ),
+        (
+            ("GATEWAY__SERVER__MAX_BODY_BYTES", "0"),
+            "server.max_body_bytes",
+        ),
+    ] {
+        let err = load(VALID, &[env]).unwrap_err();
+        assert!(err.contains(key), "{key}: {err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+}
+
+#[test]
+fn missing_credentials_and_keys_are_named() {
+    let err = load(
+        &VALID.replace("username = \"billing@example.com\"", ""),
+        &[],
+    )
+    .unwrap_err();
+    assert!(err.contains("slitz.username"), "{err}");
+    let no_keys = VALID
+        .split("[dna]")
+        .nth(1)
+        .map(|rest| format!("[dna]{rest}"))
+        .unwrap();
+    let err = load(&no_keys, &[]).unwrap_err();
+    assert!(err.contains("auth.api_keys"), "{err}");
+    let err = load(&VALID.replace("9f86d081", "zz"), &[]).unwrap_err();
+    assert!(err.contains("auth.api_keys[0].sha256"), "{err}");
+}
+
+#[test]
+fn a_secret_given_twice_is_rejected() {
+    let err = load(VALID, &[("GATEWAY__SLITZ__PASSWORD_FILE", "/dev/null")]).unwrap_err();
+    assert!(err.contains("slitz.password"), "{err}");
+}
+
+#[test]
+fn debug_output_never_shows_a_secret() {
+    let settings = load(VALID, &[]).unwrap();
+    let debug = format!("{settings:?}");
+    for secret in [
+        "dna-client-secret-value",
+        "dna-password-value",
+        "slitz-password-value",
+    ] {
+        assert!(!debug.contains(secret), "{secret} in {debug}");
+    }
+}
+
+#[test]
+fn check_config_exits_0_for_a_good_file_and_2_with_one_line_for_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(dir.path(), "good.toml", VALID);
+    let output = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["check-config", "--config"])
+        .arg(&good)
+        .env_remove("GATEWAY_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        &VALID.replace("[slitz]", "[slitz]\ntimezon = \"UTC\""),
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("timezon") && stderr.contains("slitz"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_gateway_refuses_to_start_on_a_bad_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        &VALID
+            .replace("[cache]", "")
+            .replace("[dna]", "[dna]\nretries = 3"),
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .env("GATEWAY_CONFIG", &bad)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("retries"));
+}
+
+#[test]
+fn the_shipped_example_config_is_valid_given_its_secret_files() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["dna_client_secret", "dna_password", "slitz_password"] {
+        write(dir.path(), name, "s3cret\n");
+    }
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/gateway.toml"
+    ))
+    .unwrap()
+    .replace("/run/secrets", dir.path().to_str().unwrap());
+    load(&text, &[]).unwrap();
+}

@@ -1,0 +1,39 @@
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn healthz_answers_without_a_key() {
+    let app = spawn_app().await;
+    let response = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+}
+
+#[tokio::test]
+async fn readyz_is_ready_when_both_upstreams_accept_connections() {
+    let app = spawn_app().await;
+    let response = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["checks"]["dna"]["status"], "up");
+    assert_eq!(body["checks"]["slitz"]["status"], "up");
+}
+
+#[tokio::test]
+async fn readyz_is_a_503_problem_naming_an_unreachable_upstream() {
+    // A port that was free a moment ago: nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let app = spawn_app_with(|s| {
+        s.slitz.base_url = format!("http://{closed}/api").parse().unwrap();
+    })
+    .await;
+    let response = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let body = assert_problem(response, 503).await;
+    assert_eq!(body["checks"]["slitz"]["status"], "down");
+    assert_eq!(body["checks"]["dna"]["status"], "up");
+    assert!(body["detail"].as_str().unwrap().contains("slitz"));
+}

@@ -1,0 +1,106 @@
+use std::net::SocketAddr;
+
+use gateway::{
+    configuration::{SANDBOX_API_KEY, Settings},
+    sandbox::Sandbox,
+    startup::Application,
+};
+use reqwest::{Client, RequestBuilder, Response};
+
+pub const KEY: &str = SANDBOX_API_KEY;
+
+pub struct TestApp {
+    pub address: String,
+    pub client: Client,
+    pub sandbox: Sandbox,
+}
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// Starts the sandbox simulators and the gateway, both on random ports.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// As [`spawn_app`], letting the test adjust the settings first.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let sandbox = Sandbox::start(loopback()).expect("sandbox starts");
+    let mut settings =
+        Settings::sandbox(sandbox.dna_base_url(), sandbox.slitz_base_url(), loopback());
+    settings.server.workers = 1;
+    adjust(&mut settings);
+    let app = Application::build(settings).expect("gateway builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        sandbox,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// A request with the sandbox key.
+    pub fn authed(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path)).bearer_auth(KEY)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.authed(reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get_account(&self) -> Response {
+        self.get("/v1/account").await
+    }
+
+    /// The simulators' own base, for calling them directly.
+    pub fn upstream(&self, path: &str) -> String {
+        format!("http://{}{path}", self.sandbox.addr)
+    }
+}
+
+/// Checks a problem+json answer and returns its body.
+pub async fn assert_problem(response: Response, status: u16) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("x-request-id header")
+        .to_owned();
+    let body: serde_json::Value = response.json().await.expect("a JSON body");
+    assert_eq!(body["status"], status, "status in body: {body}");
+    assert!(
+        body["type"].as_str().is_some_and(|t| !t.is_empty()),
+        "type: {body}"
+    );
+    assert!(
+        body["title"].as_str().is_some_and(|t| !t.is_empty()),
+        "title: {body}"
+    );
+    assert_eq!(
+        body["request_id"],
+        request_id.as_str(),
+        "request_id: {body}"
+    );
+    body
+}
