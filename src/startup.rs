@@ -46,6 +46,7 @@ impl Application {
         ));
         let proxies = web::Data::new(TrustedProxies(settings.server.trusted_proxies.clone()));
         let body_limit = web::Data::new(BodyLimit(settings.server.max_body_bytes));
+        let metrics = web::Data::new(routes::metrics::recorder());
         let api = openapi::openapi();
         let allowed = web::Data::new(AllowedMethods::from_openapi(&api));
         let max_body = settings.server.max_body_bytes;
@@ -60,6 +61,7 @@ impl Application {
                 .app_data(readiness.clone())
                 .app_data(proxies.clone())
                 .app_data(body_limit.clone())
+                .app_data(metrics.clone())
                 .app_data(allowed.clone())
                 .app_data(
                     web::JsonConfig::default()

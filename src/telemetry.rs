@@ -120,7 +120,21 @@ pub async fn request_context(
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     let status = response.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed().as_secs_f64();
+    let latency_ms = elapsed * 1000.0;
+    // Label by route pattern, never the raw path: ids would explode cardinality.
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = response.request().method().to_string();
+    metrics::counter!(
+        "gateway_http_requests_total",
+        "method" => method.clone(), "route" => route.clone(), "status" => status.to_string()
+    )
+    .increment(1);
+    metrics::histogram!("gateway_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(elapsed);
     span.in_scope(|| {
         if status >= 500 {
             tracing::warn!(status, latency_ms, "request finished");

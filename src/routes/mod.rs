@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod health;
+pub mod metrics;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,6 +17,7 @@ use crate::error::{ApiError, Problem};
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(health::healthz)
         .service(health::readyz)
+        .service(metrics::metrics)
         .service(utoipa_actix_web::scope("/v1").service(account::get_account));
 }
 

@@ -37,3 +37,35 @@ async fn readyz_is_a_503_problem_naming_an_unreachable_upstream() {
     assert_eq!(body["checks"]["dna"]["status"], "up");
     assert!(body["detail"].as_str().unwrap().contains("slitz"));
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_pattern_without_a_key() {
+    let app = spawn_app().await;
+    app.client.get(app.url("/healthz")).send().await.unwrap();
+    app.client
+        .get(app.url("/no/such/route/12345"))
+        .send()
+        .await
+        .unwrap();
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("gateway_http_requests_total")
+                && l.contains(r#"route="/healthz""#)
+                && l.contains(r#"status="200""#)),
+        "{text}"
+    );
+    assert!(
+        text.contains("gateway_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(!text.contains("12345"), "raw paths never become labels");
+}
