@@ -54,3 +54,85 @@ async fn the_request_id_is_forwarded_to_slitz() {
         Some("fwd-42")
     );
 }
+
+/// Runs the real binary in sandbox mode with every log level on, drives a few
+/// requests through it, and checks nothing secret reached its output.
+#[tokio::test]
+async fn no_secret_reaches_the_logs_even_at_trace_level() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+
+    use gateway::sandbox::data;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env_remove("GATEWAY_CONFIG")
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut log = String::new();
+    let port = loop {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "gateway exited early: {log}"
+        );
+        log.push_str(&line);
+        if line.contains("gateway listening") {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            break v["fields"]["port"].as_u64().unwrap();
+        }
+    };
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let ok = client
+        .get(format!("{base}/v1/account"))
+        .bearer_auth(super::helpers::KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    let denied = client
+        .get(format!("{base}/v1/account"))
+        .bearer_auth("top-secret-api-key-xyz")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status().as_u16(), 401);
+    child.kill().unwrap();
+    stdout.read_to_string(&mut log).unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let _ = child.wait();
+    let output = format!("{log}\n{stderr}");
+
+    assert!(
+        output.contains("request finished"),
+        "logs were captured: {output}"
+    );
+    let basic = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            data::SLITZ_EMAIL,
+            data::SLITZ_PASSWORD
+        ))
+    };
+    for secret in [
+        data::SLITZ_PASSWORD,
+        data::DNA_PASSWORD,
+        data::DNA_CLIENT_SECRET,
+        "top-secret-api-key-xyz",
+        basic.as_str(),
+    ] {
+        assert!(!output.contains(secret), "{secret} was logged");
+    }
+}
