@@ -133,9 +133,14 @@ fn default_currency() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheSettings {
+    /// TTL of every cached route without its own entry in `routes`.
     pub ttl_seconds: u64,
+    /// How long after expiry an entry may still answer while Slitz fails.
     pub stale_seconds: u64,
+    /// Bound on the cache, in bytes of cached answers.
     pub max_bytes: u64,
+    /// Per-route TTLs in seconds, by route name (`account`, `invoices`, …).
+    pub routes: std::collections::BTreeMap<String, u64>,
 }
 
 impl Default for CacheSettings {
@@ -144,6 +149,7 @@ impl Default for CacheSettings {
             ttl_seconds: 60,
             stale_seconds: 600,
             max_bytes: 64 * 1024 * 1024,
+            routes: Default::default(),
         }
     }
 }
@@ -332,6 +338,18 @@ impl Settings {
         }
         if self.cache.max_bytes == 0 {
             return Err(bad("cache.max_bytes", "must be greater than 0"));
+        }
+        let routes: Vec<&str> = crate::cache::Route::ALL.iter().map(|r| r.name()).collect();
+        if let Some(unknown) = self
+            .cache
+            .routes
+            .keys()
+            .find(|k| !routes.contains(&k.as_str()))
+        {
+            return Err(bad(
+                &format!("cache.routes.{unknown}"),
+                format!("no such cached route; known: {}", routes.join(", ")),
+            ));
         }
         Ok(())
     }

@@ -268,7 +268,10 @@ pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error
 
 /// Query strings that do not fit the route's parameters.
 pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    let message = err.to_string();
+    let message = match &err {
+        QueryPayloadError::Deserialize(e) => e.to_string(),
+        other => other.to_string(),
+    };
     let field = field_in_serde_message(&message).unwrap_or_else(|| "query".to_owned());
     ApiError::BadRequest {
         detail: format!("the query string is not valid: {message}"),

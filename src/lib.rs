@@ -3,6 +3,7 @@
 #![warn(unreachable_pub)]
 
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod configuration;
 pub mod error;

@@ -29,6 +29,10 @@ with a `request_id`; every response carries `X-Request-Id`."
     components(schemas(Problem, FieldError, Money)),
     tags(
         (name = "account", description = "The client-area account (Slitz)."),
+        (name = "billing", description = "Balance and invoices (Slitz)."),
+        (name = "support", description = "Support tickets and replies (Slitz)."),
+        (name = "domains", description = "Registered domains and availability (Slitz)."),
+        (name = "services", description = "Hosting, VPS and other services (Slitz)."),
         (name = "operations", description = "Health and readiness, for orchestrators; no API key needed."),
     )
 )]

@@ -10,6 +10,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
     auth::ApiKeys,
+    cache::ResponseCache,
     configuration::Settings,
     error::{json_error, path_error, query_error},
     openapi,
@@ -36,6 +37,7 @@ impl Application {
     pub fn build_with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
         let slitz = web::Data::new(SlitzClient::new(&settings.slitz, &settings.upstream)?);
+        let cache = web::Data::new(ResponseCache::new(&settings.cache));
         let keys = web::Data::new(ApiKeys::new(&settings.auth.api_keys));
         let readiness = web::Data::new(Readiness::new(
             &[
@@ -57,6 +59,7 @@ impl Application {
                 .configure(routes::configure)
                 .split_for_parts();
             app.app_data(slitz.clone())
+                .app_data(cache.clone())
                 .app_data(keys.clone())
                 .app_data(readiness.clone())
                 .app_data(proxies.clone())

@@ -1,18 +1,19 @@
 //! `/v1/account`: the Slitz client-area account (upstream `GET /details`).
 
-use actix_web::{get, web};
+use actix_web::{HttpRequest, HttpResponse, get, patch, web};
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use chrono_tz::Tz;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{AuthErrors, UpstreamErrors};
+use super::{AuthErrors, UpstreamErrors, slitz_malformed};
 use crate::{
     auth::{Caller, Scope},
-    error::ApiError,
+    cache::{self, CacheKey, ResponseCache, Route},
+    error::{ApiError, FieldError, Problem},
     normalize::{Money, NormalizeError},
     upstream::{
-        Upstream, UpstreamError,
+        UpstreamError,
         slitz::{ClientDetails, SlitzClient},
     },
 };
@@ -137,11 +138,16 @@ impl Account {
 /// The account
 ///
 /// Registration details of the client-area account the gateway is
-/// configured with: names, address, contact, credit and last login.
+/// configured with: names, address, contact, credit and last login. Cached.
 #[utoipa::path(
     tag = "account",
     responses(
-        (status = 200, description = "The account.", body = Account),
+        (status = 200, description = "The account.", body = Account, headers(
+            ("X-Cache" = String, description = "HIT, MISS or STALE"),
+            ("ETag" = String, description = "Strong validator; send it back in If-None-Match"),
+            ("Cache-Control" = String, description = "private, max-age = seconds the answer stays fresh"),
+        )),
+        (status = 304, description = "Not modified since the ETag in If-None-Match."),
         AuthErrors,
         UpstreamErrors,
     ),
@@ -149,15 +155,398 @@ impl Account {
 )]
 #[get("/account")]
 pub(crate) async fn get_account(
+    req: HttpRequest,
     caller: Caller,
     slitz: web::Data<SlitzClient>,
-) -> Result<web::Json<Account>, ApiError> {
+    cache: web::Data<ResponseCache>,
+) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Read)?;
-    let details = slitz.details().await?;
-    let account = Account::from_slitz(details, slitz.zone(), slitz.currency())
-        .map_err(|e| UpstreamError::from((Upstream::Slitz, e)))?;
-    Ok(web::Json(account))
+    let (entry, status) = cache
+        .get_or_load(account_key(), || fetch_account(&slitz))
+        .await?;
+    Ok(cache::respond(&req, &entry, status))
 }
+
+fn account_key() -> CacheKey {
+    CacheKey::new(Route::Account, "")
+}
+
+async fn fetch_account(slitz: &SlitzClient) -> Result<Account, ApiError> {
+    let details = slitz.details().await?;
+    Account::from_slitz(details, slitz.zone(), slitz.currency()).map_err(slitz_malformed)
+}
+
+/// Fields `PATCH /v1/account` may change. Send only those to change; `""` or
+/// `null` clears an optional field.
+#[derive(Debug, Default, Serialize, ToSchema)]
+#[schema(example = json!({"city": "Lund", "zipcode": "222 20", "mobile_phone": "+46701112233"}))]
+pub struct AccountChanges {
+    #[schema(max_length = 100)]
+    pub first_name: Option<String>,
+    #[schema(max_length = 100)]
+    pub last_name: Option<String>,
+    /// Optional.
+    #[schema(max_length = 255)]
+    pub company_name: Option<String>,
+    #[schema(max_length = 255)]
+    pub address: Option<String>,
+    /// Optional.
+    #[schema(max_length = 255)]
+    pub address2: Option<String>,
+    #[schema(max_length = 100)]
+    pub city: Option<String>,
+    /// Optional.
+    #[schema(max_length = 100)]
+    pub state: Option<String>,
+    #[schema(max_length = 20)]
+    pub zipcode: Option<String>,
+    /// ISO 3166-1 alpha-2, upper case.
+    #[schema(pattern = "^[A-Z]{2}$", example = "SE")]
+    pub country: Option<String>,
+    /// With its country prefix, e.g. `+46.701234567` or `+46 70 123 45 67`.
+    #[schema(pattern = r"^\+[0-9][0-9 .()-]{5,24}$", example = "+46.701234567")]
+    pub phone: Option<String>,
+    /// Optional; with its country prefix, for SMS notices.
+    #[schema(pattern = r"^\+[0-9][0-9 .()-]{5,24}$", example = "+46701112233")]
+    pub mobile_phone: Option<String>,
+    /// Optional.
+    #[schema(max_length = 50)]
+    pub account_type: Option<String>,
+    /// Optional; EU VAT number, e.g. `SE556677889901`.
+    #[schema(pattern = "^[A-Z]{2}[0-9A-Z+*.]{2,13}$", example = "SE556677889901")]
+    pub eu_vat_number: Option<String>,
+    /// Optional; organisation or personal identity number.
+    #[schema(max_length = 20)]
+    pub org_number: Option<String>,
+    /// Optional; your reference on invoices.
+    #[schema(max_length = 100)]
+    pub reference: Option<String>,
+}
+
+/// How one changeable field is checked and where it goes upstream.
+struct Editable {
+    name: &'static str,
+    upstream: &'static str,
+    max: usize,
+    required: bool,
+    check: fn(&str) -> Result<(), &'static str>,
+    current: fn(&Account) -> Option<&str>,
+}
+
+fn any_text(_: &str) -> Result<(), &'static str> {
+    Ok(())
+}
+
+fn phone(value: &str) -> Result<(), &'static str> {
+    let digits = value.bytes().filter(u8::is_ascii_digit).count();
+    let ok = value.starts_with('+')
+        && value[1..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b" .()-".contains(&b))
+        && (7..=15).contains(&digits);
+    if ok {
+        Ok(())
+    } else {
+        Err("must be a phone number with its country prefix, e.g. +46.701234567 (7 to 15 digits)")
+    }
+}
+
+fn country(value: &str) -> Result<(), &'static str> {
+    let known = value.len() == 2
+        && value.bytes().all(|b| b.is_ascii_uppercase())
+        && ISO_3166_ALPHA2.split(' ').any(|code| code == value);
+    if known {
+        Ok(())
+    } else {
+        Err("must be an ISO 3166-1 alpha-2 country code in upper case, e.g. SE")
+    }
+}
+
+fn vat_number(value: &str) -> Result<(), &'static str> {
+    let ok = (4..=15).contains(&value.len())
+        && value[..2].bytes().all(|b| b.is_ascii_uppercase())
+        && value[2..]
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b"+*.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(
+            "must be an EU VAT number: a country prefix and 2 to 13 letters or digits, e.g. SE556677889901",
+        )
+    }
+}
+
+const EDITABLE: &[Editable] = &[
+    Editable {
+        name: "first_name",
+        upstream: "firstname",
+        max: 100,
+        required: true,
+        check: any_text,
+        current: |a| a.first_name.as_deref(),
+    },
+    Editable {
+        name: "last_name",
+        upstream: "lastname",
+        max: 100,
+        required: true,
+        check: any_text,
+        current: |a| a.last_name.as_deref(),
+    },
+    Editable {
+        name: "company_name",
+        upstream: "companyname",
+        max: 255,
+        required: false,
+        check: any_text,
+        current: |a| a.company_name.as_deref(),
+    },
+    Editable {
+        name: "address",
+        upstream: "address1",
+        max: 255,
+        required: true,
+        check: any_text,
+        current: |a| a.address.as_deref(),
+    },
+    Editable {
+        name: "address2",
+        upstream: "address2",
+        max: 255,
+        required: false,
+        check: any_text,
+        current: |a| a.address2.as_deref(),
+    },
+    Editable {
+        name: "city",
+        upstream: "city",
+        max: 100,
+        required: true,
+        check: any_text,
+        current: |a| a.city.as_deref(),
+    },
+    Editable {
+        name: "state",
+        upstream: "state",
+        max: 100,
+        required: false,
+        check: any_text,
+        current: |a| a.state.as_deref(),
+    },
+    Editable {
+        name: "zipcode",
+        upstream: "postcode",
+        max: 20,
+        required: true,
+        check: any_text,
+        current: |a| a.zipcode.as_deref(),
+    },
+    Editable {
+        name: "country",
+        upstream: "country",
+        max: 2,
+        required: true,
+        check: country,
+        current: |a| a.country.as_deref(),
+    },
+    Editable {
+        name: "phone",
+        upstream: "phonenumber",
+        max: 30,
+        required: true,
+        check: phone,
+        current: |a| a.phone.as_deref(),
+    },
+    Editable {
+        name: "mobile_phone",
+        upstream: "mobilephone",
+        max: 30,
+        required: false,
+        check: phone,
+        current: |a| a.mobile_phone.as_deref(),
+    },
+    Editable {
+        name: "account_type",
+        upstream: "type",
+        max: 50,
+        required: false,
+        check: any_text,
+        current: |a| a.account_type.as_deref(),
+    },
+    Editable {
+        name: "eu_vat_number",
+        upstream: "vateu",
+        max: 15,
+        required: false,
+        check: vat_number,
+        current: |a| a.eu_vat_number.as_deref(),
+    },
+    Editable {
+        name: "org_number",
+        upstream: "orgpersonnr",
+        max: 20,
+        required: false,
+        check: any_text,
+        current: |a| a.org_number.as_deref(),
+    },
+    Editable {
+        name: "reference",
+        upstream: "referens",
+        max: 100,
+        required: false,
+        check: any_text,
+        current: |a| a.reference.as_deref(),
+    },
+];
+
+/// Checks a change request field by field, reporting every problem at once.
+/// `None` in the result clears the field.
+fn validate_changes(
+    body: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Vec<(&'static Editable, Option<String>)>, ApiError> {
+    let mut errors = Vec::new();
+    let mut changes = Vec::new();
+    for (name, value) in body {
+        let Some(field) = EDITABLE.iter().find(|f| f.name == name) else {
+            let message = if name == "email" {
+                "cannot be changed through the gateway: it is the Slitz login the gateway \
+                 authenticates with (slitz.username); change it in the client area and update the configuration"
+                    .to_owned()
+            } else {
+                format!(
+                    "is not a field of the account that can be changed; known: {}",
+                    EDITABLE
+                        .iter()
+                        .map(|f| f.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            errors.push(FieldError::new(name.clone(), message));
+            continue;
+        };
+        let text = match value {
+            serde_json::Value::Null => String::new(),
+            serde_json::Value::String(s) => s.trim().to_owned(),
+            _ => {
+                errors.push(FieldError::new(name.clone(), "must be a string"));
+                continue;
+            }
+        };
+        if text.is_empty() {
+            if field.required {
+                errors.push(FieldError::new(name.clone(), "must not be empty"));
+            } else {
+                changes.push((field, None));
+            }
+            continue;
+        }
+        if text.chars().any(char::is_control) {
+            errors.push(FieldError::new(
+                name.clone(),
+                "must not contain control characters",
+            ));
+        } else if text.chars().count() > field.max {
+            errors.push(FieldError::new(
+                name.clone(),
+                format!("must be at most {} characters", field.max),
+            ));
+        } else if let Err(message) = (field.check)(&text) {
+            errors.push(FieldError::new(name.clone(), message));
+        } else {
+            changes.push((field, Some(text)));
+        }
+    }
+    if body.is_empty() {
+        errors.push(FieldError::new("body", "names no field to change"));
+    }
+    if errors.is_empty() {
+        Ok(changes)
+    } else {
+        Err(ApiError::Unprocessable {
+            detail: errors
+                .iter()
+                .map(|e| format!("`{}` {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+            errors,
+        })
+    }
+}
+
+/// Change the account
+///
+/// Changes the named fields and answers with the account as Slitz then has it.
+/// Only fields whose value differs are sent to Slitz; a request that changes
+/// nothing makes no upstream write. `email` cannot be changed here: it is the
+/// login the gateway uses.
+#[utoipa::path(
+    tag = "account",
+    request_body(content = AccountChanges, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The account after the change.", body = Account),
+        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than `server.max_body_bytes`.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is not valid or Slitz refused the change; `errors` names the fields. Nothing was changed.",
+         body = Problem, content_type = "application/problem+json"),
+        AuthErrors,
+        UpstreamErrors,
+    ),
+    security(("api_key" = ["write"]))
+)]
+#[patch("/account")]
+pub(crate) async fn patch_account(
+    caller: Caller,
+    body: web::Json<serde_json::Value>,
+    slitz: web::Data<SlitzClient>,
+    cache: web::Data<ResponseCache>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::Write)?;
+    let serde_json::Value::Object(body) = body.into_inner() else {
+        return Err(ApiError::Unprocessable {
+            detail: "the body must be a JSON object of fields to change".into(),
+            errors: vec![FieldError::new("body", "must be a JSON object")],
+        });
+    };
+    let changes = validate_changes(&body)?;
+    // Compare with what Slitz has now, not with the cache, so nothing that
+    // changed elsewhere is overwritten by accident and nothing unchanged is sent.
+    let current = fetch_account(&slitz).await?;
+    let changed: Vec<(&'static str, String)> = changes
+        .into_iter()
+        .filter(|(field, value)| (field.current)(&current) != value.as_deref())
+        .map(|(field, value)| (field.upstream, value.unwrap_or_default()))
+        .collect();
+    if changed.is_empty() {
+        return Ok(no_store(HttpResponse::Ok()).json(current));
+    }
+    slitz.update_details(&changed).await.map_err(|e| match e {
+        UpstreamError::Rejected { message, .. } => ApiError::Unprocessable {
+            detail: format!("slitz refused the change: {message}"),
+            errors: vec![FieldError::new("body", message)],
+        },
+        other => other.into(),
+    })?;
+    // The account and the invoices that embed it are now out of date.
+    cache.invalidate(&account_key()).await;
+    cache.invalidate_route(Route::Invoice);
+    let (entry, _) = cache
+        .get_or_load(account_key(), || fetch_account(&slitz))
+        .await?;
+    Ok(no_store(HttpResponse::Ok())
+        .content_type("application/json")
+        .body(entry.body.clone()))
+}
+
+fn no_store(mut builder: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
+    builder.insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"));
+    builder
+}
+
+/// ISO 3166-1 alpha-2 codes.
+const ISO_3166_ALPHA2: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW";
 
 #[cfg(test)]
 mod tests {
@@ -204,6 +593,57 @@ mod tests {
             "2015-09-17T09:00:20+00:00"
         );
         assert!(json.get("firstname").is_none());
+    }
+
+    fn changes(
+        json: serde_json::Value,
+    ) -> Result<Vec<(&'static str, Option<String>)>, Vec<String>> {
+        let serde_json::Value::Object(map) = json else {
+            panic!()
+        };
+        match validate_changes(&map) {
+            Ok(c) => Ok(c.into_iter().map(|(f, v)| (f.name, v)).collect()),
+            Err(ApiError::Unprocessable { errors, .. }) => {
+                Err(errors.into_iter().map(|e| e.field).collect())
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn valid_changes_pass_and_blank_optional_fields_clear() {
+        let ok = changes(serde_json::json!({
+            "city": " Lund ", "country": "SE", "phone": "+46.701234567", "mobile_phone": "+46 70 111 22 33",
+            "eu_vat_number": "SE556677889901", "address2": "", "state": null
+        }))
+        .unwrap();
+        assert!(ok.contains(&("city", Some("Lund".into()))));
+        assert!(ok.contains(&("address2", None)));
+        assert!(ok.contains(&("state", None)));
+    }
+
+    #[test]
+    fn every_bad_field_is_named_at_once() {
+        let errors = changes(serde_json::json!({
+            "country": "Sweden", "phone": "0701234567", "city": "", "first_name": 5,
+            "email": "new@example.se", "nickname": "x", "last_name": "a\u{0}b",
+            "reference": "r".repeat(101), "eu_vat_number": "12"
+        }))
+        .unwrap_err();
+        for field in [
+            "country",
+            "phone",
+            "city",
+            "first_name",
+            "email",
+            "nickname",
+            "last_name",
+            "reference",
+            "eu_vat_number",
+        ] {
+            assert!(errors.iter().any(|e| e == field), "{field} in {errors:?}");
+        }
+        assert_eq!(changes(serde_json::json!({})).unwrap_err(), vec!["body"]);
     }
 
     #[test]

@@ -2,23 +2,47 @@
 //! `/v1` scope collects them so the document cannot drift from the routes.
 
 pub mod account;
+pub mod billing;
+pub mod domains;
 pub mod health;
 pub mod metrics;
+pub mod services;
+pub mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use actix_web::{HttpRequest, HttpResponse, http::Method, web};
-use utoipa::IntoResponses;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, IntoResponses, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::error::{ApiError, Problem};
+use crate::{
+    error::{ApiError, Problem},
+    normalize::NormalizeError,
+    upstream::{Upstream, UpstreamError},
+};
 
 /// Every documented route.
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(health::healthz)
         .service(health::readyz)
         .service(metrics::metrics)
-        .service(utoipa_actix_web::scope("/v1").service(account::get_account));
+        .service(
+            utoipa_actix_web::scope("/v1")
+                .service(account::get_account)
+                .service(account::patch_account)
+                .service(billing::get_balance)
+                .service(billing::list_invoices)
+                .service(billing::get_invoice)
+                .service(support::list_tickets)
+                .service(support::get_ticket)
+                // Before `/domains/{id}`, which would otherwise claim "availability".
+                .service(domains::get_availability)
+                .service(domains::list_domains)
+                .service(domains::get_domain)
+                .service(services::list_services)
+                .service(services::get_service),
+        );
 }
 
 /// Which methods each route pattern answers, taken from the OpenAPI
@@ -126,4 +150,232 @@ pub enum UpstreamErrors {
         content_type = "application/problem+json"
     )]
     Timeout(Problem),
+}
+
+/// A Slitz value the gateway cannot vouch for is a 502, naming the field.
+pub(crate) fn slitz_malformed(e: NormalizeError) -> ApiError {
+    ApiError::Upstream(UpstreamError::from((Upstream::Slitz, e)))
+}
+
+/// A numeric path id: ASCII digits only, at least 1, at most `i64::MAX`.
+/// Anything else (`abc`, `-1`, `1e9999`, 20 digits, `..%2F`) is a 400 that
+/// never reaches an upstream.
+pub(crate) fn parse_id(field: &str, raw: &str) -> Result<i64, ApiError> {
+    let message = "must be a positive integer (1 to 9223372036854775807)";
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::bad_field(field, message));
+    }
+    match raw.parse::<i64>() {
+        Ok(id) if id >= 1 => Ok(id),
+        _ => Err(ApiError::bad_field(field, message)),
+    }
+}
+
+/// Default and largest page sizes of every list.
+pub const DEFAULT_PER_PAGE: u32 = 25;
+pub const MAX_PER_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1_000_000;
+
+/// `?page=&per_page=&status=` of every list. Read as text so a bad value is
+/// a 400 naming its parameter, not a framework message.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Page to return, from 1.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000000, default = 1)]
+    page: Option<String>,
+    /// Items per page.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 25)]
+    per_page: Option<String>,
+    /// Only items with this status (snake_case, as in the answers, e.g. `unpaid`).
+    #[param(pattern = "^[a-z0-9_]{1,40}$", max_length = 40)]
+    status: Option<String>,
+}
+
+/// A validated [`ListQuery`].
+#[derive(Debug, Clone)]
+pub struct Listing {
+    pub page: u32,
+    pub per_page: u32,
+    pub status: Option<String>,
+}
+
+impl ListQuery {
+    pub fn validate(&self) -> Result<Listing, ApiError> {
+        let number = |field: &str, raw: &Option<String>, default: u32, max: u32| match raw {
+            None => Ok(default),
+            Some(text) => text
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=max).contains(n) && text.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| {
+                    ApiError::bad_field(field, format!("must be an integer from 1 to {max}"))
+                }),
+        };
+        let page = number("page", &self.page, 1, MAX_PAGE)?;
+        let per_page = number("per_page", &self.per_page, DEFAULT_PER_PAGE, MAX_PER_PAGE)?;
+        let status = match &self.status {
+            None => None,
+            Some(s)
+                if (1..=40).contains(&s.len())
+                    && s.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') =>
+            {
+                Some(s.clone())
+            }
+            Some(_) => {
+                return Err(ApiError::bad_field(
+                    "status",
+                    "must be a snake_case status such as `unpaid` (a-z, 0-9, _; at most 40)",
+                ));
+            }
+        };
+        Ok(Listing {
+            page,
+            per_page,
+            status,
+        })
+    }
+}
+
+impl Listing {
+    /// The part of a cache key that tells one listing from another.
+    pub fn key(&self) -> String {
+        format!(
+            "{}:{}:{}",
+            self.page,
+            self.per_page,
+            self.status.as_deref().unwrap_or("")
+        )
+    }
+
+    /// Filters by status, then cuts out the page.
+    pub fn apply<T>(&self, items: Vec<T>, status_of: impl Fn(&T) -> Option<&str>) -> Page<T> {
+        let filtered: Vec<T> = match &self.status {
+            None => items,
+            Some(wanted) => items
+                .into_iter()
+                .filter(|i| status_of(i) == Some(wanted.as_str()))
+                .collect(),
+        };
+        let total = filtered.len();
+        let start = (self.page as usize - 1).saturating_mul(self.per_page as usize);
+        let items = filtered
+            .into_iter()
+            .skip(start)
+            .take(self.per_page as usize)
+            .collect();
+        Page {
+            items,
+            total,
+            page: self.page,
+            per_page: self.per_page,
+        }
+    }
+}
+
+/// One page of a list. The gateway pages; the upstream returns everything.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Items across all pages (after the status filter).
+    pub total: usize,
+    pub page: u32,
+    pub per_page: u32,
+}
+
+/// The 400 of routes with parameters.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum BadRequest {
+    #[response(
+        status = 400,
+        description = "A parameter is not valid; `errors` names it. Nothing was sent upstream.",
+        content_type = "application/problem+json"
+    )]
+    Invalid(Problem),
+}
+
+/// The 404 of routes reading one record.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum NotFound {
+    #[response(
+        status = 404,
+        description = "Slitz has no such record.",
+        content_type = "application/problem+json"
+    )]
+    Missing(Problem),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_positive_integers_in_range() {
+        assert_eq!(parse_id("id", "548").unwrap(), 548);
+        assert_eq!(parse_id("id", "9223372036854775807").unwrap(), i64::MAX);
+        for bad in [
+            "",
+            "abc",
+            "-1",
+            "0",
+            "1e9999",
+            "9223372036854775808",
+            "12345678901234567890",
+            "../",
+            "+5",
+            " 5",
+            "5.0",
+        ] {
+            assert!(parse_id("id", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn listing_pages_and_filters() {
+        let q = ListQuery {
+            page: Some("2".into()),
+            per_page: Some("2".into()),
+            status: Some("unpaid".into()),
+        };
+        let listing = q.validate().unwrap();
+        let items = vec![
+            ("a", "unpaid"),
+            ("b", "paid"),
+            ("c", "unpaid"),
+            ("d", "unpaid"),
+            ("e", "unpaid"),
+        ];
+        let page = listing.apply(items, |i| Some(i.1));
+        assert_eq!(page.total, 4);
+        assert_eq!(
+            page.items.iter().map(|i| i.0).collect::<Vec<_>>(),
+            vec!["d", "e"]
+        );
+    }
+
+    #[test]
+    fn bad_listing_parameters_name_themselves() {
+        for (page, per_page, status, field) in [
+            (Some("0"), None, None, "page"),
+            (Some("x"), None, None, "page"),
+            (None, Some("101"), None, "per_page"),
+            (None, Some("-1"), None, "per_page"),
+            (None, None, Some("Unpaid"), "status"),
+            (None, None, Some(""), "status"),
+        ] {
+            let q = ListQuery {
+                page: page.map(Into::into),
+                per_page: per_page.map(Into::into),
+                status: status.map(Into::into),
+            };
+            match q.validate() {
+                Err(ApiError::BadRequest { errors, .. }) => assert_eq!(errors[0].field, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
 }

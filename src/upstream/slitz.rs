@@ -57,10 +57,116 @@ impl SlitzClient {
         Ok(envelope.client)
     }
 
+    /// `POST /details`: changes the given fields (upstream names). Not
+    /// retried: the caller decides.
+    pub async fn update_details(
+        &self,
+        fields: &[(&'static str, String)],
+    ) -> Result<(), UpstreamError> {
+        let _: serde_json::Value = self.post("/details", fields).await?;
+        Ok(())
+    }
+
+    /// `GET /balance`.
+    pub async fn balance(&self) -> Result<Balance, UpstreamError> {
+        let envelope: BalanceEnvelope = self.get("/balance").await?;
+        Ok(envelope.details)
+    }
+
+    /// `GET /invoice`.
+    pub async fn invoices(&self) -> Result<Vec<InvoiceSummary>, UpstreamError> {
+        let envelope: InvoicesEnvelope = self.get("/invoice").await?;
+        Ok(envelope.invoices.unwrap_or_default())
+    }
+
+    /// `GET /invoice/{id}`.
+    pub async fn invoice(&self, id: i64) -> Result<InvoiceDetail, UpstreamError> {
+        let envelope: InvoiceEnvelope = self.get(&format!("/invoice/{id}")).await?;
+        Ok(envelope.invoice)
+    }
+
+    /// `GET /tickets`.
+    pub async fn tickets(&self) -> Result<Vec<TicketSummary>, UpstreamError> {
+        let envelope: TicketsEnvelope = self.get("/tickets").await?;
+        Ok(envelope.tickets.unwrap_or_default())
+    }
+
+    /// `GET /tickets/{number}`: the ticket and its replies.
+    pub async fn ticket(
+        &self,
+        number: i64,
+    ) -> Result<(TicketDetail, Vec<TicketReply>), UpstreamError> {
+        let envelope: TicketEnvelope = self.get(&format!("/tickets/{number}")).await?;
+        Ok((envelope.tickets, envelope.replies.unwrap_or_default()))
+    }
+
+    /// `GET /domain`.
+    pub async fn domains(&self) -> Result<Vec<DomainSummary>, UpstreamError> {
+        let envelope: DomainsEnvelope = self.get("/domain").await?;
+        Ok(envelope.domains.unwrap_or_default())
+    }
+
+    /// `GET /domain/{id}`.
+    pub async fn domain(&self, id: i64) -> Result<DomainDetail, UpstreamError> {
+        let envelope: DomainEnvelope = self.get(&format!("/domain/{id}")).await?;
+        Ok(envelope.details)
+    }
+
+    /// `POST /domainorder/status`: `{"details":{"status":"ok"}}` when the name
+    /// can be registered, an empty body when it cannot.
+    pub async fn domain_available(&self, name: &str) -> Result<bool, UpstreamError> {
+        let answer: Option<AvailabilityEnvelope> = self
+            .post("/domainorder/status", &[("name", name.to_owned())])
+            .await?;
+        match answer {
+            None => Ok(false),
+            Some(a) => match a.details.and_then(|d| d.status.text()) {
+                Some(status) if status.eq_ignore_ascii_case("ok") => Ok(true),
+                Some(other) => Err(UpstreamError::malformed(
+                    UPSTREAM,
+                    format!("domain status `{other}`, expected `ok` or an empty body"),
+                )),
+                None => Err(UpstreamError::malformed(UPSTREAM, "domain status missing")),
+            },
+        }
+    }
+
+    /// `GET /service`.
+    pub async fn services(&self) -> Result<Vec<ServiceSummary>, UpstreamError> {
+        let envelope: ServicesEnvelope = self.get("/service").await?;
+        Ok(envelope.services.unwrap_or_default())
+    }
+
+    /// `GET /service/{id}`.
+    pub async fn service(&self, id: i64) -> Result<ServiceDetail, UpstreamError> {
+        let envelope: ServiceEnvelope = self.get(&format!("/service/{id}")).await?;
+        Ok(envelope.service)
+    }
+
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, UpstreamError> {
-        let mut request = self
-            .http
-            .get(format!("{}{path}", self.base_url))
+        self.send(self.http.get(format!("{}{path}", self.base_url)))
+            .await
+    }
+
+    /// HostBill reads parameters of a POST from the form body.
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        form: &[(&str, String)],
+    ) -> Result<T, UpstreamError> {
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base_url))
+                .form(form),
+        )
+        .await
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, UpstreamError> {
+        let mut request = request
             .basic_auth(&self.username, Some(self.password.expose_secret()))
             .header(reqwest::header::ACCEPT, "application/json");
         if let Some(id) = current_request_id() {
@@ -189,6 +295,240 @@ pub struct ClientDetails {
     pub orgpersonnr: Loose,
     pub mobilephone: Loose,
     pub referens: Loose,
+}
+
+#[derive(Deserialize)]
+struct BalanceEnvelope {
+    details: Balance,
+}
+
+/// `GET /balance` → `details`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Balance {
+    pub acc_balance: Loose,
+    pub acc_credit: Loose,
+}
+
+#[derive(Deserialize)]
+struct InvoicesEnvelope {
+    invoices: Option<Vec<InvoiceSummary>>,
+}
+
+/// `GET /invoice` → `invoices[]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct InvoiceSummary {
+    pub id: Loose,
+    pub date: Loose,
+    pub duedate: Loose,
+    pub paybefore: Loose,
+    pub total: Loose,
+    pub datepaid: Loose,
+    pub status: Loose,
+    pub merge_id: Loose,
+    pub number: Loose,
+    pub currency: Loose,
+}
+
+#[derive(Deserialize)]
+struct InvoiceEnvelope {
+    invoice: InvoiceDetail,
+}
+
+/// `GET /invoice/{id}` → `invoice`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct InvoiceDetail {
+    pub id: Loose,
+    pub status: Loose,
+    pub date: Loose,
+    pub duedate: Loose,
+    pub paybefore: Loose,
+    pub datepaid: Loose,
+    pub number: Loose,
+    pub currency: Loose,
+    pub subtotal: Loose,
+    pub credit: Loose,
+    pub tax: Loose,
+    pub taxrate: Loose,
+    pub tax2: Loose,
+    pub taxrate2: Loose,
+    pub taxexempt: Loose,
+    pub total: Loose,
+    pub rate: Loose,
+    pub rate2: Loose,
+    pub rate3: Loose,
+    pub notes: Loose,
+    pub merge_id: Loose,
+    pub items: Vec<InvoiceItem>,
+    pub client: Option<ClientDetails>,
+}
+
+/// `invoice.items[]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct InvoiceItem {
+    pub id: Loose,
+    pub invoice_id: Loose,
+    #[serde(rename = "type")]
+    pub item_type: Loose,
+    pub item_id: Loose,
+    pub description: Loose,
+    pub amount: Loose,
+    pub taxed: Loose,
+    pub qty: Loose,
+    pub linetotal: Loose,
+}
+
+#[derive(Deserialize)]
+struct TicketsEnvelope {
+    tickets: Option<Vec<TicketSummary>>,
+}
+
+/// `GET /tickets` → `tickets[]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct TicketSummary {
+    pub client_read: Loose,
+    pub ticket_number: Loose,
+    pub date: Loose,
+    pub deptname: Loose,
+    pub subject: Loose,
+    pub status: Loose,
+}
+
+#[derive(Deserialize)]
+struct TicketEnvelope {
+    tickets: TicketDetail,
+    replies: Option<Vec<TicketReply>>,
+}
+
+/// `GET /tickets/{number}` → `tickets` (one ticket, despite the name).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct TicketDetail {
+    pub date: Loose,
+    pub ticket_number: Loose,
+    pub name: Loose,
+    pub email: Loose,
+    pub subject: Loose,
+    pub status: Loose,
+    pub client_read: Loose,
+    pub deptname: Loose,
+}
+
+/// `GET /tickets/{number}` → `replies[]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct TicketReply {
+    pub id: Loose,
+    pub name: Loose,
+    pub date: Loose,
+    pub body: Loose,
+    pub status: Loose,
+    #[serde(rename = "type")]
+    pub reply_type: Loose,
+}
+
+#[derive(Deserialize)]
+struct DomainsEnvelope {
+    domains: Option<Vec<DomainSummary>>,
+}
+
+/// `GET /domain` → `domains[]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DomainSummary {
+    pub id: Loose,
+    pub name: Loose,
+    pub expires: Loose,
+    pub recurring_amount: Loose,
+    pub date_created: Loose,
+    pub status: Loose,
+    pub period: Loose,
+    pub autorenew: Loose,
+    pub daytoexpire: Loose,
+}
+
+#[derive(Deserialize)]
+struct DomainEnvelope {
+    details: DomainDetail,
+}
+
+/// `GET /domain/{id}` → `details`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DomainDetail {
+    pub id: Loose,
+    pub name: Loose,
+    pub date_created: Loose,
+    pub firstpayment: Loose,
+    pub recurring_amount: Loose,
+    pub period: Loose,
+    pub expires: Loose,
+    pub status: Loose,
+    pub next_due: Loose,
+    pub next_invoice: Loose,
+    pub idprotection: Loose,
+    pub nameservers: Vec<Loose>,
+    pub autorenew: Loose,
+}
+
+#[derive(Deserialize)]
+struct AvailabilityEnvelope {
+    details: Option<AvailabilityDetails>,
+}
+
+#[derive(Deserialize)]
+struct AvailabilityDetails {
+    #[serde(default)]
+    status: Loose,
+}
+
+#[derive(Deserialize)]
+struct ServicesEnvelope {
+    services: Option<Vec<ServiceSummary>>,
+}
+
+/// `GET /service` → `services[]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ServiceSummary {
+    pub id: Loose,
+    pub domain: Loose,
+    pub total: Loose,
+    pub status: Loose,
+    pub billingcycle: Loose,
+    pub next_due: Loose,
+    pub category: Loose,
+    pub category_url: Loose,
+    pub name: Loose,
+}
+
+#[derive(Deserialize)]
+struct ServiceEnvelope {
+    service: ServiceDetail,
+}
+
+/// `GET /service/{id}` → `service`, credentials included.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ServiceDetail {
+    pub id: Loose,
+    pub date_created: Loose,
+    pub domain: Loose,
+    pub firstpayment: Loose,
+    pub total: Loose,
+    pub billingcycle: Loose,
+    pub next_due: Loose,
+    pub next_invoice: Loose,
+    pub status: Loose,
+    pub label: Loose,
+    pub username: Loose,
+    pub password: Loose,
+    pub rootpassword: Loose,
+    pub name: Loose,
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ async fn an_unknown_route_is_a_404_problem() {
 async fn a_wrong_method_is_a_405_problem_with_allow() {
     let app = spawn_app().await;
     for (method, path, allow) in [
-        (reqwest::Method::DELETE, "/v1/account", "GET"),
+        (reqwest::Method::DELETE, "/v1/account", "GET, PATCH"),
         (reqwest::Method::POST, "/healthz", "GET"),
         (reqwest::Method::PUT, "/readyz", "GET"),
     ] {

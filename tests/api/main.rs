@@ -2,7 +2,9 @@
 //! sandbox simulators, called over real HTTP.
 
 mod account;
+mod account_patch;
 mod auth;
+mod cache;
 mod config;
 mod errors;
 mod health;
@@ -10,4 +12,5 @@ mod helpers;
 mod openapi;
 mod sandbox_dna;
 mod sandbox_slitz;
+mod slitz_routes;
 mod telemetry;

@@ -1,0 +1,363 @@
+//! `/v1/domains`: registered domains and availability (Slitz `GET /domain`,
+//! `GET /domain/{id}`, `POST /domainorder/status`).
+
+use actix_web::{HttpRequest, HttpResponse, get, web};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{
+    AuthErrors, BadRequest, ListQuery, NotFound, Page, UpstreamErrors, parse_id, slitz_malformed,
+};
+use crate::{
+    auth::{Caller, Scope},
+    cache::{self, CacheKey, ResponseCache, Route},
+    error::ApiError,
+    normalize::{Money, NormalizeError, non_empty},
+    upstream::slitz::{self, SlitzClient},
+};
+
+/// A domain as listed.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 548, "name": "lindqvist.se", "status": "active", "expires_on": "2026-12-05",
+    "days_to_expiry": 12, "created_on": "2015-08-04",
+    "recurring_amount": {"amount": "99.50", "currency": "SEK"}, "period_years": 1, "autorenew": false
+}))]
+pub struct DomainSummary {
+    pub id: i64,
+    pub name: Option<String>,
+    /// `active`, `expired`, `pending_transfer`, …
+    pub status: Option<String>,
+    /// Expiry date (upstream `expires`).
+    pub expires_on: Option<NaiveDate>,
+    /// Days until expiry as Slitz counts them (upstream `daytoexpire`).
+    pub days_to_expiry: Option<i64>,
+    /// Registration date (upstream `date_created`).
+    pub created_on: Option<NaiveDate>,
+    /// Renewal price, in the configured currency.
+    pub recurring_amount: Option<Money>,
+    /// Registration period in years (upstream `period`).
+    pub period_years: Option<i64>,
+    /// Whether the domain renews by itself.
+    pub autorenew: Option<bool>,
+}
+
+/// A domain with billing dates, protection and name servers.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 548, "name": "lindqvist.se", "status": "active", "created_on": "2015-08-04",
+    "expires_on": "2026-12-05", "next_due_on": "2026-12-05", "next_invoice_on": "2026-11-28",
+    "first_payment": {"amount": "99.50", "currency": "SEK"},
+    "recurring_amount": {"amount": "99.50", "currency": "SEK"}, "period_years": 1,
+    "id_protection": false, "autorenew": false,
+    "nameservers": ["ns1.slitz.se", "ns2.slitz.se", "ns3.slitz.se"]
+}))]
+pub struct Domain {
+    pub id: i64,
+    pub name: Option<String>,
+    pub status: Option<String>,
+    pub created_on: Option<NaiveDate>,
+    pub expires_on: Option<NaiveDate>,
+    /// Next payment due (upstream `next_due`).
+    pub next_due_on: Option<NaiveDate>,
+    /// Next invoice date (upstream `next_invoice`).
+    pub next_invoice_on: Option<NaiveDate>,
+    /// First payment (upstream `firstpayment`).
+    pub first_payment: Option<Money>,
+    pub recurring_amount: Option<Money>,
+    pub period_years: Option<i64>,
+    /// WHOIS privacy (upstream `idprotection`).
+    pub id_protection: Option<bool>,
+    pub autorenew: Option<bool>,
+    /// Name servers, blanks dropped.
+    pub nameservers: Vec<String>,
+}
+
+/// Whether a name can be registered.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"name": "lindqvist-konsult.se", "available": true}))]
+pub struct Availability {
+    /// The name checked, lower-cased.
+    pub name: String,
+    pub available: bool,
+}
+
+impl DomainSummary {
+    fn from_slitz(d: &slitz::DomainSummary, currency: &str) -> Result<Self, NormalizeError> {
+        Ok(Self {
+            id: d.id.id("id")?,
+            name: d.name.text(),
+            status: d.status.status(),
+            expires_on: d.expires.date("expires")?,
+            days_to_expiry: d.daytoexpire.int("daytoexpire")?,
+            created_on: d.date_created.date("date_created")?,
+            recurring_amount: d.recurring_amount.money("recurring_amount", currency)?,
+            period_years: d.period.int("period")?,
+            autorenew: d.autorenew.flag("autorenew")?,
+        })
+    }
+}
+
+impl Domain {
+    fn from_slitz(d: slitz::DomainDetail, currency: &str) -> Result<Self, NormalizeError> {
+        Ok(Self {
+            id: d.id.id("id")?,
+            name: d.name.text(),
+            status: d.status.status(),
+            created_on: d.date_created.date("date_created")?,
+            expires_on: d.expires.date("expires")?,
+            next_due_on: d.next_due.date("next_due")?,
+            next_invoice_on: d.next_invoice.date("next_invoice")?,
+            first_payment: d.firstpayment.money("firstpayment", currency)?,
+            recurring_amount: d.recurring_amount.money("recurring_amount", currency)?,
+            period_years: d.period.int("period")?,
+            id_protection: d.idprotection.flag("idprotection")?,
+            autorenew: d.autorenew.flag("autorenew")?,
+            nameservers: non_empty(&d.nameservers),
+        })
+    }
+}
+
+/// A registrable domain name: ASCII letters, digits and hyphens in dot-separated
+/// labels of 1–63 characters, at most 253 in all, internationalized names in
+/// punycode (`xn--`). Returned lower-cased, without a trailing dot.
+pub(crate) fn parse_domain_name(raw: &str) -> Result<String, ApiError> {
+    let bad = |message: &str| Err(ApiError::bad_field("name", message));
+    if raw.chars().any(char::is_control) {
+        return bad("must not contain control characters");
+    }
+    let name = raw.strip_suffix('.').unwrap_or(raw).to_ascii_lowercase();
+    if name.is_empty() {
+        return bad("is required, e.g. `example.se`");
+    }
+    if !name.is_ascii() {
+        return bad("must be ASCII; send internationalized names in punycode (`xn--…`)");
+    }
+    if name.len() > 253 {
+        return bad("must be at most 253 characters");
+    }
+    let labels: Vec<&str> = name.split('.').collect();
+    if labels.len() < 2 {
+        return bad("must have a top-level domain, e.g. `example.se`");
+    }
+    for label in &labels {
+        if label.is_empty() || label.len() > 63 {
+            return bad("must have labels of 1 to 63 characters between the dots");
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return bad("may contain only letters, digits, hyphens and dots");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return bad("must not have a label that starts or ends with a hyphen");
+        }
+    }
+    let tld = labels[labels.len() - 1];
+    if tld.len() < 2 || !(tld.bytes().all(|b| b.is_ascii_alphabetic()) || tld.starts_with("xn--")) {
+        return bad("must end in a valid top-level domain");
+    }
+    Ok(name)
+}
+
+/// `?name=` of the availability check.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AvailabilityQuery {
+    /// The domain name to check, e.g. `example.se` (IDN in punycode).
+    #[param(
+        required = true,
+        min_length = 4,
+        max_length = 253,
+        pattern = r"^[A-Za-z0-9.-]+$",
+        example = "lindqvist-konsult.se"
+    )]
+    name: Option<String>,
+}
+
+/// List domains
+///
+/// Every domain of the account, optionally only those with one status, one
+/// page at a time. Cached.
+#[utoipa::path(
+    tag = "domains",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page of domains.", body = Page<DomainSummary>, headers(
+            ("X-Cache" = String, description = "HIT, MISS or STALE"),
+            ("ETag" = String),
+            ("Cache-Control" = String),
+        )),
+        (status = 304, description = "Not modified since the ETag in If-None-Match."),
+        BadRequest,
+        AuthErrors,
+        UpstreamErrors,
+    ),
+    security(("api_key" = ["read"]))
+)]
+#[get("/domains")]
+pub(crate) async fn list_domains(
+    req: HttpRequest,
+    caller: Caller,
+    query: web::Query<ListQuery>,
+    slitz: web::Data<SlitzClient>,
+    cache: web::Data<ResponseCache>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::Read)?;
+    let listing = query.validate()?;
+    let (entry, status) = cache
+        .get_or_load(CacheKey::new(Route::Domains, listing.key()), || async {
+            let domains = slitz
+                .domains()
+                .await?
+                .iter()
+                .map(|d| DomainSummary::from_slitz(d, slitz.currency()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(slitz_malformed)?;
+            Ok(listing.apply(domains, |d| d.status.as_deref()))
+        })
+        .await?;
+    Ok(cache::respond(&req, &entry, status))
+}
+
+/// One domain
+///
+/// A domain with its billing dates, WHOIS protection and name servers. Cached.
+#[utoipa::path(
+    tag = "domains",
+    params(("id" = i64, Path, minimum = 1, description = "Domain id.")),
+    responses(
+        (status = 200, description = "The domain.", body = Domain, headers(
+            ("X-Cache" = String, description = "HIT, MISS or STALE"),
+            ("ETag" = String),
+            ("Cache-Control" = String),
+        )),
+        (status = 304, description = "Not modified since the ETag in If-None-Match."),
+        BadRequest,
+        NotFound,
+        AuthErrors,
+        UpstreamErrors,
+    ),
+    security(("api_key" = ["read"]))
+)]
+#[get("/domains/{id}")]
+pub(crate) async fn get_domain(
+    req: HttpRequest,
+    caller: Caller,
+    id: web::Path<String>,
+    slitz: web::Data<SlitzClient>,
+    cache: web::Data<ResponseCache>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::Read)?;
+    let id = parse_id("id", &id)?;
+    let (entry, status) = cache
+        .get_or_load(CacheKey::new(Route::Domain, id.to_string()), || async {
+            let domain = slitz.domain(id).await?;
+            Domain::from_slitz(domain, slitz.currency()).map_err(slitz_malformed)
+        })
+        .await?;
+    Ok(cache::respond(&req, &entry, status))
+}
+
+/// Check availability
+///
+/// Whether a domain name can be registered. Slitz answers an empty body for a
+/// taken name; the gateway answers `available: false`. Cached briefly.
+#[utoipa::path(
+    tag = "domains",
+    params(AvailabilityQuery),
+    responses(
+        (status = 200, description = "Whether the name is free.", body = Availability, headers(
+            ("X-Cache" = String, description = "HIT, MISS or STALE"),
+            ("ETag" = String),
+            ("Cache-Control" = String),
+        )),
+        (status = 304, description = "Not modified since the ETag in If-None-Match."),
+        BadRequest,
+        AuthErrors,
+        UpstreamErrors,
+    ),
+    security(("api_key" = ["read"]))
+)]
+#[get("/domains/availability")]
+pub(crate) async fn get_availability(
+    req: HttpRequest,
+    caller: Caller,
+    query: web::Query<AvailabilityQuery>,
+    slitz: web::Data<SlitzClient>,
+    cache: web::Data<ResponseCache>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::Read)?;
+    let name = parse_domain_name(query.name.as_deref().unwrap_or_default())?;
+    let (entry, status) = cache
+        .get_or_load(CacheKey::new(Route::Availability, name.clone()), || async {
+            let available = slitz.domain_available(&name).await?;
+            Ok(Availability {
+                name: name.clone(),
+                available,
+            })
+        })
+        .await?;
+    Ok(cache::respond(&req, &entry, status))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_names_are_checked_and_lower_cased() {
+        assert_eq!(parse_domain_name("Example.SE").unwrap(), "example.se");
+        assert_eq!(parse_domain_name("example.se.").unwrap(), "example.se");
+        assert_eq!(
+            parse_domain_name("xn--smrgs-wua.se").unwrap(),
+            "xn--smrgs-wua.se"
+        );
+        assert_eq!(parse_domain_name("a-b.co.uk").unwrap(), "a-b.co.uk");
+        let long_label = format!("{}.se", "a".repeat(64));
+        let too_long = format!("{}.se", vec!["a".repeat(60); 5].join("."));
+        for bad in [
+            "",
+            "se",
+            "exa mple.se",
+            "smörgås.se",
+            "-a.se",
+            "a-.se",
+            "a..se",
+            "a.s",
+            "a.123",
+            "a\u{0}.se",
+            "a\n.se",
+            long_label.as_str(),
+            too_long.as_str(),
+            "a_b.se",
+            "../etc.se",
+        ] {
+            assert!(parse_domain_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_documented_domain_normalizes_dropping_blank_nameservers() {
+        let raw = serde_json::json!({
+            "id": "548", "name": "example.com", "date_created": "2015-08-04", "firstpayment": "10.00",
+            "recurring_amount": "10.00", "period": "1", "expires": "2016-08-04", "status": "Active",
+            "next_due": "2016-08-04", "next_invoice": "2016-07-28", "idprotection": "0",
+            "nameservers": ["ns1.example.com", "ns2.example.com", "ns3.example.com", ""], "autorenew": "1"
+        });
+        let domain = Domain::from_slitz(serde_json::from_value(raw).unwrap(), "SEK").unwrap();
+        let json = serde_json::to_value(&domain).unwrap();
+        assert_eq!(json["id"], 548);
+        assert_eq!(json["nameservers"].as_array().unwrap().len(), 3);
+        assert_eq!(json["autorenew"], true);
+        assert_eq!(json["id_protection"], false);
+        assert_eq!(json["period_years"], 1);
+        assert_eq!(
+            json["first_payment"],
+            serde_json::json!({"amount": "10.00", "currency": "SEK"})
+        );
+    }
+}
