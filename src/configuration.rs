@@ -37,6 +37,25 @@ pub struct Settings {
     pub upstream: UpstreamSettings,
     #[serde(default)]
     pub log: LogSettings,
+    #[serde(default)]
+    pub idempotency: IdempotencySettings,
+}
+
+/// How long `Idempotency-Key`s are remembered, and how many.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdempotencySettings {
+    pub ttl_seconds: u64,
+    pub max_keys: u64,
+}
+
+impl Default for IdempotencySettings {
+    fn default() -> Self {
+        Self {
+            ttl_seconds: 24 * 3600,
+            max_keys: 100_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -394,6 +413,7 @@ impl Settings {
             cache: CacheSettings::default(),
             upstream: UpstreamSettings::default(),
             log: LogSettings::default(),
+            idempotency: IdempotencySettings::default(),
         }
     }
 }

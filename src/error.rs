@@ -81,6 +81,8 @@ pub enum ApiError {
     Forbidden(Scope),
     #[error("not found: {0}")]
     NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("method not allowed")]
     MethodNotAllowed { allow: Vec<Method> },
     #[error("body larger than {limit} bytes")]
@@ -116,6 +118,10 @@ impl ApiError {
             Self::Unauthenticated { .. } => ("unauthenticated", "A valid API key is required"),
             Self::Forbidden(_) => ("forbidden", "The API key lacks a required scope"),
             Self::NotFound(_) => ("not-found", "Not found"),
+            Self::Conflict(_) => (
+                "idempotency-key-in-use",
+                "A request with this key is in flight",
+            ),
             Self::MethodNotAllowed { .. } => ("method-not-allowed", "Method not allowed"),
             Self::PayloadTooLarge { .. } => ("payload-too-large", "The request body is too large"),
             Self::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
@@ -147,6 +153,7 @@ impl ApiError {
                 None,
             ),
             Self::NotFound(detail)
+            | Self::Conflict(detail)
             | Self::UnsupportedMediaType(detail)
             | Self::NotReady(detail) => (Some(detail.clone()), vec![], None),
             Self::MethodNotAllowed { allow } => (
@@ -194,6 +201,7 @@ impl ResponseError for ApiError {
             Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -231,6 +239,9 @@ impl ResponseError for ApiError {
             }
             Self::MethodNotAllowed { allow } => {
                 response.insert_header(header::Allow(allow.clone()));
+            }
+            Self::Conflict(_) => {
+                response.insert_header((header::RETRY_AFTER, "1"));
             }
             _ => {}
         }

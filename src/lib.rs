@@ -7,6 +7,7 @@ pub mod cache;
 pub mod cli;
 pub mod configuration;
 pub mod error;
+pub mod idempotency;
 pub mod normalize;
 pub mod openapi;
 pub mod routes;

@@ -13,10 +13,11 @@ use crate::{
     cache::ResponseCache,
     configuration::Settings,
     error::{json_error, path_error, query_error},
+    idempotency::IdempotencyStore,
     openapi,
     routes::{self, AllowedMethods, health::Readiness},
     telemetry::{self, BodyLimit, TrustedProxies},
-    upstream::slitz::SlitzClient,
+    upstream::{dna::DnaClient, slitz::SlitzClient},
 };
 
 pub struct Application {
@@ -38,6 +39,8 @@ impl Application {
         let port = listener.local_addr()?.port();
         let slitz = web::Data::new(SlitzClient::new(&settings.slitz, &settings.upstream)?);
         let cache = web::Data::new(ResponseCache::new(&settings.cache));
+        let dna = web::Data::new(DnaClient::new(&settings.dna, &settings.upstream)?);
+        let idempotency = web::Data::new(IdempotencyStore::new(&settings.idempotency));
         let keys = web::Data::new(ApiKeys::new(&settings.auth.api_keys));
         let readiness = web::Data::new(Readiness::new(
             &[
@@ -60,6 +63,8 @@ impl Application {
                 .split_for_parts();
             app.app_data(slitz.clone())
                 .app_data(cache.clone())
+                .app_data(dna.clone())
+                .app_data(idempotency.clone())
                 .app_data(keys.clone())
                 .app_data(readiness.clone())
                 .app_data(proxies.clone())

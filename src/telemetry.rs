@@ -31,6 +31,14 @@ pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
+/// Runs `future` (on another task, say) as part of the request `id`.
+pub async fn with_request_id<T>(id: Option<String>, future: impl Future<Output = T>) -> T {
+    match id {
+        Some(id) => REQUEST_ID.scope(id, future).await,
+        None => future.await,
+    }
+}
+
 /// Installs the global subscriber: JSON lines for machines, pretty for people.
 /// `RUST_LOG`, when set, wins over the configured filter.
 pub fn init(settings: &LogSettings) {

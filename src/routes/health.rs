@@ -7,7 +7,10 @@ use serde::Serialize;
 use url::Url;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, PROBLEM_JSON, Problem};
+use crate::{
+    error::{ApiError, PROBLEM_JSON, Problem},
+    upstream::dna::DnaClient,
+};
 
 /// What `/readyz` checks: that each upstream accepts TCP connections. It
 /// costs the upstreams nothing (no login, no request), so probes can be frequent.
@@ -119,8 +122,23 @@ pub(crate) async fn healthz() -> web::Json<Health> {
     )
 )]
 #[get("/readyz")]
-pub(crate) async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
-    let checks = readiness.check().await;
+pub(crate) async fn readyz(
+    readiness: web::Data<Readiness>,
+    dna: web::Data<DnaClient>,
+) -> HttpResponse {
+    let mut checks = readiness.check().await;
+    // Once DNA has refused the gateway's credentials, stay not-ready until a
+    // token can be had again; each probe tries once, so a fixed secret heals.
+    if dna.credentials_rejected() {
+        let check = match dna.check_credentials().await {
+            Ok(()) => Check::up(),
+            Err(_) => Check::down(
+                "dna rejects the gateway's credentials (dna.client_id/secret, username/password)"
+                    .into(),
+            ),
+        };
+        checks.insert("dna_credentials", check);
+    }
     if checks.values().all(|c| c.status == "up") {
         return HttpResponse::Ok().json(Ready {
             status: "ready",

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod billing;
+pub mod customers;
 pub mod domains;
 pub mod health;
 pub mod metrics;
@@ -41,7 +42,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(domains::list_domains)
                 .service(domains::get_domain)
                 .service(services::list_services)
-                .service(services::get_service),
+                .service(services::get_service)
+                .service(customers::create_customer)
+                .service(customers::activate_customer)
+                .service(customers::suspend_customer),
         );
 }
 

@@ -33,6 +33,7 @@ struct Client {
 }
 
 struct Store {
+    grants: BTreeMap<String, u64>,
     access: HashMap<String, AccessToken>,
     refresh: HashMap<String, RefreshToken>,
     clients: BTreeMap<u64, Client>,
@@ -63,6 +64,7 @@ impl Default for DnaState {
         ];
         Self {
             store: Mutex::new(Store {
+                grants: BTreeMap::new(),
                 access: HashMap::new(),
                 refresh: HashMap::new(),
                 clients: clients.into_iter().collect(),
@@ -76,6 +78,14 @@ impl DnaState {
         let mut store = lock(&self.store);
         store.access.clear();
         store.refresh.clear();
+    }
+
+    pub(super) fn grants(&self, grant_type: &str) -> u64 {
+        lock(&self.store)
+            .grants
+            .get(grant_type)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub(super) fn customer_count(&self) -> usize {
@@ -239,13 +249,22 @@ async fn token(
             expires_at: now + REFRESH_LIFETIME,
         },
     );
-    // Documented as a one-element array; the gateway must accept it (and a plain object).
-    HttpResponse::Ok().json(json!([{
+    *store
+        .grants
+        .entry(grant.unwrap_or_default().to_owned())
+        .or_default() += 1;
+    let token = json!({
         "token_type": "Bearer",
         "expires_in": lifetime.as_secs_f64().ceil() as u64,
         "access_token": access_token,
         "refresh_token": refresh_token
-    }]))
+    });
+    // Documented as a one-element array; Passport itself sends the object.
+    if control.knobs().dna_plain_token {
+        HttpResponse::Ok().json(token)
+    } else {
+        HttpResponse::Ok().json(json!([token]))
+    }
 }
 
 /// Laravel's `auth:api` guard: 401 "Unauthenticated." for a JSON client, and

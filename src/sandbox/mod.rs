@@ -74,6 +74,10 @@ pub struct Knobs {
     pub token_lifetime_ms: u64,
     /// Latency added to every simulated upstream answer.
     pub latency_ms: u64,
+    /// Answer the DNA token request as a plain object, as Laravel Passport
+    /// really does, instead of the documented one-element array.
+    #[serde(default)]
+    pub dna_plain_token: bool,
 }
 
 impl Default for Knobs {
@@ -81,6 +85,7 @@ impl Default for Knobs {
         Self {
             token_lifetime_ms: 1_200_000,
             latency_ms: 0,
+            dna_plain_token: false,
         }
     }
 }
@@ -257,6 +262,11 @@ impl Sandbox {
     /// Number of DNA customers created so far.
     pub fn dna_customer_count(&self) -> usize {
         self.dna.customer_count()
+    }
+
+    /// Successful DNA token grants of one type (`password`, `refresh_token`).
+    pub fn dna_grants(&self, grant_type: &str) -> u64 {
+        self.dna.grants(grant_type)
     }
 
     /// `pending`, `active` or `suspended`, for a DNA customer id.

@@ -1,5 +1,6 @@
 //! Clients of the two upstreams, and how their failures read to a caller.
 
+pub mod dna;
 pub mod slitz;
 
 use std::{fmt, time::Duration};

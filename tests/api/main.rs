@@ -6,6 +6,8 @@ mod account_patch;
 mod auth;
 mod cache;
 mod config;
+mod customers;
+mod dna_token;
 mod errors;
 mod health;
 mod helpers;

@@ -198,7 +198,8 @@ async fn knobs_faults_and_counters_work_over_http() {
         .unwrap();
     assert_eq!(calls["GET /slitz/api/tickets"], 2);
 
-    let knobs = serde_json::json!({"token_lifetime_ms": 2000, "latency_ms": 0});
+    let knobs =
+        serde_json::json!({"token_lifetime_ms": 2000, "latency_ms": 0, "dna_plain_token": false});
     let set: Value = app
         .client
         .put(admin("/knobs"))

@@ -1,0 +1,618 @@
+//! `/v1/customers`: DNA residential customers (upstream `POST /residential/client`,
+//! `/residential/client/{id}/activate`, `/suspend`). The DNA token is the
+//! gateway's business; callers never see it.
+
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, post, web};
+use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tracing::Instrument;
+use utoipa::ToSchema;
+
+use super::{AuthErrors, BadRequest, UpstreamErrors, parse_id};
+use crate::{
+    auth::{Caller, Scope},
+    error::{ApiError, FieldError, Problem},
+    idempotency::{Claim, IdempotencyStore, Stored},
+    normalize::rfc3339,
+    telemetry::{current_request_id, with_request_id},
+    upstream::{
+        UpstreamError,
+        dna::{DnaClient, DnaError, NewClient},
+    },
+};
+
+/// A residential customer to create on DNA. The upstream flags
+/// `same_billing_address` and `has_subreseller_id` are derived: leave out the
+/// billing fields when billing goes to `address`, and `subreseller_id` when
+/// there is no subreseller.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "start_billing_date": "2026-12-01", "customer_id": "CUST-2001", "email": "steve@example.com",
+    "first_name": "Steve", "last_name": "Harris", "address": "126 Mendoza Avenue, apt 7A", "zipcode": "33134",
+    "billing_address": "2121 Ponce de Leon", "billing_zipcode": "33308", "subreseller_id": "123"
+}))]
+pub struct NewCustomer {
+    /// First day of billing, `YYYY-MM-DD`.
+    #[schema(format = Date, example = "2026-12-01")]
+    pub start_billing_date: String,
+    /// Your own id for the customer.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", example = "CUST-2001")]
+    pub customer_id: String,
+    /// Where DNA sends voicemail and notices.
+    #[schema(format = Email, max_length = 254)]
+    pub email: String,
+    #[schema(min_length = 1, max_length = 100)]
+    pub first_name: String,
+    #[schema(min_length = 1, max_length = 100)]
+    pub last_name: String,
+    #[schema(min_length = 1, max_length = 255)]
+    pub address: String,
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9 -]{0,19}$", example = "33134")]
+    pub zipcode: String,
+    /// Billing address when it differs from `address`; with `billing_zipcode`.
+    #[schema(min_length = 1, max_length = 255)]
+    pub billing_address: Option<String>,
+    /// With `billing_address`.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9 -]{0,19}$")]
+    pub billing_zipcode: Option<String>,
+    /// Your reseller's id, when the customer belongs to one.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    pub subreseller_id: Option<String>,
+}
+
+/// A customer DNA created.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": 6519, "ns_domain": "harris6519.res.nexogy.com", "status": "pending", "customer_id": "CUST-2001"}))]
+pub struct Customer {
+    /// DNA's id for the customer; the `{id}` of activate and suspend.
+    pub id: i64,
+    /// The customer's DNA domain; keep it with the id.
+    pub ns_domain: String,
+    /// `pending` until activated.
+    pub status: &'static str,
+    /// Your id, as sent.
+    pub customer_id: String,
+}
+
+/// The outcome of an activate or suspend.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": 6519, "status": "active", "changed_at": "2026-11-23T18:30:10+00:00"}))]
+pub struct StatusChange {
+    pub id: i64,
+    /// `active` or `suspended`.
+    pub status: &'static str,
+    /// When DNA made the change (its timestamp), RFC 3339.
+    #[serde(serialize_with = "rfc3339")]
+    pub changed_at: DateTime<FixedOffset>,
+}
+
+fn customer_id_like(value: &str) -> bool {
+    (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+fn zipcode_like(value: &str) -> bool {
+    (1..=20).contains(&value.len())
+        && value
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b' ' || b == b'-')
+}
+
+fn email_like(value: &str) -> bool {
+    let Some((local, domain)) = value.rsplit_once('@') else {
+        return false;
+    };
+    value.len() <= 254
+        && (1..=64).contains(&local.len())
+        && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+        && !local.contains('@')
+        && domain.contains('.')
+        && domain.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// Checks every field, reporting every problem at once.
+fn validate(body: &Map<String, Value>) -> Result<NewCustomer, ApiError> {
+    let mut errors = Vec::new();
+    const KNOWN: &[&str] = &[
+        "start_billing_date",
+        "customer_id",
+        "email",
+        "first_name",
+        "last_name",
+        "address",
+        "zipcode",
+        "billing_address",
+        "billing_zipcode",
+        "subreseller_id",
+    ];
+    for name in body.keys() {
+        if KNOWN.contains(&name.as_str()) {
+            continue;
+        }
+        let message = match name.as_str() {
+            "same_billing_address" => {
+                "is derived: leave out billing_address and billing_zipcode when billing goes to address"
+            }
+            "has_subreseller_id" => "is derived: send subreseller_id when there is one",
+            _ => "is not a field of a new customer",
+        };
+        errors.push(FieldError::new(name.clone(), message));
+    }
+    let mut text = |name: &'static str,
+                    required: bool,
+                    max: usize,
+                    check: fn(&str) -> bool,
+                    rule: &str|
+     -> Option<String> {
+        let value = match body.get(name) {
+            None | Some(Value::Null) => {
+                if required {
+                    errors.push(FieldError::new(name, "is required"));
+                }
+                return None;
+            }
+            Some(Value::String(s)) => s.trim().to_owned(),
+            // Ids may come as numbers; they are text upstream.
+            Some(Value::Number(n)) if name.ends_with("_id") => n.to_string(),
+            Some(_) => {
+                errors.push(FieldError::new(name, "must be a string"));
+                return None;
+            }
+        };
+        if value.is_empty() {
+            errors.push(FieldError::new(name, "must not be empty"));
+            None
+        } else if value.chars().any(char::is_control) {
+            errors.push(FieldError::new(name, "must not contain control characters"));
+            None
+        } else if value.chars().count() > max {
+            errors.push(FieldError::new(
+                name,
+                format!("must be at most {max} characters"),
+            ));
+            None
+        } else if !check(&value) {
+            errors.push(FieldError::new(name, rule.to_owned()));
+            None
+        } else {
+            Some(value)
+        }
+    };
+    let any = |_: &str| true;
+    let date = |s: &str| s.len() == 10 && NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok();
+    let start_billing_date = text(
+        "start_billing_date",
+        true,
+        10,
+        date,
+        "must be a real date as YYYY-MM-DD",
+    );
+    let customer_id = text(
+        "customer_id",
+        true,
+        64,
+        customer_id_like,
+        "must be 1 to 64 letters, digits, dots, hyphens or underscores",
+    );
+    let email = text("email", true, 254, email_like, "must be an email address");
+    let first_name = text("first_name", true, 100, any, "");
+    let last_name = text("last_name", true, 100, any, "");
+    let address = text("address", true, 255, any, "");
+    let zipcode = text(
+        "zipcode",
+        true,
+        20,
+        zipcode_like,
+        "must be 1 to 20 letters, digits, spaces or hyphens",
+    );
+    let billing_address = text("billing_address", false, 255, any, "");
+    let billing_zipcode = text(
+        "billing_zipcode",
+        false,
+        20,
+        zipcode_like,
+        "must be 1 to 20 letters, digits, spaces or hyphens",
+    );
+    let subreseller_id = text(
+        "subreseller_id",
+        false,
+        64,
+        customer_id_like,
+        "must be 1 to 64 letters, digits, dots, hyphens or underscores",
+    );
+    let billing_given = (
+        body.get("billing_address").is_some_and(|v| !v.is_null()),
+        body.get("billing_zipcode").is_some_and(|v| !v.is_null()),
+    );
+    match billing_given {
+        (true, false) => errors.push(FieldError::new(
+            "billing_zipcode",
+            "is required with billing_address",
+        )),
+        (false, true) => errors.push(FieldError::new(
+            "billing_address",
+            "is required with billing_zipcode",
+        )),
+        _ => {}
+    }
+    match (
+        start_billing_date,
+        customer_id,
+        email,
+        first_name,
+        last_name,
+        address,
+        zipcode,
+    ) {
+        (
+            Some(start_billing_date),
+            Some(customer_id),
+            Some(email),
+            Some(first_name),
+            Some(last_name),
+            Some(address),
+            Some(zipcode),
+        ) if errors.is_empty() => Ok(NewCustomer {
+            start_billing_date,
+            customer_id,
+            email,
+            first_name,
+            last_name,
+            address,
+            zipcode,
+            billing_address,
+            billing_zipcode,
+            subreseller_id,
+        }),
+        _ => Err(ApiError::Unprocessable {
+            detail: errors
+                .iter()
+                .map(|e| format!("`{}` {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+            errors,
+        }),
+    }
+}
+
+/// DNA's field names back to the gateway's.
+fn gateway_field(dna_field: &str) -> &str {
+    match dna_field {
+        "same_billing_address" => "billing_address",
+        "has_subreseller_id" => "subreseller_id",
+        other => other,
+    }
+}
+
+fn dna_error(error: DnaError) -> ApiError {
+    match error {
+        DnaError::Upstream(e) => e.into(),
+        DnaError::Invalid(v) => {
+            let errors: Vec<FieldError> = v
+                .errors
+                .iter()
+                .map(|(field, message)| FieldError::new(gateway_field(field), message.clone()))
+                .collect();
+            ApiError::Unprocessable {
+                detail: format!("dna refused the data: {}", v.message),
+                errors,
+            }
+        }
+    }
+}
+
+/// Whether DNA provably did not act on the request, so a retry with the same
+/// Idempotency-Key may send it again.
+fn provably_unprocessed(error: &ApiError) -> bool {
+    matches!(
+        error,
+        ApiError::Unprocessable { .. }
+            | ApiError::Upstream(
+                UpstreamError::Unreachable { .. } | UpstreamError::CredentialsRejected { .. }
+            )
+    )
+}
+
+/// Create a customer
+///
+/// Creates a residential customer on DNA. Every field is checked before DNA is
+/// called. Send an `Idempotency-Key` to make retries safe: the same key and
+/// body replay the first answer without calling DNA again; the same key with
+/// another body is a 422; while the first request with the key is still being
+/// processed, a 409. A request whose outcome at DNA is unknown (a timeout, a
+/// DNA failure) is never sent again: its answer is replayed for its key.
+#[utoipa::path(
+    tag = "customers",
+    params(("Idempotency-Key" = Option<String>, Header, max_length = 255,
+            description = "Any unique string (a UUID): retries with the same key never create a second customer. Remembered for 24 hours.")),
+    request_body(content = NewCustomer, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created.", body = Customer, headers(
+            ("Location" = String, description = "/v1/customers/{id}"),
+            ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer of an earlier request with the same key"),
+        )),
+        BadRequest,
+        (status = 409, description = "A request with this Idempotency-Key is still being processed; retry after `Retry-After` seconds.",
+         body = Problem, content_type = "application/problem+json",
+         headers(("Retry-After" = String))),
+        (status = 413, description = "The body is larger than `server.max_body_bytes`.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is not valid (checked here or by DNA), or the Idempotency-Key was used with another body; `errors` names the fields.",
+         body = Problem, content_type = "application/problem+json"),
+        AuthErrors,
+        UpstreamErrors,
+    ),
+    security(("api_key" = ["write"]))
+)]
+#[post("/customers")]
+pub(crate) async fn create_customer(
+    req: HttpRequest,
+    caller: Caller,
+    body: web::Json<Value>,
+    dna: web::Data<DnaClient>,
+    keys: web::Data<IdempotencyStore>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::Write)?;
+    let Value::Object(body) = body.into_inner() else {
+        return Err(ApiError::Unprocessable {
+            detail: "the body must be a JSON object".into(),
+            errors: vec![FieldError::new("body", "must be a JSON object")],
+        });
+    };
+    let customer = validate(&body)?;
+    let key = match req.headers().get("idempotency-key") {
+        None => None,
+        Some(v) => Some(IdempotencyStore::parse_key(v.to_str().unwrap_or_default())?.to_owned()),
+    };
+    let claim = match &key {
+        None => None,
+        Some(key) => {
+            // The validated request, so `{"a":1,"b":2}` and `{"b":2,"a":1}` are one body.
+            let fingerprint = serde_json::to_vec(&customer).unwrap_or_default();
+            match keys.claim(&caller.name, key, &fingerprint).await? {
+                Claim::Replay(stored) => return Ok(stored.replay()),
+                Claim::Fresh(claim) => Some(claim),
+            }
+        }
+    };
+    // Detached, so a caller hanging up mid-write neither cancels the write
+    // nor keeps its outcome from being recorded for the key.
+    let request_id = current_request_id();
+    let task = tokio::spawn(
+        with_request_id(request_id, async move {
+            let created = dna
+                .create_client(&NewClient {
+                    start_billing_date: &customer.start_billing_date,
+                    customer_id: &customer.customer_id,
+                    email: &customer.email,
+                    first_name: &customer.first_name,
+                    last_name: &customer.last_name,
+                    address: &customer.address,
+                    zipcode: &customer.zipcode,
+                    billing: customer
+                        .billing_address
+                        .as_deref()
+                        .zip(customer.billing_zipcode.as_deref()),
+                    subreseller_id: customer.subreseller_id.as_deref(),
+                })
+                .await
+                .map_err(dna_error)?;
+            let answer = Customer {
+                id: created.id,
+                ns_domain: created.ns_domain,
+                status: "pending",
+                customer_id: customer.customer_id,
+            };
+            let body = serde_json::to_vec(&answer).map_err(|e| ApiError::Internal(e.into()))?;
+            let stored = Stored {
+                status: StatusCode::CREATED,
+                content_type: "application/json",
+                body,
+                location: Some(format!("/v1/customers/{}", answer.id)),
+            };
+            Ok::<_, ApiError>(stored)
+        })
+        .instrument(tracing::Span::current()),
+    );
+    let outcome = task.await.unwrap_or_else(|e| {
+        Err(ApiError::Internal(anyhow::anyhow!(
+            "the create task failed: {e}"
+        )))
+    });
+    match (outcome, claim) {
+        (Ok(stored), claim) => {
+            let response = stored.replay_first();
+            if let Some(claim) = claim {
+                claim.finish(stored);
+            }
+            Ok(response)
+        }
+        (Err(error), Some(claim)) if provably_unprocessed(&error) => {
+            claim.release().await;
+            Err(error)
+        }
+        (Err(error), Some(claim)) => {
+            let problem = error.to_problem();
+            claim.finish(Stored {
+                status: StatusCode::from_u16(problem.status).unwrap_or(StatusCode::BAD_GATEWAY),
+                content_type: crate::error::PROBLEM_JSON,
+                body: serde_json::to_vec(&problem).unwrap_or_default(),
+                location: None,
+            });
+            Err(error)
+        }
+        (Err(error), None) => Err(error),
+    }
+}
+
+async fn change_status(
+    caller: Caller,
+    id: &str,
+    dna: &DnaClient,
+    action: &str,
+    status: &'static str,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::Write)?;
+    let id = parse_id("id", id)?;
+    let timestamp = dna.change_status(id, action).await.map_err(dna_error)?;
+    let changed_at = Utc
+        .timestamp_opt(timestamp, 0)
+        .single()
+        .ok_or_else(|| {
+            ApiError::Upstream(UpstreamError::malformed(
+                crate::upstream::Upstream::Dna,
+                "timestamp out of range",
+            ))
+        })?
+        .fixed_offset();
+    Ok(HttpResponse::Ok().json(StatusChange {
+        id,
+        status,
+        changed_at,
+    }))
+}
+
+/// Activate a customer
+///
+/// Activates a DNA customer by DNA's id (the `id` of the create answer).
+#[utoipa::path(
+    tag = "customers",
+    params(("id" = i64, Path, minimum = 1, description = "DNA customer id.")),
+    responses(
+        (status = 200, description = "Active.", body = StatusChange),
+        BadRequest,
+        (status = 404, description = "DNA has no such customer.", body = Problem, content_type = "application/problem+json"),
+        AuthErrors,
+        UpstreamErrors,
+    ),
+    security(("api_key" = ["write"]))
+)]
+#[post("/customers/{id}/activate")]
+pub(crate) async fn activate_customer(
+    caller: Caller,
+    id: web::Path<String>,
+    dna: web::Data<DnaClient>,
+) -> Result<HttpResponse, ApiError> {
+    change_status(caller, &id, &dna, "activate", "active").await
+}
+
+/// Suspend a customer
+///
+/// Suspends a DNA customer by DNA's id.
+#[utoipa::path(
+    tag = "customers",
+    params(("id" = i64, Path, minimum = 1, description = "DNA customer id.")),
+    responses(
+        (status = 200, description = "Suspended.", body = StatusChange),
+        BadRequest,
+        (status = 404, description = "DNA has no such customer.", body = Problem, content_type = "application/problem+json"),
+        AuthErrors,
+        UpstreamErrors,
+    ),
+    security(("api_key" = ["write"]))
+)]
+#[post("/customers/{id}/suspend")]
+pub(crate) async fn suspend_customer(
+    caller: Caller,
+    id: web::Path<String>,
+    dna: web::Data<DnaClient>,
+) -> Result<HttpResponse, ApiError> {
+    change_status(caller, &id, &dna, "suspend", "suspended").await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => panic!(),
+        }
+    }
+
+    fn valid() -> Value {
+        serde_json::json!({
+            "start_billing_date": "2026-12-01", "customer_id": "C-1", "email": "s@example.com",
+            "first_name": "Steve", "last_name": "Harris", "address": "126 Mendoza", "zipcode": "33134"
+        })
+    }
+
+    fn fields(v: Value) -> Vec<String> {
+        match validate(&body(v)) {
+            Err(ApiError::Unprocessable { errors, .. }) => {
+                errors.into_iter().map(|e| e.field).collect()
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_complete_body_validates() {
+        let c = validate(&body(valid())).unwrap();
+        assert_eq!(c.customer_id, "C-1");
+        let mut with_ids = valid();
+        with_ids["customer_id"] = serde_json::json!(1234);
+        with_ids["subreseller_id"] = serde_json::json!(77);
+        let c = validate(&body(with_ids)).unwrap();
+        assert_eq!(
+            (c.customer_id.as_str(), c.subreseller_id.as_deref()),
+            ("1234", Some("77"))
+        );
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let bad = serde_json::json!({
+            "start_billing_date": "2026-02-30", "customer_id": "has space", "email": "nope",
+            "first_name": "", "zipcode": "!!", "billing_address": "x", "same_billing_address": true, "extra": 1
+        });
+        let f = fields(bad);
+        for name in [
+            "start_billing_date",
+            "customer_id",
+            "email",
+            "first_name",
+            "last_name",
+            "address",
+            "zipcode",
+            "billing_zipcode",
+            "same_billing_address",
+            "extra",
+        ] {
+            assert!(f.iter().any(|x| x == name), "{name} in {f:?}");
+        }
+    }
+
+    #[test]
+    fn dna_field_names_map_back() {
+        assert_eq!(gateway_field("same_billing_address"), "billing_address");
+        assert_eq!(gateway_field("has_subreseller_id"), "subreseller_id");
+        assert_eq!(gateway_field("email"), "email");
+    }
+
+    #[test]
+    fn emails_are_checked() {
+        for ok in ["a@b.se", "first.last+tag@sub.example.com"] {
+            assert!(email_like(ok), "{ok}");
+        }
+        for bad in ["", "a", "a@b", "@b.se", "a b@c.se", "a@b..se", "a@-b.se\n"] {
+            assert!(!email_like(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,562 @@
+//! The Nexogy DNA API: OAuth2 password grant with 20-minute bearer tokens
+//! (Laravel Passport), and the residential client routes.
+//!
+//! The token lives here and nowhere else. One mutex guards it, so however
+//! many requests need a token, one token request is in flight; it is
+//! refreshed ahead of expiry with the refresh grant (rotating refresh tokens),
+//! falling back to the password grant; a 401 on a call drops it, and the
+//! call is re-authenticated and retried once.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, de::DeserializeOwned};
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use super::{Upstream, UpstreamError, http_client, read_body};
+use crate::{
+    configuration::{DnaSettings, UpstreamSettings},
+    telemetry::{REQUEST_ID_HEADER, current_request_id},
+};
+
+const UPSTREAM: Upstream = Upstream::Dna;
+
+/// Refresh this long before expiry (or a fifth of the lifetime, if shorter),
+/// so a token never expires between being handed out and being used.
+const REFRESH_AHEAD: Duration = Duration::from_secs(60);
+
+struct Token {
+    access: SecretString,
+    refresh: Option<SecretString>,
+    refresh_after: Instant,
+    /// Tells a token apart from the one that replaced it.
+    generation: u64,
+}
+
+#[derive(Default)]
+struct TokenState {
+    current: Option<Token>,
+    generation: u64,
+}
+
+pub struct DnaClient {
+    http: reqwest::Client,
+    base_url: String,
+    settings: DnaSettings,
+    timeout: Duration,
+    token: Mutex<TokenState>,
+    credentials_rejected: Arc<AtomicBool>,
+}
+
+/// The token endpoint's answer: documented as a one-element array, sent by
+/// Laravel Passport as a plain object. Both are accepted.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TokenAnswer {
+    Wrapped(Vec<TokenBody>),
+    Plain(TokenBody),
+}
+
+#[derive(Deserialize)]
+struct TokenBody {
+    access_token: SecretString,
+    #[serde(default)]
+    refresh_token: Option<SecretString>,
+    #[serde(default)]
+    expires_in: Option<f64>,
+    #[serde(default)]
+    token_type: Option<String>,
+}
+
+/// league/oauth2-server's error answer.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct OAuthError {
+    error: String,
+    error_description: String,
+    hint: String,
+}
+
+/// `POST /residential/client` as DNA wants it (booleans as 1/0).
+pub struct NewClient<'a> {
+    pub start_billing_date: &'a str,
+    pub customer_id: &'a str,
+    pub email: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub address: &'a str,
+    pub zipcode: &'a str,
+    pub billing: Option<(&'a str, &'a str)>,
+    pub subreseller_id: Option<&'a str>,
+}
+
+impl NewClient<'_> {
+    fn form(&self) -> Vec<(&'static str, String)> {
+        let flag = |b: bool| if b { "1" } else { "0" }.to_owned();
+        let mut form = vec![
+            ("start_billing_date", self.start_billing_date.to_owned()),
+            ("customer_id", self.customer_id.to_owned()),
+            ("email", self.email.to_owned()),
+            ("first_name", self.first_name.to_owned()),
+            ("last_name", self.last_name.to_owned()),
+            ("address", self.address.to_owned()),
+            ("zipcode", self.zipcode.to_owned()),
+            ("same_billing_address", flag(self.billing.is_none())),
+            ("has_subreseller_id", flag(self.subreseller_id.is_some())),
+        ];
+        if let Some((address, zipcode)) = self.billing {
+            form.push(("billing_address", address.to_owned()));
+            form.push(("billing_zipcode", zipcode.to_owned()));
+        }
+        if let Some(id) = self.subreseller_id {
+            form.push(("subreseller_id", id.to_owned()));
+        }
+        form
+    }
+}
+
+/// What DNA answers to a create.
+#[derive(Debug, Deserialize)]
+pub struct CreatedClient {
+    pub id: i64,
+    pub ns_domain: String,
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    client: CreatedClient,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum CreateAnswer {
+    Wrapped(Vec<CreateBody>),
+    Plain(CreateBody),
+}
+
+#[derive(Deserialize)]
+struct StatusAnswer {
+    timestamp: i64,
+}
+
+/// DNA refused a request's data: Laravel's field errors, by upstream name.
+#[derive(Debug)]
+pub struct DnaValidation {
+    pub message: String,
+    pub errors: Vec<(String, String)>,
+}
+
+/// Failures of a DNA call: the upstream's, or its validation of our data.
+#[derive(Debug)]
+pub enum DnaError {
+    Upstream(UpstreamError),
+    Invalid(DnaValidation),
+}
+
+impl From<UpstreamError> for DnaError {
+    fn from(e: UpstreamError) -> Self {
+        Self::Upstream(e)
+    }
+}
+
+/// Whether a request may be sent again after a failure: only when DNA
+/// provably did not process it.
+enum Attempt {
+    Done(u16, Vec<u8>),
+    Unauthenticated,
+    /// The answer was cut: the call may have been processed, so never resent.
+    Broken(UpstreamError),
+}
+
+impl DnaClient {
+    pub fn new(settings: &DnaSettings, upstream: &UpstreamSettings) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: http_client(upstream)?,
+            base_url: settings.base_url.as_str().trim_end_matches('/').to_owned(),
+            settings: settings.clone(),
+            timeout: Duration::from_millis(upstream.timeout_ms),
+            token: Mutex::new(TokenState::default()),
+            credentials_rejected: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// True while the token endpoint rejects the gateway's credentials.
+    pub fn credentials_rejected(&self) -> bool {
+        self.credentials_rejected.load(Ordering::Relaxed)
+    }
+
+    /// Makes sure a token can be had, for readiness checks.
+    pub async fn check_credentials(&self) -> Result<(), UpstreamError> {
+        self.token(None).await.map(|_| ())
+    }
+
+    /// `POST /residential/client`. Sent again only after a 401 (re-authenticated)
+    /// or a refused connection, when DNA provably did not process it.
+    pub async fn create_client(&self, client: &NewClient<'_>) -> Result<CreatedClient, DnaError> {
+        let form = client.form();
+        let (status, body) = self.call("/residential/client", Some(&form)).await?;
+        match status {
+            200 | 201 => {
+                let answer: CreateAnswer = parse(&body)?;
+                match answer {
+                    CreateAnswer::Plain(b) => Ok(b.client),
+                    CreateAnswer::Wrapped(mut v) if !v.is_empty() => Ok(v.swap_remove(0).client),
+                    CreateAnswer::Wrapped(_) => {
+                        Err(UpstreamError::malformed(UPSTREAM, "empty create answer").into())
+                    }
+                }
+            }
+            _ => Err(failure(status, &body)),
+        }
+    }
+
+    /// `POST /residential/client/{id}/activate` or `/suspend`; the answer's
+    /// Unix timestamp.
+    pub async fn change_status(&self, id: i64, action: &str) -> Result<i64, DnaError> {
+        let (status, body) = self
+            .call(&format!("/residential/client/{id}/{action}"), None)
+            .await?;
+        match status {
+            200 | 201 => Ok(parse::<StatusAnswer>(&body)?.timestamp),
+            _ => Err(failure(status, &body)),
+        }
+    }
+
+    /// One DNA call with a valid token: on a 401 the token is dropped, a new
+    /// one fetched and the call sent once more; a refused connection is also
+    /// retried once, since nothing was sent.
+    async fn call(
+        &self,
+        path: &str,
+        form: Option<&[(&'static str, String)]>,
+    ) -> Result<(u16, Vec<u8>), UpstreamError> {
+        let mut reauthenticated = false;
+        let mut reconnected = false;
+        let mut stale: Option<u64> = None;
+        loop {
+            let (access, generation) = self.token(stale).await?;
+            match self.attempt(path, form, &access).await {
+                Ok(Attempt::Done(status, body)) => return Ok((status, body)),
+                Ok(Attempt::Broken(e)) => return Err(e),
+                Ok(Attempt::Unauthenticated) if !reauthenticated => {
+                    tracing::info!("dna answered 401; re-authenticating once");
+                    reauthenticated = true;
+                    stale = Some(generation);
+                }
+                Ok(Attempt::Unauthenticated) => {
+                    return Err(UpstreamError::CredentialsRejected {
+                        upstream: UPSTREAM,
+                        detail: "a fresh token was refused with 401".into(),
+                    });
+                }
+                Err(e) if !reconnected && is_refused(&e) => {
+                    tracing::info!("dna refused the connection; trying once more");
+                    reconnected = true;
+                }
+                Err(e) => return Err(UpstreamError::from_reqwest(UPSTREAM, self.timeout, &e)),
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        path: &str,
+        form: Option<&[(&'static str, String)]>,
+        access: &SecretString,
+    ) -> Result<Attempt, reqwest::Error> {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base_url))
+            .bearer_auth(access.expose_secret())
+            // Without it Laravel answers an expired token with a 500, not a 401.
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(form) = form {
+            request = request.form(form);
+        }
+        if let Some(id) = current_request_id() {
+            request = request.header(REQUEST_ID_HEADER.as_str(), id);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        if status == 401 {
+            return Ok(Attempt::Unauthenticated);
+        }
+        match read_body(UPSTREAM, self.timeout, response).await {
+            Ok(body) => Ok(Attempt::Done(status, body)),
+            Err(e) => Ok(Attempt::Broken(e)),
+        }
+    }
+
+    /// A valid access token: the current one, or a new one fetched under the
+    /// lock. `stale` names a token generation a caller saw refused.
+    async fn token(&self, stale: Option<u64>) -> Result<(SecretString, u64), UpstreamError> {
+        let mut state = self.token.lock().await;
+        if let Some(token) = &state.current {
+            let refused = stale == Some(token.generation);
+            if !refused && Instant::now() < token.refresh_after {
+                return Ok((token.access.clone(), token.generation));
+            }
+        }
+        let previous = state.current.take();
+        let refreshed = match previous.as_ref().and_then(|t| t.refresh.as_ref()) {
+            Some(refresh) => match self
+                .grant(&[("grant_type", "refresh_token")], Some(refresh))
+                .await
+            {
+                Ok(body) => Some(body),
+                Err(e) => {
+                    tracing::info!(error = %e, "dna refresh grant failed; using the password grant");
+                    None
+                }
+            },
+            None => None,
+        };
+        let body = match refreshed {
+            Some(body) => body,
+            None => self.grant(&[("grant_type", "password")], None).await?,
+        };
+        state.generation += 1;
+        let lifetime = Duration::from_secs_f64(body.expires_in.unwrap_or(1200.0).max(0.0));
+        let ahead = REFRESH_AHEAD.min(lifetime / 5);
+        let token = Token {
+            access: body.access_token,
+            refresh: body.refresh_token,
+            refresh_after: Instant::now() + lifetime - ahead,
+            generation: state.generation,
+        };
+        let handed = (token.access.clone(), token.generation);
+        state.current = Some(token);
+        tracing::debug!(lifetime_s = lifetime.as_secs_f64(), "dna token obtained");
+        Ok(handed)
+    }
+
+    /// One token request. Credentials rejected here are an operator problem:
+    /// logged as an error and shown by `/readyz` until a grant succeeds.
+    async fn grant(
+        &self,
+        grant: &[(&str, &str)],
+        refresh: Option<&SecretString>,
+    ) -> Result<TokenBody, UpstreamError> {
+        let s = &self.settings;
+        let mut form: Vec<(&str, &str)> = grant.to_vec();
+        form.push(("client_id", &s.client_id));
+        form.push(("client_secret", s.client_secret.expose_secret()));
+        match refresh {
+            Some(token) => form.push(("refresh_token", token.expose_secret())),
+            None => {
+                form.push(("username", &s.username));
+                form.push(("password", s.password.expose_secret()));
+                form.push(("scope", &s.scope));
+            }
+        }
+        let mut request = self
+            .http
+            .post(format!("{}/oauth/token", self.base_url))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(&form);
+        if let Some(id) = current_request_id() {
+            request = request.header(REQUEST_ID_HEADER.as_str(), id);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(UPSTREAM, self.timeout, &e))?;
+        let status = response.status().as_u16();
+        let body = read_body(UPSTREAM, self.timeout, response).await?;
+        if (200..300).contains(&status) {
+            let answer: TokenAnswer = parse(&body)?;
+            let token = match answer {
+                TokenAnswer::Plain(t) => t,
+                TokenAnswer::Wrapped(mut v) if !v.is_empty() => v.swap_remove(0),
+                TokenAnswer::Wrapped(_) => {
+                    return Err(UpstreamError::malformed(UPSTREAM, "empty token answer"));
+                }
+            };
+            if token
+                .token_type
+                .as_deref()
+                .is_some_and(|t| !t.eq_ignore_ascii_case("bearer"))
+            {
+                return Err(UpstreamError::malformed(
+                    UPSTREAM,
+                    "token type is not Bearer",
+                ));
+            }
+            self.credentials_rejected.store(false, Ordering::Relaxed);
+            return Ok(token);
+        }
+        if status >= 500 {
+            return Err(UpstreamError::Status {
+                upstream: UPSTREAM,
+                status,
+            });
+        }
+        let error: OAuthError = serde_json::from_slice(&body).unwrap_or_default();
+        let detail = format!(
+            "token endpoint answered {status} {}: {} {}",
+            error.error, error.error_description, error.hint
+        );
+        // A refused refresh token is routine (rotation, revocation); the
+        // password grant that follows decides whether credentials are bad.
+        if refresh.is_none() {
+            self.credentials_rejected.store(true, Ordering::Relaxed);
+        }
+        Err(UpstreamError::CredentialsRejected {
+            upstream: UPSTREAM,
+            detail,
+        })
+    }
+}
+
+fn is_refused(e: &reqwest::Error) -> bool {
+    use std::error::Error;
+    if !e.is_connect() {
+        return false;
+    }
+    let mut source = e.source();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, UpstreamError> {
+    serde_json::from_slice(body)
+        .map_err(|e| UpstreamError::malformed(UPSTREAM, format!("unexpected answer: {e}")))
+}
+
+/// A non-2xx DNA answer (other than 401, handled by the caller).
+fn failure(status: u16, body: &[u8]) -> DnaError {
+    match status {
+        404 => DnaError::Upstream(UpstreamError::NotFound {
+            upstream: UPSTREAM,
+            detail: "dna has no such customer".into(),
+        }),
+        422 => {
+            let value: Value = serde_json::from_slice(body).unwrap_or_default();
+            let message = value["message"]
+                .as_str()
+                .unwrap_or("The given data was invalid.")
+                .to_owned();
+            let mut errors = Vec::new();
+            if let Some(fields) = value["errors"].as_object() {
+                for (field, messages) in fields {
+                    for m in messages.as_array().into_iter().flatten() {
+                        errors.push((field.clone(), m.as_str().unwrap_or_default().to_owned()));
+                    }
+                }
+            }
+            DnaError::Invalid(DnaValidation { message, errors })
+        }
+        403 => DnaError::Upstream(UpstreamError::CredentialsRejected {
+            upstream: UPSTREAM,
+            detail: "HTTP 403: the API user may not do this".into(),
+        }),
+        s if s >= 500 => DnaError::Upstream(UpstreamError::Status {
+            upstream: UPSTREAM,
+            status: s,
+        }),
+        s => DnaError::Upstream(UpstreamError::Rejected {
+            upstream: UPSTREAM,
+            message: format!("HTTP {s}"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_answers_are_accepted_wrapped_or_plain() {
+        let wrapped =
+            r#"[{"token_type":"Bearer","expires_in":1200,"access_token":"a","refresh_token":"r"}]"#;
+        let plain =
+            r#"{"token_type":"Bearer","expires_in":1200,"access_token":"a","refresh_token":"r"}"#;
+        for body in [wrapped, plain] {
+            let token = match serde_json::from_str::<TokenAnswer>(body).unwrap() {
+                TokenAnswer::Plain(t) => t,
+                TokenAnswer::Wrapped(mut v) => v.remove(0),
+            };
+            assert_eq!(token.access_token.expose_secret(), "a");
+            assert_eq!(token.expires_in, Some(1200.0));
+        }
+    }
+
+    #[test]
+    fn create_answers_are_accepted_wrapped_or_plain() {
+        for body in [
+            r#"[{"result":"OK","client":{"id":6519,"ns_domain":"ironmaiden.com"}}]"#,
+            r#"{"result":"OK","client":{"id":6519,"ns_domain":"ironmaiden.com"}}"#,
+        ] {
+            let client = match serde_json::from_str::<CreateAnswer>(body).unwrap() {
+                CreateAnswer::Plain(b) => b.client,
+                CreateAnswer::Wrapped(mut v) => v.remove(0).client,
+            };
+            assert_eq!(
+                (client.id, client.ns_domain.as_str()),
+                (6519, "ironmaiden.com")
+            );
+        }
+    }
+
+    #[test]
+    fn booleans_go_upstream_as_1_and_0_and_flags_are_derived() {
+        let same = NewClient {
+            start_billing_date: "2026-12-01",
+            customer_id: "C1",
+            email: "a@b.se",
+            first_name: "A",
+            last_name: "B",
+            address: "X 1",
+            zipcode: "123",
+            billing: None,
+            subreseller_id: None,
+        };
+        let form = same.form();
+        assert!(form.contains(&("same_billing_address", "1".into())));
+        assert!(form.contains(&("has_subreseller_id", "0".into())));
+        assert!(
+            !form
+                .iter()
+                .any(|(k, _)| *k == "billing_address" || *k == "subreseller_id")
+        );
+        let other = NewClient {
+            billing: Some(("Y 2", "456")),
+            subreseller_id: Some("77"),
+            ..same
+        };
+        let form = other.form();
+        assert!(form.contains(&("same_billing_address", "0".into())));
+        assert!(form.contains(&("billing_zipcode", "456".into())));
+        assert!(form.contains(&("has_subreseller_id", "1".into())));
+        assert!(form.contains(&("subreseller_id", "77".into())));
+    }
+
+    #[test]
+    fn laravel_validation_errors_are_read_field_by_field() {
+        let body = br#"{"message":"The given data was invalid.","errors":{"customer_id":["The customer id has already been taken."]}}"#;
+        match failure(422, body) {
+            DnaError::Invalid(v) => {
+                assert_eq!(
+                    v.errors,
+                    vec![(
+                        "customer_id".into(),
+                        "The customer id has already been taken.".into()
+                    )]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
