@@ -101,21 +101,26 @@ pub(super) fn invoices(today: NaiveDate) -> Vec<Value> {
         })
     };
     let paid_at = |offset: i64| at(today, offset, "13:13:37");
+    let mut documented = invoice(
+        303090,
+        "2015-09-25",
+        "Paid",
+        0,
+        Some("2015-09-10 13:13:37"),
+        "USD",
+        vec![(
+            33334,
+            "Hosting",
+            "Hosting - Starter Hosting (2015.08.05 - 2015.09.04)",
+            "58.50",
+        )],
+    );
+    // The document's own example, dates and all.
+    for key in ["date", "duedate", "paybefore"] {
+        documented[key] = json!("2015-08-05");
+    }
     vec![
-        invoice(
-            303090,
-            "2015-09-25",
-            "Paid",
-            -420,
-            Some("2015-09-10 13:13:37"),
-            "USD",
-            vec![(
-                33334,
-                "Hosting",
-                "Hosting - Starter Hosting (2015.08.05 - 2015.09.04)",
-                "58.50",
-            )],
-        ),
+        documented,
         invoice(
             310001,
             "SLZ-2026-0101",
