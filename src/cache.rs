@@ -286,15 +286,16 @@ impl ResponseCache {
 /// Upstream faults that a stale answer may paper over; a 404 or a refusal
 /// is an answer, not a fault.
 fn serves_stale(error: &ApiError) -> bool {
-    matches!(
-        error,
-        ApiError::Upstream(
-            UpstreamError::Status { .. }
-                | UpstreamError::Timeout { .. }
-                | UpstreamError::Unreachable { .. }
-                | UpstreamError::Malformed { .. }
-        )
-    )
+    match error {
+        ApiError::Upstream(e) => {
+            e.is_transient()
+                || matches!(
+                    e,
+                    UpstreamError::CircuitOpen { .. } | UpstreamError::Busy { .. }
+                )
+        }
+        _ => false,
+    }
 }
 
 /// The HTTP answer for a cached entry: 200 with the body, or 304 when the

@@ -39,6 +39,22 @@ pub struct Settings {
     pub log: LogSettings,
     #[serde(default)]
     pub idempotency: IdempotencySettings,
+    #[serde(default)]
+    pub overview: OverviewSettings,
+}
+
+/// `GET /v1/overview`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OverviewSettings {
+    /// Domains expiring within this many days are listed.
+    pub expiring_days: u32,
+}
+
+impl Default for OverviewSettings {
+    fn default() -> Self {
+        Self { expiring_days: 30 }
+    }
 }
 
 /// How long `Idempotency-Key`s are remembered, and how many.
@@ -181,6 +197,14 @@ pub struct UpstreamSettings {
     pub timeout_ms: u64,
     /// Retries of idempotent reads only.
     pub retries: u32,
+    /// The most a caller waits for one gateway request, retries included.
+    pub deadline_ms: u64,
+    /// Consecutive faults that open an upstream's circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker fails fast before one probe is let through.
+    pub breaker_open_ms: u64,
+    /// Calls in flight to one upstream at most; more wait briefly, then get a 503.
+    pub max_concurrency: usize,
 }
 
 impl Default for UpstreamSettings {
@@ -189,6 +213,10 @@ impl Default for UpstreamSettings {
             connect_timeout_ms: 2_000,
             timeout_ms: 10_000,
             retries: 2,
+            deadline_ms: 15_000,
+            breaker_failures: 5,
+            breaker_open_ms: 30_000,
+            max_concurrency: 64,
         }
     }
 }
@@ -414,6 +442,7 @@ impl Settings {
             upstream: UpstreamSettings::default(),
             log: LogSettings::default(),
             idempotency: IdempotencySettings::default(),
+            overview: OverviewSettings::default(),
         }
     }
 }

@@ -243,6 +243,12 @@ impl ResponseError for ApiError {
             Self::Conflict(_) => {
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
+            Self::Upstream(e) => {
+                if let Some(after) = e.retry_after() {
+                    let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+                    response.insert_header((header::RETRY_AFTER, seconds.max(1).to_string()));
+                }
+            }
             _ => {}
         }
         response.json(self.to_problem())

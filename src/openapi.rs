@@ -33,6 +33,7 @@ with a `request_id`; every response carries `X-Request-Id`."
         (name = "support", description = "Support tickets and replies (Slitz)."),
         (name = "domains", description = "Registered domains and availability (Slitz)."),
         (name = "services", description = "Hosting, VPS and other services (Slitz)."),
+        (name = "overview", description = "One call for a dashboard, across every Slitz source."),
         (name = "customers", description = "Residential VoIP customers (DNA). The gateway holds and refreshes the DNA token."),
         (name = "operations", description = "Health and readiness, for orchestrators; no API key needed."),
     )

@@ -16,7 +16,7 @@ use crate::{
     idempotency::IdempotencyStore,
     openapi,
     routes::{self, AllowedMethods, health::Readiness},
-    telemetry::{self, BodyLimit, TrustedProxies},
+    telemetry::{self, BodyLimit, Deadline, TrustedProxies},
     upstream::{dna::DnaClient, slitz::SlitzClient},
 };
 
@@ -41,6 +41,10 @@ impl Application {
         let cache = web::Data::new(ResponseCache::new(&settings.cache));
         let dna = web::Data::new(DnaClient::new(&settings.dna, &settings.upstream)?);
         let idempotency = web::Data::new(IdempotencyStore::new(&settings.idempotency));
+        let overview = web::Data::new(settings.overview.clone());
+        let deadline = web::Data::new(Deadline(Duration::from_millis(
+            settings.upstream.deadline_ms,
+        )));
         let keys = web::Data::new(ApiKeys::new(&settings.auth.api_keys));
         let readiness = web::Data::new(Readiness::new(
             &[
@@ -65,6 +69,8 @@ impl Application {
                 .app_data(cache.clone())
                 .app_data(dna.clone())
                 .app_data(idempotency.clone())
+                .app_data(overview.clone())
+                .app_data(deadline.clone())
                 .app_data(keys.clone())
                 .app_data(readiness.clone())
                 .app_data(proxies.clone())

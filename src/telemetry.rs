@@ -24,6 +24,7 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 
 tokio::task_local! {
     static REQUEST_ID: String;
+    static DEADLINE: Instant;
 }
 
 /// The id of the request being served on this task, if any.
@@ -31,13 +32,45 @@ pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
-/// Runs `future` (on another task, say) as part of the request `id`.
-pub async fn with_request_id<T>(id: Option<String>, future: impl Future<Output = T>) -> T {
-    match id {
-        Some(id) => REQUEST_ID.scope(id, future).await,
-        None => future.await,
+/// What is left of the request's time budget (`upstream.deadline_ms`), if
+/// this task serves a request. Upstream calls never run past it.
+pub fn remaining_budget() -> Option<std::time::Duration> {
+    DEADLINE
+        .try_with(|deadline| deadline.saturating_duration_since(Instant::now()))
+        .ok()
+}
+
+/// The request context of this task, to carry onto another task.
+#[derive(Debug, Clone)]
+pub struct RequestScope {
+    id: Option<String>,
+    deadline: Option<Instant>,
+}
+
+impl RequestScope {
+    pub fn current() -> Self {
+        Self {
+            id: current_request_id(),
+            deadline: DEADLINE.try_with(|d| *d).ok(),
+        }
+    }
+
+    /// Runs `future` as part of this request: its id, its deadline.
+    pub async fn run<T>(self, future: impl Future<Output = T>) -> T {
+        match (self.id, self.deadline) {
+            (Some(id), Some(deadline)) => {
+                REQUEST_ID.scope(id, DEADLINE.scope(deadline, future)).await
+            }
+            (Some(id), None) => REQUEST_ID.scope(id, future).await,
+            (None, Some(deadline)) => DEADLINE.scope(deadline, future).await,
+            (None, None) => future.await,
+        }
     }
 }
+
+/// The longest one gateway request may spend on upstream calls, retries included.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(pub std::time::Duration);
 
 /// Installs the global subscriber: JSON lines for machines, pretty for people.
 /// `RUST_LOG`, when set, wins over the configured filter.
@@ -114,9 +147,17 @@ pub async fn request_context(
             req.into_response(response)
         }
         None => {
-            let future = span.in_scope(|| REQUEST_ID.sync_scope(id.clone(), || next.call(req)));
+            let deadline = req
+                .app_data::<web::Data<Deadline>>()
+                .map(|d| started + d.0)
+                .unwrap_or(started + std::time::Duration::from_secs(3600));
+            let future = span.in_scope(|| {
+                REQUEST_ID.sync_scope(id.clone(), || {
+                    DEADLINE.sync_scope(deadline, || next.call(req))
+                })
+            });
             let result = REQUEST_ID
-                .scope(id.clone(), future)
+                .scope(id.clone(), DEADLINE.scope(deadline, future))
                 .instrument(span.clone())
                 .await;
             // Handlers and extractors turn their errors into responses themselves;

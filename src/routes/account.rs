@@ -3,13 +3,15 @@
 use actix_web::{HttpRequest, HttpResponse, get, patch, web};
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use chrono_tz::Tz;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+use std::sync::Arc;
 
 use super::{AuthErrors, UpstreamErrors, slitz_malformed};
 use crate::{
     auth::{Caller, Scope},
-    cache::{self, CacheKey, ResponseCache, Route},
+    cache::{self, CacheKey, CacheStatus, Cached, ResponseCache, Route},
     error::{ApiError, FieldError, Problem},
     normalize::{Money, NormalizeError},
     upstream::{
@@ -19,7 +21,7 @@ use crate::{
 };
 
 /// The account behind the gateway's Slitz login.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({
     "id": 20408,
     "email": "anna.lindqvist@example.se",
@@ -161,10 +163,18 @@ pub(crate) async fn get_account(
     cache: web::Data<ResponseCache>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Read)?;
-    let (entry, status) = cache
-        .get_or_load(account_key(), || fetch_account(&slitz))
-        .await?;
+    let (entry, status) = cached_account(&slitz, &cache).await?;
     Ok(cache::respond(&req, &entry, status))
+}
+
+/// The account, through the cache.
+pub(crate) async fn cached_account(
+    slitz: &SlitzClient,
+    cache: &ResponseCache,
+) -> Result<(Arc<Cached>, CacheStatus), ApiError> {
+    cache
+        .get_or_load(account_key(), || fetch_account(slitz))
+        .await
 }
 
 fn account_key() -> CacheKey {

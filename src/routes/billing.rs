@@ -4,23 +4,25 @@
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use chrono_tz::Tz;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use std::sync::Arc;
+
 use super::{
-    AuthErrors, BadRequest, ListQuery, NotFound, Page, UpstreamErrors, account::Account, parse_id,
-    slitz_malformed,
+    AuthErrors, BadRequest, ListQuery, Listing, NotFound, Page, UpstreamErrors, account::Account,
+    parse_id, slitz_malformed,
 };
 use crate::{
     auth::{Caller, Scope},
-    cache::{self, CacheKey, ResponseCache, Route},
+    cache::{self, CacheKey, CacheStatus, Cached, ResponseCache, Route},
     error::ApiError,
     normalize::{Loose, Money, NormalizeError, opt_rfc3339},
     upstream::slitz::{self, SlitzClient},
 };
 
 /// What the account owes and holds.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({
     "balance": {"amount": "573.50", "currency": "SEK"},
     "credit": {"amount": "0.00", "currency": "SEK"}
@@ -33,7 +35,7 @@ pub struct Balance {
 }
 
 /// An invoice as listed.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({
     "id": 310002, "number": "SLZ-2026-0102", "status": "unpaid",
     "issued_on": "2026-11-03", "due_on": "2026-11-17", "pay_before_on": "2026-11-17",
@@ -239,7 +241,16 @@ pub(crate) async fn get_balance(
     cache: web::Data<ResponseCache>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Read)?;
-    let (entry, status) = cache
+    let (entry, status) = cached_balance(&slitz, &cache).await?;
+    Ok(cache::respond(&req, &entry, status))
+}
+
+/// The balance, through the cache.
+pub(crate) async fn cached_balance(
+    slitz: &SlitzClient,
+    cache: &ResponseCache,
+) -> Result<(Arc<Cached>, CacheStatus), ApiError> {
+    cache
         .get_or_load(CacheKey::new(Route::Balance, ""), || async {
             let b = slitz.balance().await?;
             Ok(Balance {
@@ -253,8 +264,7 @@ pub(crate) async fn get_balance(
                     .map_err(slitz_malformed)?,
             })
         })
-        .await?;
-    Ok(cache::respond(&req, &entry, status))
+        .await
 }
 
 /// List invoices
@@ -287,9 +297,18 @@ pub(crate) async fn list_invoices(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Read)?;
     let listing = query.validate()?;
-    let key = CacheKey::new(Route::Invoices, listing.key());
-    let (entry, status) = cache
-        .get_or_load(key, || async {
+    let (entry, status) = cached_invoices(&slitz, &cache, &listing).await?;
+    Ok(cache::respond(&req, &entry, status))
+}
+
+/// A listing of invoices, through the cache.
+pub(crate) async fn cached_invoices(
+    slitz: &SlitzClient,
+    cache: &ResponseCache,
+    listing: &Listing,
+) -> Result<(Arc<Cached>, CacheStatus), ApiError> {
+    cache
+        .get_or_load(CacheKey::new(Route::Invoices, listing.key()), || async {
             let invoices = slitz
                 .invoices()
                 .await?
@@ -299,8 +318,7 @@ pub(crate) async fn list_invoices(
                 .map_err(slitz_malformed)?;
             Ok(listing.apply(invoices, |i| i.status.as_deref()))
         })
-        .await?;
-    Ok(cache::respond(&req, &entry, status))
+        .await
 }
 
 /// One invoice

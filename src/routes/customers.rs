@@ -15,7 +15,7 @@ use crate::{
     error::{ApiError, FieldError, Problem},
     idempotency::{Claim, IdempotencyStore, Stored},
     normalize::rfc3339,
-    telemetry::{current_request_id, with_request_id},
+    telemetry::RequestScope,
     upstream::{
         UpstreamError,
         dna::{DnaClient, DnaError, NewClient},
@@ -392,42 +392,43 @@ pub(crate) async fn create_customer(
     };
     // Detached, so a caller hanging up mid-write neither cancels the write
     // nor keeps its outcome from being recorded for the key.
-    let request_id = current_request_id();
+    let scope = RequestScope::current();
     let task = tokio::spawn(
-        with_request_id(request_id, async move {
-            let created = dna
-                .create_client(&NewClient {
-                    start_billing_date: &customer.start_billing_date,
-                    customer_id: &customer.customer_id,
-                    email: &customer.email,
-                    first_name: &customer.first_name,
-                    last_name: &customer.last_name,
-                    address: &customer.address,
-                    zipcode: &customer.zipcode,
-                    billing: customer
-                        .billing_address
-                        .as_deref()
-                        .zip(customer.billing_zipcode.as_deref()),
-                    subreseller_id: customer.subreseller_id.as_deref(),
-                })
-                .await
-                .map_err(dna_error)?;
-            let answer = Customer {
-                id: created.id,
-                ns_domain: created.ns_domain,
-                status: "pending",
-                customer_id: customer.customer_id,
-            };
-            let body = serde_json::to_vec(&answer).map_err(|e| ApiError::Internal(e.into()))?;
-            let stored = Stored {
-                status: StatusCode::CREATED,
-                content_type: "application/json",
-                body,
-                location: Some(format!("/v1/customers/{}", answer.id)),
-            };
-            Ok::<_, ApiError>(stored)
-        })
-        .instrument(tracing::Span::current()),
+        scope
+            .run(async move {
+                let created = dna
+                    .create_client(&NewClient {
+                        start_billing_date: &customer.start_billing_date,
+                        customer_id: &customer.customer_id,
+                        email: &customer.email,
+                        first_name: &customer.first_name,
+                        last_name: &customer.last_name,
+                        address: &customer.address,
+                        zipcode: &customer.zipcode,
+                        billing: customer
+                            .billing_address
+                            .as_deref()
+                            .zip(customer.billing_zipcode.as_deref()),
+                        subreseller_id: customer.subreseller_id.as_deref(),
+                    })
+                    .await
+                    .map_err(dna_error)?;
+                let answer = Customer {
+                    id: created.id,
+                    ns_domain: created.ns_domain,
+                    status: "pending",
+                    customer_id: customer.customer_id,
+                };
+                let body = serde_json::to_vec(&answer).map_err(|e| ApiError::Internal(e.into()))?;
+                let stored = Stored {
+                    status: StatusCode::CREATED,
+                    content_type: "application/json",
+                    body,
+                    location: Some(format!("/v1/customers/{}", answer.id)),
+                };
+                Ok::<_, ApiError>(stored)
+            })
+            .instrument(tracing::Span::current()),
     );
     let outcome = task.await.unwrap_or_else(|e| {
         Err(ApiError::Internal(anyhow::anyhow!(

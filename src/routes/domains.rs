@@ -6,19 +6,22 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use std::sync::Arc;
+
 use super::{
-    AuthErrors, BadRequest, ListQuery, NotFound, Page, UpstreamErrors, parse_id, slitz_malformed,
+    AuthErrors, BadRequest, ListQuery, Listing, NotFound, Page, UpstreamErrors, parse_id,
+    slitz_malformed,
 };
 use crate::{
     auth::{Caller, Scope},
-    cache::{self, CacheKey, ResponseCache, Route},
+    cache::{self, CacheKey, CacheStatus, Cached, ResponseCache, Route},
     error::ApiError,
     normalize::{Money, NormalizeError, non_empty},
     upstream::slitz::{self, SlitzClient},
 };
 
 /// A domain as listed.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({
     "id": 548, "name": "lindqvist.se", "status": "active", "expires_on": "2026-12-05",
     "days_to_expiry": 12, "created_on": "2015-08-04",
@@ -208,7 +211,17 @@ pub(crate) async fn list_domains(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Read)?;
     let listing = query.validate()?;
-    let (entry, status) = cache
+    let (entry, status) = cached_domains(&slitz, &cache, &listing).await?;
+    Ok(cache::respond(&req, &entry, status))
+}
+
+/// A listing of domains, through the cache.
+pub(crate) async fn cached_domains(
+    slitz: &SlitzClient,
+    cache: &ResponseCache,
+    listing: &Listing,
+) -> Result<(Arc<Cached>, CacheStatus), ApiError> {
+    cache
         .get_or_load(CacheKey::new(Route::Domains, listing.key()), || async {
             let domains = slitz
                 .domains()
@@ -219,8 +232,7 @@ pub(crate) async fn list_domains(
                 .map_err(slitz_malformed)?;
             Ok(listing.apply(domains, |d| d.status.as_deref()))
         })
-        .await?;
-    Ok(cache::respond(&req, &entry, status))
+        .await
 }
 
 /// One domain

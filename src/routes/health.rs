@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use crate::{
     error::{ApiError, PROBLEM_JSON, Problem},
-    upstream::dna::DnaClient,
+    upstream::{dna::DnaClient, policy::BreakerState, slitz::SlitzClient},
 };
 
 /// What `/readyz` checks: that each upstream accepts TCP connections. It
@@ -62,6 +62,9 @@ pub struct Check {
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The upstream's circuit breaker: `closed`, `open` or `half_open`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<BreakerState>,
 }
 
 impl Check {
@@ -69,12 +72,14 @@ impl Check {
         Self {
             status: "up",
             detail: None,
+            breaker: None,
         }
     }
     fn down(detail: String) -> Self {
         Self {
             status: "down",
             detail: Some(detail),
+            breaker: None,
         }
     }
 }
@@ -88,7 +93,7 @@ pub struct Health {
 
 /// The gateway can serve: configuration loaded and every upstream reachable.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"status": "ready", "checks": {"dna": {"status": "up"}, "slitz": {"status": "up"}}}))]
+#[schema(example = json!({"status": "ready", "checks": {"dna": {"status": "up", "breaker": "closed"}, "slitz": {"status": "up", "breaker": "closed"}}}))]
 pub struct Ready {
     /// `ready`.
     pub status: &'static str,
@@ -125,8 +130,17 @@ pub(crate) async fn healthz() -> web::Json<Health> {
 pub(crate) async fn readyz(
     readiness: web::Data<Readiness>,
     dna: web::Data<DnaClient>,
+    slitz: web::Data<SlitzClient>,
 ) -> HttpResponse {
     let mut checks = readiness.check().await;
+    // Breakers are shown, not judged: with one open, stale cache and the
+    // other upstream still serve.
+    if let Some(check) = checks.get_mut("dna") {
+        check.breaker = Some(dna.breaker_state());
+    }
+    if let Some(check) = checks.get_mut("slitz") {
+        check.breaker = Some(slitz.breaker_state());
+    }
     // Once DNA has refused the gateway's credentials, stay not-ready until a
     // token can be had again; each probe tries once, so a fixed secret heals.
     if dna.credentials_rejected() {

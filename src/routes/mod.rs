@@ -7,6 +7,7 @@ pub mod customers;
 pub mod domains;
 pub mod health;
 pub mod metrics;
+pub mod overview;
 pub mod services;
 pub mod support;
 
@@ -45,7 +46,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(services::get_service)
                 .service(customers::create_customer)
                 .service(customers::activate_customer)
-                .service(customers::suspend_customer),
+                .service(customers::suspend_customer)
+                .service(overview::get_overview),
         );
 }
 
@@ -244,6 +246,15 @@ impl ListQuery {
 }
 
 impl Listing {
+    /// Every item, unfiltered: what the overview reads.
+    pub fn all() -> Self {
+        Self {
+            page: 1,
+            per_page: u32::MAX,
+            status: None,
+        }
+    }
+
     /// The part of a cache key that tells one listing from another.
     pub fn key(&self) -> String {
         format!(
@@ -280,7 +291,7 @@ impl Listing {
 }
 
 /// One page of a list. The gateway pages; the upstream returns everything.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Items across all pages (after the status filter).

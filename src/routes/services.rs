@@ -4,22 +4,25 @@
 
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use chrono::NaiveDate;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use std::sync::Arc;
+
 use super::{
-    AuthErrors, BadRequest, ListQuery, NotFound, Page, UpstreamErrors, parse_id, slitz_malformed,
+    AuthErrors, BadRequest, ListQuery, Listing, NotFound, Page, UpstreamErrors, parse_id,
+    slitz_malformed,
 };
 use crate::{
     auth::{Caller, Scope},
-    cache::{self, CacheKey, ResponseCache, Route},
+    cache::{self, CacheKey, CacheStatus, Cached, ResponseCache, Route},
     error::ApiError,
     normalize::{Money, NormalizeError},
     upstream::slitz::{self, SlitzClient},
 };
 
 /// A service as listed.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({
     "id": 33301, "name": "Starter Hosting", "domain": "lindqvist.se", "category": "Hosting",
     "category_slug": "hosting", "status": "active", "billing_cycle": "monthly",
@@ -156,7 +159,17 @@ pub(crate) async fn list_services(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Read)?;
     let listing = query.validate()?;
-    let (entry, status) = cache
+    let (entry, status) = cached_services(&slitz, &cache, &listing).await?;
+    Ok(cache::respond(&req, &entry, status))
+}
+
+/// A listing of services, through the cache.
+pub(crate) async fn cached_services(
+    slitz: &SlitzClient,
+    cache: &ResponseCache,
+    listing: &Listing,
+) -> Result<(Arc<Cached>, CacheStatus), ApiError> {
+    cache
         .get_or_load(CacheKey::new(Route::Services, listing.key()), || async {
             let services = slitz
                 .services()
@@ -167,8 +180,7 @@ pub(crate) async fn list_services(
                 .map_err(slitz_malformed)?;
             Ok(listing.apply(services, |s| s.status.as_deref()))
         })
-        .await?;
-    Ok(cache::respond(&req, &entry, status))
+        .await
 }
 
 /// One service

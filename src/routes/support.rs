@@ -4,22 +4,25 @@
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use chrono::{DateTime, FixedOffset};
 use chrono_tz::Tz;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use std::sync::Arc;
+
 use super::{
-    AuthErrors, BadRequest, ListQuery, NotFound, Page, UpstreamErrors, parse_id, slitz_malformed,
+    AuthErrors, BadRequest, ListQuery, Listing, NotFound, Page, UpstreamErrors, parse_id,
+    slitz_malformed,
 };
 use crate::{
     auth::{Caller, Scope},
-    cache::{self, CacheKey, ResponseCache, Route},
+    cache::{self, CacheKey, CacheStatus, Cached, ResponseCache, Route},
     error::ApiError,
     normalize::{NormalizeError, opt_rfc3339},
     upstream::slitz::{self, SlitzClient},
 };
 
 /// A ticket as listed.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({
     "number": 437928, "subject": "Mail stops arriving after 18:00", "status": "open",
     "department": "Support Tickets", "created_at": "2026-11-21T12:01:45+01:00", "read_by_client": true
@@ -155,7 +158,17 @@ pub(crate) async fn list_tickets(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Read)?;
     let listing = query.validate()?;
-    let (entry, status) = cache
+    let (entry, status) = cached_tickets(&slitz, &cache, &listing).await?;
+    Ok(cache::respond(&req, &entry, status))
+}
+
+/// A listing of tickets, through the cache.
+pub(crate) async fn cached_tickets(
+    slitz: &SlitzClient,
+    cache: &ResponseCache,
+    listing: &Listing,
+) -> Result<(Arc<Cached>, CacheStatus), ApiError> {
+    cache
         .get_or_load(CacheKey::new(Route::Tickets, listing.key()), || async {
             let tickets = slitz
                 .tickets()
@@ -166,8 +179,7 @@ pub(crate) async fn list_tickets(
                 .map_err(slitz_malformed)?;
             Ok(listing.apply(tickets, |t| t.status.as_deref()))
         })
-        .await?;
-    Ok(cache::respond(&req, &entry, status))
+        .await
 }
 
 /// One ticket, with replies

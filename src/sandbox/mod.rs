@@ -30,8 +30,14 @@ use url::Url;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Fault {
-    /// Answer with this status and body (default: a generic upstream error page).
-    Status { status: u16, body: Option<String> },
+    /// Answer with this status and body (default: a generic upstream error
+    /// page), and a `Retry-After` when given.
+    Status {
+        status: u16,
+        body: Option<String>,
+        #[serde(default)]
+        retry_after: Option<u64>,
+    },
     /// Never answer (until the client gives up).
     Hang,
     /// Answer 200 with a truncated JSON body.
@@ -309,14 +315,21 @@ async fn simulate(
             tokio::time::sleep(Duration::from_millis(ms)).await;
             return Ok(next.call(req).await?.map_into_boxed_body());
         }
-        Some(Fault::Status { status, body }) => {
+        Some(Fault::Status {
+            status,
+            body,
+            retry_after,
+        }) => {
             let status = actix_web::http::StatusCode::from_u16(status)
                 .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
-            HttpResponse::build(status)
-                .content_type("text/html; charset=UTF-8")
-                .body(body.unwrap_or_else(|| {
-                    "<!DOCTYPE html><html><head><title>Server Error</title></head><body>Server Error</body></html>".to_owned()
-                }))
+            let mut response = HttpResponse::build(status);
+            response.content_type("text/html; charset=UTF-8");
+            if let Some(seconds) = retry_after {
+                response.insert_header(("Retry-After", seconds.to_string()));
+            }
+            response.body(body.unwrap_or_else(|| {
+                "<!DOCTYPE html><html><head><title>Server Error</title></head><body>Server Error</body></html>".to_owned()
+            }))
         }
         Some(Fault::Hang) => {
             tokio::time::sleep(Duration::from_secs(24 * 3600)).await;

@@ -20,7 +20,11 @@ use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use super::{Upstream, UpstreamError, http_client, read_body};
+use super::{
+    Upstream, UpstreamError, http_client,
+    policy::{BreakerState, Policy},
+    read_body, retry_after,
+};
 use crate::{
     configuration::{DnaSettings, UpstreamSettings},
     telemetry::{REQUEST_ID_HEADER, current_request_id},
@@ -47,6 +51,7 @@ struct TokenState {
 }
 
 pub struct DnaClient {
+    policy: Policy,
     http: reqwest::Client,
     base_url: String,
     settings: DnaSettings,
@@ -171,13 +176,12 @@ impl From<UpstreamError> for DnaError {
 enum Attempt {
     Done(u16, Vec<u8>),
     Unauthenticated,
-    /// The answer was cut: the call may have been processed, so never resent.
-    Broken(UpstreamError),
 }
 
 impl DnaClient {
     pub fn new(settings: &DnaSettings, upstream: &UpstreamSettings) -> anyhow::Result<Self> {
         Ok(Self {
+            policy: Policy::new(UPSTREAM, upstream),
             http: http_client(upstream)?,
             base_url: settings.base_url.as_str().trim_end_matches('/').to_owned(),
             settings: settings.clone(),
@@ -185,6 +189,10 @@ impl DnaClient {
             token: Mutex::new(TokenState::default()),
             credentials_rejected: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    pub fn breaker_state(&self) -> BreakerState {
+        self.policy.breaker_state()
     }
 
     /// True while the token endpoint rejects the gateway's credentials.
@@ -242,9 +250,13 @@ impl DnaClient {
         let mut stale: Option<u64> = None;
         loop {
             let (access, generation) = self.token(stale).await?;
-            match self.attempt(path, form, &access).await {
+            // Writes: never retried by the policy; only the two cases below.
+            let result = self
+                .policy
+                .run(false, || self.attempt(path, form, &access))
+                .await;
+            match result {
                 Ok(Attempt::Done(status, body)) => return Ok((status, body)),
-                Ok(Attempt::Broken(e)) => return Err(e),
                 Ok(Attempt::Unauthenticated) if !reauthenticated => {
                     tracing::info!("dna answered 401; re-authenticating once");
                     reauthenticated = true;
@@ -256,11 +268,11 @@ impl DnaClient {
                         detail: "a fresh token was refused with 401".into(),
                     });
                 }
-                Err(e) if !reconnected && is_refused(&e) => {
+                Err(UpstreamError::Unreachable { refused: true, .. }) if !reconnected => {
                     tracing::info!("dna refused the connection; trying once more");
                     reconnected = true;
                 }
-                Err(e) => return Err(UpstreamError::from_reqwest(UPSTREAM, self.timeout, &e)),
+                Err(e) => return Err(e),
             }
         }
     }
@@ -270,7 +282,7 @@ impl DnaClient {
         path: &str,
         form: Option<&[(&'static str, String)]>,
         access: &SecretString,
-    ) -> Result<Attempt, reqwest::Error> {
+    ) -> Result<Attempt, UpstreamError> {
         let mut request = self
             .http
             .post(format!("{}{path}", self.base_url))
@@ -283,15 +295,31 @@ impl DnaClient {
         if let Some(id) = current_request_id() {
             request = request.header(REQUEST_ID_HEADER.as_str(), id);
         }
-        let response = request.send().await?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(UPSTREAM, self.timeout, &e))?;
         let status = response.status().as_u16();
         if status == 401 {
             return Ok(Attempt::Unauthenticated);
         }
-        match read_body(UPSTREAM, self.timeout, response).await {
-            Ok(body) => Ok(Attempt::Done(status, body)),
-            Err(e) => Ok(Attempt::Broken(e)),
+        if status == 429 || status == 503 {
+            return Err(UpstreamError::Throttled {
+                upstream: UPSTREAM,
+                status,
+                retry_after: retry_after(response.headers()),
+            });
         }
+        if status >= 500 {
+            // Counted by the breaker as a fault; the caller maps it to a 502.
+            return Err(UpstreamError::Status {
+                upstream: UPSTREAM,
+                status,
+            });
+        }
+        // A cut answer may have been processed: an error, never resent.
+        let body = read_body(UPSTREAM, self.timeout, response).await?;
+        Ok(Attempt::Done(status, body))
     }
 
     /// A valid access token: the current one, or a new one fetched under the
@@ -356,20 +384,32 @@ impl DnaClient {
                 form.push(("scope", &s.scope));
             }
         }
-        let mut request = self
-            .http
-            .post(format!("{}/oauth/token", self.base_url))
-            .header(reqwest::header::ACCEPT, "application/json")
-            .form(&form);
-        if let Some(id) = current_request_id() {
-            request = request.header(REQUEST_ID_HEADER.as_str(), id);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| UpstreamError::from_reqwest(UPSTREAM, self.timeout, &e))?;
-        let status = response.status().as_u16();
-        let body = read_body(UPSTREAM, self.timeout, response).await?;
+        let url = format!("{}/oauth/token", self.base_url);
+        let (status, body) = self
+            .policy
+            .run(false, || async {
+                let mut request = self
+                    .http
+                    .post(&url)
+                    .header(reqwest::header::ACCEPT, "application/json")
+                    .form(&form);
+                if let Some(id) = current_request_id() {
+                    request = request.header(REQUEST_ID_HEADER.as_str(), id);
+                }
+                let response = request
+                    .send()
+                    .await
+                    .map_err(|e| UpstreamError::from_reqwest(UPSTREAM, self.timeout, &e))?;
+                let status = response.status().as_u16();
+                if status >= 500 {
+                    return Err(UpstreamError::Status {
+                        upstream: UPSTREAM,
+                        status,
+                    });
+                }
+                Ok((status, read_body(UPSTREAM, self.timeout, response).await?))
+            })
+            .await?;
         if (200..300).contains(&status) {
             let answer: TokenAnswer = parse(&body)?;
             let token = match answer {
@@ -413,21 +453,6 @@ impl DnaClient {
             detail,
         })
     }
-}
-
-fn is_refused(e: &reqwest::Error) -> bool {
-    use std::error::Error;
-    if !e.is_connect() {
-        return false;
-    }
-    let mut source = e.source();
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            return io.kind() == std::io::ErrorKind::ConnectionRefused;
-        }
-        source = cause.source();
-    }
-    false
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, UpstreamError> {

@@ -1,6 +1,7 @@
 //! Clients of the two upstreams, and how their failures read to a caller.
 
 pub mod dna;
+pub mod policy;
 pub mod slitz;
 
 use std::{fmt, time::Duration};
@@ -47,7 +48,25 @@ pub enum UpstreamError {
     #[error("{upstream} did not answer within {timeout_ms} ms")]
     Timeout { upstream: Upstream, timeout_ms: u64 },
     #[error("{upstream} is unreachable: {detail}")]
-    Unreachable { upstream: Upstream, detail: String },
+    Unreachable {
+        upstream: Upstream,
+        detail: String,
+        /// The connection was refused: nothing at all was sent.
+        refused: bool,
+    },
+    #[error("{upstream} asked to slow down (HTTP {status})")]
+    Throttled {
+        upstream: Upstream,
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    #[error("{upstream} is failing; its circuit breaker is open")]
+    CircuitOpen {
+        upstream: Upstream,
+        retry_after: Duration,
+    },
+    #[error("{upstream} has too many calls in flight")]
+    Busy { upstream: Upstream },
 }
 
 impl UpstreamError {
@@ -59,7 +78,10 @@ impl UpstreamError {
             | Self::Rejected { upstream, .. }
             | Self::Malformed { upstream, .. }
             | Self::Timeout { upstream, .. }
-            | Self::Unreachable { upstream, .. } => *upstream,
+            | Self::Unreachable { upstream, .. }
+            | Self::Throttled { upstream, .. }
+            | Self::CircuitOpen { upstream, .. }
+            | Self::Busy { upstream } => *upstream,
         }
     }
 
@@ -78,7 +100,10 @@ impl UpstreamError {
             | Self::Rejected { .. }
             | Self::Malformed { .. } => StatusCode::BAD_GATEWAY,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unreachable { .. }
+            | Self::Throttled { .. }
+            | Self::CircuitOpen { .. }
+            | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -97,6 +122,15 @@ impl UpstreamError {
             ),
             Self::Timeout { .. } => ("upstream-timeout", "The upstream did not answer in time"),
             Self::Unreachable { .. } => ("upstream-unavailable", "The upstream is unavailable"),
+            Self::Throttled { .. } => ("upstream-throttled", "The upstream asked to slow down"),
+            Self::CircuitOpen { .. } => (
+                "upstream-circuit-open",
+                "The upstream is failing; calls are paused",
+            ),
+            Self::Busy { .. } => (
+                "upstream-busy",
+                "Too many calls to the upstream are in flight",
+            ),
         }
     }
 
@@ -117,7 +151,39 @@ impl UpstreamError {
                 format!("{upstream} did not answer within {timeout_ms} ms")
             }
             Self::Unreachable { .. } => format!("{upstream} could not be reached"),
+            Self::Throttled { status, .. } => {
+                format!("{upstream} answered HTTP {status} and asked to retry later")
+            }
+            Self::CircuitOpen { retry_after, .. } => format!(
+                "{upstream} failed repeatedly; calls are paused for up to {} s",
+                retry_after.as_secs().max(1)
+            ),
+            Self::Busy { .. } => format!("{upstream} has too many calls in flight; retry shortly"),
         }
+    }
+
+    /// When the caller may try again, for `Retry-After`.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Throttled { retry_after, .. } => *retry_after,
+            Self::CircuitOpen { retry_after, .. } => Some(*retry_after),
+            Self::Busy { .. } => Some(Duration::from_secs(1)),
+            _ => None,
+        }
+    }
+
+    /// A fault of the upstream's health, worth a retry (for reads) and
+    /// counted by the circuit breaker; a 404, a refusal or rejected
+    /// credentials are answers, not faults.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Status { .. }
+                | Self::Malformed { .. }
+                | Self::Timeout { .. }
+                | Self::Unreachable { .. }
+                | Self::Throttled { .. }
+        )
     }
 
     /// Logs at a level fit for who must act: operators for credentials, the
@@ -142,6 +208,7 @@ impl UpstreamError {
             Self::Unreachable {
                 upstream,
                 detail: error_chain(e),
+                refused: is_refused(e),
             }
         } else {
             Self::Malformed {
@@ -156,6 +223,19 @@ impl From<(Upstream, NormalizeError)> for UpstreamError {
     fn from((upstream, e): (Upstream, NormalizeError)) -> Self {
         Self::malformed(upstream, e)
     }
+}
+
+/// Whether a connect error is a refusal (nothing listening): a request that
+/// provably never left.
+fn is_refused(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -182,6 +262,19 @@ pub(crate) fn http_client(settings: &UpstreamSettings) -> anyhow::Result<reqwest
         .user_agent(concat!("gateway/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("Failed to build an HTTP client")
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from APIs; it is
+/// treated as absent), capped at five minutes.
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds.min(300)))
 }
 
 /// Upstream answers are read up to this size; anything larger is refused as malformed.

@@ -9,7 +9,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::Value;
 
-use super::{Upstream, UpstreamError, http_client, read_body};
+use super::{
+    Upstream, UpstreamError, http_client,
+    policy::{BreakerState, Policy},
+    read_body, retry_after,
+};
 use crate::{
     configuration::{SlitzSettings, UpstreamSettings},
     normalize::Loose,
@@ -19,6 +23,7 @@ use crate::{
 const UPSTREAM: Upstream = Upstream::Slitz;
 
 pub struct SlitzClient {
+    policy: Policy,
     http: reqwest::Client,
     base_url: String,
     username: String,
@@ -31,6 +36,7 @@ pub struct SlitzClient {
 impl SlitzClient {
     pub fn new(settings: &SlitzSettings, upstream: &UpstreamSettings) -> anyhow::Result<Self> {
         Ok(Self {
+            policy: Policy::new(UPSTREAM, upstream),
             http: http_client(upstream)?,
             base_url: settings.base_url.as_str().trim_end_matches('/').to_owned(),
             username: settings.username.clone(),
@@ -39,6 +45,10 @@ impl SlitzClient {
             zone: settings.timezone,
             currency: settings.currency.clone(),
         })
+    }
+
+    pub fn breaker_state(&self) -> BreakerState {
+        self.policy.breaker_state()
     }
 
     /// The zone Slitz's zone-less date-times are read in.
@@ -63,7 +73,7 @@ impl SlitzClient {
         &self,
         fields: &[(&'static str, String)],
     ) -> Result<(), UpstreamError> {
-        let _: serde_json::Value = self.post("/details", fields).await?;
+        let _: serde_json::Value = self.post("/details", fields, false).await?;
         Ok(())
     }
 
@@ -116,7 +126,8 @@ impl SlitzClient {
     /// can be registered, an empty body when it cannot.
     pub async fn domain_available(&self, name: &str) -> Result<bool, UpstreamError> {
         let answer: Option<AvailabilityEnvelope> = self
-            .post("/domainorder/status", &[("name", name.to_owned())])
+            // A question, not a change: safe to ask again.
+            .post("/domainorder/status", &[("name", name.to_owned())], true)
             .await?;
         match answer {
             None => Ok(false),
@@ -143,8 +154,11 @@ impl SlitzClient {
         Ok(envelope.service)
     }
 
+    /// Reads are idempotent: retried on faults within the deadline.
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, UpstreamError> {
-        self.send(self.http.get(format!("{}{path}", self.base_url)))
+        let url = format!("{}{path}", self.base_url);
+        self.policy
+            .run(true, || self.send(self.http.get(&url)))
             .await
     }
 
@@ -153,13 +167,12 @@ impl SlitzClient {
         &self,
         path: &str,
         form: &[(&str, String)],
+        idempotent: bool,
     ) -> Result<T, UpstreamError> {
-        self.send(
-            self.http
-                .post(format!("{}{path}", self.base_url))
-                .form(form),
-        )
-        .await
+        let url = format!("{}{path}", self.base_url);
+        self.policy
+            .run(idempotent, || self.send(self.http.post(&url).form(form)))
+            .await
     }
 
     async fn send<T: DeserializeOwned>(
@@ -177,6 +190,13 @@ impl SlitzClient {
             .await
             .map_err(|e| UpstreamError::from_reqwest(UPSTREAM, self.timeout, &e))?;
         let status = response.status().as_u16();
+        if status == 429 || status == 503 {
+            return Err(UpstreamError::Throttled {
+                upstream: UPSTREAM,
+                status,
+                retry_after: retry_after(response.headers()),
+            });
+        }
         let body = read_body(UPSTREAM, self.timeout, response).await?;
         interpret(status, &body)
     }

@@ -93,6 +93,7 @@ async fn a_slitz_500_is_a_502_problem() {
         Fault::Status {
             status: 500,
             body: None,
+            retry_after: None,
         },
     ));
     let body = assert_problem(app.get_account().await, 502).await;
@@ -148,6 +149,7 @@ async fn a_broken_field_upstream_is_a_502_naming_nothing_secret() {
         Fault::Status {
             status: 200,
             body: Some(r#"{"client":{"id":"not-a-number"}}"#.into()),
+            retry_after: None,
         },
     ));
     let body = assert_problem(app.get_account().await, 502).await;

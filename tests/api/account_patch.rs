@@ -169,6 +169,7 @@ async fn slitz_refusing_a_change_is_a_422_and_nothing_is_reported_done() {
             Fault::Status {
                 status: 200,
                 body: Some(r#"{"error":["Postcode is invalid"]}"#.into()),
+                retry_after: None,
             },
         )
     });
@@ -194,6 +195,7 @@ async fn a_failed_write_is_a_problem_never_a_success() {
             Fault::Status {
                 status: 500,
                 body: None,
+                retry_after: None,
             },
         )
     });

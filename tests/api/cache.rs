@@ -107,6 +107,7 @@ async fn a_slitz_failure_after_expiry_serves_the_stale_entry() {
         Fault::Status {
             status: 500,
             body: None,
+            retry_after: None,
         },
         Fault::Malformed,
         Fault::Reset,
@@ -151,6 +152,7 @@ async fn past_the_grace_period_a_failure_is_a_problem() {
         Fault::Status {
             status: 500,
             body: None,
+            retry_after: None,
         },
     ));
     assert_problem(app.get("/v1/account").await, 502).await;
@@ -160,21 +162,27 @@ async fn past_the_grace_period_a_failure_is_a_problem() {
 async fn errors_are_never_cached() {
     let app = spawn_app().await;
     app.sandbox.control.inject(FaultRule {
-        times: Some(1),
+        times: Some(3),
         ..FaultRule::new(
             "/slitz/api/details",
             Fault::Status {
                 status: 500,
                 body: None,
+                retry_after: None,
             },
         )
     });
     assert_problem(app.get("/v1/account").await, 502).await;
+    assert_eq!(
+        app.sandbox.control.calls(DETAILS),
+        3,
+        "the first try and both retries"
+    );
     let ok = app.get("/v1/account").await;
     assert_eq!(ok.status().as_u16(), 200);
     assert_eq!(ok.headers()["x-cache"], "MISS");
-    assert_eq!(app.sandbox.control.calls(DETAILS), 2);
-    // A 404 is not cached either.
+    assert_eq!(app.sandbox.control.calls(DETAILS), 4);
+    // A 404 is not cached either (nor retried: it is an answer).
     assert_problem(app.get("/v1/domains/999").await, 404).await;
     assert_problem(app.get("/v1/domains/999").await, 404).await;
     assert_eq!(app.sandbox.control.calls("GET /slitz/api/domain/{id}"), 2);

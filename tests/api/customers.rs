@@ -226,6 +226,7 @@ async fn a_failed_create_is_never_retried_and_its_key_replays_the_failure() {
         Fault::Status {
             status: 500,
             body: None,
+            retry_after: None,
         },
     ));
     let body = new_customer("FAIL-1");

@@ -12,6 +12,8 @@ mod errors;
 mod health;
 mod helpers;
 mod openapi;
+mod overview;
+mod resilience;
 mod sandbox_dna;
 mod sandbox_slitz;
 mod slitz_routes;

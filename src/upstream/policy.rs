@@ -1,0 +1,370 @@
+//! What every upstream call goes through: a bound on calls in flight (so a
+//! hanging upstream cannot hold the gateway's resources), a circuit breaker
+//! (so a failing one is not hammered and callers fail fast), and retries with
+//! exponential backoff and full jitter for idempotent calls only, within an
+//! overall deadline.
+
+use std::{
+    future::Future,
+    sync::{Mutex, MutexGuard, PoisonError},
+    time::{Duration, Instant},
+};
+
+use rand::Rng;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use utoipa::ToSchema;
+
+use super::{Upstream, UpstreamError};
+use crate::configuration::UpstreamSettings;
+
+/// First retry waits up to this long; each next one up to twice as long.
+const BASE_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    /// Calls flow.
+    Closed,
+    /// Calls fail fast until the pause is over.
+    Open,
+    /// One probe call decides between closed and open.
+    HalfOpen,
+}
+
+#[derive(Debug)]
+enum State {
+    Closed { failures: u32 },
+    Open { until: Instant },
+    HalfOpen { probing: bool },
+}
+
+/// Opens after `threshold` consecutive faults, fails fast for `pause`, then
+/// lets a single probe through: success closes it, failure opens it again.
+#[derive(Debug)]
+pub struct Breaker {
+    upstream: Upstream,
+    threshold: u32,
+    pause: Duration,
+    state: Mutex<State>,
+}
+
+impl Breaker {
+    pub fn new(upstream: Upstream, threshold: u32, pause: Duration) -> Self {
+        Self {
+            upstream,
+            threshold: threshold.max(1),
+            pause,
+            state: Mutex::new(State::Closed { failures: 0 }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn state(&self) -> BreakerState {
+        match &*self.lock() {
+            State::Closed { .. } => BreakerState::Closed,
+            State::Open { until } if Instant::now() < *until => BreakerState::Open,
+            State::Open { .. } | State::HalfOpen { .. } => BreakerState::HalfOpen,
+        }
+    }
+
+    /// May a call go out now?
+    fn acquire(&self) -> Result<(), UpstreamError> {
+        let mut state = self.lock();
+        match &*state {
+            State::Closed { .. } => Ok(()),
+            State::Open { until } => {
+                let now = Instant::now();
+                if now < *until {
+                    Err(UpstreamError::CircuitOpen {
+                        upstream: self.upstream,
+                        retry_after: *until - now,
+                    })
+                } else {
+                    tracing::info!(upstream = %self.upstream, "circuit breaker half-open: sending one probe");
+                    *state = State::HalfOpen { probing: true };
+                    Ok(())
+                }
+            }
+            State::HalfOpen { probing: true } => Err(UpstreamError::CircuitOpen {
+                upstream: self.upstream,
+                retry_after: Duration::from_secs(1),
+            }),
+            State::HalfOpen { probing: false } => {
+                *state = State::HalfOpen { probing: true };
+                Ok(())
+            }
+        }
+    }
+
+    fn record(&self, fault: bool) {
+        let mut state = self.lock();
+        let next = match (&*state, fault) {
+            (State::Closed { .. }, false) => State::Closed { failures: 0 },
+            (State::Closed { failures }, true) if failures + 1 >= self.threshold => {
+                tracing::warn!(upstream = %self.upstream, failures = failures + 1, pause_ms = self.pause.as_millis() as u64,
+                    "circuit breaker opened");
+                metrics::counter!("gateway_breaker_opened_total", "upstream" => self.upstream.as_str()).increment(1);
+                State::Open {
+                    until: Instant::now() + self.pause,
+                }
+            }
+            (State::Closed { failures }, true) => State::Closed {
+                failures: failures + 1,
+            },
+            (State::HalfOpen { .. }, false) => {
+                tracing::info!(upstream = %self.upstream, "circuit breaker closed: the probe succeeded");
+                State::Closed { failures: 0 }
+            }
+            (State::HalfOpen { .. }, true) => {
+                tracing::warn!(upstream = %self.upstream, "circuit breaker re-opened: the probe failed");
+                State::Open {
+                    until: Instant::now() + self.pause,
+                }
+            }
+            // A call that started before the breaker opened: its outcome changes nothing.
+            (State::Open { until }, _) => State::Open { until: *until },
+        };
+        *state = next;
+    }
+
+    /// A call that was let through but never made (no permit): give back the probe.
+    fn abandon(&self) {
+        let mut state = self.lock();
+        if let State::HalfOpen { probing: true } = &*state {
+            *state = State::HalfOpen { probing: false };
+        }
+    }
+}
+
+/// The policy of one upstream.
+pub struct Policy {
+    upstream: Upstream,
+    breaker: Breaker,
+    permits: Semaphore,
+    retries: u32,
+    deadline: Duration,
+}
+
+impl Policy {
+    pub fn new(upstream: Upstream, settings: &UpstreamSettings) -> Self {
+        Self {
+            upstream,
+            breaker: Breaker::new(
+                upstream,
+                settings.breaker_failures,
+                Duration::from_millis(settings.breaker_open_ms),
+            ),
+            permits: Semaphore::new(settings.max_concurrency),
+            retries: settings.retries,
+            deadline: Duration::from_millis(settings.deadline_ms),
+        }
+    }
+
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    fn out_of_time(&self) -> UpstreamError {
+        UpstreamError::Timeout {
+            upstream: self.upstream,
+            timeout_ms: u64::try_from(self.deadline.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Runs `attempt` under the breaker and the concurrency bound; when
+    /// `idempotent`, retries transient faults with backoff and jitter (or the
+    /// upstream's `Retry-After`) while the deadline allows.
+    pub async fn run<T, F, Fut>(&self, idempotent: bool, mut attempt: F) -> Result<T, UpstreamError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, UpstreamError>>,
+    {
+        // The request's own budget when serving one, else the configured deadline.
+        let deadline =
+            Instant::now() + crate::telemetry::remaining_budget().unwrap_or(self.deadline);
+        let mut retry = 0;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(self.out_of_time());
+            }
+            self.breaker.acquire()?;
+            let permit = match tokio::time::timeout(
+                remaining.min(Duration::from_secs(1)),
+                self.permits.acquire(),
+            )
+            .await
+            {
+                Ok(Ok(permit)) => permit,
+                _ => {
+                    self.breaker.abandon();
+                    return Err(UpstreamError::Busy {
+                        upstream: self.upstream,
+                    });
+                }
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let result = match tokio::time::timeout(remaining, attempt()).await {
+                Ok(result) => result,
+                Err(_) => Err(self.out_of_time()),
+            };
+            drop(permit);
+            let fault = result
+                .as_ref()
+                .err()
+                .is_some_and(UpstreamError::is_transient);
+            self.breaker.record(fault);
+            metrics::counter!(
+                "gateway_upstream_calls_total",
+                "upstream" => self.upstream.as_str(),
+                "outcome" => outcome(&result),
+            )
+            .increment(1);
+            let error = match result {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            if !(idempotent && fault && retry < self.retries) {
+                return Err(error);
+            }
+            let wait = error.retry_after().unwrap_or_else(|| backoff(retry));
+            if Instant::now() + wait >= deadline {
+                return Err(error);
+            }
+            tracing::info!(upstream = %self.upstream, retry = retry + 1, wait_ms = wait.as_millis() as u64, error = %error,
+                "retrying an idempotent call");
+            tokio::time::sleep(wait).await;
+            retry += 1;
+        }
+    }
+}
+
+fn outcome<T>(result: &Result<T, UpstreamError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(UpstreamError::NotFound { .. }) => "not_found",
+        Err(UpstreamError::Timeout { .. }) => "timeout",
+        Err(UpstreamError::Unreachable { .. }) => "unreachable",
+        Err(UpstreamError::Malformed { .. }) => "malformed",
+        Err(UpstreamError::Status { .. } | UpstreamError::Throttled { .. }) => "error_status",
+        Err(_) => "refused",
+    }
+}
+
+/// Exponential backoff with full jitter: a random wait up to
+/// `BASE_BACKOFF * 2^retry`, at most `MAX_BACKOFF`.
+fn backoff(retry: u32) -> Duration {
+    let ceiling = BASE_BACKOFF
+        .saturating_mul(1 << retry.min(16))
+        .min(MAX_BACKOFF);
+    let millis = rand::rng().random_range(0..=ceiling.as_millis() as u64);
+    Duration::from_millis(millis.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn fault() -> UpstreamError {
+        UpstreamError::Status {
+            upstream: Upstream::Slitz,
+            status: 500,
+        }
+    }
+
+    fn settings(retries: u32, failures: u32) -> UpstreamSettings {
+        UpstreamSettings {
+            retries,
+            breaker_failures: failures,
+            breaker_open_ms: 60_000,
+            ..UpstreamSettings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn idempotent_calls_are_retried_and_others_are_not() {
+        let policy = Policy::new(Upstream::Slitz, &settings(2, 100));
+        let calls = AtomicU32::new(0);
+        let result: Result<(), _> = policy
+            .run(true, || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(fault())
+            })
+            .await;
+        assert!(result.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        calls.store(0, Ordering::SeqCst);
+        let _: Result<(), _> = policy
+            .run(false, || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(fault())
+            })
+            .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn answers_are_not_retried() {
+        let policy = Policy::new(Upstream::Slitz, &settings(2, 100));
+        let calls = AtomicU32::new(0);
+        let _: Result<(), _> = policy
+            .run(true, || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(UpstreamError::NotFound {
+                    upstream: Upstream::Slitz,
+                    detail: String::new(),
+                })
+            })
+            .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn the_breaker_opens_fails_fast_and_a_probe_closes_it() {
+        let breaker = Breaker::new(Upstream::Slitz, 3, Duration::ZERO);
+        for _ in 0..3 {
+            breaker.acquire().unwrap();
+            breaker.record(true);
+        }
+        // With a zero pause the next acquire is the half-open probe...
+        breaker.acquire().unwrap();
+        assert_eq!(breaker.state(), BreakerState::HalfOpen);
+        // ...and while it is out, others fail fast.
+        assert!(matches!(
+            breaker.acquire(),
+            Err(UpstreamError::CircuitOpen { .. })
+        ));
+        breaker.record(false);
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test]
+    async fn an_open_breaker_says_when_to_retry() {
+        let breaker = Breaker::new(Upstream::Dna, 1, Duration::from_secs(30));
+        breaker.acquire().unwrap();
+        breaker.record(true);
+        assert_eq!(breaker.state(), BreakerState::Open);
+        match breaker.acquire() {
+            Err(UpstreamError::CircuitOpen { retry_after, .. }) => {
+                assert!(retry_after <= Duration::from_secs(30))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for retry in 0..20 {
+            let wait = backoff(retry);
+            assert!(wait >= Duration::from_millis(1));
+            assert!(wait <= MAX_BACKOFF);
+        }
+    }
+}
