@@ -56,10 +56,7 @@ pub enum Command {
 /// 2 on a configuration that cannot be used.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Some(Command::Openapi) => {
-            let spec = openapi::openapi().to_pretty_json().unwrap_or_default();
-            write_out(&format!("{spec}\n"))
-        }
+        Some(Command::Openapi) => write_out(&openapi::document_text()),
         Some(Command::CheckConfig { config }) => match load(&config) {
             Ok(_) => write_out(&format!("{}: configuration is valid\n", config.display())),
             Err(code) => code,

@@ -83,6 +83,11 @@ pub enum ApiError {
     NotFound(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    #[error("duplicate: {detail}")]
+    Duplicate {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
     #[error("method not allowed")]
     MethodNotAllowed { allow: Vec<Method> },
     #[error("body larger than {limit} bytes")]
@@ -122,6 +127,7 @@ impl ApiError {
                 "idempotency-key-in-use",
                 "A request with this key is in flight",
             ),
+            Self::Duplicate { .. } => ("duplicate", "It already exists"),
             Self::MethodNotAllowed { .. } => ("method-not-allowed", "Method not allowed"),
             Self::PayloadTooLarge { .. } => ("payload-too-large", "The request body is too large"),
             Self::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
@@ -134,9 +140,9 @@ impl ApiError {
     pub fn to_problem(&self) -> Problem {
         let (code, title) = self.code_and_title();
         let (detail, errors, upstream) = match self {
-            Self::BadRequest { detail, errors } | Self::Unprocessable { detail, errors } => {
-                (Some(detail.clone()), errors.clone(), None)
-            }
+            Self::BadRequest { detail, errors }
+            | Self::Unprocessable { detail, errors }
+            | Self::Duplicate { detail, errors } => (Some(detail.clone()), errors.clone(), None),
             Self::Unauthenticated {
                 key_presented: false,
             } => (
@@ -201,7 +207,7 @@ impl ResponseError for ApiError {
             Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::Duplicate { .. } => StatusCode::CONFLICT,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -60,7 +60,74 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The complete document, as served at `/openapi.json` and printed by `gateway openapi`.
+/// The complete document, as served at `/openapi.json` and printed by
+/// `gateway openapi`: utoipa's, plus what its attributes cannot say.
+pub fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(openapi()).unwrap_or_default();
+    contract_fixups(&mut doc);
+    doc
+}
+
+/// The document as `gateway openapi` prints it and `openapi/openapi.json` holds it.
+pub fn document_text() -> String {
+    let mut text = serde_json::to_string_pretty(&document()).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// JSON Schema keywords and response headers that utoipa's attributes do not
+/// express, added to the generated document:
+/// - `PATCH /v1/account` needs at least one field (`minProperties`);
+/// - a billing address and zipcode come together (`dependentRequired`);
+/// - every answer carries `X-Request-Id`; 409s and 503s say `Retry-After`.
+fn contract_fixups(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    let schemas = &mut doc["components"]["schemas"];
+    schemas["AccountChanges"]["minProperties"] = json!(1);
+    schemas["NewCustomer"]["dependentRequired"] = json!({
+        "billing_address": ["billing_zipcode"],
+        "billing_zipcode": ["billing_address"]
+    });
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(operations) = item.as_object_mut() else {
+            continue;
+        };
+        for operation in operations.values_mut() {
+            let Some(responses) = operation["responses"].as_object_mut() else {
+                continue;
+            };
+            for (status, response) in responses.iter_mut() {
+                let headers = response
+                    .as_object_mut()
+                    .map(|r| r.entry("headers").or_insert_with(|| json!({})));
+                let Some(headers) = headers.and_then(|h| h.as_object_mut()) else {
+                    continue;
+                };
+                headers.insert(
+                    "X-Request-Id".into(),
+                    json!({
+                        "description": "The request's id: the caller's own when it sent a plain one (at most 128 of A-Za-z0-9-_.:), else a new UUID. Quote it when reporting a problem.",
+                        "schema": {"type": "string"}
+                    }),
+                );
+                if status == "409" || status == "503" {
+                    headers.insert(
+                        "Retry-After".into(),
+                        json!({
+                            "description": "Seconds to wait before retrying, when known.",
+                            "schema": {"type": "string"}
+                        }),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The document as utoipa builds it from the handlers.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, api) = App::new()
         .into_utoipa_app()

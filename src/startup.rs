@@ -57,6 +57,7 @@ impl Application {
         let body_limit = web::Data::new(BodyLimit(settings.server.max_body_bytes));
         let metrics = web::Data::new(routes::metrics::recorder());
         let api = openapi::openapi();
+        let document = openapi::document();
         let allowed = web::Data::new(AllowedMethods::from_openapi(&api));
         let max_body = settings.server.max_body_bytes;
 
@@ -85,7 +86,10 @@ impl Application {
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PathConfig::default().error_handler(path_error))
-                .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api.clone()))
+                .service(
+                    SwaggerUi::new("/docs/{_:.*}")
+                        .external_url_unchecked("/openapi.json", document.clone()),
+                )
                 .route("/docs", web::get().to(routes::docs_redirect))
                 .default_service(web::to(routes::fallback))
                 .wrap(from_fn(telemetry::request_context))

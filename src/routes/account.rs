@@ -186,50 +186,90 @@ async fn fetch_account(slitz: &SlitzClient) -> Result<Account, ApiError> {
     Account::from_slitz(details, slitz.zone(), slitz.currency()).map_err(slitz_malformed)
 }
 
-/// Fields `PATCH /v1/account` may change. Send only those to change; `""` or
-/// `null` clears an optional field.
+/// Fields `PATCH /v1/account` may change; send only those to change (at least
+/// one). Required fields cannot be blank; `""` or `null` clears an optional one.
+/// Text is trimmed of surrounding spaces; control characters are refused.
 #[derive(Debug, Default, Serialize, ToSchema)]
-#[schema(example = json!({"city": "Lund", "zipcode": "222 20", "mobile_phone": "+46701112233"}))]
+#[serde(deny_unknown_fields)]
+#[schema(min_properties = 1, example = json!({"city": "Lund", "zipcode": "222 20", "mobile_phone": "+46701112233"}))]
 pub struct AccountChanges {
-    #[schema(max_length = 100)]
+    #[schema(
+        nullable = false,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^ \u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub first_name: Option<String>,
-    #[schema(max_length = 100)]
+    #[schema(
+        nullable = false,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^ \u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub last_name: Option<String>,
     /// Optional.
-    #[schema(max_length = 255)]
+    #[schema(max_length = 255, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub company_name: Option<String>,
-    #[schema(max_length = 255)]
+    #[schema(
+        nullable = false,
+        max_length = 255,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^ \u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub address: Option<String>,
     /// Optional.
-    #[schema(max_length = 255)]
+    #[schema(max_length = 255, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub address2: Option<String>,
-    #[schema(max_length = 100)]
+    #[schema(
+        nullable = false,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^ \u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub city: Option<String>,
     /// Optional.
-    #[schema(max_length = 100)]
+    #[schema(max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub state: Option<String>,
-    #[schema(max_length = 20)]
+    #[schema(
+        nullable = false,
+        max_length = 20,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^ \u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub zipcode: Option<String>,
     /// ISO 3166-1 alpha-2, upper case.
-    #[schema(pattern = "^[A-Z]{2}$", example = "SE")]
+    #[schema(
+        nullable = false,
+        max_length = 2,
+        pattern = r"^(?:AD|AE|AF|AG|AI|AL|AM|AO|AQ|AR|AS|AT|AU|AW|AX|AZ|BA|BB|BD|BE|BF|BG|BH|BI|BJ|BL|BM|BN|BO|BQ|BR|BS|BT|BV|BW|BY|BZ|CA|CC|CD|CF|CG|CH|CI|CK|CL|CM|CN|CO|CR|CU|CV|CW|CX|CY|CZ|DE|DJ|DK|DM|DO|DZ|EC|EE|EG|EH|ER|ES|ET|FI|FJ|FK|FM|FO|FR|GA|GB|GD|GE|GF|GG|GH|GI|GL|GM|GN|GP|GQ|GR|GS|GT|GU|GW|GY|HK|HM|HN|HR|HT|HU|ID|IE|IL|IM|IN|IO|IQ|IR|IS|IT|JE|JM|JO|JP|KE|KG|KH|KI|KM|KN|KP|KR|KW|KY|KZ|LA|LB|LC|LI|LK|LR|LS|LT|LU|LV|LY|MA|MC|MD|ME|MF|MG|MH|MK|ML|MM|MN|MO|MP|MQ|MR|MS|MT|MU|MV|MW|MX|MY|MZ|NA|NC|NE|NF|NG|NI|NL|NO|NP|NR|NU|NZ|OM|PA|PE|PF|PG|PH|PK|PL|PM|PN|PR|PS|PT|PW|PY|QA|RE|RO|RS|RU|RW|SA|SB|SC|SD|SE|SG|SH|SI|SJ|SK|SL|SM|SN|SO|SR|SS|ST|SV|SX|SY|SZ|TC|TD|TF|TG|TH|TJ|TK|TL|TM|TN|TO|TR|TT|TV|TW|TZ|UA|UG|UM|US|UY|UZ|VA|VC|VE|VG|VI|VN|VU|WF|WS|YE|YT|ZA|ZM|ZW)$",
+        example = "SE"
+    )]
     pub country: Option<String>,
-    /// With its country prefix, e.g. `+46.701234567` or `+46 70 123 45 67`.
-    #[schema(pattern = r"^\+[0-9][0-9 .()-]{5,24}$", example = "+46.701234567")]
+    /// With its country prefix, e.g. `+46.701234567` or `+46 70 123 45 67` (7 to 15 digits).
+    #[schema(
+        nullable = false,
+        max_length = 30,
+        pattern = r"^\+[0-9](?:[ .()-]{0,2}[0-9]){6,14}$",
+        example = "+46.701234567"
+    )]
     pub phone: Option<String>,
     /// Optional; with its country prefix, for SMS notices.
-    #[schema(pattern = r"^\+[0-9][0-9 .()-]{5,24}$", example = "+46701112233")]
+    #[schema(
+        max_length = 30,
+        pattern = r"^(?:\+[0-9](?:[ .()-]{0,2}[0-9]){6,14})?$",
+        example = "+46701112233"
+    )]
     pub mobile_phone: Option<String>,
     /// Optional.
-    #[schema(max_length = 50)]
+    #[schema(max_length = 50, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub account_type: Option<String>,
     /// Optional; EU VAT number, e.g. `SE556677889901`.
-    #[schema(pattern = "^[A-Z]{2}[0-9A-Z+*.]{2,13}$", example = "SE556677889901")]
+    #[schema(
+        max_length = 15,
+        pattern = r"^(?:[A-Z]{2}[0-9A-Z+*.]{2,13})?$",
+        example = "SE556677889901"
+    )]
     pub eu_vat_number: Option<String>,
     /// Optional; organisation or personal identity number.
-    #[schema(max_length = 20)]
+    #[schema(max_length = 20, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub org_number: Option<String>,
     /// Optional; your reference on invoices.
-    #[schema(max_length = 100)]
+    #[schema(max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub reference: Option<String>,
 }
 
@@ -239,25 +279,35 @@ struct Editable {
     upstream: &'static str,
     max: usize,
     required: bool,
-    check: fn(&str) -> Result<(), &'static str>,
+    /// `None`: free text, trimmed of spaces; `Some`: the exact form, untrimmed.
+    check: Option<fn(&str) -> Result<(), &'static str>>,
     current: fn(&Account) -> Option<&str>,
 }
 
-fn any_text(_: &str) -> Result<(), &'static str> {
-    Ok(())
-}
-
+/// `+`, a digit, then 6 to 14 more digits each after at most two of ` .()-`:
+/// the grammar of the documented pattern, exactly.
 fn phone(value: &str) -> Result<(), &'static str> {
-    let digits = value.bytes().filter(u8::is_ascii_digit).count();
-    let ok = value.starts_with('+')
-        && value[1..]
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b" .()-".contains(&b))
-        && (7..=15).contains(&digits);
-    if ok {
+    let message =
+        "must be a phone number with its country prefix, e.g. +46.701234567 (7 to 15 digits)";
+    let bytes = value.as_bytes();
+    if bytes.first() != Some(&b'+') || !bytes.get(1).is_some_and(u8::is_ascii_digit) {
+        return Err(message);
+    }
+    let (mut digits, mut separators) = (1, 0);
+    for b in &bytes[2..] {
+        if b.is_ascii_digit() {
+            digits += 1;
+            separators = 0;
+        } else if b" .()-".contains(b) && separators < 2 {
+            separators += 1;
+        } else {
+            return Err(message);
+        }
+    }
+    if separators == 0 && (7..=15).contains(&digits) {
         Ok(())
     } else {
-        Err("must be a phone number with its country prefix, e.g. +46.701234567 (7 to 15 digits)")
+        Err(message)
     }
 }
 
@@ -293,7 +343,7 @@ const EDITABLE: &[Editable] = &[
         upstream: "firstname",
         max: 100,
         required: true,
-        check: any_text,
+        check: None,
         current: |a| a.first_name.as_deref(),
     },
     Editable {
@@ -301,7 +351,7 @@ const EDITABLE: &[Editable] = &[
         upstream: "lastname",
         max: 100,
         required: true,
-        check: any_text,
+        check: None,
         current: |a| a.last_name.as_deref(),
     },
     Editable {
@@ -309,7 +359,7 @@ const EDITABLE: &[Editable] = &[
         upstream: "companyname",
         max: 255,
         required: false,
-        check: any_text,
+        check: None,
         current: |a| a.company_name.as_deref(),
     },
     Editable {
@@ -317,7 +367,7 @@ const EDITABLE: &[Editable] = &[
         upstream: "address1",
         max: 255,
         required: true,
-        check: any_text,
+        check: None,
         current: |a| a.address.as_deref(),
     },
     Editable {
@@ -325,7 +375,7 @@ const EDITABLE: &[Editable] = &[
         upstream: "address2",
         max: 255,
         required: false,
-        check: any_text,
+        check: None,
         current: |a| a.address2.as_deref(),
     },
     Editable {
@@ -333,7 +383,7 @@ const EDITABLE: &[Editable] = &[
         upstream: "city",
         max: 100,
         required: true,
-        check: any_text,
+        check: None,
         current: |a| a.city.as_deref(),
     },
     Editable {
@@ -341,7 +391,7 @@ const EDITABLE: &[Editable] = &[
         upstream: "state",
         max: 100,
         required: false,
-        check: any_text,
+        check: None,
         current: |a| a.state.as_deref(),
     },
     Editable {
@@ -349,7 +399,7 @@ const EDITABLE: &[Editable] = &[
         upstream: "postcode",
         max: 20,
         required: true,
-        check: any_text,
+        check: None,
         current: |a| a.zipcode.as_deref(),
     },
     Editable {
@@ -357,7 +407,7 @@ const EDITABLE: &[Editable] = &[
         upstream: "country",
         max: 2,
         required: true,
-        check: country,
+        check: Some(country),
         current: |a| a.country.as_deref(),
     },
     Editable {
@@ -365,7 +415,7 @@ const EDITABLE: &[Editable] = &[
         upstream: "phonenumber",
         max: 30,
         required: true,
-        check: phone,
+        check: Some(phone),
         current: |a| a.phone.as_deref(),
     },
     Editable {
@@ -373,7 +423,7 @@ const EDITABLE: &[Editable] = &[
         upstream: "mobilephone",
         max: 30,
         required: false,
-        check: phone,
+        check: Some(phone),
         current: |a| a.mobile_phone.as_deref(),
     },
     Editable {
@@ -381,7 +431,7 @@ const EDITABLE: &[Editable] = &[
         upstream: "type",
         max: 50,
         required: false,
-        check: any_text,
+        check: None,
         current: |a| a.account_type.as_deref(),
     },
     Editable {
@@ -389,7 +439,7 @@ const EDITABLE: &[Editable] = &[
         upstream: "vateu",
         max: 15,
         required: false,
-        check: vat_number,
+        check: Some(vat_number),
         current: |a| a.eu_vat_number.as_deref(),
     },
     Editable {
@@ -397,7 +447,7 @@ const EDITABLE: &[Editable] = &[
         upstream: "orgpersonnr",
         max: 20,
         required: false,
-        check: any_text,
+        check: None,
         current: |a| a.org_number.as_deref(),
     },
     Editable {
@@ -405,7 +455,7 @@ const EDITABLE: &[Editable] = &[
         upstream: "referens",
         max: 100,
         required: false,
-        check: any_text,
+        check: None,
         current: |a| a.reference.as_deref(),
     },
 ];
@@ -436,36 +486,48 @@ fn validate_changes(
             errors.push(FieldError::new(name.clone(), message));
             continue;
         };
-        let text = match value {
-            serde_json::Value::Null => String::new(),
-            serde_json::Value::String(s) => s.trim().to_owned(),
+        let raw = match value {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => Some(s.as_str()),
             _ => {
                 errors.push(FieldError::new(name.clone(), "must be a string"));
                 continue;
             }
         };
-        if text.is_empty() {
+        let Some(raw) = raw.filter(|r| !(r.is_empty() && !field.required)) else {
             if field.required {
-                errors.push(FieldError::new(name.clone(), "must not be empty"));
+                errors.push(FieldError::new(
+                    name.clone(),
+                    "is required and cannot be cleared",
+                ));
             } else {
                 changes.push((field, None));
             }
             continue;
-        }
-        if text.chars().any(char::is_control) {
-            errors.push(FieldError::new(
-                name.clone(),
-                "must not contain control characters",
-            ));
-        } else if text.chars().count() > field.max {
+        };
+        if raw.chars().count() > field.max {
             errors.push(FieldError::new(
                 name.clone(),
                 format!("must be at most {} characters", field.max),
             ));
-        } else if let Err(message) = (field.check)(&text) {
-            errors.push(FieldError::new(name.clone(), message));
+        } else if raw.chars().any(char::is_control) {
+            errors.push(FieldError::new(
+                name.clone(),
+                "must not contain control characters",
+            ));
+        } else if let Some(check) = field.check {
+            match check(raw) {
+                Ok(()) => changes.push((field, Some(raw.to_owned()))),
+                Err(message) => errors.push(FieldError::new(name.clone(), message)),
+            }
         } else {
-            changes.push((field, Some(text)));
+            match raw.trim_matches(' ') {
+                "" if field.required => {
+                    errors.push(FieldError::new(name.clone(), "must not be blank"))
+                }
+                "" => changes.push((field, None)),
+                text => changes.push((field, Some(text.to_owned()))),
+            }
         }
     }
     if body.is_empty() {
@@ -623,7 +685,7 @@ mod tests {
     #[test]
     fn valid_changes_pass_and_blank_optional_fields_clear() {
         let ok = changes(serde_json::json!({
-            "city": " Lund ", "country": "SE", "phone": "+46.701234567", "mobile_phone": "+46 70 111 22 33",
+            "city": " Lund ", "country": "SE", "phone": "+46.701234567", "mobile_phone": "+46 (0)70-111 22 33",
             "eu_vat_number": "SE556677889901", "address2": "", "state": null
         }))
         .unwrap();

@@ -27,37 +27,55 @@ use crate::{
 /// billing fields when billing goes to `address`, and `subreseller_id` when
 /// there is no subreseller.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "start_billing_date": "2026-12-01", "customer_id": "CUST-2001", "email": "steve@example.com",
     "first_name": "Steve", "last_name": "Harris", "address": "126 Mendoza Avenue, apt 7A", "zipcode": "33134",
     "billing_address": "2121 Ponce de Leon", "billing_zipcode": "33308", "subreseller_id": "123"
 }))]
 pub struct NewCustomer {
-    /// First day of billing, `YYYY-MM-DD`.
+    /// First day of billing, a real date `YYYY-MM-DD`.
     #[schema(format = Date, example = "2026-12-01")]
     pub start_billing_date: String,
     /// Your own id for the customer.
-    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", example = "CUST-2001")]
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", example = "CUST-2001")]
     pub customer_id: String,
     /// Where DNA sends voicemail and notices.
-    #[schema(format = Email, max_length = 254)]
+    #[schema(
+        max_length = 254,
+        pattern = r"^[^@\s\u0000-\u001f\u007f-\u009f]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+$",
+        example = "steve@example.com"
+    )]
     pub email: String,
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^ \u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub first_name: String,
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^ \u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub last_name: String,
-    #[schema(min_length = 1, max_length = 255)]
+    #[schema(
+        max_length = 255,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^ \u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub address: String,
-    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9 -]{0,19}$", example = "33134")]
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9 -]{0,19}$", example = "33134")]
     pub zipcode: String,
-    /// Billing address when it differs from `address`; with `billing_zipcode`.
-    #[schema(min_length = 1, max_length = 255)]
+    /// Billing address when it differs from `address`; requires `billing_zipcode`.
+    #[schema(
+        nullable = false,
+        max_length = 255,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^ \u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub billing_address: Option<String>,
-    /// With `billing_address`.
-    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9 -]{0,19}$")]
+    /// Requires `billing_address`.
+    #[schema(nullable = false, pattern = r"^[A-Za-z0-9][A-Za-z0-9 -]{0,19}$")]
     pub billing_zipcode: Option<String>,
     /// Your reseller's id, when the customer belongs to one.
-    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    #[schema(nullable = false, pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub subreseller_id: Option<String>,
 }
 
@@ -153,91 +171,114 @@ fn validate(body: &Map<String, Value>) -> Result<NewCustomer, ApiError> {
         };
         errors.push(FieldError::new(name.clone(), message));
     }
+    // Exact-form fields are checked as sent; free text is trimmed of spaces.
     let mut text = |name: &'static str,
                     required: bool,
                     max: usize,
-                    check: fn(&str) -> bool,
+                    check: Option<fn(&str) -> bool>,
                     rule: &str|
      -> Option<String> {
-        let value = match body.get(name) {
-            None | Some(Value::Null) => {
+        let raw = match body.get(name) {
+            None => {
                 if required {
                     errors.push(FieldError::new(name, "is required"));
                 }
                 return None;
             }
-            Some(Value::String(s)) => s.trim().to_owned(),
-            // Ids may come as numbers; they are text upstream.
-            Some(Value::Number(n)) if name.ends_with("_id") => n.to_string(),
+            Some(Value::Null) => {
+                errors.push(FieldError::new(
+                    name,
+                    if required {
+                        "is required"
+                    } else {
+                        "must be a string; leave the field out when there is none"
+                    },
+                ));
+                return None;
+            }
+            Some(Value::String(s)) => s.as_str(),
             Some(_) => {
                 errors.push(FieldError::new(name, "must be a string"));
                 return None;
             }
         };
-        if value.is_empty() {
-            errors.push(FieldError::new(name, "must not be empty"));
-            None
-        } else if value.chars().any(char::is_control) {
-            errors.push(FieldError::new(name, "must not contain control characters"));
-            None
-        } else if value.chars().count() > max {
+        if raw.chars().count() > max {
             errors.push(FieldError::new(
                 name,
                 format!("must be at most {max} characters"),
             ));
-            None
-        } else if !check(&value) {
-            errors.push(FieldError::new(name, rule.to_owned()));
-            None
-        } else {
-            Some(value)
+            return None;
+        }
+        if raw.chars().any(char::is_control) {
+            errors.push(FieldError::new(name, "must not contain control characters"));
+            return None;
+        }
+        match check {
+            Some(check) if check(raw) => Some(raw.to_owned()),
+            Some(_) => {
+                errors.push(FieldError::new(name, rule.to_owned()));
+                None
+            }
+            None => match raw.trim_matches(' ') {
+                "" => {
+                    errors.push(FieldError::new(name, "must not be blank"));
+                    None
+                }
+                text => Some(text.to_owned()),
+            },
         }
     };
-    let any = |_: &str| true;
-    let date = |s: &str| s.len() == 10 && NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok();
+    let date: fn(&str) -> bool =
+        |s| s.len() == 10 && NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok();
     let start_billing_date = text(
         "start_billing_date",
         true,
         10,
-        date,
+        Some(date),
         "must be a real date as YYYY-MM-DD",
     );
     let customer_id = text(
         "customer_id",
         true,
         64,
-        customer_id_like,
+        Some(customer_id_like),
         "must be 1 to 64 letters, digits, dots, hyphens or underscores",
     );
-    let email = text("email", true, 254, email_like, "must be an email address");
-    let first_name = text("first_name", true, 100, any, "");
-    let last_name = text("last_name", true, 100, any, "");
-    let address = text("address", true, 255, any, "");
+    let email = text(
+        "email",
+        true,
+        254,
+        Some(email_like),
+        "must be an email address",
+    );
+    let first_name = text("first_name", true, 100, None, "");
+    let last_name = text("last_name", true, 100, None, "");
+    let address = text("address", true, 255, None, "");
     let zipcode = text(
         "zipcode",
         true,
         20,
-        zipcode_like,
+        Some(zipcode_like),
         "must be 1 to 20 letters, digits, spaces or hyphens",
     );
-    let billing_address = text("billing_address", false, 255, any, "");
+    let billing_address = text("billing_address", false, 255, None, "");
     let billing_zipcode = text(
         "billing_zipcode",
         false,
         20,
-        zipcode_like,
+        Some(zipcode_like),
         "must be 1 to 20 letters, digits, spaces or hyphens",
     );
     let subreseller_id = text(
         "subreseller_id",
         false,
         64,
-        customer_id_like,
+        Some(customer_id_like),
         "must be 1 to 64 letters, digits, dots, hyphens or underscores",
     );
     let billing_given = (
-        body.get("billing_address").is_some_and(|v| !v.is_null()),
-        body.get("billing_zipcode").is_some_and(|v| !v.is_null()),
+        body.contains_key("billing_address"),
+        body.contains_key("billing_zipcode"),
     );
     match billing_given {
         (true, false) => errors.push(FieldError::new(
@@ -302,6 +343,29 @@ fn gateway_field(dna_field: &str) -> &str {
 fn dna_error(error: DnaError) -> ApiError {
     match error {
         DnaError::Upstream(e) => e.into(),
+        DnaError::Invalid(v)
+            if !v.errors.is_empty()
+                && v.errors
+                    .iter()
+                    .all(|(_, m)| m.contains("already been taken")) =>
+        {
+            let errors: Vec<FieldError> = v
+                .errors
+                .iter()
+                .map(|(field, message)| FieldError::new(gateway_field(field), message.clone()))
+                .collect();
+            ApiError::Duplicate {
+                detail: format!(
+                    "dna already has a customer with this {}",
+                    errors
+                        .iter()
+                        .map(|e| e.field.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                errors,
+            }
+        }
         DnaError::Invalid(v) => {
             let errors: Vec<FieldError> = v
                 .errors
@@ -322,6 +386,7 @@ fn provably_unprocessed(error: &ApiError) -> bool {
     matches!(
         error,
         ApiError::Unprocessable { .. }
+            | ApiError::Duplicate { .. }
             | ApiError::Upstream(
                 UpstreamError::Unreachable { .. } | UpstreamError::CredentialsRejected { .. }
             )
@@ -338,7 +403,7 @@ fn provably_unprocessed(error: &ApiError) -> bool {
 /// DNA failure) is never sent again: its answer is replayed for its key.
 #[utoipa::path(
     tag = "customers",
-    params(("Idempotency-Key" = Option<String>, Header, max_length = 255,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$",
             description = "Any unique string (a UUID): retries with the same key never create a second customer. Remembered for 24 hours.")),
     request_body(content = NewCustomer, content_type = "application/json"),
     responses(
@@ -347,7 +412,7 @@ fn provably_unprocessed(error: &ApiError) -> bool {
             ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer of an earlier request with the same key"),
         )),
         BadRequest,
-        (status = 409, description = "A request with this Idempotency-Key is still being processed; retry after `Retry-After` seconds.",
+        (status = 409, description = "DNA already has a customer with this `customer_id` (type `urn:gateway:problem:duplicate`), or a request with this Idempotency-Key is still being processed (type `urn:gateway:problem:idempotency-key-in-use`; retry after `Retry-After` seconds).",
          body = Problem, content_type = "application/problem+json",
          headers(("Retry-After" = String))),
         (status = 413, description = "The body is larger than `server.max_body_bytes`.", body = Problem, content_type = "application/problem+json"),
@@ -569,11 +634,17 @@ mod tests {
         assert_eq!(c.customer_id, "C-1");
         let mut with_ids = valid();
         with_ids["customer_id"] = serde_json::json!(1234);
-        with_ids["subreseller_id"] = serde_json::json!(77);
-        let c = validate(&body(with_ids)).unwrap();
         assert_eq!(
-            (c.customer_id.as_str(), c.subreseller_id.as_deref()),
-            ("1234", Some("77"))
+            fields(with_ids),
+            vec!["customer_id"],
+            "ids are strings, as documented"
+        );
+        let mut with_null = valid();
+        with_null["subreseller_id"] = serde_json::Value::Null;
+        assert_eq!(
+            fields(with_null),
+            vec!["subreseller_id"],
+            "leave it out instead"
         );
     }
 

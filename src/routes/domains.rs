@@ -124,13 +124,13 @@ impl Domain {
 
 /// A registrable domain name: ASCII letters, digits and hyphens in dot-separated
 /// labels of 1–63 characters, at most 253 in all, internationalized names in
-/// punycode (`xn--`). Returned lower-cased, without a trailing dot.
+/// punycode (`xn--`). Returned lower-cased.
 pub(crate) fn parse_domain_name(raw: &str) -> Result<String, ApiError> {
     let bad = |message: &str| Err(ApiError::bad_field("name", message));
     if raw.chars().any(char::is_control) {
         return bad("must not contain control characters");
     }
-    let name = raw.strip_suffix('.').unwrap_or(raw).to_ascii_lowercase();
+    let name = raw.to_ascii_lowercase();
     if name.is_empty() {
         return bad("is required, e.g. `example.se`");
     }
@@ -159,7 +159,10 @@ pub(crate) fn parse_domain_name(raw: &str) -> Result<String, ApiError> {
         }
     }
     let tld = labels[labels.len() - 1];
-    if tld.len() < 2 || !(tld.bytes().all(|b| b.is_ascii_alphabetic()) || tld.starts_with("xn--")) {
+    if tld.len() < 2
+        || !(tld.bytes().all(|b| b.is_ascii_alphabetic())
+            || (tld.starts_with("xn--") && tld.len() > 4))
+    {
         return bad("must end in a valid top-level domain");
     }
     Ok(name)
@@ -173,9 +176,8 @@ pub struct AvailabilityQuery {
     /// The domain name to check, e.g. `example.se` (IDN in punycode).
     #[param(
         required = true,
-        min_length = 4,
         max_length = 253,
-        pattern = r"^[A-Za-z0-9.-]+$",
+        pattern = r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+(?:[A-Za-z]{2,63}|xn--[A-Za-z0-9](?:[A-Za-z0-9-]{0,57}[A-Za-z0-9])?)$",
         example = "lindqvist-konsult.se"
     )]
     name: Option<String>,
@@ -323,7 +325,6 @@ mod tests {
     #[test]
     fn domain_names_are_checked_and_lower_cased() {
         assert_eq!(parse_domain_name("Example.SE").unwrap(), "example.se");
-        assert_eq!(parse_domain_name("example.se.").unwrap(), "example.se");
         assert_eq!(
             parse_domain_name("xn--smrgs-wua.se").unwrap(),
             "xn--smrgs-wua.se"

@@ -63,7 +63,7 @@ async fn a_separate_billing_address_and_a_subreseller_are_sent_with_derived_flag
     let mut body = new_customer("CUST-2");
     body["billing_address"] = json!("2121 Ponce de Leon");
     body["billing_zipcode"] = json!("33308");
-    body["subreseller_id"] = json!(123);
+    body["subreseller_id"] = json!("123");
     // The simulator demands billing_* when same_billing_address is 0 and
     // subreseller_id when has_subreseller_id is 1, as DNA's validation does.
     assert_eq!(create(&app, &body, None).await.status().as_u16(), 201);
@@ -131,7 +131,7 @@ async fn invalid_bodies_are_422s_naming_each_field_and_never_reach_dna() {
 }
 
 #[tokio::test]
-async fn a_dna_validation_error_is_a_422_in_gateway_names() {
+async fn a_duplicate_customer_id_is_a_409_naming_the_field() {
     let app = spawn_app().await;
     assert_eq!(
         create(&app, &new_customer("DUP-1"), None)
@@ -140,7 +140,8 @@ async fn a_dna_validation_error_is_a_422_in_gateway_names() {
             .as_u16(),
         201
     );
-    let problem = assert_problem(create(&app, &new_customer("DUP-1"), None).await, 422).await;
+    let problem = assert_problem(create(&app, &new_customer("DUP-1"), None).await, 409).await;
+    assert_eq!(problem["type"], "urn:gateway:problem:duplicate");
     assert_eq!(problem["errors"][0]["field"], "customer_id");
     assert!(
         problem["errors"][0]["message"]
