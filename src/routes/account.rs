@@ -273,6 +273,9 @@ pub struct AccountChanges {
     pub reference: Option<String>,
 }
 
+/// A check of a field's exact form.
+type Check = fn(&str) -> Result<(), &'static str>;
+
 /// How one changeable field is checked and where it goes upstream.
 struct Editable {
     name: &'static str,
@@ -280,7 +283,7 @@ struct Editable {
     max: usize,
     required: bool,
     /// `None`: free text, trimmed of spaces; `Some`: the exact form, untrimmed.
-    check: Option<fn(&str) -> Result<(), &'static str>>,
+    check: Option<Check>,
     current: fn(&Account) -> Option<&str>,
 }
 
@@ -494,7 +497,7 @@ fn validate_changes(
                 continue;
             }
         };
-        let Some(raw) = raw.filter(|r| !(r.is_empty() && !field.required)) else {
+        let Some(raw) = raw.filter(|r| !r.is_empty() || field.required) else {
             if field.required {
                 errors.push(FieldError::new(
                     name.clone(),
