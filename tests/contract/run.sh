@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The API contract, checked by tools we did not write, against the sandbox
+# gateway on a free loopback port:
+#   1. openapi-spec-validator on openapi/openapi.json
+#   2. Schemathesis, every check, bounded examples, fixed seed
+#   3. Swagger UI in headless Chromium (playwright-core): authorize, Try it out
+#   4. openapi-typescript types + tsc on examples/typescript
+# Needs python3 (venv), node/npm and /usr/bin/chromium (.ci/run installs it).
+# Artifacts (screenshot, JUnit report, gateway log) go to target/contract/.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=target/contract
+mkdir -p "$out"
+
+echo "--> python tools"
+[ -x "$out/venv/bin/st" ] || {
+  python3 -m venv "$out/venv"
+  "$out/venv/bin/pip" install -q 'schemathesis==4.32.5' 'openapi-spec-validator==0.7.2'
+}
+echo "--> node tools"
+(cd tests/contract && npm ci --no-audit --no-fund --loglevel=error)
+
+echo "--> 1. openapi-spec-validator"
+"$out/venv/bin/openapi-spec-validator" openapi/openapi.json
+
+echo "--> the sandbox gateway"
+cargo build --locked --quiet --bin gateway
+target/debug/gateway --listen 127.0.0.1:0 >"$out/gateway.log" 2>&1 &
+gateway=$!
+trap 'kill $gateway 2>/dev/null || true' EXIT
+port=""
+for _ in $(seq 1 150); do
+  port=$(python3 -c '
+import json, sys
+for line in open(sys.argv[1], errors="replace"):
+    try:
+        event = json.loads(line)
+    except ValueError:
+        continue
+    if event.get("fields", {}).get("message") == "gateway listening":
+        print(event["fields"]["port"])
+        break
+' "$out/gateway.log")
+  [ -n "$port" ] && break
+  kill -0 "$gateway" 2>/dev/null || { cat "$out/gateway.log"; exit 1; }
+  sleep 0.2
+done
+[ -n "$port" ] || { echo "the gateway did not start"; cat "$out/gateway.log"; exit 1; }
+base="http://127.0.0.1:$port"
+echo "    $base"
+
+echo "--> 2. Schemathesis"
+"$out/venv/bin/st" --config-file tests/contract/schemathesis.toml run "$base/openapi.json" \
+  --header "Authorization: Bearer sandbox-key" \
+  --checks all --max-examples "${SCHEMATHESIS_EXAMPLES:-40}" --seed "${SCHEMATHESIS_SEED:-20261123}" \
+  --workers 2 --request-timeout 20 --no-color \
+  --report junit --report-dir "$out"
+
+echo "--> 3. Swagger UI in Chromium"
+GATEWAY_URL="$base" SCREENSHOT="$out/swagger-ui.png" node tests/contract/swagger-ui.mjs
+
+echo "--> 4. TypeScript client types"
+tests/contract/node_modules/.bin/openapi-typescript openapi/openapi.json -o examples/typescript/api.d.ts
+tests/contract/node_modules/.bin/tsc -p examples/typescript
+echo "    examples/typescript type-checks against the committed spec"
+echo "--> contract: ok"
