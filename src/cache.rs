@@ -269,6 +269,22 @@ impl ResponseCache {
         }
     }
 
+    /// The HTTP answer for `key`, through the cache: see [`ResponseCache::get_or_load`] and [`respond`].
+    pub async fn serve<T, F, Fut>(
+        &self,
+        req: &HttpRequest,
+        key: CacheKey,
+        load: F,
+    ) -> Result<HttpResponse, ApiError>
+    where
+        T: Serialize,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        let (entry, status) = self.get_or_load(key, load).await?;
+        Ok(respond(req, &entry, status))
+    }
+
     /// Forgets one answer.
     pub async fn invalidate(&self, key: &CacheKey) {
         self.entries.invalidate(key).await;

@@ -79,7 +79,9 @@ pub fn document_text() -> String {
 /// express, added to the generated document:
 /// - `PATCH /v1/account` needs at least one field (`minProperties`);
 /// - a billing address and zipcode come together (`dependentRequired`);
-/// - every answer carries `X-Request-Id`; 409s and 503s say `Retry-After`.
+/// - every answer carries `X-Request-Id`; 409s and 503s say `Retry-After`;
+/// - cached reads (those documenting a 304) carry `X-Cache`, `ETag` and
+///   `Cache-Control` on their 200.
 fn contract_fixups(doc: &mut serde_json::Value) {
     use serde_json::json;
     let schemas = &mut doc["components"]["schemas"];
@@ -99,6 +101,7 @@ fn contract_fixups(doc: &mut serde_json::Value) {
             let Some(responses) = operation["responses"].as_object_mut() else {
                 continue;
             };
+            let cached = responses.contains_key("304");
             for (status, response) in responses.iter_mut() {
                 let headers = response
                     .as_object_mut()
@@ -113,6 +116,26 @@ fn contract_fixups(doc: &mut serde_json::Value) {
                         "schema": {"type": "string"}
                     }),
                 );
+                if cached && status == "200" {
+                    headers.insert(
+                        "X-Cache".into(),
+                        json!({"description": "HIT (from cache), MISS (fetched now) or STALE (Slitz failed; an expired answer within cache.stale_seconds)", "schema": {"type": "string", "enum": ["HIT", "MISS", "STALE"]}}),
+                    );
+                    headers.insert(
+                        "ETag".into(),
+                        json!({"description": "Strong validator of the answer; send it back in If-None-Match for a 304.", "schema": {"type": "string"}}),
+                    );
+                    headers.insert(
+                        "Cache-Control".into(),
+                        json!({"description": "private, max-age = seconds the answer stays fresh (0 when STALE).", "schema": {"type": "string"}}),
+                    );
+                }
+                if status == "304" {
+                    headers.insert(
+                        "ETag".into(),
+                        json!({"description": "The validator that matched.", "schema": {"type": "string"}}),
+                    );
+                }
                 if status == "409" || status == "503" {
                     headers.insert(
                         "Retry-After".into(),

@@ -144,11 +144,7 @@ impl Account {
 #[utoipa::path(
     tag = "account",
     responses(
-        (status = 200, description = "The account.", body = Account, headers(
-            ("X-Cache" = String, description = "HIT, MISS or STALE"),
-            ("ETag" = String, description = "Strong validator; send it back in If-None-Match"),
-            ("Cache-Control" = String, description = "private, max-age = seconds the answer stays fresh"),
-        )),
+        (status = 200, description = "The account.", body = Account),
         (status = 304, description = "Not modified since the ETag in If-None-Match."),
         AuthErrors,
         UpstreamErrors,

@@ -222,11 +222,7 @@ impl Invoice {
 #[utoipa::path(
     tag = "billing",
     responses(
-        (status = 200, description = "Balance and credit.", body = Balance, headers(
-            ("X-Cache" = String, description = "HIT, MISS or STALE"),
-            ("ETag" = String, description = "Strong validator; send it back in If-None-Match"),
-            ("Cache-Control" = String, description = "private, max-age = seconds the answer stays fresh"),
-        )),
+        (status = 200, description = "Balance and credit.", body = Balance),
         (status = 304, description = "Not modified since the ETag in If-None-Match."),
         AuthErrors,
         UpstreamErrors,
@@ -275,11 +271,7 @@ pub(crate) async fn cached_balance(
     tag = "billing",
     params(ListQuery),
     responses(
-        (status = 200, description = "One page of invoices.", body = Page<InvoiceSummary>, headers(
-            ("X-Cache" = String, description = "HIT, MISS or STALE"),
-            ("ETag" = String),
-            ("Cache-Control" = String),
-        )),
+        (status = 200, description = "One page of invoices.", body = Page<InvoiceSummary>),
         (status = 304, description = "Not modified since the ETag in If-None-Match."),
         BadRequest,
         AuthErrors,
@@ -328,11 +320,7 @@ pub(crate) async fn cached_invoices(
     tag = "billing",
     params(("id" = i64, Path, minimum = 1, description = "Invoice id.")),
     responses(
-        (status = 200, description = "The invoice.", body = Invoice, headers(
-            ("X-Cache" = String, description = "HIT, MISS or STALE"),
-            ("ETag" = String),
-            ("Cache-Control" = String),
-        )),
+        (status = 200, description = "The invoice.", body = Invoice),
         (status = 304, description = "Not modified since the ETag in If-None-Match."),
         BadRequest,
         NotFound,
@@ -351,13 +339,17 @@ pub(crate) async fn get_invoice(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Read)?;
     let id = parse_id("id", &id)?;
-    let (entry, status) = cache
-        .get_or_load(CacheKey::new(Route::Invoice, id.to_string()), || async {
-            let invoice = slitz.invoice(id).await?;
-            Invoice::from_slitz(invoice, slitz.zone(), slitz.currency()).map_err(slitz_malformed)
-        })
-        .await?;
-    Ok(cache::respond(&req, &entry, status))
+    cache
+        .serve(
+            &req,
+            CacheKey::new(Route::Invoice, id.to_string()),
+            || async {
+                let invoice = slitz.invoice(id).await?;
+                Invoice::from_slitz(invoice, slitz.zone(), slitz.currency())
+                    .map_err(slitz_malformed)
+            },
+        )
+        .await
 }
 
 #[cfg(test)]

@@ -191,11 +191,7 @@ pub struct AvailabilityQuery {
     tag = "domains",
     params(ListQuery),
     responses(
-        (status = 200, description = "One page of domains.", body = Page<DomainSummary>, headers(
-            ("X-Cache" = String, description = "HIT, MISS or STALE"),
-            ("ETag" = String),
-            ("Cache-Control" = String),
-        )),
+        (status = 200, description = "One page of domains.", body = Page<DomainSummary>),
         (status = 304, description = "Not modified since the ETag in If-None-Match."),
         BadRequest,
         AuthErrors,
@@ -244,11 +240,7 @@ pub(crate) async fn cached_domains(
     tag = "domains",
     params(("id" = i64, Path, minimum = 1, description = "Domain id.")),
     responses(
-        (status = 200, description = "The domain.", body = Domain, headers(
-            ("X-Cache" = String, description = "HIT, MISS or STALE"),
-            ("ETag" = String),
-            ("Cache-Control" = String),
-        )),
+        (status = 200, description = "The domain.", body = Domain),
         (status = 304, description = "Not modified since the ETag in If-None-Match."),
         BadRequest,
         NotFound,
@@ -267,13 +259,16 @@ pub(crate) async fn get_domain(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Read)?;
     let id = parse_id("id", &id)?;
-    let (entry, status) = cache
-        .get_or_load(CacheKey::new(Route::Domain, id.to_string()), || async {
-            let domain = slitz.domain(id).await?;
-            Domain::from_slitz(domain, slitz.currency()).map_err(slitz_malformed)
-        })
-        .await?;
-    Ok(cache::respond(&req, &entry, status))
+    cache
+        .serve(
+            &req,
+            CacheKey::new(Route::Domain, id.to_string()),
+            || async {
+                let domain = slitz.domain(id).await?;
+                Domain::from_slitz(domain, slitz.currency()).map_err(slitz_malformed)
+            },
+        )
+        .await
 }
 
 /// Check availability
@@ -284,11 +279,7 @@ pub(crate) async fn get_domain(
     tag = "domains",
     params(AvailabilityQuery),
     responses(
-        (status = 200, description = "Whether the name is free.", body = Availability, headers(
-            ("X-Cache" = String, description = "HIT, MISS or STALE"),
-            ("ETag" = String),
-            ("Cache-Control" = String),
-        )),
+        (status = 200, description = "Whether the name is free.", body = Availability),
         (status = 304, description = "Not modified since the ETag in If-None-Match."),
         BadRequest,
         AuthErrors,
@@ -306,16 +297,19 @@ pub(crate) async fn get_availability(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Read)?;
     let name = parse_domain_name(query.name.as_deref().unwrap_or_default())?;
-    let (entry, status) = cache
-        .get_or_load(CacheKey::new(Route::Availability, name.clone()), || async {
-            let available = slitz.domain_available(&name).await?;
-            Ok(Availability {
-                name: name.clone(),
-                available,
-            })
-        })
-        .await?;
-    Ok(cache::respond(&req, &entry, status))
+    cache
+        .serve(
+            &req,
+            CacheKey::new(Route::Availability, name.clone()),
+            || async {
+                let available = slitz.domain_available(&name).await?;
+                Ok(Availability {
+                    name: name.clone(),
+                    available,
+                })
+            },
+        )
+        .await
 }
 
 #[cfg(test)]

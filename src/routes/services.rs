@@ -137,11 +137,7 @@ impl Service {
     tag = "services",
     params(ListQuery),
     responses(
-        (status = 200, description = "One page of services.", body = Page<ServiceSummary>, headers(
-            ("X-Cache" = String, description = "HIT, MISS or STALE"),
-            ("ETag" = String),
-            ("Cache-Control" = String),
-        )),
+        (status = 200, description = "One page of services.", body = Page<ServiceSummary>),
         (status = 304, description = "Not modified since the ETag in If-None-Match."),
         BadRequest,
         AuthErrors,
@@ -191,11 +187,7 @@ pub(crate) async fn cached_services(
     tag = "services",
     params(("id" = i64, Path, minimum = 1, description = "Service id.")),
     responses(
-        (status = 200, description = "The service.", body = Service, headers(
-            ("X-Cache" = String, description = "HIT, MISS or STALE"),
-            ("ETag" = String),
-            ("Cache-Control" = String),
-        )),
+        (status = 200, description = "The service.", body = Service),
         (status = 304, description = "Not modified since the ETag in If-None-Match."),
         BadRequest,
         NotFound,
@@ -218,17 +210,13 @@ pub(crate) async fn get_service(
     // The view is part of the key: an answer with credentials is never served
     // to a caller without the scope, nor the other way round.
     let view = if with_secrets { "secrets" } else { "plain" };
-    let (entry, status) = cache
-        .get_or_load(
-            CacheKey::new(Route::Service, format!("{id}:{view}")),
-            || async {
-                let service = slitz.service(id).await?;
-                Service::from_slitz(service, slitz.currency(), with_secrets)
-                    .map_err(slitz_malformed)
-            },
-        )
-        .await?;
-    Ok(cache::respond(&req, &entry, status))
+    let key = CacheKey::new(Route::Service, format!("{id}:{view}"));
+    cache
+        .serve(&req, key, || async {
+            let service = slitz.service(id).await?;
+            Service::from_slitz(service, slitz.currency(), with_secrets).map_err(slitz_malformed)
+        })
+        .await
 }
 
 #[cfg(test)]

@@ -136,11 +136,7 @@ impl Ticket {
     tag = "support",
     params(ListQuery),
     responses(
-        (status = 200, description = "One page of tickets.", body = Page<TicketSummary>, headers(
-            ("X-Cache" = String, description = "HIT, MISS or STALE"),
-            ("ETag" = String),
-            ("Cache-Control" = String),
-        )),
+        (status = 200, description = "One page of tickets.", body = Page<TicketSummary>),
         (status = 304, description = "Not modified since the ETag in If-None-Match."),
         BadRequest,
         AuthErrors,
@@ -189,11 +185,7 @@ pub(crate) async fn cached_tickets(
     tag = "support",
     params(("number" = i64, Path, minimum = 1, description = "Ticket number.")),
     responses(
-        (status = 200, description = "The ticket.", body = Ticket, headers(
-            ("X-Cache" = String, description = "HIT, MISS or STALE"),
-            ("ETag" = String),
-            ("Cache-Control" = String),
-        )),
+        (status = 200, description = "The ticket.", body = Ticket),
         (status = 304, description = "Not modified since the ETag in If-None-Match."),
         BadRequest,
         NotFound,
@@ -212,11 +204,14 @@ pub(crate) async fn get_ticket(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Read)?;
     let number = parse_id("number", &number)?;
-    let (entry, status) = cache
-        .get_or_load(CacheKey::new(Route::Ticket, number.to_string()), || async {
-            let (ticket, replies) = slitz.ticket(number).await?;
-            Ticket::from_slitz(ticket, replies, slitz.zone()).map_err(slitz_malformed)
-        })
-        .await?;
-    Ok(cache::respond(&req, &entry, status))
+    cache
+        .serve(
+            &req,
+            CacheKey::new(Route::Ticket, number.to_string()),
+            || async {
+                let (ticket, replies) = slitz.ticket(number).await?;
+                Ticket::from_slitz(ticket, replies, slitz.zone()).map_err(slitz_malformed)
+            },
+        )
+        .await
 }

@@ -2,8 +2,8 @@
 # The API contract, checked by tools we did not write, against the sandbox
 # gateway on a free loopback port:
 #   1. openapi-spec-validator on openapi/openapi.json
-#   2. Schemathesis, every check, bounded examples, fixed seed
-#   3. Swagger UI in headless Chromium (playwright-core): authorize, Try it out
+#   2. Swagger UI in headless Chromium (playwright-core): authorize, Try it out
+#   3. Schemathesis, every check, bounded examples, fixed seed
 #   4. openapi-typescript types + tsc on examples/typescript
 # Needs python3 (venv), node/npm and /usr/bin/chromium (.ci/run installs it).
 # Artifacts (screenshot, JUnit report, gateway log) go to target/contract/.
@@ -49,15 +49,15 @@ done
 base="http://127.0.0.1:$port"
 echo "    $base"
 
-echo "--> 2. Schemathesis"
+echo "--> 2. Swagger UI in Chromium (first: fuzzing changes the sandbox account)"
+GATEWAY_URL="$base" SCREENSHOT="$out/swagger-ui.png" node tests/contract/swagger-ui.mjs
+
+echo "--> 3. Schemathesis"
 "$out/venv/bin/st" --config-file tests/contract/schemathesis.toml run "$base/openapi.json" \
   --header "Authorization: Bearer sandbox-key" \
   --checks all --max-examples "${SCHEMATHESIS_EXAMPLES:-40}" --seed "${SCHEMATHESIS_SEED:-20261123}" \
   --workers 2 --request-timeout 20 --no-color \
   --report junit --report-dir "$out"
-
-echo "--> 3. Swagger UI in Chromium"
-GATEWAY_URL="$base" SCREENSHOT="$out/swagger-ui.png" node tests/contract/swagger-ui.mjs
 
 echo "--> 4. TypeScript client types"
 tests/contract/node_modules/.bin/openapi-typescript openapi/openapi.json -o examples/typescript/api.d.ts
