@@ -77,7 +77,8 @@ pub fn document_text() -> String {
 
 /// JSON Schema keywords and response headers that utoipa's attributes do not
 /// express, added to the generated document:
-/// - `PATCH /v1/account` needs at least one field (`minProperties`);
+/// - `PATCH /v1/account` needs at least one field (`minProperties`; utoipa
+///   5.5 writes its `min_properties` attribute as `maxProperties`);
 /// - a billing address and zipcode come together (`dependentRequired`);
 /// - every answer carries `X-Request-Id`; 409s and 503s say `Retry-After`;
 /// - cached reads (those documenting a 304) carry `X-Cache`, `ETag` and

@@ -187,7 +187,7 @@ async fn fetch_account(slitz: &SlitzClient) -> Result<Account, ApiError> {
 /// Text is trimmed of surrounding spaces; control characters are refused.
 #[derive(Debug, Default, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(min_properties = 1, example = json!({"city": "Lund", "zipcode": "222 20", "mobile_phone": "+46701112233"}))]
+#[schema(example = json!({"city": "Lund", "zipcode": "222 20", "mobile_phone": "+46701112233"}))]
 pub struct AccountChanges {
     #[schema(
         nullable = false,
