@@ -1,9 +1,13 @@
 //! The gateway's own authentication: `Authorization: Bearer <api key>`,
 //! checked against configured SHA-256 hashes in constant time, with scopes.
 
-use std::{collections::BTreeSet, future::Ready, sync::Arc};
+use std::{collections::BTreeSet, future::Ready, num::NonZeroU32, sync::Arc};
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use governor::{
+    DefaultDirectRateLimiter, Quota, RateLimiter,
+    clock::{Clock, DefaultClock},
+};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -40,6 +44,9 @@ struct KeyEntry {
     name: Arc<str>,
     digest: [u8; 32],
     scopes: BTreeSet<Scope>,
+    /// `None`: no limit.
+    limiter: Option<DefaultDirectRateLimiter>,
+    rate_per_second: u32,
 }
 
 /// The configured keys, held as digests only.
@@ -56,10 +63,16 @@ impl ApiKeys {
                 let mut digest = [0u8; 32];
                 // Validation guarantees 64 hex digits; a bad one would simply never match.
                 let _ = hex::decode_to_slice(&k.sha256, &mut digest);
+                let limiter = NonZeroU32::new(k.rate_per_second).map(|rate| {
+                    let burst = NonZeroU32::new(k.burst).unwrap_or(rate);
+                    RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
+                });
                 KeyEntry {
                     name: k.name.as_str().into(),
                     digest,
                     scopes: k.scopes.clone(),
+                    limiter,
+                    rate_per_second: k.rate_per_second,
                 }
             })
             .collect();
@@ -71,15 +84,30 @@ impl ApiKeys {
     pub fn authenticate(&self, presented: &str) -> Option<Caller> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;
-        for key in &self.keys {
+        for (index, key) in self.keys.iter().enumerate() {
             if bool::from(key.digest.ct_eq(&digest)) {
                 found = Some(Caller {
                     name: key.name.clone(),
                     scopes: key.scopes.clone(),
+                    index,
                 });
             }
         }
         found
+    }
+
+    /// Counts one request against the caller's rate; `Err` says how long to wait.
+    pub fn admit(&self, caller: &Caller) -> Result<(), ApiError> {
+        let Some(key) = self.keys.get(caller.index) else {
+            return Ok(());
+        };
+        match &key.limiter {
+            Some(limiter) => limiter.check().map_err(|not_until| ApiError::RateLimited {
+                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+                per_second: key.rate_per_second,
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -89,6 +117,7 @@ impl ApiKeys {
 pub struct Caller {
     pub name: Arc<str>,
     pub scopes: BTreeSet<Scope>,
+    index: usize,
 }
 
 impl Caller {
@@ -134,6 +163,7 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
     match caller {
         Some(caller) => {
             tracing::Span::current().record("caller", &*caller.name);
+            keys.admit(&caller)?;
             Ok(caller)
         }
         None => Err(ApiError::Unauthenticated {
@@ -152,11 +182,15 @@ mod tests {
                 name: "reader".into(),
                 sha256: sha256_hex("r-key"),
                 scopes: [Scope::Read].into(),
+                rate_per_second: 0,
+                burst: 0,
             },
             ApiKeySettings {
                 name: "writer".into(),
                 sha256: sha256_hex("w-key"),
                 scopes: [Scope::Read, Scope::Write].into(),
+                rate_per_second: 1,
+                burst: 2,
             },
         ])
     }
@@ -175,6 +209,28 @@ mod tests {
         assert!(keys.authenticate("w-ke").is_none());
         assert!(keys.authenticate("").is_none());
         assert!(keys.authenticate(&sha256_hex("w-key")).is_none());
+    }
+
+    #[test]
+    fn a_key_over_its_burst_is_told_when_to_come_back() {
+        let keys = keys();
+        let writer = keys.authenticate("w-key").unwrap();
+        assert!(keys.admit(&writer).is_ok());
+        assert!(keys.admit(&writer).is_ok());
+        match keys.admit(&writer) {
+            Err(ApiError::RateLimited {
+                retry_after,
+                per_second,
+            }) => {
+                assert!(retry_after <= std::time::Duration::from_secs(1));
+                assert_eq!(per_second, 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        let reader = keys.authenticate("r-key").unwrap();
+        for _ in 0..1000 {
+            assert!(keys.admit(&reader).is_ok(), "no limit configured");
+        }
     }
 
     #[test]

@@ -85,6 +85,9 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// Worker threads; 0 means one per core.
     pub workers: usize,
+    /// Origins browsers may call the API from (CORS); `*` for any; empty for
+    /// none (same-origin only, e.g. through the reverse proxy).
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -94,6 +97,7 @@ impl Default for ServerSettings {
             trusted_proxies: vec!["127.0.0.1/32".parse().expect("a valid literal network")],
             max_body_bytes: 65_536,
             workers: 0,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -112,6 +116,20 @@ pub struct ApiKeySettings {
     /// Hex SHA-256 of the key; the key itself is never stored.
     pub sha256: String,
     pub scopes: BTreeSet<Scope>,
+    /// Sustained requests per second this key may make; 0 for no limit.
+    #[serde(default = "default_rate")]
+    pub rate_per_second: u32,
+    /// Requests this key may make at once before the rate applies.
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+}
+
+fn default_rate() -> u32 {
+    50
+}
+
+fn default_burst() -> u32 {
+    100
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -248,6 +266,15 @@ impl Default for LogSettings {
     }
 }
 
+/// Keys whose environment variable is a comma-separated list.
+const LIST_KEYS: &[(&str, &str)] = &[
+    ("GATEWAY__SERVER__TRUSTED_PROXIES", "server.trusted_proxies"),
+    (
+        "GATEWAY__SERVER__CORS_ALLOWED_ORIGINS",
+        "server.cors_allowed_origins",
+    ),
+];
+
 /// Credential keys that may instead be given as a path in `<key>_file`.
 const FILE_BACKED_KEYS: &[&str] = &[
     "dna.client_id",
@@ -284,24 +311,25 @@ impl Settings {
             .collect();
         // `config` splits lists only when it also guesses types for every
         // variable, which would turn a password "0123" into the number 123;
-        // so the one list key is split here and every other value stays text.
-        let proxies = env.remove("GATEWAY__SERVER__TRUSTED_PROXIES");
+        // so list keys are split here and every other value stays text.
+        let lists: Vec<(&str, String)> = LIST_KEYS
+            .iter()
+            .filter_map(|(var, key)| env.remove(*var).map(|v| (*key, v)))
+            .collect();
         builder = builder.add_source(
             Environment::with_prefix("GATEWAY")
                 .prefix_separator("__")
                 .separator("__")
                 .source(Some(env)),
         );
-        if let Some(list) = proxies {
-            let nets: Vec<String> = list
+        for (key, list) in lists {
+            let items: Vec<String> = list
                 .split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
                 .collect();
-            builder = builder
-                .set_override("server.trusted_proxies", nets)
-                .map_err(config_error)?;
+            builder = builder.set_override(key, items).map_err(config_error)?;
         }
         let layered = builder.build_cloned().map_err(config_error)?;
         for key in FILE_BACKED_KEYS {
@@ -374,6 +402,22 @@ impl Settings {
                 format!("`{currency}` is not an ISO 4217 code such as SEK"),
             ));
         }
+        for origin in &self.server.cors_allowed_origins {
+            let plain = origin == "*"
+                || Url::parse(origin).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https")
+                        && u.path() == "/"
+                        && !origin.ends_with('/')
+                });
+            if !plain {
+                return Err(bad(
+                    "server.cors_allowed_origins",
+                    format!(
+                        "`{origin}` is not an origin such as https://app.example.com (scheme, host, port; no path) or *"
+                    ),
+                ));
+            }
+        }
         if self.server.max_body_bytes == 0 {
             return Err(bad("server.max_body_bytes", "must be greater than 0"));
         }
@@ -382,6 +426,18 @@ impl Settings {
                 "upstream.timeout_ms",
                 "timeouts must be greater than 0",
             ));
+        }
+        if self.upstream.deadline_ms < self.upstream.timeout_ms {
+            return Err(bad(
+                "upstream.deadline_ms",
+                format!(
+                    "must be at least upstream.timeout_ms ({})",
+                    self.upstream.timeout_ms
+                ),
+            ));
+        }
+        if self.upstream.max_concurrency == 0 {
+            return Err(bad("upstream.max_concurrency", "must be greater than 0"));
         }
         if self.cache.max_bytes == 0 {
             return Err(bad("cache.max_bytes", "must be greater than 0"));
@@ -408,6 +464,8 @@ impl Settings {
         Self {
             server: ServerSettings {
                 listen,
+                // A frontend on its own dev server may call the sandbox.
+                cors_allowed_origins: vec!["*".to_owned()],
                 ..ServerSettings::default()
             },
             auth: AuthSettings {
@@ -415,6 +473,8 @@ impl Settings {
                     name: "sandbox".to_owned(),
                     sha256: crate::auth::sha256_hex(SANDBOX_API_KEY),
                     scopes: [Scope::Read, Scope::Write, Scope::Secrets].into(),
+                    rate_per_second: 1_000,
+                    burst: 2_000,
                 }],
             },
             dna: DnaSettings {

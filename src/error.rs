@@ -83,6 +83,11 @@ pub enum ApiError {
     NotFound(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    #[error("rate limited")]
+    RateLimited {
+        retry_after: std::time::Duration,
+        per_second: u32,
+    },
     #[error("duplicate: {detail}")]
     Duplicate {
         detail: String,
@@ -128,6 +133,7 @@ impl ApiError {
                 "A request with this key is in flight",
             ),
             Self::Duplicate { .. } => ("duplicate", "It already exists"),
+            Self::RateLimited { .. } => ("rate-limited", "Too many requests"),
             Self::MethodNotAllowed { .. } => ("method-not-allowed", "Method not allowed"),
             Self::PayloadTooLarge { .. } => ("payload-too-large", "The request body is too large"),
             Self::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
@@ -162,6 +168,17 @@ impl ApiError {
             | Self::Conflict(detail)
             | Self::UnsupportedMediaType(detail)
             | Self::NotReady(detail) => (Some(detail.clone()), vec![], None),
+            Self::RateLimited {
+                retry_after,
+                per_second,
+            } => (
+                Some(format!(
+                    "this API key may make {per_second} requests per second; retry in {} ms",
+                    retry_after.as_millis()
+                )),
+                vec![],
+                None,
+            ),
             Self::MethodNotAllowed { allow } => (
                 Some(format!(
                     "this route answers {}",
@@ -208,6 +225,7 @@ impl ResponseError for ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) | Self::Duplicate { .. } => StatusCode::CONFLICT,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -248,6 +266,10 @@ impl ResponseError for ApiError {
             }
             Self::Conflict(_) => {
                 response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            Self::RateLimited { retry_after, .. } => {
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                response.insert_header((header::RETRY_AFTER, seconds.max(1).to_string()));
             }
             Self::Upstream(e) => {
                 if let Some(after) = e.retry_after() {

@@ -80,7 +80,7 @@ pub fn document_text() -> String {
 /// - `PATCH /v1/account` needs at least one field (`minProperties`; utoipa
 ///   5.5 writes its `min_properties` attribute as `maxProperties`);
 /// - a billing address and zipcode come together (`dependentRequired`);
-/// - every answer carries `X-Request-Id`; 409s and 503s say `Retry-After`;
+/// - every answer carries `X-Request-Id`; 409s, 429s and 503s say `Retry-After`;
 /// - cached reads (those documenting a 304) carry `X-Cache`, `ETag` and
 ///   `Cache-Control` on their 200.
 fn contract_fixups(doc: &mut serde_json::Value) {
@@ -137,7 +137,7 @@ fn contract_fixups(doc: &mut serde_json::Value) {
                         json!({"description": "The validator that matched.", "schema": {"type": "string"}}),
                     );
                 }
-                if status == "409" || status == "503" {
+                if status == "409" || status == "429" || status == "503" {
                     headers.insert(
                         "Retry-After".into(),
                         json!({

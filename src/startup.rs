@@ -3,7 +3,14 @@
 
 use std::{net::TcpListener, time::Duration};
 
-use actix_web::{App, HttpServer, dev::Server, middleware::from_fn, web};
+use actix_cors::Cors;
+use actix_web::{
+    App, HttpServer,
+    dev::Server,
+    http::header,
+    middleware::{Condition, from_fn},
+    web,
+};
 use anyhow::Context;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
@@ -60,6 +67,7 @@ impl Application {
         let document = openapi::document();
         let allowed = web::Data::new(AllowedMethods::from_openapi(&api));
         let max_body = settings.server.max_body_bytes;
+        let origins = settings.server.cors_allowed_origins.clone();
 
         let mut server = HttpServer::new(move || {
             let (app, _) = App::new()
@@ -92,6 +100,7 @@ impl Application {
                 )
                 .route("/docs", web::get().to(routes::docs_redirect))
                 .default_service(web::to(routes::fallback))
+                .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
                 .wrap(from_fn(telemetry::request_context))
         })
         .shutdown_timeout(10);
@@ -109,4 +118,37 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// CORS for browsers on other origins. A disallowed origin is not blocked
+/// here (same-origin callers such as Swagger UI send `Origin` too): it simply
+/// gets no CORS headers, and the browser refuses the answer.
+fn cors(origins: &[String]) -> Cors {
+    let mut cors = Cors::default()
+        .allowed_methods(["GET", "POST", "PATCH"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_NONE_MATCH,
+            header::HeaderName::from_static("idempotency-key"),
+            header::HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            header::ETAG,
+            header::LOCATION,
+            header::RETRY_AFTER,
+            header::HeaderName::from_static("x-request-id"),
+            header::HeaderName::from_static("x-cache"),
+            header::HeaderName::from_static("idempotent-replayed"),
+        ])
+        .max_age(600)
+        .block_on_origin_mismatch(false);
+    if origins.iter().any(|o| o == "*") {
+        cors = cors.allow_any_origin();
+    } else {
+        for origin in origins {
+            cors = cors.allowed_origin(origin);
+        }
+    }
+    cors
 }

@@ -132,6 +132,13 @@ pub enum AuthErrors {
         content_type = "application/problem+json"
     )]
     Forbidden(Problem),
+    /// Over the key's rate.
+    #[response(
+        status = 429,
+        description = "The API key is over its rate (`rate_per_second`, `burst`); retry after `Retry-After` seconds.",
+        content_type = "application/problem+json"
+    )]
+    RateLimited(Problem),
 }
 
 /// The errors of a route that calls an upstream.

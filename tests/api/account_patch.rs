@@ -144,6 +144,8 @@ async fn patching_needs_the_write_scope() {
             name: "reader".into(),
             sha256: sha256_hex("reader-key"),
             scopes: [Scope::Read].into(),
+            rate_per_second: 0,
+            burst: 0,
         });
     })
     .await;

@@ -63,6 +63,10 @@ fn environment_variables_override_the_file() {
                 "GATEWAY__SERVER__TRUSTED_PROXIES",
                 "10.0.0.0/8, 192.168.0.0/16",
             ),
+            (
+                "GATEWAY__SERVER__CORS_ALLOWED_ORIGINS",
+                "https://app.example.com,http://localhost:3000",
+            ),
             ("UNRELATED", "x"),
         ],
     )
@@ -75,6 +79,10 @@ fn environment_variables_override_the_file() {
     assert_eq!(settings.upstream.timeout_ms, 2500);
     assert_eq!(settings.slitz.timezone, chrono_tz::Europe::Stockholm);
     assert_eq!(settings.server.trusted_proxies.len(), 2);
+    assert_eq!(
+        settings.server.cors_allowed_origins,
+        vec!["https://app.example.com", "http://localhost:3000"]
+    );
 }
 
 #[test]
@@ -131,6 +139,21 @@ fn bad_values_are_rejected_naming_the_key() {
         (
             ("GATEWAY__SERVER__MAX_BODY_BYTES", "0"),
             "server.max_body_bytes",
+        ),
+        (
+            (
+                "GATEWAY__SERVER__CORS_ALLOWED_ORIGINS",
+                "https://app.example.com/path",
+            ),
+            "server.cors_allowed_origins",
+        ),
+        (
+            ("GATEWAY__UPSTREAM__DEADLINE_MS", "10"),
+            "upstream.deadline_ms",
+        ),
+        (
+            ("GATEWAY__UPSTREAM__MAX_CONCURRENCY", "0"),
+            "upstream.max_concurrency",
         ),
     ] {
         let err = load(VALID, &[env]).unwrap_err();

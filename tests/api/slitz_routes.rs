@@ -208,6 +208,8 @@ async fn services_hide_credentials_from_keys_without_the_secrets_scope() {
             name: "reader".into(),
             sha256: sha256_hex("reader-key"),
             scopes: [Scope::Read].into(),
+            rate_per_second: 0,
+            burst: 0,
         });
     })
     .await;
