@@ -473,8 +473,9 @@ impl Settings {
                     name: "sandbox".to_owned(),
                     sha256: crate::auth::sha256_hex(SANDBOX_API_KEY),
                     scopes: [Scope::Read, Scope::Write, Scope::Secrets].into(),
-                    rate_per_second: 1_000,
-                    burst: 2_000,
+                    // No limit: load tests and fuzzers run against the sandbox.
+                    rate_per_second: 0,
+                    burst: 0,
                 }],
             },
             dna: DnaSettings {

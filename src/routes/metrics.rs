@@ -10,6 +10,8 @@ const BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The process-wide recorder: installed once, shared by every server in the
 /// process (tests run several).
 pub fn recorder() -> PrometheusHandle {
@@ -19,12 +21,25 @@ pub fn recorder() -> PrometheusHandle {
             let builder = PrometheusBuilder::new()
                 .set_buckets(BUCKETS)
                 .unwrap_or_else(|_| PrometheusBuilder::new());
-            match builder.install_recorder() {
+            let handle = match builder.install_recorder() {
                 Ok(handle) => handle,
                 // Another recorder is installed (an embedding program): keep
                 // a private one so /metrics still answers.
                 Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-            }
+            };
+            // Histogram samples pile up until drained into their buckets; the
+            // exporter only drains when scraped, so an unscraped gateway would
+            // grow without bound. Drain on a schedule instead.
+            let upkeep = handle.clone();
+            let _ = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(UPKEEP_EVERY);
+                        upkeep.run_upkeep();
+                    }
+                });
+            handle
         })
         .clone()
 }
