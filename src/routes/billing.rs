@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::{
     AuthErrors, BadRequest, ListQuery, Listing, NotFound, Page, UpstreamErrors, account::Account,
-    parse_id, slitz_malformed,
+    cached_listing, parse_id, slitz_malformed,
 };
 use crate::{
     auth::{Caller, Scope},
@@ -299,18 +299,16 @@ pub(crate) async fn cached_invoices(
     cache: &ResponseCache,
     listing: &Listing,
 ) -> Result<(Arc<Cached>, CacheStatus), ApiError> {
-    cache
-        .get_or_load(CacheKey::new(Route::Invoices, listing.key()), || async {
-            let invoices = slitz
-                .invoices()
-                .await?
-                .iter()
-                .map(|i| InvoiceSummary::from_slitz(i, slitz.zone(), slitz.currency()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(slitz_malformed)?;
-            Ok(listing.apply(invoices, |i| i.status.as_deref()))
-        })
-        .await
+    let normalize = |i: &_| InvoiceSummary::from_slitz(i, slitz.zone(), slitz.currency());
+    cached_listing(
+        cache,
+        Route::Invoices,
+        listing,
+        slitz.invoices(),
+        normalize,
+        |i| i.status.as_deref(),
+    )
+    .await
 }
 
 /// One invoice

@@ -9,8 +9,8 @@ use utoipa::{IntoParams, ToSchema};
 use std::sync::Arc;
 
 use super::{
-    AuthErrors, BadRequest, ListQuery, Listing, NotFound, Page, UpstreamErrors, parse_id,
-    slitz_malformed,
+    AuthErrors, BadRequest, ListQuery, Listing, NotFound, Page, UpstreamErrors, cached_listing,
+    parse_id, slitz_malformed,
 };
 use crate::{
     auth::{Caller, Scope},
@@ -219,18 +219,16 @@ pub(crate) async fn cached_domains(
     cache: &ResponseCache,
     listing: &Listing,
 ) -> Result<(Arc<Cached>, CacheStatus), ApiError> {
-    cache
-        .get_or_load(CacheKey::new(Route::Domains, listing.key()), || async {
-            let domains = slitz
-                .domains()
-                .await?
-                .iter()
-                .map(|d| DomainSummary::from_slitz(d, slitz.currency()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(slitz_malformed)?;
-            Ok(listing.apply(domains, |d| d.status.as_deref()))
-        })
-        .await
+    let normalize = |d: &_| DomainSummary::from_slitz(d, slitz.currency());
+    cached_listing(
+        cache,
+        Route::Domains,
+        listing,
+        slitz.domains(),
+        normalize,
+        |d| d.status.as_deref(),
+    )
+    .await
 }
 
 /// One domain

@@ -18,7 +18,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, IntoResponses, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
+use std::sync::Arc;
+
 use crate::{
+    cache::{CacheKey, CacheStatus, Cached, ResponseCache, Route},
     error::{ApiError, Problem},
     normalize::NormalizeError,
     upstream::{Upstream, UpstreamError},
@@ -163,6 +166,32 @@ pub enum UpstreamErrors {
         content_type = "application/problem+json"
     )]
     Timeout(Problem),
+}
+
+/// One listing of a Slitz list route, through the cache: fetch the whole
+/// list (only on a miss), normalize each item, filter by status, cut the page.
+pub(crate) async fn cached_listing<W, T>(
+    cache: &ResponseCache,
+    route: Route,
+    listing: &Listing,
+    fetch: impl Future<Output = Result<Vec<W>, UpstreamError>>,
+    normalize: impl Fn(&W) -> Result<T, NormalizeError>,
+    status_of: impl Fn(&T) -> Option<&str>,
+) -> Result<(Arc<Cached>, CacheStatus), ApiError>
+where
+    T: Serialize,
+{
+    cache
+        .get_or_load(CacheKey::new(route, listing.key()), || async {
+            let items = fetch
+                .await?
+                .iter()
+                .map(normalize)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(slitz_malformed)?;
+            Ok(listing.apply(items, status_of))
+        })
+        .await
 }
 
 /// A Slitz value the gateway cannot vouch for is a 502, naming the field.

@@ -10,8 +10,8 @@ use utoipa::ToSchema;
 use std::sync::Arc;
 
 use super::{
-    AuthErrors, BadRequest, ListQuery, Listing, NotFound, Page, UpstreamErrors, parse_id,
-    slitz_malformed,
+    AuthErrors, BadRequest, ListQuery, Listing, NotFound, Page, UpstreamErrors, cached_listing,
+    parse_id, slitz_malformed,
 };
 use crate::{
     auth::{Caller, Scope},
@@ -165,18 +165,16 @@ pub(crate) async fn cached_services(
     cache: &ResponseCache,
     listing: &Listing,
 ) -> Result<(Arc<Cached>, CacheStatus), ApiError> {
-    cache
-        .get_or_load(CacheKey::new(Route::Services, listing.key()), || async {
-            let services = slitz
-                .services()
-                .await?
-                .iter()
-                .map(|s| ServiceSummary::from_slitz(s, slitz.currency()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(slitz_malformed)?;
-            Ok(listing.apply(services, |s| s.status.as_deref()))
-        })
-        .await
+    let normalize = |s: &_| ServiceSummary::from_slitz(s, slitz.currency());
+    cached_listing(
+        cache,
+        Route::Services,
+        listing,
+        slitz.services(),
+        normalize,
+        |s| s.status.as_deref(),
+    )
+    .await
 }
 
 /// One service

@@ -10,8 +10,8 @@ use utoipa::ToSchema;
 use std::sync::Arc;
 
 use super::{
-    AuthErrors, BadRequest, ListQuery, Listing, NotFound, Page, UpstreamErrors, parse_id,
-    slitz_malformed,
+    AuthErrors, BadRequest, ListQuery, Listing, NotFound, Page, UpstreamErrors, cached_listing,
+    parse_id, slitz_malformed,
 };
 use crate::{
     auth::{Caller, Scope},
@@ -164,18 +164,16 @@ pub(crate) async fn cached_tickets(
     cache: &ResponseCache,
     listing: &Listing,
 ) -> Result<(Arc<Cached>, CacheStatus), ApiError> {
-    cache
-        .get_or_load(CacheKey::new(Route::Tickets, listing.key()), || async {
-            let tickets = slitz
-                .tickets()
-                .await?
-                .iter()
-                .map(|t| TicketSummary::from_slitz(t, slitz.zone()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(slitz_malformed)?;
-            Ok(listing.apply(tickets, |t| t.status.as_deref()))
-        })
-        .await
+    let normalize = |t: &_| TicketSummary::from_slitz(t, slitz.zone());
+    cached_listing(
+        cache,
+        Route::Tickets,
+        listing,
+        slitz.tickets(),
+        normalize,
+        |t| t.status.as_deref(),
+    )
+    .await
 }
 
 /// One ticket, with replies
