@@ -5,7 +5,7 @@
 use std::{io::IsTerminal, net::IpAddr, time::Instant};
 
 use actix_web::{
-    HttpMessage, ResponseError,
+    ResponseError,
     body::{BoxBody, MessageBody},
     dev::{ServiceRequest, ServiceResponse},
     http::header::{HeaderName, HeaderValue},
@@ -138,7 +138,6 @@ pub async fn request_context(
         client_ip = client_ip.map(tracing::field::display),
         caller = tracing::field::Empty,
     );
-    req.extensions_mut().insert(RequestId(id.clone()));
     let started = Instant::now();
 
     let mut response = match body_too_large(&req) {
@@ -211,10 +210,6 @@ fn body_too_large(req: &ServiceRequest) -> Option<ApiError> {
         .ok()?;
     (length > limit as u64).then_some(ApiError::PayloadTooLarge { limit })
 }
-
-/// The request id, also stored in request extensions for handlers.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
 
 /// Peers whose `X-Forwarded-For` is believed (`server.trusted_proxies`).
 pub struct TrustedProxies(pub Vec<ipnet::IpNet>);
