@@ -256,6 +256,8 @@ pub(crate) fn http_client(settings: &UpstreamSettings) -> anyhow::Result<reqwest
         .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
         .timeout(Duration::from_millis(settings.timeout_ms))
         .pool_idle_timeout(Duration::from_secs(60))
+        // Keep as many warm connections as calls may be in flight.
+        .pool_max_idle_per_host(settings.max_concurrency)
         // A redirect from these APIs means a login page or a misconfigured
         // URL; following it would only hide the problem.
         .redirect(reqwest::redirect::Policy::none())
