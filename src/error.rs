@@ -112,6 +112,18 @@ impl ApiError {
         Self::Internal(anyhow::anyhow!(msg))
     }
 
+    /// A 422 listing every field that failed, its detail summing them up.
+    pub fn invalid_fields(errors: Vec<FieldError>) -> Self {
+        Self::Unprocessable {
+            detail: errors
+                .iter()
+                .map(|e| format!("`{}` {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+            errors,
+        }
+    }
+
     /// A 400 naming one field.
     pub fn bad_field(field: &str, message: impl Into<String>) -> Self {
         let message = message.into();

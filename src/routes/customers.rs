@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use tracing::Instrument;
 use utoipa::ToSchema;
 
-use super::{AuthErrors, BadRequest, UpstreamErrors, parse_id};
+use super::{AuthErrors, BadRequest, UpstreamErrors, parse_id, text_problem};
 use crate::{
     auth::{Caller, Scope},
     error::{ApiError, FieldError, Problem},
@@ -202,15 +202,8 @@ fn validate(body: &Map<String, Value>) -> Result<NewCustomer, ApiError> {
                 return None;
             }
         };
-        if raw.chars().count() > max {
-            errors.push(FieldError::new(
-                name,
-                format!("must be at most {max} characters"),
-            ));
-            return None;
-        }
-        if raw.chars().any(char::is_control) {
-            errors.push(FieldError::new(name, "must not contain control characters"));
+        if let Some(problem) = text_problem(raw, max) {
+            errors.push(FieldError::new(name, problem));
             return None;
         }
         match check {
@@ -320,14 +313,7 @@ fn validate(body: &Map<String, Value>) -> Result<NewCustomer, ApiError> {
             billing_zipcode,
             subreseller_id,
         }),
-        _ => Err(ApiError::Unprocessable {
-            detail: errors
-                .iter()
-                .map(|e| format!("`{}` {}", e.field, e.message))
-                .collect::<Vec<_>>()
-                .join("; "),
-            errors,
-        }),
+        _ => Err(ApiError::invalid_fields(errors)),
     }
 }
 
