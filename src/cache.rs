@@ -103,7 +103,7 @@ impl Cached {
     fn new(body: Vec<u8>, ttl: Duration) -> Self {
         let digest = Sha256::digest(&body);
         Self {
-            etag: format!("\"{}\"", hex::encode(&digest[..16])),
+            etag: format!("\"{}\"", hex::encode(digest.get(..16).unwrap_or_default())),
             body: Bytes::from(body),
             fetched_at: Instant::now(),
             ttl,

@@ -94,7 +94,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
-            trusted_proxies: vec!["127.0.0.1/32".parse().expect("a valid literal network")],
+            trusted_proxies: vec![ipnet::IpNet::from(std::net::IpAddr::from([127, 0, 0, 1]))],
             max_body_bytes: 65_536,
             workers: 0,
             cors_allowed_origins: Vec::new(),

@@ -43,6 +43,29 @@ pub struct Problem {
     /// Field-level errors of a request that failed validation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Members particular to one kind of problem (RFC 9457 extensions), such
+    /// as the `checks` of `/readyz`.
+    #[serde(flatten, default, skip_serializing_if = "serde_json::Map::is_empty")]
+    #[schema(ignore)]
+    pub extensions: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Problem {
+    /// Adds an extension member; a value that cannot be serialized is left out.
+    pub fn with(mut self, member: &str, value: impl Serialize) -> Self {
+        if let Ok(value) = serde_json::to_value(value) {
+            self.extensions.insert(member.to_owned(), value);
+        }
+        self
+    }
+
+    /// Answers with this problem: its status, `application/problem+json`.
+    pub fn respond(&self) -> HttpResponse {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        HttpResponse::build(status)
+            .insert_header((header::CONTENT_TYPE, PROBLEM_JSON))
+            .json(self)
+    }
 }
 
 /// One field of the request and what is wrong with it.
@@ -224,6 +247,7 @@ impl ApiError {
             request_id: current_request_id(),
             upstream,
             errors,
+            extensions: serde_json::Map::new(),
         }
     }
 }
@@ -347,7 +371,7 @@ pub fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
 }
 
 /// serde names the field in backticks: "missing field `email`", "unknown field `x`, expected ...".
-fn field_in_serde_message(message: &str) -> Option<String> {
+pub(crate) fn field_in_serde_message(message: &str) -> Option<String> {
     let rest = message
         .strip_prefix("missing field `")
         .or_else(|| message.strip_prefix("unknown field `"))

@@ -1,11 +1,25 @@
 //! The unified gateway: one normalized API in front of the Nexogy DNA and
 //! Internetport Slitz APIs. See DESIGN.md for the contract.
 #![warn(unreachable_pub)]
+// No input may crash a connection: slicing, indexing, unwrap/expect and
+// panic! are denied outside tests. Start-up code that may fail loudly says so
+// with an `#[allow(..., reason = "...")]` at the site.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::string_slice,
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
 
 pub mod auth;
 pub mod cache;
 pub mod cli;
 pub mod configuration;
+pub mod domain;
 pub mod error;
 pub mod idempotency;
 pub mod normalize;

@@ -85,13 +85,32 @@ pub fn document_text() -> String {
 ///   `Cache-Control` on their 200.
 fn contract_fixups(doc: &mut serde_json::Value) {
     use serde_json::json;
-    let schemas = &mut doc["components"]["schemas"];
-    schemas["AccountChanges"]["minProperties"] = json!(1);
-    schemas["NewCustomer"]["dependentRequired"] = json!({
-        "billing_address": ["billing_zipcode"],
-        "billing_zipcode": ["billing_address"]
-    });
-    let Some(paths) = doc["paths"].as_object_mut() else {
+    for schema in ["AccountChanges", "NewCustomer"] {
+        if let Some(properties) = doc
+            .pointer_mut(&format!("/components/schemas/{schema}/properties"))
+            .and_then(|p| p.as_object_mut())
+        {
+            properties.values_mut().for_each(unwrap_single_one_of);
+        }
+    }
+    let mut add = |schema: &str, keyword: &str, value: serde_json::Value| {
+        if let Some(fields) = doc
+            .pointer_mut(&format!("/components/schemas/{schema}"))
+            .and_then(|s| s.as_object_mut())
+        {
+            fields.insert(keyword.to_owned(), value);
+        }
+    };
+    add("AccountChanges", "minProperties", json!(1));
+    add(
+        "NewCustomer",
+        "dependentRequired",
+        json!({
+            "billing_address": ["billing_zipcode"],
+            "billing_zipcode": ["billing_address"]
+        }),
+    );
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
         return;
     };
     for item in paths.values_mut() {
@@ -99,7 +118,10 @@ fn contract_fixups(doc: &mut serde_json::Value) {
             continue;
         };
         for operation in operations.values_mut() {
-            let Some(responses) = operation["responses"].as_object_mut() else {
+            let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(|r| r.as_object_mut())
+            else {
                 continue;
             };
             let cached = responses.contains_key("304");
@@ -147,6 +169,25 @@ fn contract_fixups(doc: &mut serde_json::Value) {
                     );
                 }
             }
+        }
+    }
+}
+
+/// utoipa writes an inline field schema with a doc comment as
+/// `{"description", "oneOf": [schema]}`; the one schema is merged back in,
+/// so a field reads as the plain string schema it is.
+fn unwrap_single_one_of(property: &mut serde_json::Value) {
+    let Some(fields) = property.as_object_mut() else {
+        return;
+    };
+    let single = match fields.get("oneOf").and_then(|o| o.as_array()) {
+        Some(items) if items.len() == 1 => items.first().cloned(),
+        _ => None,
+    };
+    if let Some(serde_json::Value::Object(schema)) = single {
+        fields.remove("oneOf");
+        for (key, value) in schema {
+            fields.entry(key).or_insert(value);
         }
     }
 }

@@ -8,10 +8,15 @@ use utoipa::ToSchema;
 
 use std::sync::Arc;
 
-use super::{AuthErrors, UpstreamErrors, slitz_malformed, text_problem};
+use super::{AuthErrors, UpstreamErrors, slitz_malformed};
 use crate::{
     auth::{Caller, Scope},
     cache::{self, CacheKey, CacheStatus, Cached, ResponseCache, Route},
+    domain::{
+        AccountField, AccountType, BodyHints, Change, City, CompanyName, CountryCode, OrgNumber,
+        PersonName, Phone, Present, Reference, Region, StreetAddress, VatNumber, Zipcode,
+        parse_body,
+    },
     error::{ApiError, FieldError, Problem},
     normalize::{Money, NormalizeError},
     upstream::{
@@ -183,351 +188,142 @@ async fn fetch_account(slitz: &SlitzClient) -> Result<Account, ApiError> {
 }
 
 /// Fields `PATCH /v1/account` may change; send only those to change (at least
-/// one). Required fields cannot be blank; `""` or `null` clears an optional one.
-/// Text is trimmed of surrounding spaces; control characters are refused.
-#[derive(Debug, Default, Serialize, ToSchema)]
+/// one). Required fields cannot be cleared; `""` or `null` clears an optional
+/// one. Free text is trimmed of surrounding spaces; control characters are refused.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"city": "Lund", "zipcode": "222 20", "mobile_phone": "+46701112233"}))]
 pub struct AccountChanges {
-    #[schema(
-        nullable = false,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^ \u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
-    )]
-    pub first_name: Option<String>,
-    #[schema(
-        nullable = false,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^ \u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
-    )]
-    pub last_name: Option<String>,
+    #[serde(default)]
+    #[schema(inline)]
+    first_name: Present<PersonName>,
+    #[serde(default)]
+    #[schema(inline)]
+    last_name: Present<PersonName>,
     /// Optional.
-    #[schema(max_length = 255, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
-    pub company_name: Option<String>,
-    #[schema(
-        nullable = false,
-        max_length = 255,
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^ \u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
-    )]
-    pub address: Option<String>,
+    #[serde(default)]
+    #[schema(inline)]
+    company_name: Change<CompanyName>,
+    #[serde(default)]
+    #[schema(inline)]
+    address: Present<StreetAddress>,
     /// Optional.
-    #[schema(max_length = 255, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
-    pub address2: Option<String>,
-    #[schema(
-        nullable = false,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^ \u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
-    )]
-    pub city: Option<String>,
+    #[serde(default)]
+    #[schema(inline)]
+    address2: Change<StreetAddress>,
+    #[serde(default)]
+    #[schema(inline)]
+    city: Present<City>,
     /// Optional.
-    #[schema(max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
-    pub state: Option<String>,
-    #[schema(
-        nullable = false,
-        max_length = 20,
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^ \u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
-    )]
-    pub zipcode: Option<String>,
+    #[serde(default)]
+    #[schema(inline)]
+    state: Change<Region>,
+    #[serde(default)]
+    #[schema(inline)]
+    zipcode: Present<Zipcode>,
     /// ISO 3166-1 alpha-2, upper case.
-    #[schema(
-        nullable = false,
-        max_length = 2,
-        pattern = r"^(?:AD|AE|AF|AG|AI|AL|AM|AO|AQ|AR|AS|AT|AU|AW|AX|AZ|BA|BB|BD|BE|BF|BG|BH|BI|BJ|BL|BM|BN|BO|BQ|BR|BS|BT|BV|BW|BY|BZ|CA|CC|CD|CF|CG|CH|CI|CK|CL|CM|CN|CO|CR|CU|CV|CW|CX|CY|CZ|DE|DJ|DK|DM|DO|DZ|EC|EE|EG|EH|ER|ES|ET|FI|FJ|FK|FM|FO|FR|GA|GB|GD|GE|GF|GG|GH|GI|GL|GM|GN|GP|GQ|GR|GS|GT|GU|GW|GY|HK|HM|HN|HR|HT|HU|ID|IE|IL|IM|IN|IO|IQ|IR|IS|IT|JE|JM|JO|JP|KE|KG|KH|KI|KM|KN|KP|KR|KW|KY|KZ|LA|LB|LC|LI|LK|LR|LS|LT|LU|LV|LY|MA|MC|MD|ME|MF|MG|MH|MK|ML|MM|MN|MO|MP|MQ|MR|MS|MT|MU|MV|MW|MX|MY|MZ|NA|NC|NE|NF|NG|NI|NL|NO|NP|NR|NU|NZ|OM|PA|PE|PF|PG|PH|PK|PL|PM|PN|PR|PS|PT|PW|PY|QA|RE|RO|RS|RU|RW|SA|SB|SC|SD|SE|SG|SH|SI|SJ|SK|SL|SM|SN|SO|SR|SS|ST|SV|SX|SY|SZ|TC|TD|TF|TG|TH|TJ|TK|TL|TM|TN|TO|TR|TT|TV|TW|TZ|UA|UG|UM|US|UY|UZ|VA|VC|VE|VG|VI|VN|VU|WF|WS|YE|YT|ZA|ZM|ZW)$",
-        example = "SE"
-    )]
-    pub country: Option<String>,
+    #[serde(default)]
+    #[schema(inline)]
+    country: Present<CountryCode>,
     /// With its country prefix, e.g. `+46.701234567` or `+46 70 123 45 67` (7 to 15 digits).
-    #[schema(
-        nullable = false,
-        max_length = 30,
-        pattern = r"^\+[0-9](?:[ .()-]{0,2}[0-9]){6,14}$",
-        example = "+46.701234567"
-    )]
-    pub phone: Option<String>,
+    #[serde(default)]
+    #[schema(inline)]
+    phone: Present<Phone>,
     /// Optional; with its country prefix, for SMS notices.
-    #[schema(
-        max_length = 30,
-        pattern = r"^(?:\+[0-9](?:[ .()-]{0,2}[0-9]){6,14})?$",
-        example = "+46701112233"
-    )]
-    pub mobile_phone: Option<String>,
+    #[serde(default)]
+    #[schema(inline)]
+    mobile_phone: Change<Phone>,
     /// Optional.
-    #[schema(max_length = 50, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
-    pub account_type: Option<String>,
+    #[serde(default)]
+    #[schema(inline)]
+    account_type: Change<AccountType>,
     /// Optional; EU VAT number, e.g. `SE556677889901`.
-    #[schema(
-        max_length = 15,
-        pattern = r"^(?:[A-Z]{2}[0-9A-Z+*.]{2,13})?$",
-        example = "SE556677889901"
-    )]
-    pub eu_vat_number: Option<String>,
+    #[serde(default)]
+    #[schema(inline)]
+    eu_vat_number: Change<VatNumber>,
     /// Optional; organisation or personal identity number.
-    #[schema(max_length = 20, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
-    pub org_number: Option<String>,
+    #[serde(default)]
+    #[schema(inline)]
+    org_number: Change<OrgNumber>,
     /// Optional; your reference on invoices.
-    #[schema(max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
-    pub reference: Option<String>,
+    #[serde(default)]
+    #[schema(inline)]
+    reference: Change<Reference>,
 }
 
-/// A check of a field's exact form.
-type Check = fn(&str) -> Result<(), &'static str>;
-
-/// How one changeable field is checked and where it goes upstream.
-struct Editable {
-    name: &'static str,
-    upstream: &'static str,
-    max: usize,
-    required: bool,
-    /// `None`: free text, trimmed of spaces; `Some`: the exact form, untrimmed.
-    check: Option<Check>,
-    current: fn(&Account) -> Option<&str>,
-}
-
-/// `+`, a digit, then 6 to 14 more digits each after at most two of ` .()-`:
-/// the grammar of the documented pattern, exactly.
-fn phone(value: &str) -> Result<(), &'static str> {
-    let message =
-        "must be a phone number with its country prefix, e.g. +46.701234567 (7 to 15 digits)";
-    let bytes = value.as_bytes();
-    if bytes.first() != Some(&b'+') || !bytes.get(1).is_some_and(u8::is_ascii_digit) {
-        return Err(message);
-    }
-    let (mut digits, mut separators) = (1, 0);
-    for b in &bytes[2..] {
-        if b.is_ascii_digit() {
-            digits += 1;
-            separators = 0;
-        } else if b" .()-".contains(b) && separators < 2 {
-            separators += 1;
-        } else {
-            return Err(message);
-        }
-    }
-    if separators == 0 && (7..=15).contains(&digits) {
-        Ok(())
-    } else {
-        Err(message)
-    }
-}
-
-fn country(value: &str) -> Result<(), &'static str> {
-    let known = value.len() == 2
-        && value.bytes().all(|b| b.is_ascii_uppercase())
-        && ISO_3166_ALPHA2.split(' ').any(|code| code == value);
-    if known {
-        Ok(())
-    } else {
-        Err("must be an ISO 3166-1 alpha-2 country code in upper case, e.g. SE")
-    }
-}
-
-fn vat_number(value: &str) -> Result<(), &'static str> {
-    let ok = (4..=15).contains(&value.len())
-        && value[..2].bytes().all(|b| b.is_ascii_uppercase())
-        && value[2..]
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b"+*.".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(
-            "must be an EU VAT number: a country prefix and 2 to 13 letters or digits, e.g. SE556677889901",
+impl BodyHints for AccountChanges {
+    fn unknown_field(name: &str) -> Option<&'static str> {
+        (name == "email").then_some(
+            "cannot be changed through the gateway: it is the Slitz login the gateway \
+             authenticates with (slitz.username); change it in the client area and update the configuration",
         )
     }
 }
 
-const EDITABLE: &[Editable] = &[
-    Editable {
-        name: "first_name",
-        upstream: "firstname",
-        max: 100,
-        required: true,
-        check: None,
-        current: |a| a.first_name.as_deref(),
-    },
-    Editable {
-        name: "last_name",
-        upstream: "lastname",
-        max: 100,
-        required: true,
-        check: None,
-        current: |a| a.last_name.as_deref(),
-    },
-    Editable {
-        name: "company_name",
-        upstream: "companyname",
-        max: 255,
-        required: false,
-        check: None,
-        current: |a| a.company_name.as_deref(),
-    },
-    Editable {
-        name: "address",
-        upstream: "address1",
-        max: 255,
-        required: true,
-        check: None,
-        current: |a| a.address.as_deref(),
-    },
-    Editable {
-        name: "address2",
-        upstream: "address2",
-        max: 255,
-        required: false,
-        check: None,
-        current: |a| a.address2.as_deref(),
-    },
-    Editable {
-        name: "city",
-        upstream: "city",
-        max: 100,
-        required: true,
-        check: None,
-        current: |a| a.city.as_deref(),
-    },
-    Editable {
-        name: "state",
-        upstream: "state",
-        max: 100,
-        required: false,
-        check: None,
-        current: |a| a.state.as_deref(),
-    },
-    Editable {
-        name: "zipcode",
-        upstream: "postcode",
-        max: 20,
-        required: true,
-        check: None,
-        current: |a| a.zipcode.as_deref(),
-    },
-    Editable {
-        name: "country",
-        upstream: "country",
-        max: 2,
-        required: true,
-        check: Some(country),
-        current: |a| a.country.as_deref(),
-    },
-    Editable {
-        name: "phone",
-        upstream: "phonenumber",
-        max: 30,
-        required: true,
-        check: Some(phone),
-        current: |a| a.phone.as_deref(),
-    },
-    Editable {
-        name: "mobile_phone",
-        upstream: "mobilephone",
-        max: 30,
-        required: false,
-        check: Some(phone),
-        current: |a| a.mobile_phone.as_deref(),
-    },
-    Editable {
-        name: "account_type",
-        upstream: "type",
-        max: 50,
-        required: false,
-        check: None,
-        current: |a| a.account_type.as_deref(),
-    },
-    Editable {
-        name: "eu_vat_number",
-        upstream: "vateu",
-        max: 15,
-        required: false,
-        check: Some(vat_number),
-        current: |a| a.eu_vat_number.as_deref(),
-    },
-    Editable {
-        name: "org_number",
-        upstream: "orgpersonnr",
-        max: 20,
-        required: false,
-        check: None,
-        current: |a| a.org_number.as_deref(),
-    },
-    Editable {
-        name: "reference",
-        upstream: "referens",
-        max: 100,
-        required: false,
-        check: None,
-        current: |a| a.reference.as_deref(),
-    },
-];
-
-/// Checks a change request field by field, reporting every problem at once.
-/// `None` in the result clears the field.
-fn validate_changes(
-    body: &serde_json::Map<String, serde_json::Value>,
-) -> Result<Vec<(&'static Editable, Option<String>)>, ApiError> {
-    let mut errors = Vec::new();
-    let mut changes = Vec::new();
-    for (name, value) in body {
-        let Some(field) = EDITABLE.iter().find(|f| f.name == name) else {
-            let message = if name == "email" {
-                "cannot be changed through the gateway: it is the Slitz login the gateway \
-                 authenticates with (slitz.username); change it in the client area and update the configuration"
-                    .to_owned()
-            } else {
-                format!(
-                    "is not a field of the account that can be changed; known: {}",
-                    EDITABLE
-                        .iter()
-                        .map(|f| f.name)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            };
-            errors.push(FieldError::new(name.clone(), message));
-            continue;
-        };
-        let raw = match value {
-            serde_json::Value::Null => None,
-            serde_json::Value::String(s) => Some(s.as_str()),
-            _ => {
-                errors.push(FieldError::new(name.clone(), "must be a string"));
-                continue;
-            }
-        };
-        let Some(raw) = raw.filter(|r| !r.is_empty() || field.required) else {
-            if field.required {
-                errors.push(FieldError::new(
-                    name.clone(),
-                    "is required and cannot be cleared",
-                ));
-            } else {
-                changes.push((field, None));
-            }
-            continue;
-        };
-        if let Some(problem) = text_problem(raw, field.max) {
-            errors.push(FieldError::new(name.clone(), problem));
-        } else if let Some(check) = field.check {
-            match check(raw) {
-                Ok(()) => changes.push((field, Some(raw.to_owned()))),
-                Err(message) => errors.push(FieldError::new(name.clone(), message)),
-            }
-        } else {
-            match raw.trim_matches(' ') {
-                "" if field.required => {
-                    errors.push(FieldError::new(name.clone(), "must not be blank"))
-                }
-                "" => changes.push((field, None)),
-                text => changes.push((field, Some(text.to_owned()))),
+impl AccountChanges {
+    /// Every field the request names, with its new value (`None` clears it).
+    fn changes(&self) -> Vec<(AccountField, Option<&str>)> {
+        fn set<T>(
+            field: AccountField,
+            value: &Present<T>,
+            text: fn(&T) -> &str,
+        ) -> Option<(AccountField, Option<&str>)> {
+            value.get().map(|v| (field, Some(text(v))))
+        }
+        fn change<T>(
+            field: AccountField,
+            value: &Change<T>,
+            text: fn(&T) -> &str,
+        ) -> Option<(AccountField, Option<&str>)> {
+            match value {
+                Change::Keep => None,
+                Change::Clear => Some((field, None)),
+                Change::Set(v) => Some((field, Some(text(v)))),
             }
         }
+        use AccountField as F;
+        [
+            set(F::FirstName, &self.first_name, PersonName::as_str),
+            set(F::LastName, &self.last_name, PersonName::as_str),
+            change(F::CompanyName, &self.company_name, CompanyName::as_str),
+            set(F::Address, &self.address, StreetAddress::as_str),
+            change(F::Address2, &self.address2, StreetAddress::as_str),
+            set(F::City, &self.city, City::as_str),
+            change(F::State, &self.state, Region::as_str),
+            set(F::Zipcode, &self.zipcode, Zipcode::as_str),
+            set(F::Country, &self.country, CountryCode::as_str),
+            set(F::Phone, &self.phone, Phone::as_str),
+            change(F::MobilePhone, &self.mobile_phone, Phone::as_str),
+            change(F::AccountType, &self.account_type, AccountType::as_str),
+            change(F::EuVatNumber, &self.eu_vat_number, VatNumber::as_str),
+            change(F::OrgNumber, &self.org_number, OrgNumber::as_str),
+            change(F::Reference, &self.reference, Reference::as_str),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
-    if body.is_empty() {
-        errors.push(FieldError::new("body", "names no field to change"));
-    }
-    if errors.is_empty() {
-        Ok(changes)
-    } else {
-        Err(ApiError::invalid_fields(errors))
+}
+
+/// The account's value of a field the gateway can change.
+fn current(account: &Account, field: AccountField) -> Option<&str> {
+    use AccountField as F;
+    match field {
+        F::FirstName => account.first_name.as_deref(),
+        F::LastName => account.last_name.as_deref(),
+        F::CompanyName => account.company_name.as_deref(),
+        F::Address => account.address.as_deref(),
+        F::Address2 => account.address2.as_deref(),
+        F::City => account.city.as_deref(),
+        F::State => account.state.as_deref(),
+        F::Zipcode => account.zipcode.as_deref(),
+        F::Country => account.country.as_deref(),
+        F::Phone => account.phone.as_deref(),
+        F::MobilePhone => account.mobile_phone.as_deref(),
+        F::AccountType => account.account_type.as_deref(),
+        F::EuVatNumber => account.eu_vat_number.as_deref(),
+        F::OrgNumber => account.org_number.as_deref(),
+        F::Reference => account.reference.as_deref(),
     }
 }
 
@@ -560,23 +356,24 @@ pub(crate) async fn patch_account(
     cache: web::Data<ResponseCache>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Write)?;
-    let serde_json::Value::Object(body) = body.into_inner() else {
-        return Err(ApiError::Unprocessable {
-            detail: "the body must be a JSON object of fields to change".into(),
-            errors: vec![FieldError::new("body", "must be a JSON object")],
-        });
-    };
-    let changes = validate_changes(&body)?;
+    let changes: AccountChanges = parse_body(body.into_inner())?;
+    let changes = changes.changes();
+    if changes.is_empty() {
+        return Err(ApiError::invalid_fields(vec![FieldError::new(
+            "body",
+            "names no field to change",
+        )]));
+    }
     // Compare with what Slitz has now, not with the cache, so nothing that
     // changed elsewhere is overwritten by accident and nothing unchanged is sent.
-    let current = fetch_account(&slitz).await?;
-    let changed: Vec<(&'static str, String)> = changes
+    let current_account = fetch_account(&slitz).await?;
+    let changed: Vec<(AccountField, &str)> = changes
         .into_iter()
-        .filter(|(field, value)| (field.current)(&current) != value.as_deref())
-        .map(|(field, value)| (field.upstream, value.unwrap_or_default()))
+        .filter(|(field, value)| current(&current_account, *field) != *value)
+        .map(|(field, value)| (field, value.unwrap_or_default()))
         .collect();
     if changed.is_empty() {
-        return Ok(no_store(HttpResponse::Ok()).json(current));
+        return Ok(no_store(HttpResponse::Ok()).json(current_account));
     }
     slitz.update_details(&changed).await.map_err(|e| match e {
         UpstreamError::Rejected { message, .. } => ApiError::Unprocessable {
@@ -600,9 +397,6 @@ fn no_store(mut builder: actix_web::HttpResponseBuilder) -> actix_web::HttpRespo
     builder.insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"));
     builder
 }
-
-/// ISO 3166-1 alpha-2 codes.
-const ISO_3166_ALPHA2: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW";
 
 #[cfg(test)]
 mod tests {
@@ -651,17 +445,18 @@ mod tests {
         assert!(json.get("firstname").is_none());
     }
 
-    fn changes(
-        json: serde_json::Value,
-    ) -> Result<Vec<(&'static str, Option<String>)>, Vec<String>> {
-        let serde_json::Value::Object(map) = json else {
-            panic!()
-        };
-        match validate_changes(&map) {
-            Ok(c) => Ok(c.into_iter().map(|(f, v)| (f.name, v)).collect()),
-            Err(ApiError::Unprocessable { errors, .. }) => {
-                Err(errors.into_iter().map(|e| e.field).collect())
-            }
+    fn changes(json: serde_json::Value) -> Result<Vec<(AccountField, Option<String>)>, String> {
+        match parse_body::<AccountChanges>(json) {
+            Ok(c) => Ok(c
+                .changes()
+                .into_iter()
+                .map(|(f, v)| (f, v.map(str::to_owned)))
+                .collect()),
+            Err(ApiError::Unprocessable { errors, .. }) => Err(errors
+                .into_iter()
+                .map(|e| e.field)
+                .collect::<Vec<_>>()
+                .join(",")),
             Err(other) => panic!("{other:?}"),
         }
     }
@@ -670,36 +465,35 @@ mod tests {
     fn valid_changes_pass_and_blank_optional_fields_clear() {
         let ok = changes(serde_json::json!({
             "city": " Lund ", "country": "SE", "phone": "+46.701234567", "mobile_phone": "+46 (0)70-111 22 33",
-            "eu_vat_number": "SE556677889901", "address2": "", "state": null
+            "eu_vat_number": "SE556677889901", "address2": "", "state": null, "reference": "  "
         }))
         .unwrap();
-        assert!(ok.contains(&("city", Some("Lund".into()))));
-        assert!(ok.contains(&("address2", None)));
-        assert!(ok.contains(&("state", None)));
+        assert!(ok.contains(&(AccountField::City, Some("Lund".into()))));
+        assert!(ok.contains(&(AccountField::Address2, None)));
+        assert!(ok.contains(&(AccountField::State, None)));
+        assert!(ok.contains(&(AccountField::Reference, None)));
+        assert_eq!(ok.len(), 8);
     }
 
     #[test]
-    fn every_bad_field_is_named_at_once() {
-        let errors = changes(serde_json::json!({
-            "country": "Sweden", "phone": "0701234567", "city": "", "first_name": 5,
-            "email": "new@example.se", "nickname": "x", "last_name": "a\u{0}b",
-            "reference": "r".repeat(101), "eu_vat_number": "12"
-        }))
-        .unwrap_err();
-        for field in [
-            "country",
-            "phone",
-            "city",
-            "first_name",
-            "email",
-            "nickname",
-            "last_name",
-            "reference",
-            "eu_vat_number",
+    fn each_bad_field_is_named() {
+        for (field, value) in [
+            ("country", serde_json::json!("Sweden")),
+            ("phone", serde_json::json!("0701234567")),
+            ("city", serde_json::json!("")),
+            ("city", serde_json::json!(null)),
+            ("first_name", serde_json::json!(5)),
+            ("email", serde_json::json!("new@example.se")),
+            ("nickname", serde_json::json!("x")),
+            ("last_name", serde_json::json!("a\u{0}b")),
+            ("reference", serde_json::json!("r".repeat(101))),
+            ("eu_vat_number", serde_json::json!("12")),
+            ("eu_vat_number", serde_json::json!("tº²R")),
         ] {
-            assert!(errors.iter().any(|e| e == field), "{field} in {errors:?}");
+            let body = serde_json::json!({ field: value });
+            assert_eq!(changes(body).unwrap_err(), field, "{field}: {value}");
         }
-        assert_eq!(changes(serde_json::json!({})).unwrap_err(), vec!["body"]);
+        assert_eq!(changes(serde_json::json!([])).unwrap_err(), "body");
     }
 
     /// The country list is written twice (the schema attribute needs a
@@ -714,7 +508,10 @@ mod tests {
                 .to_owned();
         let expected = format!(
             "^(?:{})$",
-            ISO_3166_ALPHA2.split(' ').collect::<Vec<_>>().join("|")
+            crate::domain::ISO_3166_ALPHA2
+                .split(' ')
+                .collect::<Vec<_>>()
+                .join("|")
         );
         assert_eq!(pattern, expected);
     }

@@ -158,7 +158,7 @@ pub(crate) fn parse_domain_name(raw: &str) -> Result<String, ApiError> {
             return bad("must not have a label that starts or ends with a hyphen");
         }
     }
-    let tld = labels[labels.len() - 1];
+    let tld = labels.last().copied().unwrap_or_default();
     if tld.len() < 2
         || !(tld.bytes().all(|b| b.is_ascii_alphabetic())
             || (tld.starts_with("xn--") && tld.len() > 4))

@@ -8,7 +8,7 @@ use url::Url;
 use utoipa::ToSchema;
 
 use crate::{
-    error::{ApiError, PROBLEM_JSON, Problem},
+    error::{ApiError, Problem},
     upstream::{dna::DnaClient, policy::BreakerState, slitz::SlitzClient},
 };
 
@@ -164,11 +164,13 @@ pub(crate) async fn readyz(
         .filter(|(_, c)| c.status != "up")
         .map(|(name, _)| *name)
         .collect();
-    let problem = ApiError::NotReady(format!("unreachable: {}", down.join(", "))).to_problem();
-    let mut body = serde_json::to_value(problem).unwrap_or_default();
-    body["checks"] = serde_json::to_value(&checks).unwrap_or_default();
-    HttpResponse::ServiceUnavailable()
-        .insert_header((header::CONTENT_TYPE, PROBLEM_JSON))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(body)
+    let mut response = ApiError::NotReady(format!("unreachable: {}", down.join(", ")))
+        .to_problem()
+        .with("checks", &checks)
+        .respond();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
 }

@@ -199,18 +199,6 @@ pub(crate) fn slitz_malformed(e: NormalizeError) -> ApiError {
     ApiError::Upstream(UpstreamError::from((Upstream::Slitz, e)))
 }
 
-/// What is wrong with text sent in a body, if anything: longer than `max`
-/// characters (counted as sent), or holding control characters.
-pub(crate) fn text_problem(raw: &str, max: usize) -> Option<String> {
-    if raw.chars().count() > max {
-        Some(format!("must be at most {max} characters"))
-    } else if raw.chars().any(char::is_control) {
-        Some("must not contain control characters".to_owned())
-    } else {
-        None
-    }
-}
-
 /// A numeric path id: ASCII digits only, at least 1, at most `i64::MAX`.
 /// Anything else (`abc`, `-1`, `1e9999`, 20 digits, `..%2F`) is a 400 that
 /// never reaches an upstream.

@@ -271,15 +271,9 @@ pub(crate) async fn get_overview(
             .map(|e| format!("{}: {}", e.source, e.title))
             .collect::<Vec<_>>()
             .join("; ");
-        let mut problem = serde_json::to_value(
-            ApiError::NotReady(format!("no source answered ({detail})")).to_problem(),
-        )
-        .unwrap_or_default();
-        problem["title"] = "No source of the overview answered".into();
-        problem["errors"] = serde_json::to_value(&errors).unwrap_or_default();
-        return Ok(HttpResponse::ServiceUnavailable()
-            .insert_header((header::CONTENT_TYPE, crate::error::PROBLEM_JSON))
-            .json(problem));
+        let mut problem = ApiError::NotReady(format!("no source answered ({detail})")).to_problem();
+        problem.title = "No source of the overview answered".to_owned();
+        return Ok(problem.with("errors", &errors).respond());
     }
     let today = chrono::Utc::now().with_timezone(&slitz.zone()).date_naive();
     let (balance, credit) = balance.map_or((None, None), |b| (b.balance, b.credit));

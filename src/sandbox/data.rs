@@ -116,8 +116,10 @@ pub(super) fn invoices(today: NaiveDate) -> Vec<Value> {
         )],
     );
     // The document's own example, dates and all.
-    for key in ["date", "duedate", "paybefore"] {
-        documented[key] = json!("2015-08-05");
+    if let Some(fields) = documented.as_object_mut() {
+        for key in ["date", "duedate", "paybefore"] {
+            fields.insert(key.into(), json!("2015-08-05"));
+        }
     }
     vec![
         documented,

@@ -128,16 +128,19 @@ fn random_token(len: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
     (0..len)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .filter_map(|_| ALPHABET.get(rng.random_range(0..ALPHABET.len())))
+        .map(|&b| char::from(b))
         .collect()
 }
 
 /// league/oauth2-server's error shape, as Passport renders it.
 fn oauth_error(status: u16, error: &str, description: &str, hint: Option<&str>) -> HttpResponse {
-    let mut body =
-        json!({ "error": error, "error_description": description, "message": description });
+    let mut body = serde_json::Map::new();
+    body.insert("error".into(), json!(error));
+    body.insert("error_description".into(), json!(description));
+    body.insert("message".into(), json!(description));
     if let Some(hint) = hint {
-        body["hint"] = json!(hint);
+        body.insert("hint".into(), json!(hint));
     }
     let status = actix_web::http::StatusCode::from_u16(status)
         .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);

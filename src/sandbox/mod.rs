@@ -185,8 +185,8 @@ impl Control {
                     .as_deref()
                     .is_none_or(|m| m.eq_ignore_ascii_case(method))
         });
-        let fault = hit.map(|i| {
-            let rule = &mut state.faults[i];
+        let fault = hit.and_then(|i| {
+            let rule = state.faults.get_mut(i)?;
             let fault = rule.fault.clone();
             if let Some(times) = rule.times.as_mut() {
                 *times = times.saturating_sub(1);
@@ -194,7 +194,7 @@ impl Control {
                     state.faults.remove(i);
                 }
             }
-            fault
+            Some(fault)
         });
         (fault, latency)
     }
@@ -285,8 +285,11 @@ impl Sandbox {
     }
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "a SocketAddr always formats to a valid authority; called at start-up"
+)]
 fn base_url(addr: SocketAddr, path: &str) -> Url {
-    // A SocketAddr always formats to a valid authority.
     Url::parse(&format!("http://{addr}{path}")).expect("a valid URL from a socket address")
 }
 

@@ -64,8 +64,10 @@ fn error(status: u16, message: &str) -> HttpResponse {
 
 /// HostBill answers a bad login with `{"error":["wronglogin"]}` and status 200.
 fn authorized(req: &HttpRequest, state: &SlitzState) -> Result<(), HttpResponse> {
-    let email = lock(&state.store).account["email"]
-        .as_str()
+    let email = lock(&state.store)
+        .account
+        .get("email")
+        .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
     let ok = req
@@ -164,8 +166,10 @@ async fn get_balance(req: HttpRequest, state: web::Data<SlitzState>) -> HttpResp
         .filter(|i| i["status"] == "Unpaid" && i["currency"] == "SEK")
         .filter_map(|i| i["total"].as_f64())
         .sum();
-    let credit: f64 = store.account["credit"]
-        .as_str()
+    let credit: f64 = store
+        .account
+        .get("credit")
+        .and_then(Value::as_str)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0.0);
     HttpResponse::Ok().json(json!({
@@ -191,7 +195,9 @@ async fn get_invoice(
         return error(404, "Invoice not found");
     };
     let mut invoice = invoice.clone();
-    invoice["client"] = store.account.clone();
+    if let Some(fields) = invoice.as_object_mut() {
+        fields.insert("client".into(), store.account.clone());
+    }
     HttpResponse::Ok().json(json!({ "invoice": invoice }))
 }
 

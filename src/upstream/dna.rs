@@ -469,12 +469,13 @@ fn failure(status: u16, body: &[u8]) -> DnaError {
         }),
         422 => {
             let value: Value = serde_json::from_slice(body).unwrap_or_default();
-            let message = value["message"]
-                .as_str()
+            let message = value
+                .get("message")
+                .and_then(Value::as_str)
                 .unwrap_or("The given data was invalid.")
                 .to_owned();
             let mut errors = Vec::new();
-            if let Some(fields) = value["errors"].as_object() {
+            if let Some(fields) = value.get("errors").and_then(Value::as_object) {
                 for (field, messages) in fields {
                     for m in messages.as_array().into_iter().flatten() {
                         errors.push((field.clone(), m.as_str().unwrap_or_default().to_owned()));

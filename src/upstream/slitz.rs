@@ -16,6 +16,7 @@ use super::{
 };
 use crate::{
     configuration::{SlitzSettings, UpstreamSettings},
+    domain::AccountField,
     normalize::Loose,
     telemetry::{REQUEST_ID_HEADER, current_request_id},
 };
@@ -67,13 +68,17 @@ impl SlitzClient {
         Ok(envelope.client)
     }
 
-    /// `POST /details`: changes the given fields (upstream names). Not
+    /// `POST /details`: sets the given fields (`""` clears one). Not
     /// retried: the caller decides.
     pub async fn update_details(
         &self,
-        fields: &[(&'static str, String)],
+        fields: &[(AccountField, &str)],
     ) -> Result<(), UpstreamError> {
-        let _: serde_json::Value = self.post("/details", fields, false).await?;
+        let form: Vec<(&str, String)> = fields
+            .iter()
+            .map(|(field, value)| (details_field(*field), (*value).to_owned()))
+            .collect();
+        let _: serde_json::Value = self.post("/details", &form, false).await?;
         Ok(())
     }
 
@@ -274,6 +279,28 @@ fn interpret<T: DeserializeOwned>(status: u16, body: &[u8]) -> Result<T, Upstrea
             upstream: UPSTREAM,
             status,
         }),
+    }
+}
+
+/// The name `POST /details` knows a changeable field by.
+fn details_field(field: AccountField) -> &'static str {
+    use AccountField as F;
+    match field {
+        F::FirstName => "firstname",
+        F::LastName => "lastname",
+        F::CompanyName => "companyname",
+        F::Address => "address1",
+        F::Address2 => "address2",
+        F::City => "city",
+        F::State => "state",
+        F::Zipcode => "postcode",
+        F::Country => "country",
+        F::Phone => "phonenumber",
+        F::MobilePhone => "mobilephone",
+        F::AccountType => "type",
+        F::EuVatNumber => "vateu",
+        F::OrgNumber => "orgpersonnr",
+        F::Reference => "referens",
     }
 }
 
