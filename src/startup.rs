@@ -43,6 +43,18 @@ impl Application {
     }
 
     pub fn build_with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
+        Self::build_with_routes(settings, listener, |_| {})
+    }
+
+    /// As [`Application::build_with_listener`], with `extra` routes served
+    /// beside the API under the same middleware: how tests reach code paths
+    /// no real route may have (a handler that panics).
+    pub fn build_with_routes(
+        settings: Settings,
+        listener: TcpListener,
+        extra: fn(&mut web::ServiceConfig),
+    ) -> anyhow::Result<Self> {
+        telemetry::install_panic_hook();
         let port = listener.local_addr()?.port();
         let slitz = web::Data::new(SlitzClient::new(&settings.slitz, &settings.upstream)?);
         let cache = web::Data::new(ResponseCache::new(&settings.cache));
@@ -99,6 +111,7 @@ impl Application {
                         .external_url_unchecked("/openapi.json", document.clone()),
                 )
                 .route("/docs", web::get().to(routes::docs_redirect))
+                .configure(extra)
                 .default_service(web::to(routes::fallback))
                 .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
                 .wrap(from_fn(telemetry::request_context))

@@ -2,16 +2,18 @@
 //! request id, which is also echoed to the caller, sent upstream and written
 //! into every problem body.
 
-use std::{io::IsTerminal, net::IpAddr, time::Instant};
+use std::{io::IsTerminal, net::IpAddr, panic::AssertUnwindSafe, time::Instant};
 
 use actix_web::{
-    ResponseError,
+    HttpResponse, ResponseError,
     body::{BoxBody, MessageBody},
     dev::{ServiceRequest, ServiceResponse},
+    error::InternalError,
     http::header::{HeaderName, HeaderValue},
     middleware::Next,
     web,
 };
+use futures_util::FutureExt;
 use tracing::Instrument;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -139,43 +141,60 @@ pub async fn request_context(
         caller = tracing::field::Empty,
     );
     let started = Instant::now();
+    // Label by route pattern, never the raw path: ids would explode cardinality.
+    // Read before serving: a request that panics is gone after.
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().to_string();
 
-    let mut response = match body_too_large(&req) {
+    let mut outcome = match body_too_large(&req) {
         Some(error) => {
             let response = REQUEST_ID.sync_scope(id.clone(), || error.error_response());
-            req.into_response(response)
+            Outcome::Served(req.into_response(response))
         }
         None => {
-            let deadline = req
+            let budget = req
                 .app_data::<web::Data<Deadline>>()
-                .map(|d| started + d.0)
-                .unwrap_or(started + std::time::Duration::from_secs(3600));
-            let future = span.in_scope(|| {
-                REQUEST_ID.sync_scope(id.clone(), || {
-                    DEADLINE.sync_scope(deadline, || next.call(req))
+                .map_or(std::time::Duration::from_secs(3600), |d| d.0);
+            // The budget is bounded at load (`upstream.deadline_ms`), so this always adds.
+            let deadline = started.checked_add(budget).unwrap_or(started);
+            // A panic while serving (building the handler's future or polling
+            // it) becomes a 500 problem; the worker and the connection live on.
+            let served = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                span.in_scope(|| {
+                    REQUEST_ID.sync_scope(id.clone(), || {
+                        DEADLINE.sync_scope(deadline, || next.call(req))
+                    })
                 })
-            });
-            let result = REQUEST_ID
-                .scope(id.clone(), DEADLINE.scope(deadline, future))
-                .instrument(span.clone())
-                .await;
-            // Handlers and extractors turn their errors into responses themselves;
-            // an `Err` here could only come from inner middleware, of which there is none.
-            result?.map_into_boxed_body()
+            }));
+            let result = match served {
+                Ok(future) => {
+                    AssertUnwindSafe(REQUEST_ID.scope(id.clone(), DEADLINE.scope(deadline, future)))
+                        .catch_unwind()
+                        .instrument(span.clone())
+                        .await
+                }
+                Err(payload) => Err(payload),
+            };
+            match result {
+                // Handlers and extractors turn their errors into responses themselves;
+                // an `Err` here could only come from inner middleware, of which there is none.
+                Ok(result) => Outcome::Served(result?.map_into_boxed_body()),
+                Err(payload) => {
+                    Outcome::Panicked(span.in_scope(|| {
+                        REQUEST_ID.sync_scope(id.clone(), || panicked(payload.as_ref()))
+                    }))
+                }
+            }
         }
     };
     if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        outcome.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
-    let status = response.status().as_u16();
+    let status = outcome.status().as_u16();
     let elapsed = started.elapsed().as_secs_f64();
     let latency_ms = elapsed * 1000.0;
-    // Label by route pattern, never the raw path: ids would explode cardinality.
-    let route = response
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = response.request().method().to_string();
     metrics::counter!(
         "gateway_http_requests_total",
         "method" => method.clone(), "route" => route.clone(), "status" => status.to_string()
@@ -190,7 +209,85 @@ pub async fn request_context(
             tracing::info!(status, latency_ms, "request finished");
         }
     });
-    Ok(response)
+    match outcome {
+        Outcome::Served(response) => Ok(response),
+        // The request went down with the panic, so there is no
+        // `ServiceResponse` to build; an error carrying the finished answer
+        // is sent as it is, and the connection stays open.
+        Outcome::Panicked(response) => {
+            Err(InternalError::from_response("the request panicked", response).into())
+        }
+    }
+}
+
+/// What serving a request came to.
+enum Outcome {
+    Served(ServiceResponse<BoxBody>),
+    Panicked(HttpResponse),
+}
+
+impl Outcome {
+    fn headers_mut(&mut self) -> &mut actix_web::http::header::HeaderMap {
+        match self {
+            Self::Served(response) => response.headers_mut(),
+            Self::Panicked(response) => response.headers_mut(),
+        }
+    }
+
+    fn status(&self) -> actix_web::http::StatusCode {
+        match self {
+            Self::Served(response) => response.status(),
+            Self::Panicked(response) => response.status(),
+        }
+    }
+}
+
+thread_local! {
+    /// Where the last panic on this thread happened, left by the panic hook
+    /// for the request that catches it.
+    static PANIC_LOCATION: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Routes panics through `tracing`: one inside a request is left to the
+/// request's middleware to log (once, with the request id, as it answers the
+/// 500); any other is logged here and then reported as before.
+pub fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let location = info.location().map(ToString::to_string);
+            if current_request_id().is_some() {
+                PANIC_LOCATION.with(|slot| *slot.borrow_mut() = location);
+            } else {
+                tracing::error!(panic = panic_text(info.payload()), location, "panic");
+                previous(info);
+            }
+        }));
+    });
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic with a non-text payload")
+}
+
+/// The answer to a request whose handling panicked: logged once at error
+/// level with the panic's message, counted, a 500 problem with the request id.
+fn panicked(payload: &(dyn std::any::Any + Send)) -> HttpResponse {
+    let location = PANIC_LOCATION.with(|slot| slot.borrow_mut().take());
+    tracing::error!(
+        panic = panic_text(payload),
+        location,
+        "request panicked; answered 500"
+    );
+    metrics::counter!("gateway_panics_total").increment(1);
+    ApiError::internal("the request panicked")
+        .to_problem()
+        .respond()
 }
 
 /// `server.max_body_bytes`, enforced on every route.
