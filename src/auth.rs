@@ -8,33 +8,12 @@ use governor::{
     DefaultDirectRateLimiter, Quota, RateLimiter,
     clock::{Clock, DefaultClock},
 };
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::{configuration::ApiKeySettings, error::ApiError};
 
-/// What a key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    /// Read account, billing, support, domains and services.
-    Read,
-    /// Change the account and DNA customers.
-    Write,
-    /// See upstream credentials stored on services.
-    Secrets,
-}
-
-impl Scope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Read => "read",
-            Scope::Write => "write",
-            Scope::Secrets => "secrets",
-        }
-    }
-}
+pub use crate::configuration::Scope;
 
 pub fn sha256_hex(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))

@@ -25,53 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{configuration::CacheSettings, error::ApiError, upstream::UpstreamError};
 
-/// The cached routes; their names are the keys of `[cache.routes]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Route {
-    Account,
-    Balance,
-    Invoices,
-    Invoice,
-    Tickets,
-    Ticket,
-    Domains,
-    Domain,
-    Availability,
-    Services,
-    Service,
-}
-
-impl Route {
-    pub const ALL: [Route; 11] = [
-        Route::Account,
-        Route::Balance,
-        Route::Invoices,
-        Route::Invoice,
-        Route::Tickets,
-        Route::Ticket,
-        Route::Domains,
-        Route::Domain,
-        Route::Availability,
-        Route::Services,
-        Route::Service,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Route::Account => "account",
-            Route::Balance => "balance",
-            Route::Invoices => "invoices",
-            Route::Invoice => "invoice",
-            Route::Tickets => "tickets",
-            Route::Ticket => "ticket",
-            Route::Domains => "domains",
-            Route::Domain => "domain",
-            Route::Availability => "availability",
-            Route::Services => "services",
-            Route::Service => "service",
-        }
-    }
-}
+pub use crate::configuration::Route;
 
 /// A route and what distinguishes one answer of it from another: path and
 /// query parameters, and the caller's view where answers differ by scope.
@@ -147,7 +101,7 @@ impl Expiry<CacheKey, Arc<Cached>> for TtlPlusGrace {
         value: &Arc<Cached>,
         _: Instant,
     ) -> Option<Duration> {
-        Some(value.ttl + self.0)
+        Some(value.ttl.saturating_add(self.0))
     }
 
     fn expire_after_update(
@@ -157,7 +111,7 @@ impl Expiry<CacheKey, Arc<Cached>> for TtlPlusGrace {
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(value.ttl + self.0)
+        Some(value.ttl.saturating_add(self.0))
     }
 }
 
@@ -175,7 +129,7 @@ impl ResponseCache {
             .map(|route| {
                 let seconds = settings
                     .routes
-                    .get(route.name())
+                    .get(route)
                     .copied()
                     .unwrap_or(settings.ttl_seconds);
                 (*route, Duration::from_secs(seconds))
@@ -185,7 +139,12 @@ impl ResponseCache {
             .max_capacity(settings.max_bytes)
             // Weighed by size, so the bound is bytes, not entries.
             .weigher(|key: &CacheKey, value: &Arc<Cached>| {
-                let bytes = value.body.len() + value.etag.len() + key.variant.len() + 96;
+                let bytes = value
+                    .body
+                    .len()
+                    .saturating_add(value.etag.len())
+                    .saturating_add(key.variant.len())
+                    .saturating_add(96);
                 u32::try_from(bytes).unwrap_or(u32::MAX)
             })
             .expire_after(TtlPlusGrace(stale))
@@ -240,7 +199,7 @@ impl ResponseCache {
                         Ok(Op::Put(Arc::new(Cached::new(body, ttl))))
                     }
                     Err(error) if serves_stale(&error) => match existing {
-                        Some(old) if old.fetched_at.elapsed() < old.ttl + grace => {
+                        Some(old) if old.fetched_at.elapsed() < old.ttl.saturating_add(grace) => {
                             tracing::warn!(error = %error, "serving a stale answer");
                             Ok(Op::Nop)
                         }

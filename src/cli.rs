@@ -169,7 +169,7 @@ async fn sandbox_upstreams(listen: SocketAddr) -> anyhow::Result<()> {
 /// Loud on purpose: nobody should mistake the sandbox for production.
 fn sandbox_banner(text: &str) {
     let width = text.lines().map(|l| l.chars().count()).max().unwrap_or(0);
-    let rule = "!".repeat(width + 4);
+    let rule = "!".repeat(width.saturating_add(4));
     let mut out = format!("\n{rule}\n");
     for line in text.lines() {
         out.push_str(&format!("! {line:width$} !\n"));

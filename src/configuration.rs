@@ -11,7 +11,76 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
-use crate::auth::Scope;
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Read account, billing, support, domains and services.
+    Read,
+    /// Change the account and DNA customers.
+    Write,
+    /// See upstream credentials stored on services.
+    Secrets,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Secrets => "secrets",
+        }
+    }
+}
+
+/// The cached routes; their names are the keys of `[cache.routes]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Route {
+    Account,
+    Balance,
+    Invoices,
+    Invoice,
+    Tickets,
+    Ticket,
+    Domains,
+    Domain,
+    Availability,
+    Services,
+    Service,
+}
+
+impl Route {
+    pub const ALL: [Route; 11] = [
+        Route::Account,
+        Route::Balance,
+        Route::Invoices,
+        Route::Invoice,
+        Route::Tickets,
+        Route::Ticket,
+        Route::Domains,
+        Route::Domain,
+        Route::Availability,
+        Route::Services,
+        Route::Service,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::Account => "account",
+            Route::Balance => "balance",
+            Route::Invoices => "invoices",
+            Route::Invoice => "invoice",
+            Route::Tickets => "tickets",
+            Route::Ticket => "ticket",
+            Route::Domains => "domains",
+            Route::Domain => "domain",
+            Route::Availability => "availability",
+            Route::Services => "services",
+            Route::Service => "service",
+        }
+    }
+}
 
 /// A configuration that cannot be used, described in one line naming the key.
 #[derive(Debug, thiserror::Error)]
@@ -193,7 +262,7 @@ pub struct CacheSettings {
     /// Bound on the cache, in bytes of cached answers.
     pub max_bytes: u64,
     /// Per-route TTLs in seconds, by route name (`account`, `invoices`, …).
-    pub routes: std::collections::BTreeMap<String, u64>,
+    pub routes: std::collections::BTreeMap<Route, u64>,
 }
 
 impl Default for CacheSettings {
@@ -418,15 +487,7 @@ impl Settings {
                 ));
             }
         }
-        if self.server.max_body_bytes == 0 {
-            return Err(bad("server.max_body_bytes", "must be greater than 0"));
-        }
-        if self.upstream.timeout_ms == 0 || self.upstream.connect_timeout_ms == 0 {
-            return Err(bad(
-                "upstream.timeout_ms",
-                "timeouts must be greater than 0",
-            ));
-        }
+        self.check_bounds()?;
         if self.upstream.deadline_ms < self.upstream.timeout_ms {
             return Err(bad(
                 "upstream.deadline_ms",
@@ -436,23 +497,68 @@ impl Settings {
                 ),
             ));
         }
-        if self.upstream.max_concurrency == 0 {
-            return Err(bad("upstream.max_concurrency", "must be greater than 0"));
+        Ok(())
+    }
+
+    /// Every number within a range that makes sense, so no arithmetic on it
+    /// can overflow and no typo (an extra zero or three) goes unnoticed.
+    fn check_bounds(&self) -> Result<(), ConfigError> {
+        const HOUR_MS: u64 = 3_600_000;
+        const MONTH_S: u64 = 31 * 24 * 3600;
+        let (s, u, c) = (&self.server, &self.upstream, &self.cache);
+        within(
+            "server.max_body_bytes",
+            s.max_body_bytes as u64,
+            1,
+            64 << 20,
+        )?;
+        within("server.workers", s.workers as u64, 0, 1024)?;
+        within(
+            "upstream.connect_timeout_ms",
+            u.connect_timeout_ms,
+            1,
+            HOUR_MS,
+        )?;
+        within("upstream.timeout_ms", u.timeout_ms, 1, HOUR_MS)?;
+        within("upstream.deadline_ms", u.deadline_ms, 1, HOUR_MS)?;
+        within("upstream.retries", u.retries.into(), 0, 10)?;
+        within(
+            "upstream.breaker_failures",
+            u.breaker_failures.into(),
+            1,
+            10_000,
+        )?;
+        within("upstream.breaker_open_ms", u.breaker_open_ms, 1, HOUR_MS)?;
+        within(
+            "upstream.max_concurrency",
+            u.max_concurrency as u64,
+            1,
+            100_000,
+        )?;
+        within("cache.ttl_seconds", c.ttl_seconds, 0, MONTH_S)?;
+        within("cache.stale_seconds", c.stale_seconds, 0, MONTH_S)?;
+        within("cache.max_bytes", c.max_bytes, 1, 64 << 30)?;
+        for (route, ttl) in &c.routes {
+            within(&format!("cache.routes.{}", route.name()), *ttl, 0, MONTH_S)?;
         }
-        if self.cache.max_bytes == 0 {
-            return Err(bad("cache.max_bytes", "must be greater than 0"));
-        }
-        let routes: Vec<&str> = crate::cache::Route::ALL.iter().map(|r| r.name()).collect();
-        if let Some(unknown) = self
-            .cache
-            .routes
-            .keys()
-            .find(|k| !routes.contains(&k.as_str()))
-        {
-            return Err(bad(
-                &format!("cache.routes.{unknown}"),
-                format!("no such cached route; known: {}", routes.join(", ")),
-            ));
+        let i = &self.idempotency;
+        within("idempotency.ttl_seconds", i.ttl_seconds, 1, MONTH_S)?;
+        within("idempotency.max_keys", i.max_keys, 1, 100_000_000)?;
+        within(
+            "overview.expiring_days",
+            self.overview.expiring_days.into(),
+            0,
+            3650,
+        )?;
+        for (n, key) in self.auth.api_keys.iter().enumerate() {
+            let at = |field: &str| format!("auth.api_keys[{n}].{field}");
+            within(
+                &at("rate_per_second"),
+                key.rate_per_second.into(),
+                0,
+                1_000_000,
+            )?;
+            within(&at("burst"), key.burst.into(), 0, 1_000_000)?;
         }
         Ok(())
     }
@@ -510,6 +616,17 @@ impl Settings {
 
 /// The API key sandbox mode accepts.
 pub const SANDBOX_API_KEY: &str = "sandbox-key";
+
+fn within(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(bad(
+            key,
+            format!("is {value}; it must be from {min} to {max}"),
+        ))
+    }
+}
 
 /// `config` names the key in most of its messages already; keep them to one line.
 fn config_error(e: config::ConfigError) -> ConfigError {

@@ -266,10 +266,10 @@ impl Parse for Phone {
         let (mut digits, mut separators) = (1_u32, 0_u32);
         for c in chars {
             if c.is_ascii_digit() {
-                digits += 1;
+                digits = digits.saturating_add(1);
                 separators = 0;
             } else if matches!(c, ' ' | '.' | '(' | ')' | '-') && separators < 2 {
-                separators += 1;
+                separators = separators.saturating_add(1);
             } else {
                 return None;
             }
@@ -309,7 +309,7 @@ impl Parse for VatNumber {
             if !(c.is_ascii_uppercase() || c.is_ascii_digit() || matches!(c, '+' | '*' | '.')) {
                 return None;
             }
-            rest += 1;
+            rest = rest.saturating_add(1);
         }
         (prefix == 2 && (2..=13).contains(&rest)).then(|| Self(raw.to_owned()))
     }
@@ -378,12 +378,12 @@ impl Parse for Email {
                 .any(|c| c.is_whitespace() || c.is_control() || c == '\u{feff}');
         let mut labels = domain.split('.');
         let first = labels.next().is_some_and(dns_label);
-        let mut more = 0;
+        let mut more = 0_u32;
         for label in labels {
             if !dns_label(label) {
                 return None;
             }
-            more += 1;
+            more = more.saturating_add(1);
         }
         (local_ok && first && more >= 1).then(|| Self(raw.to_owned()))
     }

@@ -304,13 +304,17 @@ impl ResponseError for ApiError {
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
             Self::RateLimited { retry_after, .. } => {
-                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-                response.insert_header((header::RETRY_AFTER, seconds.max(1).to_string()));
+                response.insert_header((
+                    header::RETRY_AFTER,
+                    crate::checked::retry_after_seconds(*retry_after).to_string(),
+                ));
             }
             Self::Upstream(e) => {
                 if let Some(after) = e.retry_after() {
-                    let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-                    response.insert_header((header::RETRY_AFTER, seconds.max(1).to_string()));
+                    response.insert_header((
+                        header::RETRY_AFTER,
+                        crate::checked::retry_after_seconds(after).to_string(),
+                    ));
                 }
             }
             _ => {}

@@ -11,12 +11,14 @@
         clippy::indexing_slicing,
         clippy::unwrap_used,
         clippy::expect_used,
-        clippy::panic
+        clippy::panic,
+        clippy::arithmetic_side_effects
     )
 )]
 
 pub mod auth;
 pub mod cache;
+pub mod checked;
 pub mod cli;
 pub mod configuration;
 pub mod domain;

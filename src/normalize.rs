@@ -220,9 +220,10 @@ pub fn in_zone(naive: NaiveDateTime, zone: Tz) -> DateTime<FixedOffset> {
     let local = match zone.from_local_datetime(&naive) {
         LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t,
         LocalResult::None => {
-            match zone.from_local_datetime(&(naive + chrono::Duration::hours(1))) {
-                LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t,
-                LocalResult::None => zone.from_utc_datetime(&naive),
+            let later = naive.checked_add_signed(chrono::TimeDelta::hours(1));
+            match later.map(|later| zone.from_local_datetime(&later)) {
+                Some(LocalResult::Single(t) | LocalResult::Ambiguous(t, _)) => t,
+                _ => zone.from_utc_datetime(&naive),
             }
         }
     };

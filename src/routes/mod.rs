@@ -311,7 +311,9 @@ impl Listing {
                 .collect(),
         };
         let total = filtered.len();
-        let start = (self.page as usize - 1).saturating_mul(self.per_page as usize);
+        let start = (self.page as usize)
+            .saturating_sub(1)
+            .saturating_mul(self.per_page as usize);
         let items = filtered
             .into_iter()
             .skip(start)

@@ -164,7 +164,8 @@ fn unpaid(page: Page<InvoiceSummary>) -> UnpaidInvoices {
     let mut sums: BTreeMap<String, Decimal> = BTreeMap::new();
     for money in items.iter().filter_map(|i| i.total.as_ref()) {
         if let Ok(amount) = money.amount.parse::<Decimal>() {
-            *sums.entry(money.currency.clone()).or_default() += amount;
+            let sum = sums.entry(money.currency.clone()).or_default();
+            *sum = sum.saturating_add(amount);
         }
     }
     UnpaidInvoices {
@@ -180,9 +181,10 @@ fn unpaid(page: Page<InvoiceSummary>) -> UnpaidInvoices {
 fn service_counts(page: Page<ServiceSummary>) -> ServiceCounts {
     let mut by_status = BTreeMap::new();
     for service in &page.items {
-        *by_status
+        let count: &mut usize = by_status
             .entry(service.status.clone().unwrap_or_else(|| "unknown".into()))
-            .or_default() += 1;
+            .or_default();
+        *count = count.saturating_add(1);
     }
     ServiceCounts {
         total: page.items.len(),
@@ -209,7 +211,7 @@ fn expiring(page: Page<DomainSummary>, today: NaiveDate, within_days: u32) -> Ex
         .into_iter()
         .filter_map(|d| {
             let expires_on = d.expires_on?;
-            let days_left = (expires_on - today).num_days();
+            let days_left = expires_on.signed_duration_since(today).num_days();
             (0..=i64::from(within_days))
                 .contains(&days_left)
                 .then_some(ExpiringDomain {

@@ -1,6 +1,10 @@
 //! Credentials and seed data of the simulators. Shapes and types follow the
 //! upstream documents: Slitz numbers as strings (and sometimes numbers), zero
 //! dates for "never", `""` for empty, `"1"`/`"0"` flags.
+#![allow(
+    clippy::arithmetic_side_effects,
+    reason = "seed data: small constants and today's date, computed once at start-up"
+)]
 
 use chrono::{Duration, NaiveDate};
 use serde_json::{Value, json};

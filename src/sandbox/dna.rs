@@ -242,20 +242,21 @@ async fn token(
     store.access.insert(
         access_token.clone(),
         AccessToken {
-            expires_at: now + lifetime,
+            expires_at: crate::checked::later(now, lifetime),
         },
     );
     store.refresh.insert(
         refresh_token.clone(),
         RefreshToken {
             access_token: access_token.clone(),
-            expires_at: now + REFRESH_LIFETIME,
+            expires_at: crate::checked::later(now, REFRESH_LIFETIME),
         },
     );
-    *store
+    let grants = store
         .grants
         .entry(grant.unwrap_or_default().to_owned())
-        .or_default() += 1;
+        .or_default();
+    *grants = grants.saturating_add(1);
     let token = json!({
         "token_type": "Bearer",
         "expires_in": lifetime.as_secs_f64().ceil() as u64,
@@ -420,7 +421,7 @@ async fn create_client(
         .clients
         .keys()
         .next_back()
-        .map_or(6519, |last| last + 1);
+        .map_or(6519, |last| last.saturating_add(1));
     let last_name: String = get("last_name")
         .unwrap_or("client")
         .chars()

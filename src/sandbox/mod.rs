@@ -174,10 +174,11 @@ impl Control {
     ) -> (Option<Fault>, Duration) {
         let mut state = self.lock();
         state.last_request_id = request_id;
-        *state
+        let calls: &mut u64 = state
             .calls
             .entry(format!("{method} {pattern}"))
-            .or_default() += 1;
+            .or_default();
+        *calls = calls.saturating_add(1);
         let latency = Duration::from_millis(state.knobs.latency_ms);
         let hit = state.faults.iter().position(|r| {
             (r.path == path || r.path == pattern)

@@ -141,13 +141,13 @@ async fn post_details(
         return HttpResponse::Ok().json(json!({ "error": ["Country is invalid"] }));
     }
     let mut store = lock(&state.store);
-    let mut changed = 0;
+    let mut changed = 0_usize;
     for key in UPDATABLE {
         if let Some(value) = input.get(*key)
             && let Some(account) = store.account.as_object_mut()
         {
             account.insert((*key).to_owned(), Value::String(value.clone()));
-            changed += 1;
+            changed = changed.saturating_add(1);
         }
     }
     if changed == 0 {

@@ -36,6 +36,9 @@ const UPSTREAM: Upstream = Upstream::Dna;
 /// so a token never expires between being handed out and being used.
 const REFRESH_AHEAD: Duration = Duration::from_secs(60);
 
+/// A token is kept at most this long, whatever `expires_in` says.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 struct Token {
     access: SecretString,
     refresh: Option<SecretString>,
@@ -350,13 +353,15 @@ impl DnaClient {
             Some(body) => body,
             None => self.grant(&[("grant_type", "password")], None).await?,
         };
-        state.generation += 1;
-        let lifetime = Duration::from_secs_f64(body.expires_in.unwrap_or(1200.0).max(0.0));
-        let ahead = REFRESH_AHEAD.min(lifetime / 5);
+        state.generation = state.generation.wrapping_add(1);
+        // Whatever number DNA sends: a huge or infinite one is capped, a
+        // negative one means "refresh before the next use".
+        let lifetime = crate::checked::seconds(body.expires_in.unwrap_or(1200.0), MAX_LIFETIME);
+        let ahead = REFRESH_AHEAD.min(lifetime.checked_div(5).unwrap_or_default());
         let token = Token {
             access: body.access_token,
             refresh: body.refresh_token,
-            refresh_after: Instant::now() + lifetime - ahead,
+            refresh_after: crate::checked::later(Instant::now(), lifetime.saturating_sub(ahead)),
             generation: state.generation,
         };
         let handed = (token.access.clone(), token.generation);

@@ -300,7 +300,7 @@ async fn read_body(
         .await
         .map_err(|e| UpstreamError::from_reqwest(upstream, timeout, &e))?
     {
-        if body.len() + chunk.len() > MAX_UPSTREAM_BODY {
+        if body.len().saturating_add(chunk.len()) > MAX_UPSTREAM_BODY {
             return Err(UpstreamError::malformed(upstream, "body larger than 8 MiB"));
         }
         body.extend_from_slice(&chunk);

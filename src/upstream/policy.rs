@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 use utoipa::ToSchema;
 
 use super::{Upstream, UpstreamError};
+use crate::checked::later;
 use crate::configuration::UpstreamSettings;
 
 /// First retry waits up to this long; each next one up to twice as long.
@@ -82,7 +83,7 @@ impl Breaker {
                 if now < *until {
                     Err(UpstreamError::CircuitOpen {
                         upstream: self.upstream,
-                        retry_after: *until - now,
+                        retry_after: until.saturating_duration_since(now),
                     })
                 } else {
                     tracing::info!(upstream = %self.upstream, "circuit breaker half-open: sending one probe");
@@ -105,16 +106,16 @@ impl Breaker {
         let mut state = self.lock();
         let next = match (&*state, fault) {
             (State::Closed { .. }, false) => State::Closed { failures: 0 },
-            (State::Closed { failures }, true) if failures + 1 >= self.threshold => {
-                tracing::warn!(upstream = %self.upstream, failures = failures + 1, pause_ms = self.pause.as_millis() as u64,
+            (State::Closed { failures }, true) if failures.saturating_add(1) >= self.threshold => {
+                tracing::warn!(upstream = %self.upstream, failures = failures.saturating_add(1), pause_ms = self.pause.as_millis() as u64,
                     "circuit breaker opened");
                 metrics::counter!("gateway_breaker_opened_total", "upstream" => self.upstream.as_str()).increment(1);
                 State::Open {
-                    until: Instant::now() + self.pause,
+                    until: later(Instant::now(), self.pause),
                 }
             }
             (State::Closed { failures }, true) => State::Closed {
-                failures: failures + 1,
+                failures: failures.saturating_add(1),
             },
             (State::HalfOpen { .. }, false) => {
                 tracing::info!(upstream = %self.upstream, "circuit breaker closed: the probe succeeded");
@@ -123,7 +124,7 @@ impl Breaker {
             (State::HalfOpen { .. }, true) => {
                 tracing::warn!(upstream = %self.upstream, "circuit breaker re-opened: the probe failed");
                 State::Open {
-                    until: Instant::now() + self.pause,
+                    until: later(Instant::now(), self.pause),
                 }
             }
             // A call that started before the breaker opened: its outcome changes nothing.
@@ -185,8 +186,10 @@ impl Policy {
         Fut: Future<Output = Result<T, UpstreamError>>,
     {
         // The request's own budget when serving one, else the configured deadline.
-        let deadline =
-            Instant::now() + crate::telemetry::remaining_budget().unwrap_or(self.deadline);
+        let deadline = later(
+            Instant::now(),
+            crate::telemetry::remaining_budget().unwrap_or(self.deadline),
+        );
         let mut retry = 0;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -233,13 +236,13 @@ impl Policy {
                 return Err(error);
             }
             let wait = error.retry_after().unwrap_or_else(|| backoff(retry));
-            if Instant::now() + wait >= deadline {
+            if later(Instant::now(), wait) >= deadline {
                 return Err(error);
             }
-            tracing::info!(upstream = %self.upstream, retry = retry + 1, wait_ms = wait.as_millis() as u64, error = %error,
+            tracing::info!(upstream = %self.upstream, retry = retry.saturating_add(1), wait_ms = wait.as_millis() as u64, error = %error,
                 "retrying an idempotent call");
             tokio::time::sleep(wait).await;
-            retry += 1;
+            retry = retry.saturating_add(1);
         }
     }
 }

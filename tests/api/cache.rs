@@ -96,7 +96,7 @@ async fn different_pages_are_different_entries() {
 #[tokio::test]
 async fn a_slitz_failure_after_expiry_serves_the_stale_entry() {
     let app = spawn_app_with(|s| {
-        s.cache.routes.insert("account".into(), 0);
+        s.cache.routes.insert(gateway::cache::Route::Account, 0);
         s.cache.stale_seconds = 600;
     })
     .await;
@@ -127,7 +127,7 @@ async fn a_slitz_failure_after_expiry_serves_the_stale_entry() {
 #[tokio::test]
 async fn a_hanging_slitz_after_expiry_serves_the_stale_entry() {
     let app = spawn_app_with(|s| {
-        s.cache.routes.insert("balance".into(), 0);
+        s.cache.routes.insert(gateway::cache::Route::Balance, 0);
         s.upstream.timeout_ms = 300;
     })
     .await;
@@ -142,7 +142,7 @@ async fn a_hanging_slitz_after_expiry_serves_the_stale_entry() {
 #[tokio::test]
 async fn past_the_grace_period_a_failure_is_a_problem() {
     let app = spawn_app_with(|s| {
-        s.cache.routes.insert("account".into(), 0);
+        s.cache.routes.insert(gateway::cache::Route::Account, 0);
         s.cache.stale_seconds = 0;
     })
     .await;

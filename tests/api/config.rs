@@ -117,6 +117,8 @@ fn a_typo_is_rejected_naming_the_key() {
     );
     let err = load(VALID, &[("GATEWAY__CACHE__TTL_SECNDS", "5")]).unwrap_err();
     assert!(err.contains("ttl_secnds"), "{err}");
+    let err = load(&format!("{VALID}\n[cache.routes]\ninvoicez = 5\n"), &[]).unwrap_err();
+    assert!(err.contains("invoicez") && err.contains("cache"), "{err}");
 }
 
 #[test]
@@ -154,6 +156,31 @@ fn bad_values_are_rejected_naming_the_key() {
         (
             ("GATEWAY__UPSTREAM__MAX_CONCURRENCY", "0"),
             "upstream.max_concurrency",
+        ),
+        // Values so large that time arithmetic on them would overflow.
+        (
+            ("GATEWAY__CACHE__TTL_SECONDS", "18446744073709551615"),
+            "cache.ttl_seconds",
+        ),
+        (
+            ("GATEWAY__CACHE__STALE_SECONDS", "18446744073709551615"),
+            "cache.stale_seconds",
+        ),
+        (
+            ("GATEWAY__UPSTREAM__BREAKER_OPEN_MS", "18446744073709551615"),
+            "upstream.breaker_open_ms",
+        ),
+        (
+            ("GATEWAY__UPSTREAM__BREAKER_FAILURES", "0"),
+            "upstream.breaker_failures",
+        ),
+        (
+            ("GATEWAY__IDEMPOTENCY__TTL_SECONDS", "18446744073709551615"),
+            "idempotency.ttl_seconds",
+        ),
+        (
+            ("GATEWAY__CACHE__ROUTES__INVOICES", "99999999999"),
+            "cache.routes.invoices",
         ),
     ] {
         let err = load(VALID, &[env]).unwrap_err();

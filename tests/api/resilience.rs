@@ -164,7 +164,7 @@ async fn an_open_breaker_still_serves_stale_cache() {
         s.upstream.retries = 0;
         s.upstream.breaker_failures = 2;
         s.upstream.breaker_open_ms = 60_000;
-        s.cache.routes.insert("account".into(), 0);
+        s.cache.routes.insert(gateway::cache::Route::Account, 0);
     })
     .await;
     assert_eq!(app.get("/v1/account").await.status().as_u16(), 200);
