@@ -266,7 +266,9 @@ fn serves_stale(error: &ApiError) -> bool {
             e.is_transient()
                 || matches!(
                     e,
-                    UpstreamError::CircuitOpen { .. } | UpstreamError::Busy { .. }
+                    UpstreamError::Malformed { .. }
+                        | UpstreamError::CircuitOpen { .. }
+                        | UpstreamError::Busy { .. }
                 )
         }
         _ => false,

@@ -600,7 +600,7 @@ impl Settings {
                 base_url: slitz_base_url,
                 username: data::SLITZ_EMAIL.to_owned(),
                 password: data::SLITZ_PASSWORD.into(),
-                timezone: chrono_tz::Europe::Stockholm,
+                timezone: data::ZONE,
                 currency: "SEK".to_owned(),
                 _username_file: None,
                 _password_file: None,

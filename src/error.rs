@@ -26,7 +26,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 pub struct Problem {
     /// A URI naming the kind of problem; stable, for code to switch on.
     #[serde(rename = "type")]
-    pub problem_type: String,
+    pub problem_type: ProblemType,
     /// A short summary of the kind of problem.
     pub title: String,
     /// The HTTP status code.
@@ -65,6 +65,141 @@ impl Problem {
         HttpResponse::build(status)
             .insert_header((header::CONTENT_TYPE, PROBLEM_JSON))
             .json(self)
+    }
+}
+
+/// Every kind of problem the gateway answers, as the `type` of a problem.
+/// Stable: code may switch on these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum ProblemType {
+    /// A parameter or body field is not valid (400 or 422); `errors` names it.
+    #[serde(rename = "urn:gateway:problem:validation")]
+    Validation,
+    /// No valid API key (401).
+    #[serde(rename = "urn:gateway:problem:unauthenticated")]
+    Unauthenticated,
+    /// The API key lacks the route's scope (403).
+    #[serde(rename = "urn:gateway:problem:forbidden")]
+    Forbidden,
+    /// No such route, or the upstream has no such record (404).
+    #[serde(rename = "urn:gateway:problem:not-found")]
+    NotFound,
+    /// A request with this Idempotency-Key is still being processed (409).
+    #[serde(rename = "urn:gateway:problem:idempotency-key-in-use")]
+    IdempotencyKeyInUse,
+    /// The upstream already has it (409).
+    #[serde(rename = "urn:gateway:problem:duplicate")]
+    Duplicate,
+    /// The API key is over its rate (429).
+    #[serde(rename = "urn:gateway:problem:rate-limited")]
+    RateLimited,
+    /// The route does not answer this method (405).
+    #[serde(rename = "urn:gateway:problem:method-not-allowed")]
+    MethodNotAllowed,
+    /// The body is over `server.max_body_bytes` (413).
+    #[serde(rename = "urn:gateway:problem:payload-too-large")]
+    PayloadTooLarge,
+    /// The body is not JSON (415).
+    #[serde(rename = "urn:gateway:problem:unsupported-media-type")]
+    UnsupportedMediaType,
+    /// The gateway cannot serve yet, or no source of an answer could (503).
+    #[serde(rename = "urn:gateway:problem:not-ready")]
+    NotReady,
+    /// A fault of the gateway itself (500); the detail is in its logs.
+    #[serde(rename = "urn:gateway:problem:internal")]
+    Internal,
+    /// The upstream rejected the gateway's own credentials (502).
+    #[serde(rename = "urn:gateway:problem:upstream-credentials-rejected")]
+    UpstreamCredentialsRejected,
+    /// The upstream answered with a server error (502).
+    #[serde(rename = "urn:gateway:problem:upstream-error")]
+    UpstreamError,
+    /// The upstream refused the request (502, or 422 for a write it refused).
+    #[serde(rename = "urn:gateway:problem:upstream-rejected")]
+    UpstreamRejected,
+    /// The upstream's answer could not be read (502).
+    #[serde(rename = "urn:gateway:problem:upstream-malformed")]
+    UpstreamMalformed,
+    /// The connection to the upstream broke off mid-call (502).
+    #[serde(rename = "urn:gateway:problem:upstream-interrupted")]
+    UpstreamInterrupted,
+    /// The upstream did not answer in time (504).
+    #[serde(rename = "urn:gateway:problem:upstream-timeout")]
+    UpstreamTimeout,
+    /// The upstream cannot be reached (503).
+    #[serde(rename = "urn:gateway:problem:upstream-unavailable")]
+    UpstreamUnavailable,
+    /// The upstream asked to slow down (503).
+    #[serde(rename = "urn:gateway:problem:upstream-throttled")]
+    UpstreamThrottled,
+    /// The upstream failed repeatedly; calls are paused (503).
+    #[serde(rename = "urn:gateway:problem:upstream-circuit-open")]
+    UpstreamCircuitOpen,
+    /// Too many calls to the upstream are in flight (503).
+    #[serde(rename = "urn:gateway:problem:upstream-busy")]
+    UpstreamBusy,
+}
+
+impl ProblemType {
+    pub const ALL: [ProblemType; 22] = [
+        Self::Validation,
+        Self::Unauthenticated,
+        Self::Forbidden,
+        Self::NotFound,
+        Self::IdempotencyKeyInUse,
+        Self::Duplicate,
+        Self::RateLimited,
+        Self::MethodNotAllowed,
+        Self::PayloadTooLarge,
+        Self::UnsupportedMediaType,
+        Self::NotReady,
+        Self::Internal,
+        Self::UpstreamCredentialsRejected,
+        Self::UpstreamError,
+        Self::UpstreamRejected,
+        Self::UpstreamMalformed,
+        Self::UpstreamInterrupted,
+        Self::UpstreamTimeout,
+        Self::UpstreamUnavailable,
+        Self::UpstreamThrottled,
+        Self::UpstreamCircuitOpen,
+        Self::UpstreamBusy,
+    ];
+
+    /// A short summary of the kind of problem: the problem's `title`.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Validation => "The request is not valid",
+            Self::Unauthenticated => "A valid API key is required",
+            Self::Forbidden => "The API key lacks a required scope",
+            Self::NotFound => "Not found",
+            Self::IdempotencyKeyInUse => "A request with this key is in flight",
+            Self::Duplicate => "It already exists",
+            Self::RateLimited => "Too many requests",
+            Self::MethodNotAllowed => "Method not allowed",
+            Self::PayloadTooLarge => "The request body is too large",
+            Self::UnsupportedMediaType => "Unsupported media type",
+            Self::NotReady => "The gateway cannot serve yet",
+            Self::Internal => "Internal error",
+            Self::UpstreamCredentialsRejected => "The upstream rejected the gateway's credentials",
+            Self::UpstreamError => "The upstream failed",
+            Self::UpstreamRejected => "The upstream refused the request",
+            Self::UpstreamMalformed => "The upstream sent an unreadable answer",
+            Self::UpstreamInterrupted => "The connection to the upstream broke off",
+            Self::UpstreamTimeout => "The upstream did not answer in time",
+            Self::UpstreamUnavailable => "The upstream is unavailable",
+            Self::UpstreamThrottled => "The upstream asked to slow down",
+            Self::UpstreamCircuitOpen => "The upstream is failing; calls are paused",
+            Self::UpstreamBusy => "Too many calls to the upstream are in flight",
+        }
+    }
+
+    /// The URI of the type, as in a problem's `type`.
+    pub fn uri(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
     }
 }
 
@@ -156,30 +291,62 @@ impl ApiError {
         }
     }
 
-    fn code_and_title(&self) -> (&'static str, &'static str) {
+    /// The failure table: every failure's problem type and status, in one
+    /// place, for both upstreams and the gateway itself.
+    pub fn classify(&self) -> (ProblemType, StatusCode) {
+        use ProblemType as P;
+        use StatusCode as S;
         match self {
-            Self::BadRequest { .. } => ("validation", "The request is not valid"),
-            Self::Unprocessable { .. } => ("validation", "The request is not valid"),
-            Self::Unauthenticated { .. } => ("unauthenticated", "A valid API key is required"),
-            Self::Forbidden(_) => ("forbidden", "The API key lacks a required scope"),
-            Self::NotFound(_) => ("not-found", "Not found"),
-            Self::Conflict(_) => (
-                "idempotency-key-in-use",
-                "A request with this key is in flight",
-            ),
-            Self::Duplicate { .. } => ("duplicate", "It already exists"),
-            Self::RateLimited { .. } => ("rate-limited", "Too many requests"),
-            Self::MethodNotAllowed { .. } => ("method-not-allowed", "Method not allowed"),
-            Self::PayloadTooLarge { .. } => ("payload-too-large", "The request body is too large"),
-            Self::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
-            Self::Upstream(e) => e.code_and_title(),
-            Self::NotReady(_) => ("not-ready", "The gateway cannot serve yet"),
-            Self::Internal(_) => ("internal", "Internal error"),
+            Self::BadRequest { .. } => (P::Validation, S::BAD_REQUEST),
+            Self::Unprocessable { .. } => (P::Validation, S::UNPROCESSABLE_ENTITY),
+            Self::Unauthenticated { .. } => (P::Unauthenticated, S::UNAUTHORIZED),
+            Self::Forbidden(_) => (P::Forbidden, S::FORBIDDEN),
+            Self::NotFound(_) => (P::NotFound, S::NOT_FOUND),
+            Self::Conflict(_) => (P::IdempotencyKeyInUse, S::CONFLICT),
+            Self::Duplicate { .. } => (P::Duplicate, S::CONFLICT),
+            Self::RateLimited { .. } => (P::RateLimited, S::TOO_MANY_REQUESTS),
+            Self::MethodNotAllowed { .. } => (P::MethodNotAllowed, S::METHOD_NOT_ALLOWED),
+            Self::PayloadTooLarge { .. } => (P::PayloadTooLarge, S::PAYLOAD_TOO_LARGE),
+            Self::UnsupportedMediaType(_) => (P::UnsupportedMediaType, S::UNSUPPORTED_MEDIA_TYPE),
+            Self::NotReady(_) => (P::NotReady, S::SERVICE_UNAVAILABLE),
+            Self::Internal(_) => (P::Internal, S::INTERNAL_SERVER_ERROR),
+            Self::Upstream(e) => match e {
+                UpstreamError::NotFound { .. } => (P::NotFound, S::NOT_FOUND),
+                UpstreamError::CredentialsRejected { .. } => {
+                    (P::UpstreamCredentialsRejected, S::BAD_GATEWAY)
+                }
+                UpstreamError::Status { .. } => (P::UpstreamError, S::BAD_GATEWAY),
+                UpstreamError::Rejected { .. } => (P::UpstreamRejected, S::BAD_GATEWAY),
+                UpstreamError::Malformed { .. } => (P::UpstreamMalformed, S::BAD_GATEWAY),
+                UpstreamError::Interrupted { .. } => (P::UpstreamInterrupted, S::BAD_GATEWAY),
+                UpstreamError::Timeout { .. } => (P::UpstreamTimeout, S::GATEWAY_TIMEOUT),
+                UpstreamError::Unreachable { .. } => {
+                    (P::UpstreamUnavailable, S::SERVICE_UNAVAILABLE)
+                }
+                UpstreamError::Throttled { .. } => (P::UpstreamThrottled, S::SERVICE_UNAVAILABLE),
+                UpstreamError::CircuitOpen { .. } => {
+                    (P::UpstreamCircuitOpen, S::SERVICE_UNAVAILABLE)
+                }
+                UpstreamError::Busy { .. } => (P::UpstreamBusy, S::SERVICE_UNAVAILABLE),
+            },
+        }
+    }
+
+    /// When the caller may try again, for `Retry-After`.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        use std::time::Duration;
+        match self {
+            Self::Conflict(_) => Some(Duration::from_secs(1)),
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            Self::Upstream(UpstreamError::Throttled { retry_after, .. }) => *retry_after,
+            Self::Upstream(UpstreamError::CircuitOpen { retry_after, .. }) => Some(*retry_after),
+            Self::Upstream(UpstreamError::Busy { .. }) => Some(Duration::from_secs(1)),
+            _ => None,
         }
     }
 
     pub fn to_problem(&self) -> Problem {
-        let (code, title) = self.code_and_title();
+        let (problem_type, status) = self.classify();
         let (detail, errors, upstream) = match self {
             Self::BadRequest { detail, errors }
             | Self::Unprocessable { detail, errors }
@@ -232,7 +399,7 @@ impl ApiError {
                 None,
             ),
             Self::Upstream(e) => (
-                Some(e.public_detail()),
+                Some(upstream_detail(e)),
                 vec![],
                 Some(e.upstream().as_str().to_owned()),
             ),
@@ -240,9 +407,9 @@ impl ApiError {
             Self::Internal(_) => (None, vec![], None),
         };
         Problem {
-            problem_type: format!("urn:gateway:problem:{code}"),
-            title: title.to_owned(),
-            status: self.status_code().as_u16(),
+            problem_type,
+            title: problem_type.title().to_owned(),
+            status: status.as_u16(),
             detail,
             request_id: current_request_id(),
             upstream,
@@ -254,21 +421,7 @@ impl ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict(_) | Self::Duplicate { .. } => StatusCode::CONFLICT,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Upstream(e) => e.status(),
-            Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.classify().1
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -300,26 +453,51 @@ impl ResponseError for ApiError {
             Self::MethodNotAllowed { allow } => {
                 response.insert_header(header::Allow(allow.clone()));
             }
-            Self::Conflict(_) => {
-                response.insert_header((header::RETRY_AFTER, "1"));
-            }
-            Self::RateLimited { retry_after, .. } => {
-                response.insert_header((
-                    header::RETRY_AFTER,
-                    crate::checked::retry_after_seconds(*retry_after).to_string(),
-                ));
-            }
-            Self::Upstream(e) => {
-                if let Some(after) = e.retry_after() {
-                    response.insert_header((
-                        header::RETRY_AFTER,
-                        crate::checked::retry_after_seconds(after).to_string(),
-                    ));
-                }
-            }
             _ => {}
         }
+        if let Some(after) = self.retry_after() {
+            response.insert_header((
+                header::RETRY_AFTER,
+                crate::checked::retry_after_seconds(after).to_string(),
+            ));
+        }
         response.json(self.to_problem())
+    }
+}
+
+/// What an upstream failure says to a caller: what happened, never URLs,
+/// tokens or bodies.
+fn upstream_detail(e: &UpstreamError) -> String {
+    let upstream = e.upstream();
+    match e {
+        UpstreamError::NotFound { detail, .. } => detail.clone(),
+        UpstreamError::CredentialsRejected { .. } => format!(
+            "{upstream} rejected the credentials the gateway is configured with; operators have been alerted in the logs"
+        ),
+        UpstreamError::Status { status, .. } => format!("{upstream} answered HTTP {status}"),
+        UpstreamError::Rejected { message, .. } => {
+            format!("{upstream} refused the request: {message}")
+        }
+        UpstreamError::Malformed { .. } => {
+            format!("{upstream} sent an answer the gateway could not read")
+        }
+        UpstreamError::Interrupted { .. } => {
+            format!("the connection to {upstream} broke off before its answer was complete")
+        }
+        UpstreamError::Timeout { timeout_ms, .. } => {
+            format!("{upstream} did not answer within {timeout_ms} ms")
+        }
+        UpstreamError::Unreachable { .. } => format!("{upstream} could not be reached"),
+        UpstreamError::Throttled { status, .. } => {
+            format!("{upstream} answered HTTP {status} and asked to retry later")
+        }
+        UpstreamError::CircuitOpen { retry_after, .. } => format!(
+            "{upstream} failed repeatedly; calls are paused for up to {} s",
+            crate::checked::retry_after_seconds(*retry_after)
+        ),
+        UpstreamError::Busy { .. } => {
+            format!("{upstream} has too many calls in flight; retry shortly")
+        }
     }
 }
 

@@ -15,6 +15,10 @@ pub const DNA_USERNAME: &str = "api@sandbox.example";
 pub const DNA_PASSWORD: &str = "sandbox-dna-password";
 pub const DNA_SCOPE: &str = "residential";
 
+/// The zone of the sandbox account: its dates are written for this zone,
+/// and the sandbox gateway reads them in it.
+pub const ZONE: chrono_tz::Tz = chrono_tz::Europe::Stockholm;
+
 pub const SLITZ_EMAIL: &str = "anna.lindqvist@example.se";
 pub const SLITZ_PASSWORD: &str = "sandbox-slitz-password";
 

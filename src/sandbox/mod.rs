@@ -218,8 +218,10 @@ impl Sandbox {
         let control = Arc::new(Control::default());
         let control_data = web::Data::from(control.clone());
         let dna_state = web::Data::new(dna::DnaState::default());
-        let slitz_state =
-            web::Data::new(slitz::SlitzState::seeded(chrono::Local::now().date_naive()));
+        // Seeded for today where the sandbox account lives, not where the
+        // host is: the gateway reads Slitz's dates in that zone too.
+        let today = chrono::Utc::now().with_timezone(&data::ZONE).date_naive();
+        let slitz_state = web::Data::new(slitz::SlitzState::seeded(today));
         let dna_for_app = dna_state.clone();
         let server = HttpServer::new(move || {
             App::new()

@@ -56,6 +56,12 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(|| async { error(404, "Unknown API method") }));
 }
 
+/// HostBill answers an id that does not exist, or is not the caller's, with
+/// an error body and status 200.
+fn unknown_id(message: &str) -> HttpResponse {
+    error(200, message)
+}
+
 fn error(status: u16, message: &str) -> HttpResponse {
     let status = actix_web::http::StatusCode::from_u16(status)
         .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
@@ -192,7 +198,7 @@ async fn get_invoice(
     authorize!(req, state);
     let store = lock(&state.store);
     let Some(invoice) = store.invoices.iter().find(|i| i["id"] == path.as_str()) else {
-        return error(404, "Invoice not found");
+        return unknown_id("Invalid invoice id");
     };
     let mut invoice = invoice.clone();
     if let Some(fields) = invoice.as_object_mut() {
@@ -233,7 +239,7 @@ async fn get_ticket(
         Some((ticket, replies)) => {
             HttpResponse::Ok().json(json!({ "tickets": ticket, "replies": replies }))
         }
-        None => error(404, "Ticket not found"),
+        None => unknown_id("Ticket not found"),
     }
 }
 
@@ -257,7 +263,7 @@ async fn get_domain(
     let store = lock(&state.store);
     match store.domains.iter().find(|d| d["id"] == path.as_str()) {
         Some(domain) => HttpResponse::Ok().json(json!({ "details": domain })),
-        None => error(404, "Domain not found"),
+        None => unknown_id("Invalid domain id"),
     }
 }
 
@@ -314,6 +320,6 @@ async fn get_service(
         .find(|(d, _)| d["id"] == path.as_str())
     {
         Some((detail, _)) => HttpResponse::Ok().json(json!({ "service": detail })),
-        None => error(404, "Service not found"),
+        None => unknown_id("Invalid service id"),
     }
 }

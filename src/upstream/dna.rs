@@ -17,13 +17,12 @@ use std::{
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, de::DeserializeOwned};
-use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::{
-    Upstream, UpstreamError, http_client,
+    Answer, Upstream, UpstreamError, http_client,
     policy::{BreakerState, Policy},
-    read_body, retry_after,
+    receive,
 };
 use crate::{
     configuration::{DnaSettings, UpstreamSettings},
@@ -81,15 +80,6 @@ struct TokenBody {
     expires_in: Option<f64>,
     #[serde(default)]
     token_type: Option<String>,
-}
-
-/// league/oauth2-server's error answer.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct OAuthError {
-    error: String,
-    error_description: String,
-    hint: String,
 }
 
 /// `POST /residential/client` as DNA wants it (booleans as 1/0).
@@ -177,7 +167,7 @@ impl From<UpstreamError> for DnaError {
 /// Whether a request may be sent again after a failure: only when DNA
 /// provably did not process it.
 enum Attempt {
-    Done(u16, Vec<u8>),
+    Done(Answer),
     Unauthenticated,
 }
 
@@ -212,32 +202,24 @@ impl DnaClient {
     /// or a refused connection, when DNA provably did not process it.
     pub async fn create_client(&self, client: &NewClient<'_>) -> Result<CreatedClient, DnaError> {
         let form = client.form();
-        let (status, body) = self.call("/residential/client", Some(&form)).await?;
-        match status {
-            200 | 201 => {
-                let answer: CreateAnswer = parse(&body)?;
-                match answer {
-                    CreateAnswer::Plain(b) => Ok(b.client),
-                    CreateAnswer::Wrapped(mut v) if !v.is_empty() => Ok(v.swap_remove(0).client),
-                    CreateAnswer::Wrapped(_) => {
-                        Err(UpstreamError::malformed(UPSTREAM, "empty create answer").into())
-                    }
-                }
-            }
-            _ => Err(failure(status, &body)),
+        let body = success(self.call("/residential/client", Some(&form)).await?)?;
+        match parse::<CreateAnswer>(&body)? {
+            CreateAnswer::Plain(b) => Ok(b.client),
+            CreateAnswer::Wrapped(v) => v
+                .into_iter()
+                .next()
+                .map(|b| b.client)
+                .ok_or_else(|| UpstreamError::malformed(UPSTREAM, "empty create answer").into()),
         }
     }
 
     /// `POST /residential/client/{id}/activate` or `/suspend`; the answer's
     /// Unix timestamp.
     pub async fn change_status(&self, id: i64, action: &str) -> Result<i64, DnaError> {
-        let (status, body) = self
+        let answer = self
             .call(&format!("/residential/client/{id}/{action}"), None)
             .await?;
-        match status {
-            200 | 201 => Ok(parse::<StatusAnswer>(&body)?.timestamp),
-            _ => Err(failure(status, &body)),
-        }
+        Ok(parse::<StatusAnswer>(&success(answer)?)?.timestamp)
     }
 
     /// One DNA call with a valid token: on a 401 the token is dropped, a new
@@ -247,7 +229,7 @@ impl DnaClient {
         &self,
         path: &str,
         form: Option<&[(&'static str, String)]>,
-    ) -> Result<(u16, Vec<u8>), UpstreamError> {
+    ) -> Result<Answer, UpstreamError> {
         let mut reauthenticated = false;
         let mut reconnected = false;
         let mut stale: Option<u64> = None;
@@ -259,7 +241,7 @@ impl DnaClient {
                 .run(false, || self.attempt(path, form, &access))
                 .await;
             match result {
-                Ok(Attempt::Done(status, body)) => return Ok((status, body)),
+                Ok(Attempt::Done(answer)) => return Ok(answer),
                 Ok(Attempt::Unauthenticated) if !reauthenticated => {
                     tracing::info!("dna answered 401; re-authenticating once");
                     reauthenticated = true;
@@ -302,27 +284,11 @@ impl DnaClient {
             .send()
             .await
             .map_err(|e| UpstreamError::from_reqwest(UPSTREAM, self.timeout, &e))?;
-        let status = response.status().as_u16();
-        if status == 401 {
-            return Ok(Attempt::Unauthenticated);
-        }
-        if status == 429 || status == 503 {
-            return Err(UpstreamError::Throttled {
-                upstream: UPSTREAM,
-                status,
-                retry_after: retry_after(response.headers()),
-            });
-        }
-        if status >= 500 {
-            // Counted by the breaker as a fault; the caller maps it to a 502.
-            return Err(UpstreamError::Status {
-                upstream: UPSTREAM,
-                status,
-            });
-        }
         // A cut answer may have been processed: an error, never resent.
-        let body = read_body(UPSTREAM, self.timeout, response).await?;
-        Ok(Attempt::Done(status, body))
+        match receive(UPSTREAM, self.timeout, response).await? {
+            Answer::Unauthenticated(_) => Ok(Attempt::Unauthenticated),
+            answer => Ok(Attempt::Done(answer)),
+        }
     }
 
     /// A valid access token: the current one, or a new one fetched under the
@@ -390,7 +356,7 @@ impl DnaClient {
             }
         }
         let url = format!("{}/oauth/token", self.base_url);
-        let (status, body) = self
+        let answer = self
             .policy
             .run(false, || async {
                 let mut request = self
@@ -405,49 +371,38 @@ impl DnaClient {
                     .send()
                     .await
                     .map_err(|e| UpstreamError::from_reqwest(UPSTREAM, self.timeout, &e))?;
-                let status = response.status().as_u16();
-                if status >= 500 {
-                    return Err(UpstreamError::Status {
-                        upstream: UPSTREAM,
-                        status,
-                    });
-                }
-                Ok((status, read_body(UPSTREAM, self.timeout, response).await?))
+                // 429 is "slow down" (a fault the breaker counts), never "bad credentials".
+                receive(UPSTREAM, self.timeout, response).await
             })
             .await?;
-        if (200..300).contains(&status) {
-            let answer: TokenAnswer = parse(&body)?;
-            let token = match answer {
-                TokenAnswer::Plain(t) => t,
-                TokenAnswer::Wrapped(mut v) if !v.is_empty() => v.swap_remove(0),
-                TokenAnswer::Wrapped(_) => {
-                    return Err(UpstreamError::malformed(UPSTREAM, "empty token answer"));
+        let detail = match answer {
+            Answer::Success(body) => {
+                let token = match parse::<TokenAnswer>(&body)? {
+                    TokenAnswer::Plain(t) => t,
+                    TokenAnswer::Wrapped(v) => v
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| UpstreamError::malformed(UPSTREAM, "empty token answer"))?,
+                };
+                if token
+                    .token_type
+                    .as_deref()
+                    .is_some_and(|t| !t.eq_ignore_ascii_case("bearer"))
+                {
+                    return Err(UpstreamError::malformed(
+                        UPSTREAM,
+                        "token type is not Bearer",
+                    ));
                 }
-            };
-            if token
-                .token_type
-                .as_deref()
-                .is_some_and(|t| !t.eq_ignore_ascii_case("bearer"))
-            {
-                return Err(UpstreamError::malformed(
-                    UPSTREAM,
-                    "token type is not Bearer",
-                ));
+                self.credentials_rejected.store(false, Ordering::Relaxed);
+                return Ok(token);
             }
-            self.credentials_rejected.store(false, Ordering::Relaxed);
-            return Ok(token);
-        }
-        if status >= 500 {
-            return Err(UpstreamError::Status {
-                upstream: UPSTREAM,
-                status,
-            });
-        }
-        let error: OAuthError = serde_json::from_slice(&body).unwrap_or_default();
-        let detail = format!(
-            "token endpoint answered {status} {}: {} {}",
-            error.error, error.error_description, error.hint
-        );
+            Answer::Invalid { message, .. }
+            | Answer::Unauthenticated(message)
+            | Answer::Forbidden(message)
+            | Answer::NotFound(message)
+            | Answer::Refused { message, .. } => message,
+        };
         // A refused refresh token is routine (rotation, revocation); the
         // password grant that follows decides whether credentials are bad.
         if refresh.is_none() {
@@ -455,7 +410,7 @@ impl DnaClient {
         }
         Err(UpstreamError::CredentialsRejected {
             upstream: UPSTREAM,
-            detail,
+            detail: format!("token endpoint refused the grant: {detail}"),
         })
     }
 }
@@ -465,48 +420,40 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, UpstreamError> {
         .map_err(|e| UpstreamError::malformed(UPSTREAM, format!("unexpected answer: {e}")))
 }
 
-/// A non-2xx DNA answer (other than 401, handled by the caller).
-fn failure(status: u16, body: &[u8]) -> DnaError {
-    match status {
-        404 => DnaError::Upstream(UpstreamError::NotFound {
+/// The body of a successful DNA answer, or what its failure means.
+fn success(answer: Answer) -> Result<Vec<u8>, DnaError> {
+    match answer {
+        Answer::Success(body) => Ok(body),
+        Answer::NotFound(_) => Err(DnaError::Upstream(UpstreamError::NotFound {
             upstream: UPSTREAM,
             detail: "dna has no such customer".into(),
-        }),
-        422 => {
-            let value: Value = serde_json::from_slice(body).unwrap_or_default();
-            let message = value
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("The given data was invalid.")
-                .to_owned();
-            let mut errors = Vec::new();
-            if let Some(fields) = value.get("errors").and_then(Value::as_object) {
-                for (field, messages) in fields {
-                    for m in messages.as_array().into_iter().flatten() {
-                        errors.push((field.clone(), m.as_str().unwrap_or_default().to_owned()));
-                    }
-                }
-            }
-            DnaError::Invalid(DnaValidation { message, errors })
-        }
-        403 => DnaError::Upstream(UpstreamError::CredentialsRejected {
+        })),
+        Answer::Invalid { message, fields } => Err(DnaError::Invalid(DnaValidation {
+            message,
+            errors: fields,
+        })),
+        Answer::Forbidden(_) => Err(DnaError::Upstream(UpstreamError::CredentialsRejected {
             upstream: UPSTREAM,
             detail: "HTTP 403: the API user may not do this".into(),
-        }),
-        s if s >= 500 => DnaError::Upstream(UpstreamError::Status {
+        })),
+        // A fresh token refused twice: handled by `call`, never seen here.
+        Answer::Unauthenticated(detail) => {
+            Err(DnaError::Upstream(UpstreamError::CredentialsRejected {
+                upstream: UPSTREAM,
+                detail,
+            }))
+        }
+        Answer::Refused { status, message } => Err(DnaError::Upstream(UpstreamError::Rejected {
             upstream: UPSTREAM,
-            status: s,
-        }),
-        s => DnaError::Upstream(UpstreamError::Rejected {
-            upstream: UPSTREAM,
-            message: format!("HTTP {s}"),
-        }),
+            message: format!("HTTP {status}: {message}"),
+        })),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::classify;
 
     #[test]
     fn token_answers_are_accepted_wrapped_or_plain() {
@@ -577,8 +524,15 @@ mod tests {
     #[test]
     fn laravel_validation_errors_are_read_field_by_field() {
         let body = br#"{"message":"The given data was invalid.","errors":{"customer_id":["The customer id has already been taken."]}}"#;
-        match failure(422, body) {
-            DnaError::Invalid(v) => {
+        let answer = classify(
+            UPSTREAM,
+            422,
+            &reqwest::header::HeaderMap::new(),
+            body.to_vec(),
+        )
+        .unwrap();
+        match success(answer) {
+            Err(DnaError::Invalid(v)) => {
                 assert_eq!(
                     v.errors,
                     vec![(

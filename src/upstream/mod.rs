@@ -6,8 +6,6 @@ pub mod slitz;
 
 use std::{fmt, time::Duration};
 
-use actix_web::http::StatusCode;
-
 use crate::{configuration::UpstreamSettings, normalize::NormalizeError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +30,7 @@ impl fmt::Display for Upstream {
 }
 
 /// What went wrong talking to an upstream. The `Display` text is for logs;
-/// callers see [`UpstreamError::public_detail`], which carries no internals.
+/// what callers see is written by `error.rs`, and carries no internals.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("{upstream}: not found: {detail}")]
@@ -45,6 +43,10 @@ pub enum UpstreamError {
     Rejected { upstream: Upstream, message: String },
     #[error("{upstream} sent an answer the gateway cannot read: {detail}")]
     Malformed { upstream: Upstream, detail: String },
+    /// The connection broke off after the request went out (reset, closed,
+    /// cut mid-answer): for a write, its outcome is unknown.
+    #[error("the connection to {upstream} broke off: {detail}")]
+    Interrupted { upstream: Upstream, detail: String },
     #[error("{upstream} did not answer within {timeout_ms} ms")]
     Timeout { upstream: Upstream, timeout_ms: u64 },
     #[error("{upstream} is unreachable: {detail}")]
@@ -77,6 +79,7 @@ impl UpstreamError {
             | Self::Status { upstream, .. }
             | Self::Rejected { upstream, .. }
             | Self::Malformed { upstream, .. }
+            | Self::Interrupted { upstream, .. }
             | Self::Timeout { upstream, .. }
             | Self::Unreachable { upstream, .. }
             | Self::Throttled { upstream, .. }
@@ -92,77 +95,7 @@ impl UpstreamError {
         }
     }
 
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::NotFound { .. } => StatusCode::NOT_FOUND,
-            Self::CredentialsRejected { .. }
-            | Self::Status { .. }
-            | Self::Rejected { .. }
-            | Self::Malformed { .. } => StatusCode::BAD_GATEWAY,
-            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::Unreachable { .. }
-            | Self::Throttled { .. }
-            | Self::CircuitOpen { .. }
-            | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    pub(crate) fn code_and_title(&self) -> (&'static str, &'static str) {
-        match self {
-            Self::NotFound { .. } => ("not-found", "Not found"),
-            Self::CredentialsRejected { .. } => (
-                "upstream-credentials-rejected",
-                "The upstream rejected the gateway's credentials",
-            ),
-            Self::Status { .. } => ("upstream-error", "The upstream failed"),
-            Self::Rejected { .. } => ("upstream-rejected", "The upstream refused the request"),
-            Self::Malformed { .. } => (
-                "upstream-malformed",
-                "The upstream sent an unreadable answer",
-            ),
-            Self::Timeout { .. } => ("upstream-timeout", "The upstream did not answer in time"),
-            Self::Unreachable { .. } => ("upstream-unavailable", "The upstream is unavailable"),
-            Self::Throttled { .. } => ("upstream-throttled", "The upstream asked to slow down"),
-            Self::CircuitOpen { .. } => (
-                "upstream-circuit-open",
-                "The upstream is failing; calls are paused",
-            ),
-            Self::Busy { .. } => (
-                "upstream-busy",
-                "Too many calls to the upstream are in flight",
-            ),
-        }
-    }
-
-    /// A detail fit for a caller: what happened, never URLs, tokens or bodies.
-    pub fn public_detail(&self) -> String {
-        let upstream = self.upstream();
-        match self {
-            Self::NotFound { detail, .. } => detail.clone(),
-            Self::CredentialsRejected { .. } => format!(
-                "{upstream} rejected the credentials the gateway is configured with; operators have been alerted in the logs"
-            ),
-            Self::Status { status, .. } => format!("{upstream} answered HTTP {status}"),
-            Self::Rejected { message, .. } => format!("{upstream} refused the request: {message}"),
-            Self::Malformed { .. } => {
-                format!("{upstream} sent an answer the gateway could not read")
-            }
-            Self::Timeout { timeout_ms, .. } => {
-                format!("{upstream} did not answer within {timeout_ms} ms")
-            }
-            Self::Unreachable { .. } => format!("{upstream} could not be reached"),
-            Self::Throttled { status, .. } => {
-                format!("{upstream} answered HTTP {status} and asked to retry later")
-            }
-            Self::CircuitOpen { retry_after, .. } => format!(
-                "{upstream} failed repeatedly; calls are paused for up to {} s",
-                retry_after.as_secs().max(1)
-            ),
-            Self::Busy { .. } => format!("{upstream} has too many calls in flight; retry shortly"),
-        }
-    }
-
-    /// When the caller may try again, for `Retry-After`.
+    /// When the upstream said (or the gateway decided) it may be called again.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Throttled { retry_after, .. } => *retry_after,
@@ -173,13 +106,14 @@ impl UpstreamError {
     }
 
     /// A fault of the upstream's health, worth a retry (for reads) and
-    /// counted by the circuit breaker; a 404, a refusal or rejected
-    /// credentials are answers, not faults.
+    /// counted by the circuit breaker. A 404, a refusal or rejected
+    /// credentials are answers, not faults; nor is an answer the gateway
+    /// cannot parse: asking again gets the same answer.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
             Self::Status { .. }
-                | Self::Malformed { .. }
+                | Self::Interrupted { .. }
                 | Self::Timeout { .. }
                 | Self::Unreachable { .. }
                 | Self::Throttled { .. }
@@ -211,7 +145,8 @@ impl UpstreamError {
                 refused: is_refused(e),
             }
         } else {
-            Self::Malformed {
+            // Sent, then the connection failed (reset, closed, cut mid-body).
+            Self::Interrupted {
                 upstream,
                 detail: error_chain(e),
             }
@@ -279,6 +214,23 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
     Some(Duration::from_secs(seconds.min(300)))
 }
 
+/// Receives an answer and reads it by [`classify`]. The body of a 5xx or a
+/// 429 is not read: nothing in it changes what it means.
+pub(crate) async fn receive(
+    upstream: Upstream,
+    timeout: Duration,
+    response: reqwest::Response,
+) -> Result<Answer, UpstreamError> {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = if status >= 500 || status == 429 {
+        Vec::new()
+    } else {
+        read_body(upstream, timeout, response).await?
+    };
+    classify(upstream, status, &headers, body)
+}
+
 /// Upstream answers are read up to this size; anything larger is refused as malformed.
 const MAX_UPSTREAM_BODY: usize = 8 * 1024 * 1024;
 
@@ -306,4 +258,228 @@ async fn read_body(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// What an upstream's answer says, read by the same rules for both
+/// upstreams: the status, the `Retry-After` header, and the error shapes
+/// they send (HostBill's `{"error":[...]}`, even with status 200; Laravel's
+/// `{"message", "errors":{field:[...]}}`; OAuth's `{"error","error_description"}`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Answer {
+    /// A success; its body.
+    Success(Vec<u8>),
+    /// 401, or HostBill's `wronglogin`: the credentials or token were not accepted.
+    Unauthenticated(String),
+    /// 403: authenticated, not allowed.
+    Forbidden(String),
+    /// 404.
+    NotFound(String),
+    /// 422 with field errors: the data was refused.
+    Invalid {
+        message: String,
+        fields: Vec<(String, String)>,
+    },
+    /// An error body (with any status below 500) or another 4xx: refused, with why.
+    Refused { status: u16, message: String },
+}
+
+/// Reads an upstream answer. The one failure table of the upstream side:
+/// every status and error shape either upstream sends lands in one
+/// [`Answer`], or, for faults of the upstream's health (429 and 503 asking
+/// to slow down, other 5xx), in the error the breaker counts.
+pub(crate) fn classify(
+    upstream: Upstream,
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    body: Vec<u8>,
+) -> Result<Answer, UpstreamError> {
+    if status == 429 || status == 503 {
+        return Err(UpstreamError::Throttled {
+            upstream,
+            status,
+            retry_after: retry_after(headers),
+        });
+    }
+    if status >= 500 {
+        return Err(UpstreamError::Status { upstream, status });
+    }
+    let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+    let error_messages = json.as_ref().and_then(error_messages);
+    let message = || {
+        error_messages
+            .clone()
+            .or_else(|| json.as_ref().and_then(laravel_message))
+            .unwrap_or_else(|| format!("HTTP {status}"))
+    };
+    let wronglogin = error_messages
+        .as_deref()
+        .is_some_and(|m| m.split("; ").any(|m| m.eq_ignore_ascii_case("wronglogin")));
+    Ok(match status {
+        _ if wronglogin => Answer::Unauthenticated(message()),
+        401 => Answer::Unauthenticated(message()),
+        403 => Answer::Forbidden(message()),
+        404 => Answer::NotFound(message()),
+        422 => Answer::Invalid {
+            message: message(),
+            fields: json.as_ref().map(laravel_fields).unwrap_or_default(),
+        },
+        200..=299 if error_messages.is_none() => Answer::Success(body),
+        _ => Answer::Refused {
+            status,
+            message: message(),
+        },
+    })
+}
+
+/// HostBill's `{"error": [...]}` (or a single string, as OAuth servers send
+/// it, with its `error_description`), joined into one message.
+fn error_messages(json: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+    match json.get("error")? {
+        Value::Array(items) => Some(items.iter().map(text).collect::<Vec<_>>().join("; ")),
+        Value::Null => None,
+        Value::String(error) => Some(
+            match json.get("error_description").and_then(Value::as_str) {
+                Some(description) if !description.is_empty() => format!("{error}: {description}"),
+                _ => error.clone(),
+            },
+        ),
+        other => Some(text(other)),
+    }
+}
+
+fn laravel_message(json: &serde_json::Value) -> Option<String> {
+    json.get("message")?.as_str().map(str::to_owned)
+}
+
+/// Laravel's `errors: {field: [message, ...]}`, one pair per message.
+fn laravel_fields(json: &serde_json::Value) -> Vec<(String, String)> {
+    let Some(fields) = json.get("errors").and_then(serde_json::Value::as_object) else {
+        return Vec::new();
+    };
+    fields
+        .iter()
+        .flat_map(|(field, messages)| {
+            messages
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(serde_json::Value::as_str)
+                .map(move |m| (field.clone(), m.to_owned()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+
+    use super::*;
+
+    fn read(status: u16, body: &str) -> Answer {
+        classify(
+            Upstream::Slitz,
+            status,
+            &HeaderMap::new(),
+            body.as_bytes().to_vec(),
+        )
+        .unwrap()
+    }
+
+    fn fault(status: u16, headers: &HeaderMap) -> UpstreamError {
+        classify(
+            Upstream::Dna,
+            status,
+            headers,
+            b"{\"error\":[\"x\"]}".to_vec(),
+        )
+        .unwrap_err()
+    }
+
+    #[test]
+    fn both_upstreams_error_shapes_read_the_same_way() {
+        assert_eq!(read(200, "{}"), Answer::Success(b"{}".to_vec()));
+        assert_eq!(read(204, ""), Answer::Success(Vec::new()));
+        // HostBill: an error body is an error whatever the status.
+        assert!(matches!(
+            read(200, r#"{"error":["wronglogin"]}"#),
+            Answer::Unauthenticated(_)
+        ));
+        assert_eq!(
+            read(200, r#"{"error":["Invalid invoice id"]}"#),
+            Answer::Refused {
+                status: 200,
+                message: "Invalid invoice id".into()
+            }
+        );
+        assert!(
+            matches!(read(404, r#"{"error":["Invoice not found"]}"#), Answer::NotFound(m) if m == "Invoice not found")
+        );
+        // Laravel and Passport.
+        assert!(
+            matches!(read(401, r#"{"message":"Unauthenticated."}"#), Answer::Unauthenticated(m) if m == "Unauthenticated.")
+        );
+        match read(
+            422,
+            r#"{"message":"The given data was invalid.","errors":{"customer_id":["The customer id has already been taken."]}}"#,
+        ) {
+            Answer::Invalid { message, fields } => {
+                assert_eq!(message, "The given data was invalid.");
+                assert_eq!(
+                    fields,
+                    vec![(
+                        "customer_id".into(),
+                        "The customer id has already been taken.".into()
+                    )]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            read(
+                400,
+                r#"{"error":"invalid_grant","error_description":"The refresh token is invalid."}"#
+            ),
+            Answer::Refused {
+                status: 400,
+                message: "invalid_grant: The refresh token is invalid.".into()
+            }
+        );
+        assert!(matches!(read(403, "<html>"), Answer::Forbidden(m) if m == "HTTP 403"));
+        assert!(matches!(read(418, ""), Answer::Refused { status: 418, .. }));
+        assert!(matches!(
+            fault(500, &HeaderMap::new()),
+            UpstreamError::Status { status: 500, .. }
+        ));
+        assert!(matches!(
+            fault(502, &HeaderMap::new()),
+            UpstreamError::Status { status: 502, .. }
+        ));
+    }
+
+    #[test]
+    fn throttling_is_throttling_on_every_route_with_its_retry_after() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        for status in [429, 503] {
+            match fault(status, &headers) {
+                UpstreamError::Throttled {
+                    status: s,
+                    retry_after,
+                    ..
+                } => {
+                    assert_eq!((s, retry_after), (status, Some(Duration::from_secs(7))));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(
+            fault(429, &HeaderMap::new()),
+            UpstreamError::Throttled {
+                retry_after: None,
+                ..
+            }
+        ));
+    }
 }

@@ -254,6 +254,7 @@ fn outcome<T>(result: &Result<T, UpstreamError>) -> &'static str {
         Err(UpstreamError::Timeout { .. }) => "timeout",
         Err(UpstreamError::Unreachable { .. }) => "unreachable",
         Err(UpstreamError::Malformed { .. }) => "malformed",
+        Err(UpstreamError::Interrupted { .. }) => "interrupted",
         Err(UpstreamError::Status { .. } | UpstreamError::Throttled { .. }) => "error_status",
         Err(_) => "refused",
     }

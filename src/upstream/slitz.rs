@@ -10,9 +10,9 @@ use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::Value;
 
 use super::{
-    Upstream, UpstreamError, http_client,
+    Answer, Upstream, UpstreamError, http_client,
     policy::{BreakerState, Policy},
-    read_body, retry_after,
+    receive,
 };
 use crate::{
     configuration::{SlitzSettings, UpstreamSettings},
@@ -96,7 +96,7 @@ impl SlitzClient {
 
     /// `GET /invoice/{id}`.
     pub async fn invoice(&self, id: i64) -> Result<InvoiceDetail, UpstreamError> {
-        let envelope: InvoiceEnvelope = self.get(&format!("/invoice/{id}")).await?;
+        let envelope: InvoiceEnvelope = self.get_record(&format!("/invoice/{id}")).await?;
         Ok(envelope.invoice)
     }
 
@@ -111,7 +111,7 @@ impl SlitzClient {
         &self,
         number: i64,
     ) -> Result<(TicketDetail, Vec<TicketReply>), UpstreamError> {
-        let envelope: TicketEnvelope = self.get(&format!("/tickets/{number}")).await?;
+        let envelope: TicketEnvelope = self.get_record(&format!("/tickets/{number}")).await?;
         Ok((envelope.tickets, envelope.replies.unwrap_or_default()))
     }
 
@@ -123,7 +123,7 @@ impl SlitzClient {
 
     /// `GET /domain/{id}`.
     pub async fn domain(&self, id: i64) -> Result<DomainDetail, UpstreamError> {
-        let envelope: DomainEnvelope = self.get(&format!("/domain/{id}")).await?;
+        let envelope: DomainEnvelope = self.get_record(&format!("/domain/{id}")).await?;
         Ok(envelope.details)
     }
 
@@ -155,7 +155,7 @@ impl SlitzClient {
 
     /// `GET /service/{id}`.
     pub async fn service(&self, id: i64) -> Result<ServiceDetail, UpstreamError> {
-        let envelope: ServiceEnvelope = self.get(&format!("/service/{id}")).await?;
+        let envelope: ServiceEnvelope = self.get_record(&format!("/service/{id}")).await?;
         Ok(envelope.service)
     }
 
@@ -165,6 +165,11 @@ impl SlitzClient {
         self.policy
             .run(true, || self.send(self.http.get(&url)))
             .await
+    }
+
+    /// A read of one record by its id: an error saying the id is unknown is a 404.
+    async fn get_record<T: DeserializeOwned>(&self, path: &str) -> Result<T, UpstreamError> {
+        self.get(path).await.map_err(unknown_record)
     }
 
     /// HostBill reads parameters of a POST from the form body.
@@ -194,92 +199,71 @@ impl SlitzClient {
             .send()
             .await
             .map_err(|e| UpstreamError::from_reqwest(UPSTREAM, self.timeout, &e))?;
-        let status = response.status().as_u16();
-        if status == 429 || status == 503 {
-            return Err(UpstreamError::Throttled {
-                upstream: UPSTREAM,
-                status,
-                retry_after: retry_after(response.headers()),
-            });
-        }
-        let body = read_body(UPSTREAM, self.timeout, response).await?;
-        interpret(status, &body)
+        interpret(receive(UPSTREAM, self.timeout, response).await?)
     }
 }
 
-/// HostBill's answer rules: a body with an `error` key is an error whatever
-/// the status; `wronglogin` means the gateway's own credentials are wrong.
-fn interpret<T: DeserializeOwned>(status: u16, body: &[u8]) -> Result<T, UpstreamError> {
-    if status >= 500 {
-        return Err(UpstreamError::Status {
-            upstream: UPSTREAM,
-            status,
-        });
-    }
-    let value: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        Value::Null
-    } else {
-        match serde_json::from_slice(body) {
-            Ok(value) => value,
-            Err(_) if !(200..300).contains(&status) && status != 404 => {
-                return Err(UpstreamError::Status {
-                    upstream: UPSTREAM,
-                    status,
-                });
-            }
-            Err(e) => return Err(UpstreamError::malformed(UPSTREAM, format!("not JSON: {e}"))),
-        }
-    };
-    if let Some(error) = value.get("error") {
-        let messages: Vec<String> = match error {
-            Value::Array(items) => items
-                .iter()
-                .map(|m| m.as_str().map_or_else(|| m.to_string(), str::to_owned))
-                .collect(),
-            Value::String(s) => vec![s.clone()],
-            other => vec![other.to_string()],
-        };
-        let message = messages.join("; ");
-        return Err(
-            if status == 401
-                || status == 403
-                || messages
-                    .iter()
-                    .any(|m| m.eq_ignore_ascii_case("wronglogin"))
-            {
-                UpstreamError::CredentialsRejected {
-                    upstream: UPSTREAM,
-                    detail: message,
-                }
-            } else if status == 404 {
-                UpstreamError::NotFound {
-                    upstream: UPSTREAM,
-                    detail: message,
-                }
+/// What a Slitz answer means. HostBill says `wronglogin` (with status 200)
+/// when the gateway's own credentials are wrong.
+fn interpret<T: DeserializeOwned>(answer: Answer) -> Result<T, UpstreamError> {
+    match answer {
+        Answer::Success(body) => {
+            let value: Value = if body.iter().all(u8::is_ascii_whitespace) {
+                Value::Null
             } else {
-                UpstreamError::Rejected {
-                    upstream: UPSTREAM,
-                    message,
-                }
-            },
-        );
+                serde_json::from_slice(&body)
+                    .map_err(|e| UpstreamError::malformed(UPSTREAM, format!("not JSON: {e}")))?
+            };
+            serde_json::from_value(value)
+                .map_err(|e| UpstreamError::malformed(UPSTREAM, format!("unexpected shape: {e}")))
+        }
+        Answer::Unauthenticated(detail) | Answer::Forbidden(detail) => {
+            Err(UpstreamError::CredentialsRejected {
+                upstream: UPSTREAM,
+                detail,
+            })
+        }
+        Answer::NotFound(message) => Err(UpstreamError::NotFound {
+            upstream: UPSTREAM,
+            detail: format!("slitz has no such record: {message}"),
+        }),
+        Answer::Invalid { message, .. } | Answer::Refused { message, .. } => {
+            Err(UpstreamError::Rejected {
+                upstream: UPSTREAM,
+                message,
+            })
+        }
     }
-    match status {
-        200..=299 => serde_json::from_value(value)
-            .map_err(|e| UpstreamError::malformed(UPSTREAM, format!("unexpected shape: {e}"))),
-        401 | 403 => Err(UpstreamError::CredentialsRejected {
-            upstream: UPSTREAM,
-            detail: format!("HTTP {status}"),
-        }),
-        404 => Err(UpstreamError::NotFound {
-            upstream: UPSTREAM,
-            detail: "slitz has no such record".to_owned(),
-        }),
-        _ => Err(UpstreamError::Status {
-            upstream: UPSTREAM,
-            status,
-        }),
+}
+
+/// HostBill answers a record that does not exist, or is not the caller's,
+/// with an error saying the id is unknown or invalid, often with status 200:
+/// on a read of one record, that is a 404.
+fn unknown_record(error: UpstreamError) -> UpstreamError {
+    match error {
+        UpstreamError::Rejected { message, .. } if says_unknown(&message) => {
+            UpstreamError::NotFound {
+                upstream: UPSTREAM,
+                detail: format!("slitz has no such record: {message}"),
+            }
+        }
+        other => other,
     }
+}
+
+fn says_unknown(message: &str) -> bool {
+    let m = message.to_lowercase();
+    [
+        "not found",
+        "does not exist",
+        "no such",
+        "unknown",
+        "invalid",
+        "not yours",
+        "access denied",
+    ]
+    .iter()
+    .any(|phrase| m.contains(phrase))
 }
 
 /// The name `POST /details` knows a changeable field by.
@@ -581,9 +565,17 @@ pub struct ServiceDetail {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::classify;
 
     fn err(status: u16, body: &str) -> UpstreamError {
-        interpret::<Value>(status, body.as_bytes()).unwrap_err()
+        classify(
+            UPSTREAM,
+            status,
+            &reqwest::header::HeaderMap::new(),
+            body.as_bytes().to_vec(),
+        )
+        .and_then(interpret::<Value>)
+        .unwrap_err()
     }
 
     #[test]
@@ -607,6 +599,31 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_id_said_with_status_200_is_not_found_on_a_record_read() {
+        for body in [
+            r#"{"error":["Invalid invoice id"]}"#,
+            r#"{"error":["Ticket not found"]}"#,
+            r#"{"error":["Unknown domain"]}"#,
+        ] {
+            assert!(
+                matches!(
+                    unknown_record(err(200, body)),
+                    UpstreamError::NotFound { .. }
+                ),
+                "{body}"
+            );
+        }
+        assert!(matches!(
+            unknown_record(err(200, r#"{"error":["Database is down"]}"#)),
+            UpstreamError::Rejected { .. }
+        ));
+        assert!(matches!(
+            unknown_record(err(200, r#"{"error":["wronglogin"]}"#)),
+            UpstreamError::CredentialsRejected { .. }
+        ));
+    }
+
+    #[test]
     fn server_errors_and_garbage_are_told_apart() {
         assert!(matches!(
             err(500, "<html>"),
@@ -624,14 +641,32 @@ mod tests {
 
     #[test]
     fn an_empty_body_reads_as_null() {
-        assert_eq!(interpret::<Value>(200, b"").unwrap(), Value::Null);
-        assert_eq!(interpret::<Option<Value>>(200, b"  \n").unwrap(), None);
+        let ok = |body: &str| {
+            classify(
+                UPSTREAM,
+                200,
+                &reqwest::header::HeaderMap::new(),
+                body.as_bytes().to_vec(),
+            )
+            .unwrap()
+        };
+        assert_eq!(interpret::<Value>(ok("")).unwrap(), Value::Null);
+        assert_eq!(interpret::<Option<Value>>(ok("  \n")).unwrap(), None);
     }
 
     #[test]
     fn the_documented_details_example_parses() {
         let body = r#"{"client":{"id":"20408","email":"email@example.com","lastlogin":"2015-09-17 09:00:20","ip":"10.10.10.100","host":"unknown","status":"Active","parent_id":"0","firstname":"John","lastname":"Doe","companyname":"Company name","address1":"Addres 1","address2":"Addres 2","city":"City","state":"Alabama","postcode":"Post code","country":"US","phonenumber":"+01.222444111","datecreated":"2015-03-16","language":"english","company":"1","credit":"0.0000","privileges":null}}"#;
-        let details: DetailsEnvelope = interpret(200, body.as_bytes()).unwrap();
+        let details: DetailsEnvelope = interpret(
+            classify(
+                UPSTREAM,
+                200,
+                &reqwest::header::HeaderMap::new(),
+                body.as_bytes().to_vec(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
         assert_eq!(details.client.id.raw(), Some("20408"));
         assert_eq!(details.client.vateu.raw(), None);
     }

@@ -126,13 +126,7 @@ async fn a_hanging_slitz_is_a_504_problem_after_the_configured_timeout() {
 
 #[tokio::test]
 async fn an_unreachable_slitz_is_a_503_problem() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let app =
-        spawn_app_with(|s| s.slitz.base_url = format!("http://{closed}/api").parse().unwrap())
-            .await;
+    let app = spawn_app_with(|s| s.slitz.base_url = crate::helpers::refusing_url()).await;
     let body = assert_problem(app.get_account().await, 503).await;
     assert_eq!(body["upstream"], "slitz");
     assert!(

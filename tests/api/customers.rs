@@ -181,7 +181,11 @@ async fn a_request_while_the_first_with_its_key_is_in_flight_is_a_409() {
     let body = new_customer("IDEM-4");
     let first = create(&app, &body, Some("key-4"));
     let second = async {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // Once the first has reached DNA, it is surely in flight.
+        crate::helpers::wait_until("the first create reaches DNA", async || {
+            app.sandbox.control.calls(CREATE) == 1
+        })
+        .await;
         create(&app, &body, Some("key-4")).await
     };
     let (first, second) = tokio::join!(first, second);

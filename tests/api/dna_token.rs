@@ -130,12 +130,7 @@ async fn rejected_credentials_are_a_502_problem_and_make_readyz_not_ready() {
 
 #[tokio::test]
 async fn an_unreachable_token_endpoint_is_a_503_and_the_key_can_be_retried() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let app =
-        spawn_app_with(|s| s.dna.base_url = format!("http://{closed}/api").parse().unwrap()).await;
+    let app = spawn_app_with(|s| s.dna.base_url = crate::helpers::refusing_url()).await;
     let body = new_customer("DOWN-1");
     assert_problem(create(&app, &body, Some("key-down")).await, 503).await;
     // Nothing reached DNA, so the key was released: a retry is processed, not replayed.

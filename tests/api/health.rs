@@ -22,13 +22,8 @@ async fn readyz_is_ready_when_both_upstreams_accept_connections() {
 
 #[tokio::test]
 async fn readyz_is_a_503_problem_naming_an_unreachable_upstream() {
-    // A port that was free a moment ago: nothing listens there.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
     let app = spawn_app_with(|s| {
-        s.slitz.base_url = format!("http://{closed}/api").parse().unwrap();
+        s.slitz.base_url = crate::helpers::refusing_url();
     })
     .await;
     let response = app.client.get(app.url("/readyz")).send().await.unwrap();

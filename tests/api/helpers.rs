@@ -44,6 +44,27 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     }
 }
 
+/// Waits until `condition` holds: synchronization on what the simulators
+/// or the gateway report, never on a guess of how long something takes.
+/// Gives up (failing the test) after a generous bound.
+pub async fn wait_until(what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !condition().await {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "gave up waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// An upstream base URL where every connection is refused at once: port 0
+/// cannot be connected to, so no listener can ever take it (a port bound and
+/// dropped could be taken by another test meanwhile).
+pub fn refusing_url() -> url::Url {
+    url::Url::parse("http://127.0.0.1:0/api").expect("a valid URL")
+}
+
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)

@@ -7,10 +7,30 @@ use serde_json::Value;
 
 use crate::{
     customers::activate,
-    helpers::{assert_problem, spawn_app, spawn_app_with},
+    helpers::{assert_problem, spawn_app, spawn_app_with, wait_until},
 };
 
 const DETAILS: &str = "GET /slitz/api/details";
+
+/// The breaker states `/readyz` reports: (slitz, dna).
+async fn breakers(app: &crate::helpers::TestApp) -> (String, String) {
+    let ready: Value = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let state = |upstream: &str| {
+        ready["checks"][upstream]["breaker"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (state("slitz"), state("dna"))
+}
 const TICKETS: &str = "GET /slitz/api/tickets";
 
 fn status(code: u16) -> Fault {
@@ -143,7 +163,10 @@ async fn the_breaker_opens_fails_fast_and_recovers() {
     assert_eq!(activate(&app, 6517).await.status().as_u16(), 200);
 
     app.sandbox.control.clear_faults();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    wait_until("the slitz breaker lets a probe through", async || {
+        breakers(&app).await.0 == "half_open"
+    })
+    .await;
     // Half-open: one probe goes through, succeeds, and closes the breaker.
     assert_eq!(app.get("/v1/support/tickets").await.status().as_u16(), 200);
     let ready: Value = app
@@ -192,7 +215,10 @@ async fn a_hanging_slitz_does_not_slow_healthz_or_dna() {
             tokio::spawn(request)
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until("a read hangs at slitz", async || {
+        app.sandbox.control.calls(DETAILS) >= 1
+    })
+    .await;
     let limit = Duration::from_secs(2);
     let health = tokio::time::timeout(limit, app.client.get(app.url("/healthz")).send()).await;
     assert_eq!(
@@ -246,7 +272,11 @@ async fn calls_beyond_the_concurrency_bound_get_a_503() {
         .into_iter()
         .map(|path| tokio::spawn(app.authed(reqwest::Method::GET, path).send()))
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until("both reads hang at slitz", async || {
+        app.sandbox.control.calls(DETAILS) >= 1
+            && app.sandbox.control.calls("GET /slitz/api/tickets") >= 1
+    })
+    .await;
     let problem = assert_problem(app.get("/v1/billing/balance").await, 503).await;
     assert_eq!(problem["type"], "urn:gateway:problem:upstream-busy");
     for h in hanging {
@@ -297,7 +327,11 @@ async fn everything_recovers_without_a_restart() {
         let _ = activate(&app, 6517).await;
     }
     app.sandbox.control.clear_faults();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    wait_until("neither breaker is open", async || {
+        let (slitz, dna) = breakers(&app).await;
+        slitz != "open" && dna != "open"
+    })
+    .await;
     assert_eq!(app.get("/v1/account").await.status().as_u16(), 200);
     assert_eq!(activate(&app, 6517).await.status().as_u16(), 200);
     let overview: Value = app.get("/v1/overview").await.json().await.unwrap();

@@ -64,9 +64,17 @@ async fn invoices_mix_strings_and_numbers_and_carry_items_and_client() {
     assert_eq!(detail["invoice"]["subtotal"], 58.5);
     assert_eq!(detail["invoice"]["items"][0]["amount"], "58.50");
     assert_eq!(detail["invoice"]["client"]["id"], "20408");
-    let (status, missing) = json(&app, "/invoice/1").await;
-    assert_eq!(status, 404);
-    assert!(missing["error"].is_array());
+}
+
+#[tokio::test]
+async fn an_unknown_id_is_an_error_body_with_status_200_on_every_detail_route() {
+    let app = spawn_app().await;
+    for path in ["/invoice/1", "/tickets/1", "/domain/1", "/service/1"] {
+        let (status, missing) = json(&app, path).await;
+        assert_eq!(status, 200, "{path}: HostBill's form");
+        assert!(missing["error"][0].is_string(), "{path}: {missing}");
+        assert_eq!(missing.as_object().unwrap().len(), 1, "{path}: {missing}");
+    }
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 use gateway::{
     auth::{Scope, sha256_hex},
     configuration::ApiKeySettings,
+    sandbox::{Fault, FaultRule},
 };
 use serde_json::Value;
 
@@ -247,15 +248,54 @@ async fn services_hide_credentials_from_keys_without_the_secrets_scope() {
 #[tokio::test]
 async fn a_record_slitz_does_not_have_is_a_404_problem() {
     let app = spawn_app().await;
-    for path in [
-        "/v1/billing/invoices/1",
-        "/v1/support/tickets/1",
-        "/v1/domains/1",
-        "/v1/services/1",
+    // The sandbox answers these as HostBill does: `{"error":[...]}` with status 200.
+    for (path, upstream) in [
+        ("/v1/billing/invoices/1", "GET /slitz/api/invoice/{id}"),
+        ("/v1/support/tickets/1", "GET /slitz/api/tickets/{number}"),
+        ("/v1/domains/1", "GET /slitz/api/domain/{id}"),
+        ("/v1/services/1", "GET /slitz/api/service/{id}"),
     ] {
         let body = assert_problem(app.get(path).await, 404).await;
+        assert_eq!(body["type"], "urn:gateway:problem:not-found", "{path}");
         assert_eq!(body["upstream"], "slitz", "{path}");
+        assert!(
+            body["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("no such record")),
+            "{path}: {body}"
+        );
+        // Not cached, and not retried: one call each time.
+        assert_problem(app.get(path).await, 404).await;
+        assert_eq!(app.sandbox.control.calls(upstream), 2, "{path}");
     }
+}
+
+#[tokio::test]
+async fn hostbills_404_form_and_other_error_bodies_are_told_apart() {
+    let app = spawn_app().await;
+    // HostBill may also say it with a 404...
+    app.sandbox.control.inject(FaultRule::new(
+        "/slitz/api/invoice/{id}",
+        Fault::Status {
+            status: 404,
+            body: Some(r#"{"error":["Invoice not found"]}"#.into()),
+            retry_after: None,
+        },
+    ));
+    let body = assert_problem(app.get("/v1/billing/invoices/5").await, 404).await;
+    assert_eq!(body["upstream"], "slitz");
+    // ...while an error that is not about the id stays a refusal.
+    app.sandbox.control.clear_faults();
+    app.sandbox.control.inject(FaultRule::new(
+        "/slitz/api/invoice/{id}",
+        Fault::Status {
+            status: 200,
+            body: Some(r#"{"error":["Database is down"]}"#.into()),
+            retry_after: None,
+        },
+    ));
+    let body = assert_problem(app.get("/v1/billing/invoices/5").await, 502).await;
+    assert_eq!(body["type"], "urn:gateway:problem:upstream-rejected");
 }
 
 #[tokio::test]
