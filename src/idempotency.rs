@@ -13,19 +13,24 @@ use std::{
 
 use crate::{
     configuration::IdempotencySettings,
-    error::{ApiError, FieldError},
+    error::{ApiError, FieldError, Problem},
+    telemetry::current_request_id,
 };
-use actix_web::{HttpResponse, http::StatusCode};
+use actix_web::{
+    HttpResponse,
+    http::header::{HeaderName, HeaderValue},
+};
 use moka::future::Cache;
 use sha2::{Digest, Sha256};
 
 /// A finished answer, kept to be replayed.
 #[derive(Debug, Clone)]
-pub struct Stored {
-    pub status: StatusCode,
-    pub content_type: &'static str,
-    pub body: Vec<u8>,
-    pub location: Option<String>,
+pub enum Stored {
+    /// `201 Created`: the JSON body and where the new resource is.
+    Created { body: Vec<u8>, location: String },
+    /// A failure whose outcome upstream is unknown; replayed as the same
+    /// problem, with the id of the request that asks again.
+    Failed(Problem),
 }
 
 impl Stored {
@@ -40,15 +45,27 @@ impl Stored {
     }
 
     fn response(&self, replayed: bool) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status);
-        response.content_type(self.content_type);
+        let mut response = match self {
+            Self::Created { body, location } => {
+                let mut response = HttpResponse::Created();
+                response
+                    .content_type("application/json")
+                    .insert_header(("Location", location.as_str()));
+                response.body(body.clone())
+            }
+            Self::Failed(problem) => {
+                let mut problem = problem.clone();
+                problem.request_id = current_request_id();
+                problem.respond()
+            }
+        };
         if replayed {
-            response.insert_header(("Idempotent-Replayed", "true"));
+            response.headers_mut().insert(
+                HeaderName::from_static("idempotent-replayed"),
+                HeaderValue::from_static("true"),
+            );
         }
-        if let Some(location) = &self.location {
-            response.insert_header(("Location", location.as_str()));
-        }
-        response.body(self.body.clone())
+        response
     }
 }
 
@@ -169,18 +186,12 @@ impl Drop for ClaimedKey {
     /// outcome: retries with the key are told so rather than sent again.
     fn drop(&mut self) {
         if !self.settled {
-            let body = serde_json::json!({
-                "type": "urn:gateway:problem:internal",
-                "title": "Internal error",
-                "status": 500,
-                "detail": "the first request with this Idempotency-Key ended without an answer; its outcome is unknown, so it is not sent again"
-            });
-            *lock(&self.record.state) = State::Done(Stored {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                content_type: crate::error::PROBLEM_JSON,
-                body: body.to_string().into_bytes(),
-                location: None,
-            });
+            let mut problem = ApiError::internal("a claim dropped unsettled").to_problem();
+            problem.detail = Some(
+                "the first request with this Idempotency-Key ended without an answer; its outcome is unknown, so it is not sent again"
+                    .to_owned(),
+            );
+            *lock(&self.record.state) = State::Done(Stored::Failed(problem));
         }
     }
 }
@@ -198,11 +209,9 @@ mod tests {
     }
 
     fn stored() -> Stored {
-        Stored {
-            status: StatusCode::CREATED,
-            content_type: "application/json",
+        Stored::Created {
             body: b"{}".to_vec(),
-            location: Some("/v1/customers/1".into()),
+            location: "/v1/customers/1".into(),
         }
     }
 
@@ -217,9 +226,10 @@ mod tests {
             Err(ApiError::Conflict(_))
         ));
         claim.finish(stored());
-        assert!(
-            matches!(store.claim("web", "k1", b"a").await, Ok(Claim::Replay(s)) if s.status == StatusCode::CREATED)
-        );
+        assert!(matches!(
+            store.claim("web", "k1", b"a").await,
+            Ok(Claim::Replay(Stored::Created { .. }))
+        ));
         assert!(matches!(
             store.claim("web", "k1", b"b").await,
             Err(ApiError::Unprocessable { .. })
@@ -252,7 +262,7 @@ mod tests {
         };
         drop(claim);
         assert!(
-            matches!(store.claim("web", "k", b"a").await, Ok(Claim::Replay(s)) if s.status == StatusCode::INTERNAL_SERVER_ERROR)
+            matches!(store.claim("web", "k", b"a").await, Ok(Claim::Replay(Stored::Failed(p))) if p.status == 500)
         );
     }
 

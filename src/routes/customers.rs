@@ -2,7 +2,7 @@
 //! `/residential/client/{id}/activate`, `/suspend`). The DNA token is the
 //! gateway's business; callers never see it.
 
-use actix_web::{HttpRequest, HttpResponse, http::StatusCode, post, web};
+use actix_web::{HttpRequest, HttpResponse, post, web};
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -278,11 +278,9 @@ pub(crate) async fn create_customer(
                     customer_id: customer.customer_id.as_str().to_owned(),
                 };
                 let body = serde_json::to_vec(&answer).map_err(|e| ApiError::Internal(e.into()))?;
-                let stored = Stored {
-                    status: StatusCode::CREATED,
-                    content_type: "application/json",
+                let stored = Stored::Created {
                     body,
-                    location: Some(format!("/v1/customers/{}", answer.id)),
+                    location: format!("/v1/customers/{}", answer.id),
                 };
                 Ok::<_, ApiError>(stored)
             })
@@ -306,13 +304,7 @@ pub(crate) async fn create_customer(
             Err(error)
         }
         (Err(error), Some(claim)) => {
-            let problem = error.to_problem();
-            claim.finish(Stored {
-                status: StatusCode::from_u16(problem.status).unwrap_or(StatusCode::BAD_GATEWAY),
-                content_type: crate::error::PROBLEM_JSON,
-                body: serde_json::to_vec(&problem).unwrap_or_default(),
-                location: None,
-            });
+            claim.finish(Stored::Failed(error.to_problem()));
             Err(error)
         }
         (Err(error), None) => Err(error),

@@ -220,14 +220,23 @@ async fn a_failed_create_is_never_retried_and_its_key_replays_the_failure() {
     assert_eq!(app.sandbox.control.calls(CREATE), 1, "never sent twice");
     app.sandbox.control.clear_faults();
     // DNA may have created it before failing: the key never sends it again.
-    let replay = create(&app, &body, Some("key-f")).await;
-    assert_eq!(replay.status().as_u16(), 502);
+    let replay = app
+        .authed(reqwest::Method::POST, "/v1/customers")
+        .header("Idempotency-Key", "key-f")
+        .header("x-request-id", "the-retry")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
-    assert_eq!(replay.headers()["content-type"], "application/problem+json");
-    let replayed: Value = replay.json().await.unwrap();
+    let replayed = assert_problem(replay, 502).await;
     assert_eq!(
         replayed["upstream"], "dna",
         "the first answer, as it was: {replayed}"
+    );
+    assert_eq!(
+        replayed["request_id"], "the-retry",
+        "with the id of the request that asked again"
     );
     assert_eq!(app.sandbox.control.calls(CREATE), 1);
 }
