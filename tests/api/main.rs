@@ -13,6 +13,7 @@ mod health;
 mod helpers;
 mod openapi;
 mod overview;
+mod problem_types;
 mod resilience;
 mod sandbox_dna;
 mod sandbox_slitz;
