@@ -12,9 +12,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::{
-    configuration::{SANDBOX_API_KEY, Settings},
+    configuration::Settings,
     openapi,
-    sandbox::Sandbox,
+    sandbox::{SANDBOX_API_KEY, Sandbox},
     startup::Application,
     telemetry,
 };
@@ -112,8 +112,7 @@ async fn serve(settings: Option<Settings>, listen: Option<SocketAddr>) -> anyhow
             let sandbox = Sandbox::start(SocketAddr::from(([127, 0, 0, 1], 0)))
                 .context("Failed to start the sandbox upstreams")?;
             let listen = SocketAddr::from(([127, 0, 0, 1], 8080));
-            let settings =
-                Settings::sandbox(sandbox.dna_base_url(), sandbox.slitz_base_url(), listen);
+            let settings = sandbox.settings(listen);
             (settings, Some(sandbox))
         }
     };

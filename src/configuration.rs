@@ -224,6 +224,30 @@ pub struct DnaSettings {
     _password_file: Option<PathBuf>,
 }
 
+impl DnaSettings {
+    pub fn new(
+        base_url: Url,
+        client_id: String,
+        client_secret: SecretString,
+        username: String,
+        password: SecretString,
+        scope: String,
+    ) -> Self {
+        Self {
+            base_url,
+            client_id,
+            client_secret,
+            username,
+            password,
+            scope,
+            _client_id_file: None,
+            _client_secret_file: None,
+            _username_file: None,
+            _password_file: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlitzSettings {
@@ -242,6 +266,26 @@ pub struct SlitzSettings {
     _username_file: Option<PathBuf>,
     #[serde(default, rename = "password_file")]
     _password_file: Option<PathBuf>,
+}
+
+impl SlitzSettings {
+    pub fn new(
+        base_url: Url,
+        username: String,
+        password: SecretString,
+        timezone: Tz,
+        currency: String,
+    ) -> Self {
+        Self {
+            base_url,
+            username,
+            password,
+            timezone,
+            currency,
+            _username_file: None,
+            _password_file: None,
+        }
+    }
 }
 
 fn default_timezone() -> Tz {
@@ -562,60 +606,7 @@ impl Settings {
         }
         Ok(())
     }
-
-    /// The settings of sandbox mode: simulated upstreams at the given URLs and
-    /// the well-known key `sandbox-key` with every scope.
-    pub fn sandbox(dna_base_url: Url, slitz_base_url: Url, listen: SocketAddr) -> Self {
-        use crate::sandbox::data;
-        Self {
-            server: ServerSettings {
-                listen,
-                // A frontend on its own dev server may call the sandbox.
-                cors_allowed_origins: vec!["*".to_owned()],
-                ..ServerSettings::default()
-            },
-            auth: AuthSettings {
-                api_keys: vec![ApiKeySettings {
-                    name: "sandbox".to_owned(),
-                    sha256: crate::auth::sha256_hex(SANDBOX_API_KEY),
-                    scopes: [Scope::Read, Scope::Write, Scope::Secrets].into(),
-                    // No limit: load tests and fuzzers run against the sandbox.
-                    rate_per_second: 0,
-                    burst: 0,
-                }],
-            },
-            dna: DnaSettings {
-                base_url: dna_base_url,
-                client_id: data::DNA_CLIENT_ID.to_owned(),
-                client_secret: data::DNA_CLIENT_SECRET.into(),
-                username: data::DNA_USERNAME.to_owned(),
-                password: data::DNA_PASSWORD.into(),
-                scope: data::DNA_SCOPE.to_owned(),
-                _client_id_file: None,
-                _client_secret_file: None,
-                _username_file: None,
-                _password_file: None,
-            },
-            slitz: SlitzSettings {
-                base_url: slitz_base_url,
-                username: data::SLITZ_EMAIL.to_owned(),
-                password: data::SLITZ_PASSWORD.into(),
-                timezone: data::ZONE,
-                currency: "SEK".to_owned(),
-                _username_file: None,
-                _password_file: None,
-            },
-            cache: CacheSettings::default(),
-            upstream: UpstreamSettings::default(),
-            log: LogSettings::default(),
-            idempotency: IdempotencySettings::default(),
-            overview: OverviewSettings::default(),
-        }
-    }
 }
-
-/// The API key sandbox mode accepts.
-pub const SANDBOX_API_KEY: &str = "sandbox-key";
 
 fn within(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
     if (min..=max).contains(&value) {

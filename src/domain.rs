@@ -9,18 +9,16 @@
 //! never byte offsets, so multi-byte text cannot split a character.
 //!
 //! Bodies deserialize straight into structs of these types through
-//! [`parse_body`], which names the field at fault in a 422.
+//! `routes::parse_body`, which names the field at fault in a 422.
 
 use std::fmt;
 
 use chrono::NaiveDate;
-use serde::{Deserialize, Deserializer, Serialize, Serializer, de::DeserializeOwned};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::{
     PartialSchema, ToSchema,
     openapi::{KnownFormat, ObjectBuilder, RefOr, Schema, SchemaFormat, Type, schema::SchemaType},
 };
-
-use crate::error::{ApiError, FieldError};
 
 /// A value parsed from one string of a request.
 pub trait Parse: Sized {
@@ -576,36 +574,6 @@ pub trait BodyHints {
     fn unknown_field(_name: &str) -> Option<&'static str> {
         None
     }
-}
-
-/// Deserializes a JSON body into its parsed type. A value that does not
-/// parse is a 422 naming its field, by its path in the body.
-pub fn parse_body<T: DeserializeOwned + BodyHints>(body: serde_json::Value) -> Result<T, ApiError> {
-    // serde would also read a struct from an array of its fields in order.
-    if !body.is_object() {
-        return Err(ApiError::invalid_fields(vec![FieldError::new(
-            "body",
-            "must be a JSON object",
-        )]));
-    }
-    serde_path_to_error::deserialize::<_, T>(body).map_err(|error| {
-        let message = error.inner().to_string();
-        let path = error.path().to_string();
-        let unknown = crate::error::field_in_serde_message(&message);
-        let (field, message) = match unknown {
-            Some(field) if message.starts_with("unknown field") => {
-                let hint = T::unknown_field(&field)
-                    .map_or_else(|| "is not a field of this body".to_owned(), str::to_owned);
-                (field, hint)
-            }
-            Some(field) if message.starts_with("missing field") => {
-                (field, "is required".to_owned())
-            }
-            _ if path == "." => ("body".to_owned(), message),
-            _ => (path, message),
-        };
-        ApiError::invalid_fields(vec![FieldError::new(field, message)])
-    })
 }
 
 #[cfg(test)]

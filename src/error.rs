@@ -9,7 +9,7 @@ use actix_web::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{auth::Scope, telemetry::current_request_id, upstream::UpstreamError};
+use crate::{configuration::Scope, context::current_request_id, upstream::UpstreamError};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 

@@ -13,8 +13,8 @@ use std::{
 
 use crate::{
     configuration::IdempotencySettings,
+    context::current_request_id,
     error::{ApiError, FieldError, Problem},
-    telemetry::current_request_id,
 };
 use actix_web::{
     HttpResponse,

@@ -21,6 +21,7 @@ pub mod cache;
 pub mod checked;
 pub mod cli;
 pub mod configuration;
+pub mod context;
 pub mod domain;
 pub mod error;
 pub mod idempotency;

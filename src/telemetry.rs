@@ -17,58 +17,16 @@ use futures_util::FutureExt;
 use tracing::Instrument;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
+pub use crate::context::{RequestScope, current_request_id};
+
+/// `X-Request-Id`, as actix names headers.
+pub const REQUEST_ID_HEADER: HeaderName =
+    HeaderName::from_static(crate::context::REQUEST_ID_HEADER);
 use crate::{
     configuration::{LogFormat, LogSettings},
+    context::{DEADLINE, REQUEST_ID},
     error::ApiError,
 };
-
-pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
-
-tokio::task_local! {
-    static REQUEST_ID: String;
-    static DEADLINE: Instant;
-}
-
-/// The id of the request being served on this task, if any.
-pub fn current_request_id() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
-}
-
-/// What is left of the request's time budget (`upstream.deadline_ms`), if
-/// this task serves a request. Upstream calls never run past it.
-pub fn remaining_budget() -> Option<std::time::Duration> {
-    DEADLINE
-        .try_with(|deadline| deadline.saturating_duration_since(Instant::now()))
-        .ok()
-}
-
-/// The request context of this task, to carry onto another task.
-#[derive(Debug, Clone)]
-pub struct RequestScope {
-    id: Option<String>,
-    deadline: Option<Instant>,
-}
-
-impl RequestScope {
-    pub fn current() -> Self {
-        Self {
-            id: current_request_id(),
-            deadline: DEADLINE.try_with(|d| *d).ok(),
-        }
-    }
-
-    /// Runs `future` as part of this request: its id, its deadline.
-    pub async fn run<T>(self, future: impl Future<Output = T>) -> T {
-        match (self.id, self.deadline) {
-            (Some(id), Some(deadline)) => {
-                REQUEST_ID.scope(id, DEADLINE.scope(deadline, future)).await
-            }
-            (Some(id), None) => REQUEST_ID.scope(id, future).await,
-            (None, Some(deadline)) => DEADLINE.scope(deadline, future).await,
-            (None, None) => future.await,
-        }
-    }
-}
 
 /// The longest one gateway request may spend on upstream calls, retries included.
 #[derive(Debug, Clone, Copy)]
@@ -120,7 +78,7 @@ pub async fn request_context(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let id = req
         .headers()
-        .get(&REQUEST_ID_HEADER)
+        .get(REQUEST_ID_HEADER)
         .and_then(sane_request_id)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let client_ip = req

@@ -9,7 +9,7 @@ use std::{
 };
 
 use actix_web::web;
-use gateway::{configuration::Settings, sandbox::Sandbox, startup::Application};
+use gateway::{sandbox::Sandbox, startup::Application};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -49,8 +49,7 @@ async fn a_panic_is_a_500_problem_logged_once_and_the_worker_keeps_serving() {
 
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let sandbox = Sandbox::start(loopback).unwrap();
-    let mut settings =
-        Settings::sandbox(sandbox.dna_base_url(), sandbox.slitz_base_url(), loopback);
+    let mut settings = sandbox.settings(loopback);
     // One worker: if the panic killed it, nothing would answer after.
     settings.server.workers = 1;
     let listener = TcpListener::bind(loopback).unwrap();
@@ -89,7 +88,7 @@ async fn a_panic_is_a_500_problem_logged_once_and_the_worker_keeps_serving() {
     for _ in 0..3 {
         let account = client
             .get(format!("{base}/v1/account"))
-            .bearer_auth(gateway::configuration::SANDBOX_API_KEY)
+            .bearer_auth(gateway::sandbox::SANDBOX_API_KEY)
             .send()
             .await
             .unwrap();

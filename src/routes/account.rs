@@ -8,14 +8,13 @@ use utoipa::ToSchema;
 
 use std::sync::Arc;
 
-use super::{AuthErrors, UpstreamErrors, slitz_malformed};
+use super::{AuthErrors, UpstreamErrors, parse_body, slitz_malformed};
 use crate::{
     auth::{Caller, Scope},
     cache::{self, CacheKey, CacheStatus, Cached, ResponseCache, Route},
     domain::{
         AccountField, AccountType, BodyHints, Change, City, CompanyName, CountryCode, OrgNumber,
         PersonName, Phone, Present, Reference, Region, StreetAddress, VatNumber, Zipcode,
-        parse_body,
     },
     error::{ApiError, FieldError, Problem},
     normalize::{Money, NormalizeError},

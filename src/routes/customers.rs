@@ -9,17 +9,16 @@ use serde_json::Value;
 use tracing::Instrument;
 use utoipa::ToSchema;
 
-use super::{AuthErrors, BadRequest, UpstreamErrors, parse_id};
+use super::{AuthErrors, BadRequest, UpstreamErrors, parse_body, parse_id};
 use crate::{
     auth::{Caller, Scope},
+    context::RequestScope,
     domain::{
         BillingDate, BodyHints, CustomerId, Email, PersonName, Present, StreetAddress, Zipcode,
-        parse_body,
     },
     error::{ApiError, FieldError, Problem},
     idempotency::{Claim, IdempotencyStore, Stored},
     normalize::rfc3339,
-    telemetry::RequestScope,
     upstream::{
         UpstreamError,
         dna::{DnaClient, DnaError, NewClient},

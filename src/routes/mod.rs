@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use crate::{
     cache::{CacheKey, CacheStatus, Cached, ResponseCache, Route},
-    error::{ApiError, Problem},
+    error::{ApiError, FieldError, Problem},
     normalize::NormalizeError,
     upstream::{Upstream, UpstreamError},
 };
@@ -197,6 +197,38 @@ where
 /// A Slitz value the gateway cannot vouch for is a 502, naming the field.
 pub(crate) fn slitz_malformed(e: NormalizeError) -> ApiError {
     ApiError::Upstream(UpstreamError::from((Upstream::Slitz, e)))
+}
+
+/// Deserializes a JSON body into its parsed type. A value that does not
+/// parse is a 422 naming its field, by its path in the body.
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned + crate::domain::BodyHints>(
+    body: serde_json::Value,
+) -> Result<T, ApiError> {
+    // serde would also read a struct from an array of its fields in order.
+    if !body.is_object() {
+        return Err(ApiError::invalid_fields(vec![FieldError::new(
+            "body",
+            "must be a JSON object",
+        )]));
+    }
+    serde_path_to_error::deserialize::<_, T>(body).map_err(|error| {
+        let message = error.inner().to_string();
+        let path = error.path().to_string();
+        let unknown = crate::error::field_in_serde_message(&message);
+        let (field, message) = match unknown {
+            Some(field) if message.starts_with("unknown field") => {
+                let hint = T::unknown_field(&field)
+                    .map_or_else(|| "is not a field of this body".to_owned(), str::to_owned);
+                (field, hint)
+            }
+            Some(field) if message.starts_with("missing field") => {
+                (field, "is required".to_owned())
+            }
+            _ if path == "." => ("body".to_owned(), message),
+            _ => (path, message),
+        };
+        ApiError::invalid_fields(vec![FieldError::new(field, message)])
+    })
 }
 
 /// A numeric path id: ASCII digits only, at least 1, at most `i64::MAX`.

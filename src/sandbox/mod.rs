@@ -26,6 +26,13 @@ use actix_web::{
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::configuration::{
+    ApiKeySettings, AuthSettings, DnaSettings, Scope, ServerSettings, Settings, SlitzSettings,
+};
+
+/// The API key sandbox mode accepts.
+pub const SANDBOX_API_KEY: &str = "sandbox-key";
+
 /// A fault injected into the simulator for requests to one path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -261,6 +268,49 @@ impl Sandbox {
 
     pub fn slitz_base_url(&self) -> Url {
         base_url(self.addr, "/slitz/api")
+    }
+
+    /// Gateway settings for these simulators: their URLs, their credentials,
+    /// and the well-known key [`SANDBOX_API_KEY`] with every scope, no rate
+    /// limit (load tests and fuzzers run against the sandbox) and CORS open
+    /// to any origin (a frontend on its own dev server may call it).
+    pub fn settings(&self, listen: SocketAddr) -> Settings {
+        Settings {
+            server: ServerSettings {
+                listen,
+                cors_allowed_origins: vec!["*".to_owned()],
+                ..ServerSettings::default()
+            },
+            auth: AuthSettings {
+                api_keys: vec![ApiKeySettings {
+                    name: "sandbox".to_owned(),
+                    sha256: crate::auth::sha256_hex(SANDBOX_API_KEY),
+                    scopes: [Scope::Read, Scope::Write, Scope::Secrets].into(),
+                    rate_per_second: 0,
+                    burst: 0,
+                }],
+            },
+            dna: DnaSettings::new(
+                self.dna_base_url(),
+                data::DNA_CLIENT_ID.to_owned(),
+                data::DNA_CLIENT_SECRET.into(),
+                data::DNA_USERNAME.to_owned(),
+                data::DNA_PASSWORD.into(),
+                data::DNA_SCOPE.to_owned(),
+            ),
+            slitz: SlitzSettings::new(
+                self.slitz_base_url(),
+                data::SLITZ_EMAIL.to_owned(),
+                data::SLITZ_PASSWORD.into(),
+                data::ZONE,
+                "SEK".to_owned(),
+            ),
+            cache: Default::default(),
+            upstream: Default::default(),
+            log: Default::default(),
+            idempotency: Default::default(),
+            overview: Default::default(),
+        }
     }
 
     /// Revokes every DNA token, as an upstream restart or an admin would.

@@ -26,7 +26,7 @@ use super::{
 };
 use crate::{
     configuration::{DnaSettings, UpstreamSettings},
-    telemetry::{REQUEST_ID_HEADER, current_request_id},
+    context::{REQUEST_ID_HEADER, current_request_id},
 };
 
 const UPSTREAM: Upstream = Upstream::Dna;
@@ -278,7 +278,7 @@ impl DnaClient {
             request = request.form(form);
         }
         if let Some(id) = current_request_id() {
-            request = request.header(REQUEST_ID_HEADER.as_str(), id);
+            request = request.header(REQUEST_ID_HEADER, id);
         }
         let response = request
             .send()
@@ -365,7 +365,7 @@ impl DnaClient {
                     .header(reqwest::header::ACCEPT, "application/json")
                     .form(&form);
                 if let Some(id) = current_request_id() {
-                    request = request.header(REQUEST_ID_HEADER.as_str(), id);
+                    request = request.header(REQUEST_ID_HEADER, id);
                 }
                 let response = request
                     .send()

@@ -188,7 +188,7 @@ impl Policy {
         // The request's own budget when serving one, else the configured deadline.
         let deadline = later(
             Instant::now(),
-            crate::telemetry::remaining_budget().unwrap_or(self.deadline),
+            crate::context::remaining_budget().unwrap_or(self.deadline),
         );
         let mut retry = 0;
         loop {

@@ -16,9 +16,9 @@ use super::{
 };
 use crate::{
     configuration::{SlitzSettings, UpstreamSettings},
+    context::{REQUEST_ID_HEADER, current_request_id},
     domain::AccountField,
     normalize::Loose,
-    telemetry::{REQUEST_ID_HEADER, current_request_id},
 };
 
 const UPSTREAM: Upstream = Upstream::Slitz;
@@ -193,7 +193,7 @@ impl SlitzClient {
             .basic_auth(&self.username, Some(self.password.expose_secret()))
             .header(reqwest::header::ACCEPT, "application/json");
         if let Some(id) = current_request_id() {
-            request = request.header(REQUEST_ID_HEADER.as_str(), id);
+            request = request.header(REQUEST_ID_HEADER, id);
         }
         let response = request
             .send()

@@ -1,9 +1,7 @@
 use std::net::SocketAddr;
 
 use gateway::{
-    configuration::{SANDBOX_API_KEY, Settings},
-    sandbox::Sandbox,
-    startup::Application,
+    configuration::Settings, sandbox::SANDBOX_API_KEY, sandbox::Sandbox, startup::Application,
 };
 use reqwest::{Client, RequestBuilder, Response};
 
@@ -27,8 +25,7 @@ pub async fn spawn_app() -> TestApp {
 /// As [`spawn_app`], letting the test adjust the settings first.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let sandbox = Sandbox::start(loopback()).expect("sandbox starts");
-    let mut settings =
-        Settings::sandbox(sandbox.dna_base_url(), sandbox.slitz_base_url(), loopback());
+    let mut settings = sandbox.settings(loopback());
     settings.server.workers = 1;
     adjust(&mut settings);
     let app = Application::build(settings).expect("gateway builds");
