@@ -131,7 +131,7 @@ fn the_layers_point_one_way() {
         !graph["configuration"].contains("sandbox"),
         "production configuration knows no sandbox"
     );
-    for lower in ["upstream", "error", "sandbox"] {
+    for lower in ["upstream", "error", "sandbox", "model"] {
         assert!(!graph[lower].contains("routes"), "{lower} imports routes");
     }
     // The upstream clients know HTTP through reqwest only, never the server framework.

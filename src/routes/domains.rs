@@ -2,7 +2,6 @@
 //! `GET /domain/{id}`, `POST /domainorder/status`).
 
 use actix_web::{HttpRequest, HttpResponse, get, web};
-use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -10,72 +9,15 @@ use std::sync::Arc;
 
 use super::{
     AuthErrors, BadRequest, ListQuery, Listing, NotFound, Page, UpstreamErrors, cached_listing,
-    parse_id, slitz_malformed,
+    parse_id,
 };
 use crate::{
     auth::{Caller, Scope},
     cache::{self, CacheKey, CacheStatus, Cached, ResponseCache, Route},
     error::ApiError,
-    normalize::{Money, NormalizeError, non_empty},
-    upstream::slitz::{self, SlitzClient},
+    model::{Domain, DomainSummary},
+    upstream::slitz::SlitzClient,
 };
-
-/// A domain as listed.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({
-    "id": 548, "name": "lindqvist.se", "status": "active", "expires_on": "2026-12-05",
-    "days_to_expiry": 12, "created_on": "2015-08-04",
-    "recurring_amount": {"amount": "99.50", "currency": "SEK"}, "period_years": 1, "autorenew": false
-}))]
-pub struct DomainSummary {
-    pub id: i64,
-    pub name: Option<String>,
-    /// `active`, `expired`, `pending_transfer`, …
-    pub status: Option<String>,
-    /// Expiry date (upstream `expires`).
-    pub expires_on: Option<NaiveDate>,
-    /// Days until expiry as Slitz counts them (upstream `daytoexpire`).
-    pub days_to_expiry: Option<i64>,
-    /// Registration date (upstream `date_created`).
-    pub created_on: Option<NaiveDate>,
-    /// Renewal price, in the configured currency.
-    pub recurring_amount: Option<Money>,
-    /// Registration period in years (upstream `period`).
-    pub period_years: Option<i64>,
-    /// Whether the domain renews by itself.
-    pub autorenew: Option<bool>,
-}
-
-/// A domain with billing dates, protection and name servers.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({
-    "id": 548, "name": "lindqvist.se", "status": "active", "created_on": "2015-08-04",
-    "expires_on": "2026-12-05", "next_due_on": "2026-12-05", "next_invoice_on": "2026-11-28",
-    "first_payment": {"amount": "99.50", "currency": "SEK"},
-    "recurring_amount": {"amount": "99.50", "currency": "SEK"}, "period_years": 1,
-    "id_protection": false, "autorenew": false,
-    "nameservers": ["ns1.slitz.se", "ns2.slitz.se", "ns3.slitz.se"]
-}))]
-pub struct Domain {
-    pub id: i64,
-    pub name: Option<String>,
-    pub status: Option<String>,
-    pub created_on: Option<NaiveDate>,
-    pub expires_on: Option<NaiveDate>,
-    /// Next payment due (upstream `next_due`).
-    pub next_due_on: Option<NaiveDate>,
-    /// Next invoice date (upstream `next_invoice`).
-    pub next_invoice_on: Option<NaiveDate>,
-    /// First payment (upstream `firstpayment`).
-    pub first_payment: Option<Money>,
-    pub recurring_amount: Option<Money>,
-    pub period_years: Option<i64>,
-    /// WHOIS privacy (upstream `idprotection`).
-    pub id_protection: Option<bool>,
-    pub autorenew: Option<bool>,
-    /// Name servers, blanks dropped.
-    pub nameservers: Vec<String>,
-}
 
 /// Whether a name can be registered.
 #[derive(Debug, Serialize, ToSchema)]
@@ -84,42 +26,6 @@ pub struct Availability {
     /// The name checked, lower-cased.
     pub name: String,
     pub available: bool,
-}
-
-impl DomainSummary {
-    fn from_slitz(d: &slitz::DomainSummary, currency: &str) -> Result<Self, NormalizeError> {
-        Ok(Self {
-            id: d.id.id("id")?,
-            name: d.name.text(),
-            status: d.status.status(),
-            expires_on: d.expires.date("expires")?,
-            days_to_expiry: d.daytoexpire.int("daytoexpire")?,
-            created_on: d.date_created.date("date_created")?,
-            recurring_amount: d.recurring_amount.money("recurring_amount", currency)?,
-            period_years: d.period.int("period")?,
-            autorenew: d.autorenew.flag("autorenew")?,
-        })
-    }
-}
-
-impl Domain {
-    fn from_slitz(d: slitz::DomainDetail, currency: &str) -> Result<Self, NormalizeError> {
-        Ok(Self {
-            id: d.id.id("id")?,
-            name: d.name.text(),
-            status: d.status.status(),
-            created_on: d.date_created.date("date_created")?,
-            expires_on: d.expires.date("expires")?,
-            next_due_on: d.next_due.date("next_due")?,
-            next_invoice_on: d.next_invoice.date("next_invoice")?,
-            first_payment: d.firstpayment.money("firstpayment", currency)?,
-            recurring_amount: d.recurring_amount.money("recurring_amount", currency)?,
-            period_years: d.period.int("period")?,
-            id_protection: d.idprotection.flag("idprotection")?,
-            autorenew: d.autorenew.flag("autorenew")?,
-            nameservers: non_empty(&d.nameservers),
-        })
-    }
 }
 
 /// A registrable domain name: ASCII letters, digits and hyphens in dot-separated
@@ -219,14 +125,12 @@ pub(crate) async fn cached_domains(
     cache: &ResponseCache,
     listing: &Listing,
 ) -> Result<(Arc<Cached>, CacheStatus), ApiError> {
-    let normalize = |d: &_| DomainSummary::from_slitz(d, slitz.currency());
     cached_listing(
         cache,
         Route::Domains,
         listing,
         slitz.domains(),
-        normalize,
-        |d| d.status.as_deref(),
+        |d: &DomainSummary| d.status.as_deref(),
     )
     .await
 }
@@ -261,10 +165,7 @@ pub(crate) async fn get_domain(
         .serve(
             &req,
             CacheKey::new(Route::Domain, id.to_string()),
-            || async {
-                let domain = slitz.domain(id).await?;
-                Domain::from_slitz(domain, slitz.currency()).map_err(slitz_malformed)
-            },
+            || async { Ok::<Domain, ApiError>(slitz.domain(id).await?) },
         )
         .await
 }
@@ -343,26 +244,5 @@ mod tests {
         ] {
             assert!(parse_domain_name(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn the_documented_domain_normalizes_dropping_blank_nameservers() {
-        let raw = serde_json::json!({
-            "id": "548", "name": "example.com", "date_created": "2015-08-04", "firstpayment": "10.00",
-            "recurring_amount": "10.00", "period": "1", "expires": "2016-08-04", "status": "Active",
-            "next_due": "2016-08-04", "next_invoice": "2016-07-28", "idprotection": "0",
-            "nameservers": ["ns1.example.com", "ns2.example.com", "ns3.example.com", ""], "autorenew": "1"
-        });
-        let domain = Domain::from_slitz(serde_json::from_value(raw).unwrap(), "SEK").unwrap();
-        let json = serde_json::to_value(&domain).unwrap();
-        assert_eq!(json["id"], 548);
-        assert_eq!(json["nameservers"].as_array().unwrap().len(), 3);
-        assert_eq!(json["autorenew"], true);
-        assert_eq!(json["id_protection"], false);
-        assert_eq!(json["period_years"], 1);
-        assert_eq!(
-            json["first_payment"],
-            serde_json::json!({"amount": "10.00", "currency": "SEK"})
-        );
     }
 }

@@ -23,8 +23,7 @@ use std::sync::Arc;
 use crate::{
     cache::{CacheKey, CacheStatus, Cached, ResponseCache, Route},
     error::{ApiError, FieldError, Problem},
-    normalize::NormalizeError,
-    upstream::{Upstream, UpstreamError},
+    upstream::UpstreamError,
 };
 
 /// Every documented route.
@@ -169,13 +168,12 @@ pub enum UpstreamErrors {
 }
 
 /// One listing of a Slitz list route, through the cache: fetch the whole
-/// list (only on a miss), normalize each item, filter by status, cut the page.
-pub(crate) async fn cached_listing<W, T>(
+/// list (only on a miss), filter by status, cut the page.
+pub(crate) async fn cached_listing<T>(
     cache: &ResponseCache,
     route: Route,
     listing: &Listing,
-    fetch: impl Future<Output = Result<Vec<W>, UpstreamError>>,
-    normalize: impl Fn(&W) -> Result<T, NormalizeError>,
+    fetch: impl Future<Output = Result<Vec<T>, UpstreamError>>,
     status_of: impl Fn(&T) -> Option<&str>,
 ) -> Result<(Arc<Cached>, CacheStatus), ApiError>
 where
@@ -183,20 +181,9 @@ where
 {
     cache
         .get_or_load(CacheKey::new(route, listing.key()), || async {
-            let items = fetch
-                .await?
-                .iter()
-                .map(normalize)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(slitz_malformed)?;
-            Ok(listing.apply(items, status_of))
+            Ok(listing.apply(fetch.await?, status_of))
         })
         .await
-}
-
-/// A Slitz value the gateway cannot vouch for is a 502, naming the field.
-pub(crate) fn slitz_malformed(e: NormalizeError) -> ApiError {
-    ApiError::Upstream(UpstreamError::from((Upstream::Slitz, e)))
 }
 
 /// Deserializes a JSON body into its parsed type. A value that does not

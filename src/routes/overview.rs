@@ -11,23 +11,13 @@ use rust_decimal::Decimal;
 use serde::{Serialize, de::DeserializeOwned};
 use utoipa::ToSchema;
 
-use super::{
-    AuthErrors, Listing, Page, account,
-    account::Account,
-    billing,
-    billing::{Balance, InvoiceSummary},
-    domains,
-    domains::DomainSummary,
-    services,
-    services::ServiceSummary,
-    support,
-    support::TicketSummary,
-};
+use super::{AuthErrors, Listing, Page, account, billing, domains, services, support};
 use crate::{
     auth::{Caller, Scope},
     cache::{CacheStatus, Cached, ResponseCache},
     configuration::OverviewSettings,
     error::{ApiError, Problem},
+    model::{Account, Balance, DomainSummary, InvoiceSummary, ServiceSummary, TicketSummary},
     normalize::Money,
     upstream::slitz::SlitzClient,
 };

@@ -3,7 +3,9 @@
 # gateway on a free loopback port:
 #   1. openapi-spec-validator on openapi/openapi.json
 #   2. Swagger UI in headless Chromium (playwright-core): authorize, Try it out
-#   3. Schemathesis, every check, bounded examples, fixed seed
+#   3. Schemathesis, every check: bounded examples at a fixed seed, then at
+#      least five minutes of fuzzing at a seed that changes every run (printed,
+#      so a failure can be replayed with SCHEMATHESIS_RANDOM_SEED=<seed>)
 #   4. openapi-typescript types + tsc on examples/typescript
 # Needs python3 (venv), node/npm and /usr/bin/chromium (.ci/run installs it).
 # Artifacts (screenshot, JUnit report, gateway log) go to target/contract/.
@@ -52,12 +54,26 @@ echo "    $base"
 echo "--> 2. Swagger UI in Chromium (first: fuzzing changes the sandbox account)"
 GATEWAY_URL="$base" SCREENSHOT="$out/swagger-ui.png" node tests/contract/swagger-ui.mjs
 
-echo "--> 3. Schemathesis"
-"$out/venv/bin/st" --config-file tests/contract/schemathesis.toml run "$base/openapi.json" \
-  --header "Authorization: Bearer sandbox-key" \
-  --checks all --max-examples "${SCHEMATHESIS_EXAMPLES:-40}" --seed "${SCHEMATHESIS_SEED:-20261123}" \
-  --workers 2 --request-timeout 20 --no-color \
-  --report junit --report-dir "$out"
+schemathesis() {
+  "$out/venv/bin/st" --config-file tests/contract/schemathesis.toml run "$base/openapi.json" \
+    --header "Authorization: Bearer sandbox-key" \
+    --checks all --workers 2 --request-timeout 20 --no-color "$@"
+}
+echo "--> 3a. Schemathesis, fixed seed (the same inputs every run)"
+schemathesis --max-examples "${SCHEMATHESIS_EXAMPLES:-40}" --seed "${SCHEMATHESIS_SEED:-20261123}" \
+  --report junit --report-dir "$out/fixed"
+
+# A fixed seed only ever tries the same inputs (it missed a panic on
+# multi-byte text); this run tries new ones every time.
+seed="${SCHEMATHESIS_RANDOM_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
+seconds="${SCHEMATHESIS_SECONDS:-300}"
+echo "--> 3b. Schemathesis, moving seed $seed for ${seconds}s"
+echo "    replay with: SCHEMATHESIS_RANDOM_SEED=$seed SCHEMATHESIS_SECONDS=$seconds bash tests/contract/run.sh"
+schemathesis --seed "$seed" --max-time "$seconds" \
+  --report junit --report-dir "$out/random" || {
+  echo "    Schemathesis failed at seed $seed: replay with SCHEMATHESIS_RANDOM_SEED=$seed"
+  exit 1
+}
 
 echo "--> 4. TypeScript client types"
 tests/contract/node_modules/.bin/openapi-typescript openapi/openapi.json -o examples/typescript/api.d.ts

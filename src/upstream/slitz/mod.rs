@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, de::DeserializeOwned};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{
@@ -18,7 +18,15 @@ use crate::{
     configuration::{SlitzSettings, UpstreamSettings},
     context::{REQUEST_ID_HEADER, current_request_id},
     domain::AccountField,
-    normalize::Loose,
+    model,
+};
+
+mod wire;
+
+use wire::{
+    AvailabilityEnvelope, BalanceEnvelope, Context, DetailsEnvelope, DomainEnvelope,
+    DomainsEnvelope, InvoiceEnvelope, InvoicesEnvelope, Normalize, ServiceEnvelope,
+    ServicesEnvelope, TicketEnvelope, TicketsEnvelope,
 };
 
 const UPSTREAM: Upstream = Upstream::Slitz;
@@ -30,8 +38,7 @@ pub struct SlitzClient {
     username: String,
     password: SecretString,
     timeout: Duration,
-    zone: Tz,
-    currency: String,
+    context: Context,
 }
 
 impl SlitzClient {
@@ -43,8 +50,10 @@ impl SlitzClient {
             username: settings.username.clone(),
             password: settings.password.clone(),
             timeout: Duration::from_millis(upstream.timeout_ms),
-            zone: settings.timezone,
-            currency: settings.currency.clone(),
+            context: Context {
+                zone: settings.timezone,
+                currency: settings.currency.clone(),
+            },
         })
     }
 
@@ -54,18 +63,20 @@ impl SlitzClient {
 
     /// The zone Slitz's zone-less date-times are read in.
     pub fn zone(&self) -> Tz {
-        self.zone
+        self.context.zone
     }
 
-    /// The currency of amounts Slitz sends without one.
-    pub fn currency(&self) -> &str {
-        &self.currency
+    /// A wire answer as the gateway's resource; one that does not normalize
+    /// is a malformed answer, naming the field.
+    fn normalize<W: Normalize>(&self, wire: W) -> Result<W::Api, UpstreamError> {
+        wire.normalize(&self.context)
+            .map_err(|e| UpstreamError::from((UPSTREAM, e)))
     }
 
     /// `GET /details`: the account's registration details.
-    pub async fn details(&self) -> Result<ClientDetails, UpstreamError> {
+    pub async fn details(&self) -> Result<model::Account, UpstreamError> {
         let envelope: DetailsEnvelope = self.get("/details").await?;
-        Ok(envelope.client)
+        self.normalize(envelope.client)
     }
 
     /// `POST /details`: sets the given fields (`""` clears one). Not
@@ -83,48 +94,45 @@ impl SlitzClient {
     }
 
     /// `GET /balance`.
-    pub async fn balance(&self) -> Result<Balance, UpstreamError> {
+    pub async fn balance(&self) -> Result<model::Balance, UpstreamError> {
         let envelope: BalanceEnvelope = self.get("/balance").await?;
-        Ok(envelope.details)
+        self.normalize(envelope)
     }
 
     /// `GET /invoice`.
-    pub async fn invoices(&self) -> Result<Vec<InvoiceSummary>, UpstreamError> {
+    pub async fn invoices(&self) -> Result<Vec<model::InvoiceSummary>, UpstreamError> {
         let envelope: InvoicesEnvelope = self.get("/invoice").await?;
-        Ok(envelope.invoices.unwrap_or_default())
+        self.normalize(envelope.invoices.unwrap_or_default())
     }
 
-    /// `GET /invoice/{id}`.
-    pub async fn invoice(&self, id: i64) -> Result<InvoiceDetail, UpstreamError> {
+    /// `GET /invoice/{id}`: the invoice, its items and the billed account.
+    pub async fn invoice(&self, id: i64) -> Result<model::Invoice, UpstreamError> {
         let envelope: InvoiceEnvelope = self.get_record(&format!("/invoice/{id}")).await?;
-        Ok(envelope.invoice)
+        self.normalize(envelope.invoice)
     }
 
     /// `GET /tickets`.
-    pub async fn tickets(&self) -> Result<Vec<TicketSummary>, UpstreamError> {
+    pub async fn tickets(&self) -> Result<Vec<model::TicketSummary>, UpstreamError> {
         let envelope: TicketsEnvelope = self.get("/tickets").await?;
-        Ok(envelope.tickets.unwrap_or_default())
+        self.normalize(envelope.tickets.unwrap_or_default())
     }
 
     /// `GET /tickets/{number}`: the ticket and its replies.
-    pub async fn ticket(
-        &self,
-        number: i64,
-    ) -> Result<(TicketDetail, Vec<TicketReply>), UpstreamError> {
+    pub async fn ticket(&self, number: i64) -> Result<model::Ticket, UpstreamError> {
         let envelope: TicketEnvelope = self.get_record(&format!("/tickets/{number}")).await?;
-        Ok((envelope.tickets, envelope.replies.unwrap_or_default()))
+        self.normalize(envelope)
     }
 
     /// `GET /domain`.
-    pub async fn domains(&self) -> Result<Vec<DomainSummary>, UpstreamError> {
+    pub async fn domains(&self) -> Result<Vec<model::DomainSummary>, UpstreamError> {
         let envelope: DomainsEnvelope = self.get("/domain").await?;
-        Ok(envelope.domains.unwrap_or_default())
+        self.normalize(envelope.domains.unwrap_or_default())
     }
 
     /// `GET /domain/{id}`.
-    pub async fn domain(&self, id: i64) -> Result<DomainDetail, UpstreamError> {
+    pub async fn domain(&self, id: i64) -> Result<model::Domain, UpstreamError> {
         let envelope: DomainEnvelope = self.get_record(&format!("/domain/{id}")).await?;
-        Ok(envelope.details)
+        self.normalize(envelope.details)
     }
 
     /// `POST /domainorder/status`: `{"details":{"status":"ok"}}` when the name
@@ -148,15 +156,15 @@ impl SlitzClient {
     }
 
     /// `GET /service`.
-    pub async fn services(&self) -> Result<Vec<ServiceSummary>, UpstreamError> {
+    pub async fn services(&self) -> Result<Vec<model::ServiceSummary>, UpstreamError> {
         let envelope: ServicesEnvelope = self.get("/service").await?;
-        Ok(envelope.services.unwrap_or_default())
+        self.normalize(envelope.services.unwrap_or_default())
     }
 
-    /// `GET /service/{id}`.
-    pub async fn service(&self, id: i64) -> Result<ServiceDetail, UpstreamError> {
+    /// `GET /service/{id}`, credentials included: the caller decides who sees them.
+    pub async fn service(&self, id: i64) -> Result<model::Service, UpstreamError> {
         let envelope: ServiceEnvelope = self.get_record(&format!("/service/{id}")).await?;
-        Ok(envelope.service)
+        self.normalize(envelope.service)
     }
 
     /// Reads are idempotent: retried on faults within the deadline.
@@ -286,280 +294,6 @@ fn details_field(field: AccountField) -> &'static str {
         F::OrgNumber => "orgpersonnr",
         F::Reference => "referens",
     }
-}
-
-#[derive(Deserialize)]
-struct DetailsEnvelope {
-    client: ClientDetails,
-}
-
-/// `GET /details` → `client`, as Slitz sends it. The last five fields are
-/// not in the document's example but are what `POST /details` sets.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct ClientDetails {
-    pub id: Loose,
-    pub email: Loose,
-    pub lastlogin: Loose,
-    pub ip: Loose,
-    pub host: Loose,
-    pub status: Loose,
-    pub parent_id: Loose,
-    pub firstname: Loose,
-    pub lastname: Loose,
-    pub companyname: Loose,
-    pub address1: Loose,
-    pub address2: Loose,
-    pub city: Loose,
-    pub state: Loose,
-    pub postcode: Loose,
-    pub country: Loose,
-    pub phonenumber: Loose,
-    pub datecreated: Loose,
-    pub language: Loose,
-    pub company: Loose,
-    pub credit: Loose,
-    pub privileges: Option<Value>,
-    #[serde(rename = "type")]
-    pub account_type: Loose,
-    pub vateu: Loose,
-    pub orgpersonnr: Loose,
-    pub mobilephone: Loose,
-    pub referens: Loose,
-}
-
-#[derive(Deserialize)]
-struct BalanceEnvelope {
-    details: Balance,
-}
-
-/// `GET /balance` → `details`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Balance {
-    pub acc_balance: Loose,
-    pub acc_credit: Loose,
-}
-
-#[derive(Deserialize)]
-struct InvoicesEnvelope {
-    invoices: Option<Vec<InvoiceSummary>>,
-}
-
-/// `GET /invoice` → `invoices[]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct InvoiceSummary {
-    pub id: Loose,
-    pub date: Loose,
-    pub duedate: Loose,
-    pub paybefore: Loose,
-    pub total: Loose,
-    pub datepaid: Loose,
-    pub status: Loose,
-    pub merge_id: Loose,
-    pub number: Loose,
-    pub currency: Loose,
-}
-
-#[derive(Deserialize)]
-struct InvoiceEnvelope {
-    invoice: InvoiceDetail,
-}
-
-/// `GET /invoice/{id}` → `invoice`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct InvoiceDetail {
-    pub id: Loose,
-    pub status: Loose,
-    pub date: Loose,
-    pub duedate: Loose,
-    pub paybefore: Loose,
-    pub datepaid: Loose,
-    pub number: Loose,
-    pub currency: Loose,
-    pub subtotal: Loose,
-    pub credit: Loose,
-    pub tax: Loose,
-    pub taxrate: Loose,
-    pub tax2: Loose,
-    pub taxrate2: Loose,
-    pub taxexempt: Loose,
-    pub total: Loose,
-    pub rate: Loose,
-    pub rate2: Loose,
-    pub rate3: Loose,
-    pub notes: Loose,
-    pub merge_id: Loose,
-    pub items: Vec<InvoiceItem>,
-    pub client: Option<ClientDetails>,
-}
-
-/// `invoice.items[]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct InvoiceItem {
-    pub id: Loose,
-    pub invoice_id: Loose,
-    #[serde(rename = "type")]
-    pub item_type: Loose,
-    pub item_id: Loose,
-    pub description: Loose,
-    pub amount: Loose,
-    pub taxed: Loose,
-    pub qty: Loose,
-    pub linetotal: Loose,
-}
-
-#[derive(Deserialize)]
-struct TicketsEnvelope {
-    tickets: Option<Vec<TicketSummary>>,
-}
-
-/// `GET /tickets` → `tickets[]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct TicketSummary {
-    pub client_read: Loose,
-    pub ticket_number: Loose,
-    pub date: Loose,
-    pub deptname: Loose,
-    pub subject: Loose,
-    pub status: Loose,
-}
-
-#[derive(Deserialize)]
-struct TicketEnvelope {
-    tickets: TicketDetail,
-    replies: Option<Vec<TicketReply>>,
-}
-
-/// `GET /tickets/{number}` → `tickets` (one ticket, despite the name).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct TicketDetail {
-    pub date: Loose,
-    pub ticket_number: Loose,
-    pub name: Loose,
-    pub email: Loose,
-    pub subject: Loose,
-    pub status: Loose,
-    pub client_read: Loose,
-    pub deptname: Loose,
-}
-
-/// `GET /tickets/{number}` → `replies[]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct TicketReply {
-    pub id: Loose,
-    pub name: Loose,
-    pub date: Loose,
-    pub body: Loose,
-    pub status: Loose,
-    #[serde(rename = "type")]
-    pub reply_type: Loose,
-}
-
-#[derive(Deserialize)]
-struct DomainsEnvelope {
-    domains: Option<Vec<DomainSummary>>,
-}
-
-/// `GET /domain` → `domains[]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct DomainSummary {
-    pub id: Loose,
-    pub name: Loose,
-    pub expires: Loose,
-    pub recurring_amount: Loose,
-    pub date_created: Loose,
-    pub status: Loose,
-    pub period: Loose,
-    pub autorenew: Loose,
-    pub daytoexpire: Loose,
-}
-
-#[derive(Deserialize)]
-struct DomainEnvelope {
-    details: DomainDetail,
-}
-
-/// `GET /domain/{id}` → `details`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct DomainDetail {
-    pub id: Loose,
-    pub name: Loose,
-    pub date_created: Loose,
-    pub firstpayment: Loose,
-    pub recurring_amount: Loose,
-    pub period: Loose,
-    pub expires: Loose,
-    pub status: Loose,
-    pub next_due: Loose,
-    pub next_invoice: Loose,
-    pub idprotection: Loose,
-    pub nameservers: Vec<Loose>,
-    pub autorenew: Loose,
-}
-
-#[derive(Deserialize)]
-struct AvailabilityEnvelope {
-    details: Option<AvailabilityDetails>,
-}
-
-#[derive(Deserialize)]
-struct AvailabilityDetails {
-    #[serde(default)]
-    status: Loose,
-}
-
-#[derive(Deserialize)]
-struct ServicesEnvelope {
-    services: Option<Vec<ServiceSummary>>,
-}
-
-/// `GET /service` → `services[]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct ServiceSummary {
-    pub id: Loose,
-    pub domain: Loose,
-    pub total: Loose,
-    pub status: Loose,
-    pub billingcycle: Loose,
-    pub next_due: Loose,
-    pub category: Loose,
-    pub category_url: Loose,
-    pub name: Loose,
-}
-
-#[derive(Deserialize)]
-struct ServiceEnvelope {
-    service: ServiceDetail,
-}
-
-/// `GET /service/{id}` → `service`, credentials included.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct ServiceDetail {
-    pub id: Loose,
-    pub date_created: Loose,
-    pub domain: Loose,
-    pub firstpayment: Loose,
-    pub total: Loose,
-    pub billingcycle: Loose,
-    pub next_due: Loose,
-    pub next_invoice: Loose,
-    pub status: Loose,
-    pub label: Loose,
-    pub username: Loose,
-    pub password: Loose,
-    pub rootpassword: Loose,
-    pub name: Loose,
 }
 
 #[cfg(test)]
