@@ -392,6 +392,48 @@ fn dns_label(label: &str) -> bool {
     (1..=63).contains(&label.len()) && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
+/// A registrable domain name: dot-separated labels of 1 to 63 ASCII letters,
+/// digits and hyphens (not at either end of a label), at most 253 in all,
+/// ending in an alphabetic top-level domain or a punycode one (`xn--…`).
+/// Internationalized names are sent in punycode. Kept lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainName(String);
+
+impl DomainName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Parse for DomainName {
+    const MAX_CHARS: usize = 253;
+    const PATTERN: &'static str = r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+(?:[A-Za-z]{2,63}|[Xx][Nn]--[A-Za-z0-9](?:[A-Za-z0-9-]{0,57}[A-Za-z0-9])?)$";
+    const CLEARABLE_PATTERN: &'static str = Self::PATTERN;
+    const EXAMPLE: &'static str = "lindqvist-konsult.se";
+    const EXPECTED: &'static str = "must be a domain name such as example.se: labels of letters, digits and inner hyphens, and a top-level domain (internationalized names in punycode, xn--…)";
+
+    fn parse_valid(raw: &str) -> Option<Self> {
+        let name = raw.to_ascii_lowercase();
+        let mut labels: Vec<&str> = name.split('.').collect();
+        let tld = labels.pop()?;
+        let label_ok = |label: &str| {
+            let bytes = label.as_bytes();
+            (1..=63).contains(&bytes.len())
+                && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+                && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        };
+        let tld_ok = match tld.strip_prefix("xn--") {
+            Some(punycode) => punycode.len() <= 59 && label_ok(punycode),
+            None => (2..=63).contains(&tld.len()) && tld.bytes().all(|b| b.is_ascii_alphabetic()),
+        };
+        (!labels.is_empty() && labels.iter().all(|l| label_ok(l)) && tld_ok).then_some(Self(name))
+    }
+}
+parsed_type!(DomainName);
+
 /// A real calendar date written `YYYY-MM-DD`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BillingDate(NaiveDate);
@@ -700,6 +742,7 @@ mod tests {
         email_accepts_exactly_its_pattern: Email,
         billing_date_accepts_exactly_its_pattern: BillingDate,
         org_number_accepts_exactly_its_pattern: OrgNumber,
+        domain_name_accepts_exactly_its_pattern: DomainName,
     );
 
     #[test]

@@ -329,6 +329,25 @@ mod tests {
         assert_eq!(changes(serde_json::json!([])).unwrap_err(), "body");
     }
 
+    proptest::proptest! {
+        /// Whatever text a caller puts in whichever field, the answer is a
+        /// parsed change or a 422 naming that very field: never a panic.
+        #[test]
+        fn any_text_in_any_field_parses_or_names_the_field(
+            field in proptest::sample::select(vec![
+                "first_name", "last_name", "company_name", "address", "address2", "city",
+                "state", "zipcode", "country", "phone", "mobile_phone", "account_type",
+                "eu_vat_number", "org_number", "reference", "email", "nickname",
+            ]),
+            value in proptest::prelude::any::<String>(),
+        ) {
+            match changes(serde_json::json!({ field: value })) {
+                Ok(changed) => proptest::prop_assert_eq!(changed.len(), 1),
+                Err(named) => proptest::prop_assert_eq!(named, field),
+            }
+        }
+    }
+
     /// The country list is written twice (the schema attribute needs a
     /// literal); this keeps the documented pattern and the check in step.
     #[test]

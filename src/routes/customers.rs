@@ -449,6 +449,29 @@ mod tests {
         assert_eq!(field(half), "billing_zipcode");
     }
 
+    proptest::proptest! {
+        /// Arbitrary text in any field of a new customer is a customer or a
+        /// 422 naming that field: never a panic, never another field.
+        #[test]
+        fn any_text_in_any_field_parses_or_names_the_field(
+            field in proptest::sample::select(vec![
+                "start_billing_date", "customer_id", "email", "first_name", "last_name",
+                "address", "zipcode", "subreseller_id", "same_billing_address",
+            ]),
+            value in proptest::prelude::any::<String>(),
+        ) {
+            let mut body = valid();
+            body[field] = Value::String(value);
+            if let Err(error) = NewCustomer::parse(body) {
+                let ApiError::Unprocessable { errors, .. } = error else {
+                    return Err(proptest::test_runner::TestCaseError::fail(format!("{error:?}")));
+                };
+                proptest::prop_assert_eq!(errors.len(), 1);
+                proptest::prop_assert_eq!(errors[0].field.as_str(), field);
+            }
+        }
+    }
+
     #[test]
     fn dna_field_names_map_back() {
         assert_eq!(gateway_field("same_billing_address"), "billing_address");
