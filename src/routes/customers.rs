@@ -285,11 +285,16 @@ pub(crate) async fn create_customer(
             })
             .instrument(tracing::Span::current()),
     );
-    let outcome = task.await.unwrap_or_else(|e| {
-        Err(ApiError::Internal(anyhow::anyhow!(
+    let outcome = match task.await {
+        Ok(outcome) => outcome,
+        // A panic in the create goes on in this request, where the request
+        // middleware answers it (500, logged once with its message); the
+        // unsettled claim marks the key's outcome unknown as it unwinds.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(ApiError::Internal(anyhow::anyhow!(
             "the create task failed: {e}"
-        )))
-    });
+        ))),
+    };
     match (outcome, claim) {
         (Ok(stored), claim) => {
             let response = stored.replay_first();
