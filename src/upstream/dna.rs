@@ -20,14 +20,10 @@ use serde::{Deserialize, de::DeserializeOwned};
 use tokio::sync::Mutex;
 
 use super::{
-    Answer, Upstream, UpstreamError, http_client,
+    Answer, Upstream, UpstreamError, exchange, http_client,
     policy::{BreakerState, Policy},
-    receive,
 };
-use crate::{
-    configuration::{DnaSettings, UpstreamSettings},
-    context::{REQUEST_ID_HEADER, current_request_id},
-};
+use crate::configuration::{DnaSettings, UpstreamSettings};
 
 const UPSTREAM: Upstream = Upstream::Dna;
 
@@ -271,21 +267,12 @@ impl DnaClient {
         let mut request = self
             .http
             .post(format!("{}{path}", self.base_url))
-            .bearer_auth(access.expose_secret())
-            // Without it Laravel answers an expired token with a 500, not a 401.
-            .header(reqwest::header::ACCEPT, "application/json");
+            .bearer_auth(access.expose_secret());
         if let Some(form) = form {
             request = request.form(form);
         }
-        if let Some(id) = current_request_id() {
-            request = request.header(REQUEST_ID_HEADER, id);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| UpstreamError::from_reqwest(UPSTREAM, self.timeout, &e))?;
         // A cut answer may have been processed: an error, never resent.
-        match receive(UPSTREAM, self.timeout, response).await? {
+        match exchange(UPSTREAM, self.timeout, request).await? {
             Answer::Unauthenticated(_) => Ok(Attempt::Unauthenticated),
             answer => Ok(Attempt::Done(answer)),
         }
@@ -359,20 +346,8 @@ impl DnaClient {
         let answer = self
             .policy
             .run(false, || async {
-                let mut request = self
-                    .http
-                    .post(&url)
-                    .header(reqwest::header::ACCEPT, "application/json")
-                    .form(&form);
-                if let Some(id) = current_request_id() {
-                    request = request.header(REQUEST_ID_HEADER, id);
-                }
-                let response = request
-                    .send()
-                    .await
-                    .map_err(|e| UpstreamError::from_reqwest(UPSTREAM, self.timeout, &e))?;
                 // 429 is "slow down" (a fault the breaker counts), never "bad credentials".
-                receive(UPSTREAM, self.timeout, response).await
+                exchange(UPSTREAM, self.timeout, self.http.post(&url).form(&form)).await
             })
             .await?;
         let detail = match answer {

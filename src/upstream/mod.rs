@@ -214,9 +214,28 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
     Some(Duration::from_secs(seconds.min(300)))
 }
 
+/// Sends one request the way every upstream call goes out (asking for JSON,
+/// carrying the request id) and reads its answer by [`classify`].
+pub(crate) async fn exchange(
+    upstream: Upstream,
+    timeout: Duration,
+    request: reqwest::RequestBuilder,
+) -> Result<Answer, UpstreamError> {
+    // Without Accept, Laravel answers an expired token with a 500, not a 401.
+    let mut request = request.header(reqwest::header::ACCEPT, "application/json");
+    if let Some(id) = crate::context::current_request_id() {
+        request = request.header(crate::context::REQUEST_ID_HEADER, id);
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| UpstreamError::from_reqwest(upstream, timeout, &e))?;
+    receive(upstream, timeout, response).await
+}
+
 /// Receives an answer and reads it by [`classify`]. The body of a 5xx or a
 /// 429 is not read: nothing in it changes what it means.
-pub(crate) async fn receive(
+async fn receive(
     upstream: Upstream,
     timeout: Duration,
     response: reqwest::Response,

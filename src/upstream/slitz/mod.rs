@@ -10,13 +10,11 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{
-    Answer, Upstream, UpstreamError, http_client,
+    Answer, Upstream, UpstreamError, exchange, http_client,
     policy::{BreakerState, Policy},
-    receive,
 };
 use crate::{
     configuration::{SlitzSettings, UpstreamSettings},
-    context::{REQUEST_ID_HEADER, current_request_id},
     domain::AccountField,
     model,
 };
@@ -197,17 +195,8 @@ impl SlitzClient {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, UpstreamError> {
-        let mut request = request
-            .basic_auth(&self.username, Some(self.password.expose_secret()))
-            .header(reqwest::header::ACCEPT, "application/json");
-        if let Some(id) = current_request_id() {
-            request = request.header(REQUEST_ID_HEADER, id);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| UpstreamError::from_reqwest(UPSTREAM, self.timeout, &e))?;
-        interpret(receive(UPSTREAM, self.timeout, response).await?)
+        let request = request.basic_auth(&self.username, Some(self.password.expose_secret()));
+        interpret(exchange(UPSTREAM, self.timeout, request).await?)
     }
 }
 
