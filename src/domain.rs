@@ -124,7 +124,7 @@ macro_rules! parsed_type {
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
+                s.serialize_str(&self.as_str())
             }
         }
 
@@ -138,7 +138,7 @@ macro_rules! parsed_type {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+                f.write_str(&self.as_str())
             }
         }
     };
@@ -472,25 +472,7 @@ impl Parse for BillingDate {
     }
 }
 
-impl Serialize for BillingDate {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for BillingDate {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_parsed(d)
-    }
-}
-
-impl PartialSchema for BillingDate {
-    fn schema() -> RefOr<Schema> {
-        string_schema(Self::PATTERN, Self::MAX_CHARS, Self::EXAMPLE, Self::FORMAT).into()
-    }
-}
-
-impl ToSchema for BillingDate {}
+parsed_type!(BillingDate);
 
 /// The fields of the account that the gateway can change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
