@@ -110,6 +110,49 @@ pub struct Settings {
     pub idempotency: IdempotencySettings,
     #[serde(default)]
     pub overview: OverviewSettings,
+    /// Shared state for several instances; absent: each instance keeps its own.
+    #[serde(default)]
+    pub redis: Option<RedisSettings>,
+}
+
+/// `[redis]`: where instances share their state (Idempotency-Keys).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://[user:password@]host:port/db`, or `rediss://` for TLS. Held
+    /// as a secret: it may carry the password.
+    pub url: SecretString,
+    /// Prefix of every key, so several gateways can share one Redis.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// The longest any one Redis call may take before the gateway falls back
+    /// (or, for an Idempotency-Key, fails closed with a 503).
+    #[serde(default = "default_redis_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default, rename = "url_file")]
+    _url_file: Option<PathBuf>,
+}
+
+impl RedisSettings {
+    pub fn new(url: &str, key_prefix: &str, timeout_ms: u64) -> Self {
+        Self {
+            url: url.into(),
+            key_prefix: key_prefix.to_owned(),
+            timeout_ms,
+            _url_file: None,
+        }
+    }
+}
+
+fn default_key_prefix() -> String {
+    "gateway:".to_owned()
+}
+
+/// DESIGN.md says 50 ms. A busy Redis (an fsync, a slow command from
+/// another client) passes that now and then, and an Idempotency-Key fails
+/// closed: a 50 ms bound would turn such moments into 503s on creates.
+fn default_redis_timeout_ms() -> u64 {
+    200
 }
 
 /// `GET /v1/overview`.
@@ -396,6 +439,7 @@ const FILE_BACKED_KEYS: &[&str] = &[
     "dna.password",
     "slitz.username",
     "slitz.password",
+    "redis.url",
 ];
 
 impl Settings {
@@ -584,6 +628,27 @@ impl Settings {
         within("cache.max_bytes", c.max_bytes, 1, 64 << 30)?;
         for (route, ttl) in &c.routes {
             within(&format!("cache.routes.{}", route.name()), *ttl, 0, MONTH_S)?;
+        }
+        if let Some(redis) = &self.redis {
+            within("redis.timeout_ms", redis.timeout_ms, 1, 10_000)?;
+            use secrecy::ExposeSecret;
+            let url = Url::parse(redis.url.expose_secret())
+                .map_err(|_| bad("redis.url", "is not a URL such as redis://redis:6379/0"))?;
+            if !matches!(url.scheme(), "redis" | "rediss") || url.host().is_none() {
+                return Err(bad(
+                    "redis.url",
+                    format!(
+                        "must be redis://host:port/db or rediss:// (TLS), not {}://",
+                        url.scheme()
+                    ),
+                ));
+            }
+            if redis.key_prefix.is_empty() || redis.key_prefix.chars().any(char::is_control) {
+                return Err(bad(
+                    "redis.key_prefix",
+                    "must be plain, non-empty text such as gateway:",
+                ));
+            }
         }
         let i = &self.idempotency;
         within("idempotency.ttl_seconds", i.ttl_seconds, 1, MONTH_S)?;

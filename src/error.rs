@@ -105,6 +105,10 @@ pub enum ProblemType {
     /// The gateway cannot serve yet, or no source of an answer could (503).
     #[serde(rename = "urn:gateway:problem:not-ready")]
     NotReady,
+    /// The state the instances share (Redis) cannot be reached, and the
+    /// request must not go on without it: a create with an Idempotency-Key (503).
+    #[serde(rename = "urn:gateway:problem:shared-state-unavailable")]
+    SharedStateUnavailable,
     /// A fault of the gateway itself (500); the detail is in its logs.
     #[serde(rename = "urn:gateway:problem:internal")]
     Internal,
@@ -141,7 +145,7 @@ pub enum ProblemType {
 }
 
 impl ProblemType {
-    pub const ALL: [ProblemType; 22] = [
+    pub const ALL: [ProblemType; 23] = [
         Self::Validation,
         Self::Unauthenticated,
         Self::Forbidden,
@@ -153,6 +157,7 @@ impl ProblemType {
         Self::PayloadTooLarge,
         Self::UnsupportedMediaType,
         Self::NotReady,
+        Self::SharedStateUnavailable,
         Self::Internal,
         Self::UpstreamCredentialsRejected,
         Self::UpstreamError,
@@ -180,6 +185,7 @@ impl ProblemType {
             Self::PayloadTooLarge => "The request body is too large",
             Self::UnsupportedMediaType => "Unsupported media type",
             Self::NotReady => "The gateway cannot serve yet",
+            Self::SharedStateUnavailable => "The state instances share is unavailable",
             Self::Internal => "Internal error",
             Self::UpstreamCredentialsRejected => "The upstream rejected the gateway's credentials",
             Self::UpstreamError => "The upstream failed",
@@ -261,6 +267,10 @@ pub enum ApiError {
     Upstream(#[from] UpstreamError),
     #[error("not ready: {0}")]
     NotReady(String),
+    /// The state instances share (Redis) cannot be used, and this request
+    /// must not go on without it.
+    #[error("shared state unavailable: {0}")]
+    StateUnavailable(String),
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
 }
@@ -309,6 +319,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => (P::PayloadTooLarge, S::PAYLOAD_TOO_LARGE),
             Self::UnsupportedMediaType(_) => (P::UnsupportedMediaType, S::UNSUPPORTED_MEDIA_TYPE),
             Self::NotReady(_) => (P::NotReady, S::SERVICE_UNAVAILABLE),
+            Self::StateUnavailable(_) => (P::SharedStateUnavailable, S::SERVICE_UNAVAILABLE),
             Self::Internal(_) => (P::Internal, S::INTERNAL_SERVER_ERROR),
             Self::Upstream(e) => match e {
                 UpstreamError::NotFound { .. } => (P::NotFound, S::NOT_FOUND),
@@ -336,7 +347,7 @@ impl ApiError {
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         use std::time::Duration;
         match self {
-            Self::Conflict(_) => Some(Duration::from_secs(1)),
+            Self::Conflict(_) | Self::StateUnavailable(_) => Some(Duration::from_secs(1)),
             Self::RateLimited { retry_after, .. } => Some(*retry_after),
             Self::Upstream(UpstreamError::Throttled { retry_after, .. }) => *retry_after,
             Self::Upstream(UpstreamError::CircuitOpen { retry_after, .. }) => Some(*retry_after),
@@ -369,7 +380,8 @@ impl ApiError {
             Self::NotFound(detail)
             | Self::Conflict(detail)
             | Self::UnsupportedMediaType(detail)
-            | Self::NotReady(detail) => (Some(detail.clone()), vec![], None),
+            | Self::NotReady(detail)
+            | Self::StateUnavailable(detail) => (Some(detail.clone()), vec![], None),
             Self::RateLimited {
                 retry_after,
                 per_second,

@@ -3,31 +3,38 @@
 //! body replays the first answer; with another body it is a 422; while the
 //! first request with the key is still being processed it is a 409.
 //!
-//! Keys are scoped to the caller (two API keys never share one), live for
-//! `idempotency.ttl_seconds`, and are bounded in number.
+//! Keys are scoped to the caller (two API keys never share one) and live for
+//! `idempotency.ttl_seconds`. Without `[redis]` they are kept in this
+//! instance (bounded by `idempotency.max_keys`); with it, in Redis, so a
+//! retry that lands on another instance is recognised there too. A key
+//! whose first request never settled (its instance died mid-write) is never
+//! sent again: it answers that the outcome is unknown.
 
 use std::{
     sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::Duration,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use crate::{
     configuration::IdempotencySettings,
     context::current_request_id,
     error::{ApiError, FieldError, Problem},
+    shared::SharedRedis,
 };
 use actix_web::{
     HttpResponse,
     http::header::{HeaderName, HeaderValue},
 };
 use moka::future::Cache;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// A finished answer, kept to be replayed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Stored {
     /// `201 Created`: the JSON body and where the new resource is.
-    Created { body: Vec<u8>, location: String },
+    Created { body: String, location: String },
     /// A failure whose outcome upstream is unknown; replayed as the same
     /// problem, with the id of the request that asks again.
     Failed(Problem),
@@ -67,47 +74,79 @@ impl Stored {
         }
         response
     }
-}
 
-#[derive(Debug)]
-enum State {
-    InFlight,
-    Done(Stored),
-}
-
-#[derive(Debug)]
-struct Record {
-    fingerprint: [u8; 32],
-    state: Mutex<State>,
+    /// What a key whose first request never settled answers.
+    fn outcome_unknown() -> Self {
+        let mut problem = ApiError::internal("an Idempotency-Key never settled").to_problem();
+        problem.detail = Some(
+            "the first request with this Idempotency-Key ended without an answer; its outcome at the upstream is unknown, so it is not sent again: check with DNA, then use a new key"
+                .to_owned(),
+        );
+        Self::Failed(problem)
+    }
 }
 
 /// What to do with a request that carries a key.
 pub enum Claim {
-    /// First use: process it, then [`IdempotencyStore::finish`] or [`IdempotencyStore::release`].
+    /// First use: process it, then [`ClaimedKey::finish`] or [`ClaimedKey::release`].
     Fresh(ClaimedKey),
     /// Seen and finished: answer this.
     Replay(Stored),
 }
 
-/// A key this request owns until it finishes or releases it.
-pub struct ClaimedKey {
-    key: String,
-    record: Arc<Record>,
-    store: Cache<String, Arc<Record>>,
-    settled: bool,
+fn reused_with_another_body() -> ApiError {
+    ApiError::Unprocessable {
+        detail: "this Idempotency-Key was used with a different request body; use a new key for a new request"
+            .into(),
+        errors: vec![FieldError::new(
+            "Idempotency-Key",
+            "already used with a different body",
+        )],
+    }
+}
+
+fn in_flight() -> ApiError {
+    ApiError::Conflict(
+        "a request with this Idempotency-Key is still being processed; retry shortly".into(),
+    )
 }
 
 pub struct IdempotencyStore {
-    records: Cache<String, Arc<Record>>,
+    backend: Backend,
+}
+
+enum Backend {
+    Local(Cache<String, Arc<LocalRecord>>),
+    Shared(Arc<SharedKeys>),
 }
 
 impl IdempotencyStore {
+    /// Keys kept in this instance.
     pub fn new(settings: &IdempotencySettings) -> Self {
         Self {
-            records: Cache::builder()
-                .max_capacity(settings.max_keys)
-                .time_to_live(Duration::from_secs(settings.ttl_seconds))
-                .build(),
+            backend: Backend::Local(
+                Cache::builder()
+                    .max_capacity(settings.max_keys)
+                    .time_to_live(Duration::from_secs(settings.ttl_seconds))
+                    .build(),
+            ),
+        }
+    }
+
+    /// Keys kept in Redis, shared by every instance. A request holds its key
+    /// under a lease of `lease`: past it, with no answer recorded, the key
+    /// answers that the outcome is unknown.
+    pub fn shared(
+        redis: Arc<SharedRedis>,
+        settings: &IdempotencySettings,
+        lease: Duration,
+    ) -> Self {
+        Self {
+            backend: Backend::Shared(Arc::new(SharedKeys {
+                redis,
+                ttl: Duration::from_secs(settings.ttl_seconds),
+                lease,
+            })),
         }
     }
 
@@ -128,56 +167,261 @@ impl IdempotencyStore {
     pub async fn claim(&self, caller: &str, key: &str, body: &[u8]) -> Result<Claim, ApiError> {
         let fingerprint: [u8; 32] = Sha256::digest(body).into();
         let scoped = format!("{caller}\u{0}{key}");
-        let entry = self
-            .records
-            .entry(scoped.clone())
-            .or_insert_with(async {
-                Arc::new(Record {
-                    fingerprint,
-                    state: Mutex::new(State::InFlight),
-                })
-            })
-            .await;
-        let inserted = entry.is_fresh();
-        let record = entry.into_value();
-        if inserted {
-            return Ok(Claim::Fresh(ClaimedKey {
-                key: scoped,
-                record,
-                store: self.records.clone(),
-                settled: false,
-            }));
-        }
-        if record.fingerprint != fingerprint {
-            return Err(ApiError::Unprocessable {
-                detail: "this Idempotency-Key was used with a different request body; use a new key for a new request"
-                    .into(),
-                errors: vec![FieldError::new("Idempotency-Key", "already used with a different body")],
-            });
-        }
-        let state = lock(&record.state);
-        match &*state {
-            State::Done(stored) => Ok(Claim::Replay(stored.clone())),
-            State::InFlight => Err(ApiError::Conflict(
-                "a request with this Idempotency-Key is still being processed; retry shortly"
-                    .into(),
-            )),
+        match &self.backend {
+            Backend::Local(records) => claim_local(records, scoped, fingerprint).await,
+            Backend::Shared(keys) => keys.claim(&scoped, fingerprint).await,
         }
     }
 }
 
+#[derive(Debug)]
+enum LocalState {
+    InFlight,
+    Done(Stored),
+}
+
+#[derive(Debug)]
+struct LocalRecord {
+    fingerprint: [u8; 32],
+    state: Mutex<LocalState>,
+}
+
+async fn claim_local(
+    records: &Cache<String, Arc<LocalRecord>>,
+    scoped: String,
+    fingerprint: [u8; 32],
+) -> Result<Claim, ApiError> {
+    let entry = records
+        .entry(scoped.clone())
+        .or_insert_with(async {
+            Arc::new(LocalRecord {
+                fingerprint,
+                state: Mutex::new(LocalState::InFlight),
+            })
+        })
+        .await;
+    let inserted = entry.is_fresh();
+    let record = entry.into_value();
+    if inserted {
+        return Ok(Claim::Fresh(ClaimedKey {
+            held: Some(Held::Local {
+                key: scoped,
+                record,
+                records: records.clone(),
+            }),
+        }));
+    }
+    if record.fingerprint != fingerprint {
+        return Err(reused_with_another_body());
+    }
+    let state = lock(&record.state);
+    match &*state {
+        LocalState::Done(stored) => Ok(Claim::Replay(stored.clone())),
+        LocalState::InFlight => Err(in_flight()),
+    }
+}
+
+/// Keys in Redis: one JSON record per key, living `ttl`. The first request
+/// creates it atomically (`SET NX`) with a lease; its answer replaces it.
+struct SharedKeys {
+    redis: Arc<SharedRedis>,
+    ttl: Duration,
+    lease: Duration,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SharedRecord {
+    /// SHA-256 of the request body, hex.
+    fingerprint: String,
+    /// Who holds the lease: only it may release the key.
+    holder: String,
+    /// Unix milliseconds until which the holder may still be working.
+    lease_until_ms: u64,
+    /// The answer, once there is one.
+    stored: Option<Stored>,
+}
+
+/// Unix time in milliseconds (0 before 1970, saturating far ahead).
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Deletes the key only if the given holder still holds it.
+const RELEASE: &str = r#"
+local record = redis.call('GET', KEYS[1])
+if record and string.find(record, ARGV[1], 1, true) then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"#;
+
+impl SharedKeys {
+    fn redis_key(&self, scoped: &str) -> String {
+        // Hashed: the caller's name and key never appear in Redis as such.
+        self.redis.key(&format!(
+            "idempotency:{}",
+            hex::encode(Sha256::digest(scoped.as_bytes()))
+        ))
+    }
+
+    fn unavailable(error: impl std::fmt::Display) -> ApiError {
+        tracing::warn!(error = %error, "Idempotency-Key store unavailable; failing closed");
+        ApiError::StateUnavailable(
+            "the store of Idempotency-Keys cannot be reached, so the request was not sent (a duplicate would be worse than a retry); retry shortly"
+                .into(),
+        )
+    }
+
+    async fn claim(
+        self: &Arc<Self>,
+        scoped: &str,
+        fingerprint: [u8; 32],
+    ) -> Result<Claim, ApiError> {
+        let key = self.redis_key(scoped);
+        let holder = uuid::Uuid::new_v4().to_string();
+        let record = SharedRecord {
+            fingerprint: hex::encode(fingerprint),
+            holder: holder.clone(),
+            lease_until_ms: now_ms().saturating_add(millis(self.lease)),
+            stored: None,
+        };
+        let json = serde_json::to_string(&record).map_err(|e| ApiError::Internal(e.into()))?;
+        let ttl = millis(self.ttl);
+        let (created, existing) = self
+            .redis
+            .call("idempotency claim", |mut c| {
+                let key = key.clone();
+                async move {
+                    let created: Option<String> = redis::cmd("SET")
+                        .arg(&key)
+                        .arg(&json)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(ttl)
+                        .query_async(&mut c)
+                        .await?;
+                    if created.is_some() {
+                        return Ok((true, None));
+                    }
+                    let existing: Option<String> =
+                        redis::cmd("GET").arg(&key).query_async(&mut c).await?;
+                    Ok((false, existing))
+                }
+            })
+            .await
+            .map_err(Self::unavailable)?;
+        if created {
+            return Ok(Claim::Fresh(ClaimedKey {
+                held: Some(Held::Shared {
+                    keys: Arc::clone(self),
+                    key,
+                    record,
+                }),
+            }));
+        }
+        // Gone between SET and GET (it expired): as good as in flight; a retry claims it.
+        let Some(existing) = existing else {
+            return Err(in_flight());
+        };
+        let existing: SharedRecord = serde_json::from_str(&existing)
+            .map_err(|e| Self::unavailable(format!("unreadable record: {e}")))?;
+        if existing.fingerprint != hex::encode(fingerprint) {
+            return Err(reused_with_another_body());
+        }
+        match existing.stored {
+            Some(stored) => Ok(Claim::Replay(stored)),
+            None if now_ms() < existing.lease_until_ms => Err(in_flight()),
+            // The holder is gone without an answer: its outcome is unknown.
+            None => Ok(Claim::Replay(Stored::outcome_unknown())),
+        }
+    }
+
+    async fn finish(&self, key: &str, mut record: SharedRecord, stored: Stored) {
+        record.stored = Some(stored);
+        let Ok(json) = serde_json::to_string(&record) else {
+            return;
+        };
+        let ttl = millis(self.ttl);
+        let result = self
+            .redis
+            .call("idempotency finish", |mut c| async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(json)
+                    .arg("PX")
+                    .arg(ttl)
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await;
+        if let Err(error) = result {
+            // The answer was sent; the key stays held until its lease ends,
+            // then answers "outcome unknown": never a second create.
+            tracing::error!(error = %error, "could not record an Idempotency-Key's answer");
+        }
+    }
+
+    async fn release(&self, key: &str, holder: &str) {
+        let result = self
+            .redis
+            .call("idempotency release", |mut c| async move {
+                redis::Script::new(RELEASE)
+                    .key(key)
+                    .arg(holder)
+                    .invoke_async::<i64>(&mut c)
+                    .await
+            })
+            .await;
+        if let Err(error) = result {
+            // The key stays held; after its lease it answers "outcome unknown".
+            tracing::warn!(error = %error, "could not release an Idempotency-Key");
+        }
+    }
+}
+
+/// A key this request owns until it finishes or releases it (`held` is
+/// then `None`).
+pub struct ClaimedKey {
+    held: Option<Held>,
+}
+
+enum Held {
+    Local {
+        key: String,
+        record: Arc<LocalRecord>,
+        records: Cache<String, Arc<LocalRecord>>,
+    },
+    Shared {
+        keys: Arc<SharedKeys>,
+        key: String,
+        record: SharedRecord,
+    },
+}
+
 impl ClaimedKey {
     /// Records the answer to replay for this key.
-    pub fn finish(mut self, stored: Stored) {
-        *lock(&self.record.state) = State::Done(stored);
-        self.settled = true;
+    pub async fn finish(mut self, stored: Stored) {
+        match self.held.take() {
+            Some(Held::Local { record, .. }) => *lock(&record.state) = LocalState::Done(stored),
+            Some(Held::Shared { keys, key, record }) => keys.finish(&key, record, stored).await,
+            None => {}
+        }
     }
 
     /// Forgets the key: the request provably never reached the upstream, so
     /// sending it again with the same key is safe.
     pub async fn release(mut self) {
-        self.settled = true;
-        self.store.invalidate(&self.key).await;
+        match self.held.take() {
+            Some(Held::Local { key, records, .. }) => records.invalidate(&key).await,
+            Some(Held::Shared { keys, key, record }) => keys.release(&key, &record.holder).await,
+            None => {}
+        }
     }
 }
 
@@ -185,13 +429,20 @@ impl Drop for ClaimedKey {
     /// A claim dropped unsettled (a bug or a panic mid-write) has an unknown
     /// outcome: retries with the key are told so rather than sent again.
     fn drop(&mut self) {
-        if !self.settled {
-            let mut problem = ApiError::internal("a claim dropped unsettled").to_problem();
-            problem.detail = Some(
-                "the first request with this Idempotency-Key ended without an answer; its outcome is unknown, so it is not sent again"
-                    .to_owned(),
-            );
-            *lock(&self.record.state) = State::Done(Stored::Failed(problem));
+        match self.held.take() {
+            None => {}
+            Some(Held::Local { record, .. }) => {
+                *lock(&record.state) = LocalState::Done(Stored::outcome_unknown());
+            }
+            Some(Held::Shared { keys, key, record }) => {
+                // Best effort; if it cannot be written, the lease runs out and
+                // the key says the same.
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        keys.finish(&key, record, Stored::outcome_unknown()).await;
+                    });
+                }
+            }
         }
     }
 }
@@ -210,7 +461,7 @@ mod tests {
 
     fn stored() -> Stored {
         Stored::Created {
-            body: b"{}".to_vec(),
+            body: "{}".into(),
             location: "/v1/customers/1".into(),
         }
     }
@@ -225,7 +476,7 @@ mod tests {
             store.claim("web", "k1", b"a").await,
             Err(ApiError::Conflict(_))
         ));
-        claim.finish(stored());
+        claim.finish(stored()).await;
         assert!(matches!(
             store.claim("web", "k1", b"a").await,
             Ok(Claim::Replay(Stored::Created { .. }))

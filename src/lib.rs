@@ -30,6 +30,7 @@ pub mod normalize;
 pub mod openapi;
 pub mod routes;
 pub mod sandbox;
+pub mod shared;
 pub mod startup;
 pub mod telemetry;
 pub mod upstream;

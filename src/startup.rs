@@ -1,7 +1,7 @@
 //! Builds the HTTP server from settings: shared clients, middleware, routes,
 //! Swagger UI, and problem+json for every framework-level error.
 
-use std::{net::TcpListener, time::Duration};
+use std::{net::TcpListener, sync::Arc, time::Duration};
 
 use actix_cors::Cors;
 use actix_web::{
@@ -23,6 +23,7 @@ use crate::{
     idempotency::IdempotencyStore,
     openapi,
     routes::{self, AllowedMethods, health::Readiness},
+    shared::SharedRedis,
     telemetry::{self, BodyLimit, Deadline, TrustedProxies},
     upstream::{dna::DnaClient, slitz::SlitzClient},
 };
@@ -59,7 +60,22 @@ impl Application {
         let slitz = web::Data::new(SlitzClient::new(&settings.slitz, &settings.upstream)?);
         let cache = web::Data::new(ResponseCache::new(&settings.cache));
         let dna = web::Data::new(DnaClient::new(&settings.dna, &settings.upstream)?);
-        let idempotency = web::Data::new(IdempotencyStore::new(&settings.idempotency));
+        let redis = settings
+            .redis
+            .as_ref()
+            .map(SharedRedis::new)
+            .transpose()?
+            .map(Arc::new);
+        let idempotency = web::Data::new(match &redis {
+            // A create runs within the request deadline; the lease outlasts it.
+            Some(redis) => IdempotencyStore::shared(
+                Arc::clone(redis),
+                &settings.idempotency,
+                Duration::from_millis(settings.upstream.deadline_ms)
+                    .saturating_add(Duration::from_secs(10)),
+            ),
+            None => IdempotencyStore::new(&settings.idempotency),
+        });
         let overview = web::Data::new(settings.overview.clone());
         let deadline = web::Data::new(Deadline(Duration::from_millis(
             settings.upstream.deadline_ms,
@@ -71,6 +87,7 @@ impl Application {
                 ("slitz", &settings.slitz.base_url),
             ],
             Duration::from_millis(settings.upstream.connect_timeout_ms),
+            redis.clone(),
         ));
         let proxies = web::Data::new(TrustedProxies(settings.server.trusted_proxies.clone()));
         let body_limit = web::Data::new(BodyLimit(settings.server.max_body_bytes));

@@ -276,7 +276,8 @@ pub(crate) async fn create_customer(
                     status: "pending",
                     customer_id: customer.customer_id.as_str().to_owned(),
                 };
-                let body = serde_json::to_vec(&answer).map_err(|e| ApiError::Internal(e.into()))?;
+                let body =
+                    serde_json::to_string(&answer).map_err(|e| ApiError::Internal(e.into()))?;
                 let stored = Stored::Created {
                     body,
                     location: format!("/v1/customers/{}", answer.id),
@@ -298,8 +299,9 @@ pub(crate) async fn create_customer(
     match (outcome, claim) {
         (Ok(stored), claim) => {
             let response = stored.replay_first();
+            // Recorded before answering, so a retry on any instance replays it.
             if let Some(claim) = claim {
-                claim.finish(stored);
+                claim.finish(stored).await;
             }
             Ok(response)
         }
@@ -308,7 +310,7 @@ pub(crate) async fn create_customer(
             Err(error)
         }
         (Err(error), Some(claim)) => {
-            claim.finish(Stored::Failed(error.to_problem()));
+            claim.finish(Stored::Failed(error.to_problem())).await;
             Err(error)
         }
         (Err(error), None) => Err(error),

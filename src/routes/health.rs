@@ -1,6 +1,6 @@
 //! Liveness and readiness, for the orchestrator and the reverse proxy.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use actix_web::{HttpResponse, get, http::header, web};
 use serde::Serialize;
@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use crate::{
     error::{ApiError, Problem},
+    shared::SharedRedis,
     upstream::{dna::DnaClient, policy::BreakerState, slitz::SlitzClient},
 };
 
@@ -17,10 +18,15 @@ use crate::{
 pub struct Readiness {
     upstreams: Vec<(&'static str, String, u16)>,
     timeout: Duration,
+    redis: Option<Arc<SharedRedis>>,
 }
 
 impl Readiness {
-    pub fn new(upstreams: &[(&'static str, &Url)], timeout: Duration) -> Self {
+    pub fn new(
+        upstreams: &[(&'static str, &Url)],
+        timeout: Duration,
+        redis: Option<Arc<SharedRedis>>,
+    ) -> Self {
         let upstreams = upstreams
             .iter()
             .filter_map(|(name, url)| {
@@ -31,7 +37,11 @@ impl Readiness {
                 ))
             })
             .collect();
-        Self { upstreams, timeout }
+        Self {
+            upstreams,
+            timeout,
+            redis,
+        }
     }
 
     async fn check(&self) -> BTreeMap<&'static str, Check> {
@@ -153,7 +163,21 @@ pub(crate) async fn readyz(
         };
         checks.insert("dna_credentials", check);
     }
-    if checks.values().all(|c| c.status == "up") {
+    // Redis is named, not judged: without it every instance still serves
+    // reads (creates with an Idempotency-Key fail closed), and pulling every
+    // instance out of the balancer at once would turn that into an outage.
+    let redis = match &readiness.redis {
+        None => None,
+        Some(redis) => Some(match redis.ping().await {
+            Ok(()) => Check::up(),
+            Err(e) => Check::down(e.to_string()),
+        }),
+    };
+    let all_up = checks.values().all(|c| c.status == "up");
+    if let Some(redis) = redis {
+        checks.insert("redis", redis);
+    }
+    if all_up {
         return HttpResponse::Ok().json(Ready {
             status: "ready",
             checks,
@@ -161,7 +185,7 @@ pub(crate) async fn readyz(
     }
     let down: Vec<&str> = checks
         .iter()
-        .filter(|(_, c)| c.status != "up")
+        .filter(|(name, c)| c.status != "up" && **name != "redis")
         .map(|(name, _)| *name)
         .collect();
     let mut response = ApiError::NotReady(format!("unreachable: {}", down.join(", ")))

@@ -310,6 +310,7 @@ impl Sandbox {
             log: Default::default(),
             idempotency: Default::default(),
             overview: Default::default(),
+            redis: None,
         }
     }
 

@@ -292,3 +292,56 @@ fn the_shipped_example_config_is_valid_given_its_secret_files() {
     .replace("/run/secrets", dir.path().to_str().unwrap());
     load(&text, &[]).unwrap();
 }
+
+#[test]
+fn a_redis_section_is_optional_validated_and_keeps_its_password_secret() {
+    assert!(load(VALID, &[]).unwrap().redis.is_none());
+    let settings = load(
+        VALID,
+        &[(
+            "GATEWAY__REDIS__URL",
+            "redis://:redis-password-value@redis:6379/0",
+        )],
+    )
+    .unwrap();
+    let redis = settings.redis.as_ref().unwrap();
+    assert_eq!(redis.key_prefix, "gateway:");
+    assert_eq!(redis.timeout_ms, 200);
+    assert!(!format!("{settings:?}").contains("redis-password-value"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = write(
+        dir.path(),
+        "redis_url",
+        "rediss://:from-a-file@redis:6380/1\n",
+    );
+    let settings = load(
+        VALID,
+        &[("GATEWAY__REDIS__URL_FILE", url.to_str().unwrap())],
+    )
+    .unwrap();
+    assert_eq!(
+        settings.redis.unwrap().url.expose_secret(),
+        "rediss://:from-a-file@redis:6380/1"
+    );
+
+    for (env, key) in [
+        (
+            ("GATEWAY__REDIS__URL", "http://:hunter2@redis:6379/0"),
+            "redis.url",
+        ),
+        (("GATEWAY__REDIS__URL", "not a url hunter2"), "redis.url"),
+        (("GATEWAY__REDIS__TIMEOUT_MS", "0"), "redis.timeout_ms"),
+    ] {
+        let mut env = vec![env];
+        if env[0].0 != "GATEWAY__REDIS__URL" {
+            env.push(("GATEWAY__REDIS__URL", "redis://redis:6379/0"));
+        }
+        let err = load(VALID, &env).unwrap_err();
+        assert!(err.contains(key), "{key}: {err}");
+        assert!(
+            !err.contains("hunter2"),
+            "the URL's password stays out: {err}"
+        );
+    }
+}

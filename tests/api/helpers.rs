@@ -62,6 +62,118 @@ pub fn refusing_url() -> url::Url {
     url::Url::parse("http://127.0.0.1:0/api").expect("a valid URL")
 }
 
+/// Starts one more gateway with `settings` (e.g. another instance against
+/// the same sandbox) on a random loopback port; returns its base URL.
+pub async fn spawn_gateway(settings: Settings) -> String {
+    let app = Application::build(settings).expect("gateway builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    address
+}
+
+/// A real `redis-server` (Debian's package; `bash tests/run.sh` installs it)
+/// on a random loopback port, stopped when dropped.
+pub struct RedisServer {
+    child: std::process::Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        // A random port; if another process has it, redis-server exits and
+        // the next one is tried (no port is bound and dropped to find one).
+        for _ in 0..50 {
+            let port = 20_000 + u16::try_from(uuid::Uuid::new_v4().as_u128() % 40_000).unwrap();
+            let mut child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server is installed (run `bash tests/run.sh`, which installs it)");
+            let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                if child.try_wait().unwrap().is_some() {
+                    break; // the port was taken: try another
+                }
+                if Self::ping(port).await {
+                    return Self {
+                        child,
+                        port,
+                        _dir: dir,
+                    };
+                }
+                assert!(
+                    std::time::Instant::now() < give_up,
+                    "redis-server did not start"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        panic!("no free port for redis-server after 50 tries");
+    }
+
+    async fn ping(port: u16) -> bool {
+        let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}/")) else {
+            return false;
+        };
+        let Ok(mut connection) = client.get_multiplexed_async_connection().await else {
+            return false;
+        };
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+            .is_ok()
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// `[redis]` settings for a gateway on this server.
+    pub fn settings(&self) -> gateway::configuration::RedisSettings {
+        gateway::configuration::RedisSettings::new(&self.url(), "gateway-test:", 2_000)
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.thaw_quietly();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl RedisServer {
+    fn thaw_quietly(&self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+    }
+}
+
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)

@@ -17,5 +17,6 @@ mod problem_types;
 mod resilience;
 mod sandbox_dna;
 mod sandbox_slitz;
+mod shared_state;
 mod slitz_routes;
 mod telemetry;

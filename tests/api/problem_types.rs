@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener};
 
 use gateway::{
     auth::{Scope, sha256_hex},
-    configuration::{ApiKeySettings, Settings},
+    configuration::{ApiKeySettings, RedisSettings, Settings},
     error::ProblemType,
     sandbox::{Fault, FaultRule, Sandbox},
     startup::Application,
@@ -173,6 +173,17 @@ async fn provoke(kind: ProblemType) -> (u16, Value) {
             (
                 503,
                 app.client.get(app.url("/readyz")).send().await.unwrap(),
+            )
+        }
+        P::SharedStateUnavailable => {
+            // A Redis nothing can connect to: creates with a key fail closed.
+            let app = spawn_app_with(|s| {
+                s.redis = Some(RedisSettings::new("redis://127.0.0.1:0/0", "gw:", 500));
+            })
+            .await;
+            (
+                503,
+                create(&app, &new_customer("NO-STATE-1"), Some("k")).await,
             )
         }
         P::Internal => {

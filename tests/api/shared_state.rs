@@ -1,0 +1,190 @@
+//! Several instances, one state: real `redis-server`, two gateways against
+//! one sandbox upstream, over real HTTP.
+
+use gateway::sandbox::{Fault, FaultRule};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    customers::{CREATE, new_customer},
+    helpers::{KEY, RedisServer, TestApp, assert_problem, spawn_app_with, spawn_gateway},
+};
+
+/// Two instances sharing `redis`: the first as a `TestApp` (with the
+/// sandbox), the second's base URL.
+async fn two_instances(redis: &RedisServer) -> (TestApp, String) {
+    let settings = redis.settings();
+    let a = spawn_app_with(|s| s.redis = Some(settings.clone())).await;
+    let mut b = a
+        .sandbox
+        .settings(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    b.server.workers = 1;
+    b.redis = Some(redis.settings());
+    let b = spawn_gateway(b).await;
+    (a, b)
+}
+
+async fn create_on(app: &TestApp, base: &str, body: &Value, key: &str) -> reqwest::Response {
+    app.client
+        .post(format!("{base}/v1/customers"))
+        .bearer_auth(KEY)
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_idempotent_create_retried_on_another_instance_makes_one_customer() {
+    let redis = RedisServer::start().await;
+    let (a, b) = two_instances(&redis).await;
+    let body = new_customer("SHARED-1");
+    let customers_before = a.sandbox.dna_customer_count();
+    let first = create_on(&a, &a.address, &body, "shared-key-1").await;
+    assert_eq!(first.status().as_u16(), 201);
+    let first_body: Value = first.json().await.unwrap();
+
+    let retry = create_on(&a, &b, &body, "shared-key-1").await;
+    assert_eq!(retry.status().as_u16(), 201);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(retry.json::<Value>().await.unwrap(), first_body);
+    assert_eq!(a.sandbox.control.calls(CREATE), 1, "one customer at DNA");
+    assert_eq!(a.sandbox.dna_customer_count(), customers_before + 1);
+
+    // Another body with the key, on either instance, is refused.
+    let other = create_on(&a, &b, &new_customer("SHARED-2"), "shared-key-1").await;
+    let problem = assert_problem(other, 422).await;
+    assert_eq!(problem["errors"][0]["field"], "Idempotency-Key");
+    assert_eq!(a.sandbox.control.calls(CREATE), 1);
+}
+
+#[tokio::test]
+async fn concurrent_retries_on_two_instances_make_one_create() {
+    let redis = RedisServer::start().await;
+    let (a, b) = two_instances(&redis).await;
+    a.sandbox.control.inject(FaultRule::new(
+        "/dna/api/residential/client",
+        Fault::Delay { ms: 1_000 },
+    ));
+    let body = new_customer("RACE-1");
+    let on_a = create_on(&a, &a.address, &body, "race-key");
+    let on_b = async {
+        crate::helpers::wait_until("the first create reaches DNA", async || {
+            a.sandbox.control.calls(CREATE) == 1
+        })
+        .await;
+        create_on(&a, &b, &body, "race-key").await
+    };
+    let (on_a, on_b) = tokio::join!(on_a, on_b);
+    assert_eq!(on_a.status().as_u16(), 201);
+    assert_eq!(on_b.headers()["retry-after"], "1");
+    let problem = assert_problem(on_b, 409).await;
+    assert_eq!(
+        problem["type"],
+        "urn:gateway:problem:idempotency-key-in-use"
+    );
+    // Once the first has answered, the other instance replays it.
+    let replay = create_on(&a, &b, &body, "race-key").await;
+    assert_eq!(replay.status().as_u16(), 201);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(a.sandbox.control.calls(CREATE), 1);
+}
+
+#[tokio::test]
+async fn a_key_whose_instance_died_mid_write_is_never_sent_again() {
+    let redis = RedisServer::start().await;
+    let (a, b) = two_instances(&redis).await;
+    let body = new_customer("DIED-1");
+    // What an instance that died mid-create leaves behind: the key held,
+    // its lease run out, no answer. The fingerprint is of the parsed body,
+    // fields in the order the gateway writes them.
+    let canonical = r#"{"start_billing_date":"2026-12-01","customer_id":"DIED-1","email":"steve@example.com","first_name":"Steve","last_name":"Harris","address":"126 Mendoza Avenue","zipcode":"33134"}"#;
+    let record = json!({
+        "fingerprint": hex::encode(Sha256::digest(canonical.as_bytes())),
+        "holder": "an-instance-that-died",
+        "lease_until_ms": 0,
+        "stored": null
+    });
+    let key = format!(
+        "gateway-test:idempotency:{}",
+        hex::encode(Sha256::digest("sandbox\u{0}died-key".as_bytes()))
+    );
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("SET")
+        .arg(&key)
+        .arg(record.to_string())
+        .query_async::<()>(&mut connection)
+        .await
+        .unwrap();
+
+    for base in [&a.address, &b] {
+        let answer = create_on(&a, base, &body, "died-key").await;
+        assert_eq!(answer.headers()["idempotent-replayed"], "true");
+        let problem = assert_problem(answer, 500).await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("outcome at the upstream is unknown")),
+            "{problem}"
+        );
+    }
+    assert_eq!(a.sandbox.control.calls(CREATE), 0, "never resent");
+}
+
+#[tokio::test]
+async fn a_frozen_redis_fails_creates_with_a_key_closed_and_the_rest_serves_then_heals() {
+    let redis = RedisServer::start().await;
+    // A short bound, so the frozen server is given up on quickly.
+    let settings = gateway::configuration::RedisSettings::new(&redis.url(), "gateway-test:", 300);
+    let app = spawn_app_with(|s| s.redis = Some(settings)).await;
+    let body = new_customer("FROZEN-1");
+    assert_eq!(
+        create_on(&app, &app.address, &body, "before")
+            .await
+            .status()
+            .as_u16(),
+        201
+    );
+
+    redis.freeze();
+    let answer = create_on(&app, &app.address, &new_customer("FROZEN-2"), "during").await;
+    assert_eq!(answer.headers()["retry-after"], "1");
+    let problem = assert_problem(answer, 503).await;
+    assert_eq!(
+        problem["type"],
+        "urn:gateway:problem:shared-state-unavailable"
+    );
+    assert_eq!(
+        app.sandbox.control.calls(CREATE),
+        1,
+        "failed closed: not sent"
+    );
+    // Reads and creates without a key go on; readyz names Redis but stays ready.
+    assert_eq!(app.get_account().await.status().as_u16(), 200);
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["checks"]["redis"]["status"], "down");
+
+    redis.thaw();
+    crate::helpers::wait_until("redis answers again", async || {
+        create_on(&app, &app.address, &new_customer("FROZEN-3"), "after")
+            .await
+            .status()
+            .as_u16()
+            == 201
+    })
+    .await;
+    let ready: Value = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["checks"]["redis"]["status"], "up");
+}

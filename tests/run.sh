@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The README's test command. On a fresh Debian machine it installs what the
+# tests need (Debian's redis-server: the shared-state tests start real ones),
+# then runs the whole suite. `.ci/run` calls this same script.
+# Extra arguments go to `cargo nextest run` (e.g. a test name filter).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "--> installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+cargo nextest --version >/dev/null 2>&1 || cargo install cargo-nextest --locked
+exec cargo nextest run --locked "$@"
