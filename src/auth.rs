@@ -1,9 +1,10 @@
 //! The gateway's own authentication: `Authorization: Bearer <api key>`,
 //! checked against configured SHA-256 hashes in constant time, with scopes.
 
-use std::{collections::BTreeSet, future::Ready, num::NonZeroU32, sync::Arc};
+use std::{collections::BTreeSet, num::NonZeroU32, sync::Arc, time::Duration};
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use futures_util::future::LocalBoxFuture;
 use governor::{
     DefaultDirectRateLimiter, Quota, RateLimiter,
     clock::{Clock, DefaultClock},
@@ -11,7 +12,7 @@ use governor::{
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::{configuration::ApiKeySettings, error::ApiError};
+use crate::{configuration::ApiKeySettings, error::ApiError, shared::SharedRedis};
 
 pub use crate::configuration::Scope;
 
@@ -26,12 +27,35 @@ struct KeyEntry {
     /// `None`: no limit.
     limiter: Option<DefaultDirectRateLimiter>,
     rate_per_second: u32,
+    burst: u32,
 }
 
 /// The configured keys, held as digests only.
 pub struct ApiKeys {
     keys: Vec<KeyEntry>,
+    /// With `[redis]`: limits counted for all instances together.
+    shared: Option<Arc<SharedRedis>>,
 }
+
+/// GCRA (the generic cell rate algorithm) in one atomic step, on Redis's own
+/// clock so instances' clocks do not matter. KEYS[1]: the key's theoretical
+/// arrival time (µs); ARGV: emission interval (µs) and burst. Returns
+/// {1, 0} when admitted, {0, µs to wait} when not.
+const GCRA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local allow_at = tat - (burst - 1) * interval
+if now < allow_at then
+    return {0, allow_at - now}
+end
+local next_tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1000)
+return {1, 0}
+"#;
 
 impl ApiKeys {
     /// Expects settings already validated (64 hex digits per key).
@@ -52,10 +76,22 @@ impl ApiKeys {
                     scopes: k.scopes.clone(),
                     limiter,
                     rate_per_second: k.rate_per_second,
+                    burst: if k.burst == 0 {
+                        k.rate_per_second
+                    } else {
+                        k.burst
+                    },
                 }
             })
             .collect();
-        Self { keys }
+        Self { keys, shared: None }
+    }
+
+    /// Counts limits in Redis, for every instance together; each instance's
+    /// own budget still answers while Redis cannot.
+    pub fn with_shared_limits(mut self, redis: Arc<SharedRedis>) -> Self {
+        self.shared = Some(redis);
+        self
     }
 
     /// Finds the caller a presented key belongs to. Every configured digest is
@@ -76,18 +112,57 @@ impl ApiKeys {
     }
 
     /// Counts one request against the caller's rate; `Err` says how long to wait.
-    pub fn admit(&self, caller: &Caller) -> Result<(), ApiError> {
+    pub async fn admit(&self, caller: &Caller) -> Result<(), ApiError> {
         let Some(key) = self.keys.get(caller.index) else {
             return Ok(());
         };
-        match &key.limiter {
-            Some(limiter) => limiter.check().map_err(|not_until| ApiError::RateLimited {
-                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
-                per_second: key.rate_per_second,
-            }),
-            None => Ok(()),
+        let Some(limiter) = &key.limiter else {
+            return Ok(());
+        };
+        if let Some(redis) = &self.shared {
+            match shared_admit(redis, key).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(wait)) => return Err(limited(key, wait)),
+                Err(_) => {
+                    metrics::counter!("gateway_rate_limit_fallbacks_total").increment(1);
+                }
+            }
         }
+        limiter.check().map_err(|not_until| {
+            limited(key, not_until.wait_time_from(DefaultClock::default().now()))
+        })
     }
+}
+
+fn limited(key: &KeyEntry, wait: Duration) -> ApiError {
+    ApiError::RateLimited {
+        retry_after: wait,
+        per_second: key.rate_per_second,
+    }
+}
+
+/// One request against the key's shared budget: `Some(wait)` when over it.
+async fn shared_admit(
+    redis: &SharedRedis,
+    key: &KeyEntry,
+) -> Result<Option<Duration>, crate::shared::RedisUnavailable> {
+    let interval_us = 1_000_000_u64
+        .checked_div(u64::from(key.rate_per_second))
+        .unwrap_or(1_000_000)
+        .max(1);
+    let redis_key = redis.key(&format!("rate:{}", hex::encode(key.name.as_bytes())));
+    let burst = key.burst.max(1);
+    let (admitted, wait_us): (i64, i64) = redis
+        .call("rate limit", |mut c| async move {
+            redis::Script::new(GCRA)
+                .key(redis_key)
+                .arg(interval_us)
+                .arg(burst)
+                .invoke_async(&mut c)
+                .await
+        })
+        .await?;
+    Ok((admitted == 0).then(|| Duration::from_micros(u64::try_from(wait_us).unwrap_or(0))))
 }
 
 /// An authenticated caller. As an extractor it answers 401 itself when the
@@ -115,15 +190,23 @@ impl Caller {
 
 impl FromRequest for Caller {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(authenticate(req))
+        let keys = req.app_data::<web::Data<ApiKeys>>().cloned();
+        let caller = authenticate(req, keys.as_ref().map(|k| k.get_ref()));
+        Box::pin(async move {
+            let caller = caller?;
+            if let Some(keys) = keys {
+                keys.admit(&caller).await?;
+            }
+            Ok(caller)
+        })
     }
 }
 
-fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
-    let Some(keys) = req.app_data::<web::Data<ApiKeys>>() else {
+fn authenticate(req: &HttpRequest, keys: Option<&ApiKeys>) -> Result<Caller, ApiError> {
+    let Some(keys) = keys else {
         return Err(ApiError::internal("API keys are not configured in the app"));
     };
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
@@ -138,11 +221,9 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, key)| key.trim())
         .filter(|key| !key.is_empty());
-    let caller = presented.and_then(|key| keys.authenticate(key));
-    match caller {
+    match presented.and_then(|key| keys.authenticate(key)) {
         Some(caller) => {
             tracing::Span::current().record("caller", &*caller.name);
-            keys.admit(&caller)?;
             Ok(caller)
         }
         None => Err(ApiError::Unauthenticated {
@@ -190,13 +271,13 @@ mod tests {
         assert!(keys.authenticate(&sha256_hex("w-key")).is_none());
     }
 
-    #[test]
-    fn a_key_over_its_burst_is_told_when_to_come_back() {
+    #[tokio::test]
+    async fn a_key_over_its_burst_is_told_when_to_come_back() {
         let keys = keys();
         let writer = keys.authenticate("w-key").unwrap();
-        assert!(keys.admit(&writer).is_ok());
-        assert!(keys.admit(&writer).is_ok());
-        match keys.admit(&writer) {
+        assert!(keys.admit(&writer).await.is_ok());
+        assert!(keys.admit(&writer).await.is_ok());
+        match keys.admit(&writer).await {
             Err(ApiError::RateLimited {
                 retry_after,
                 per_second,
@@ -208,7 +289,7 @@ mod tests {
         }
         let reader = keys.authenticate("r-key").unwrap();
         for _ in 0..1000 {
-            assert!(keys.admit(&reader).is_ok(), "no limit configured");
+            assert!(keys.admit(&reader).await.is_ok(), "no limit configured");
         }
     }
 

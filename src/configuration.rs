@@ -236,12 +236,15 @@ pub struct ApiKeySettings {
     pub burst: u32,
 }
 
+/// No limit unless ops set one: a busy frontend server is one key for many
+/// users, and an implicit limit would turn its first busy hour into 429s.
 fn default_rate() -> u32 {
-    50
+    0
 }
 
+/// 0: as many as `rate_per_second`.
 fn default_burst() -> u32 {
-    100
+    0
 }
 
 #[derive(Debug, Clone, Deserialize)]

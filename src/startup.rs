@@ -80,7 +80,11 @@ impl Application {
         let deadline = web::Data::new(Deadline(Duration::from_millis(
             settings.upstream.deadline_ms,
         )));
-        let keys = web::Data::new(ApiKeys::new(&settings.auth.api_keys));
+        let keys = ApiKeys::new(&settings.auth.api_keys);
+        let keys = web::Data::new(match &redis {
+            Some(redis) => keys.with_shared_limits(Arc::clone(redis)),
+            None => keys,
+        });
         let readiness = web::Data::new(Readiness::new(
             &[
                 ("dna", &settings.dna.base_url),

@@ -188,3 +188,63 @@ async fn a_frozen_redis_fails_creates_with_a_key_closed_and_the_rest_serves_then
         .unwrap();
     assert_eq!(ready["checks"]["redis"]["status"], "up");
 }
+
+#[tokio::test]
+async fn a_rate_limit_holds_for_all_instances_together() {
+    let redis = RedisServer::start().await;
+    let limited = |s: &mut gateway::configuration::Settings| {
+        s.auth
+            .api_keys
+            .push(gateway::configuration::ApiKeySettings {
+                name: "limited".into(),
+                sha256: gateway::auth::sha256_hex("limited-key"),
+                scopes: [gateway::auth::Scope::Read].into(),
+                rate_per_second: 1,
+                burst: 5,
+            });
+    };
+    let settings = redis.settings();
+    let a = spawn_app_with(|s| {
+        s.redis = Some(settings.clone());
+        limited(s);
+    })
+    .await;
+    let mut b = a
+        .sandbox
+        .settings(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    b.redis = Some(redis.settings());
+    limited(&mut b);
+    let b = spawn_gateway(b).await;
+    // 20 requests as fast as they go, alternating instances: a burst of 5
+    // (and perhaps one more as a second passes) for both together, where
+    // each instance on its own would allow 5.
+    let mut admitted = 0;
+    let mut limited_answers = 0;
+    for i in 0..20 {
+        let base = if i % 2 == 0 { &a.address } else { &b };
+        let response = a
+            .client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let response = a
+            .client
+            .get(format!("{base}/v1/billing/balance"))
+            .bearer_auth("limited-key")
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            200 => admitted += 1,
+            429 => {
+                assert!(response.headers().contains_key("retry-after"));
+                limited_answers += 1;
+            }
+            other => panic!("{other}"),
+        }
+    }
+    assert!((5..=7).contains(&admitted), "admitted {admitted} of 20");
+    assert_eq!(admitted + limited_answers, 20);
+}
