@@ -141,8 +141,34 @@ async fn serve(settings: Option<Settings>, listen: Option<SocketAddr>) -> anyhow
         );
     }
     tracing::info!(listen = %settings.server.listen, port = app.port(), "gateway listening");
+    let shutdown = app.shutdown_handle();
+    tokio::spawn(async move {
+        stop_signal().await;
+        shutdown.shutdown().await;
+    });
     app.run_until_stopped().await?;
+    tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// SIGTERM (orchestrators) or SIGINT (Ctrl-C).
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            tracing::warn!("cannot listen for SIGTERM; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 async fn sandbox_upstreams(listen: SocketAddr) -> anyhow::Result<()> {

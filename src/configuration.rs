@@ -200,6 +200,9 @@ pub struct ServerSettings {
     /// Origins browsers may call the API from (CORS); `*` for any; empty for
     /// none (same-origin only, e.g. through the reverse proxy).
     pub cors_allowed_origins: Vec<String>,
+    /// After SIGTERM or SIGINT: how long requests in flight may take to
+    /// finish before the gateway exits anyway.
+    pub shutdown_grace_seconds: u64,
 }
 
 impl Default for ServerSettings {
@@ -210,6 +213,7 @@ impl Default for ServerSettings {
             max_body_bytes: 65_536,
             workers: 0,
             cors_allowed_origins: Vec::new(),
+            shutdown_grace_seconds: 10,
         }
     }
 }
@@ -604,6 +608,12 @@ impl Settings {
             64 << 20,
         )?;
         within("server.workers", s.workers as u64, 0, 1024)?;
+        within(
+            "server.shutdown_grace_seconds",
+            s.shutdown_grace_seconds,
+            0,
+            600,
+        )?;
         within(
             "upstream.connect_timeout_ms",
             u.connect_timeout_ms,

@@ -19,6 +19,7 @@ use crate::{
     auth::ApiKeys,
     cache::ResponseCache,
     configuration::Settings,
+    context::Draining,
     error::{json_error, path_error, query_error},
     idempotency::IdempotencyStore,
     openapi,
@@ -31,6 +32,31 @@ use crate::{
 pub struct Application {
     port: u16,
     server: Server,
+    draining: Draining,
+}
+
+/// Stops an [`Application`] gracefully, from another task.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    server: actix_web::dev::ServerHandle,
+    draining: Draining,
+}
+
+impl ShutdownHandle {
+    /// Marks the gateway as going away: `/readyz` answers 503 from now on.
+    pub fn drain(&self) {
+        self.draining.set();
+    }
+
+    /// Drains, stops accepting connections, lets requests in flight finish
+    /// within `server.shutdown_grace_seconds`, and returns when stopped.
+    pub async fn shutdown(&self) {
+        self.drain();
+        tracing::info!(
+            "shutting down: not ready, no new connections, finishing requests in flight"
+        );
+        self.server.stop(true).await;
+    }
 }
 
 impl Application {
@@ -96,6 +122,8 @@ impl Application {
         let proxies = web::Data::new(TrustedProxies(settings.server.trusted_proxies.clone()));
         let body_limit = web::Data::new(BodyLimit(settings.server.max_body_bytes));
         let metrics = web::Data::new(routes::metrics::recorder());
+        let draining = Draining::default();
+        let draining_data = web::Data::new(draining.clone());
         let api = openapi::openapi();
         let document = openapi::document();
         let allowed = web::Data::new(AllowedMethods::from_openapi(&api));
@@ -119,6 +147,7 @@ impl Application {
                 .app_data(body_limit.clone())
                 .app_data(metrics.clone())
                 .app_data(allowed.clone())
+                .app_data(draining_data.clone())
                 .app_data(
                     web::JsonConfig::default()
                         .limit(max_body)
@@ -137,16 +166,31 @@ impl Application {
                 .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
                 .wrap(from_fn(telemetry::request_context))
         })
-        .shutdown_timeout(10);
+        // Signals are the caller's (see `shutdown_handle`), so `/readyz` can
+        // say the gateway is going away before it stops.
+        .disable_signals()
+        .shutdown_timeout(settings.server.shutdown_grace_seconds);
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
         let server = server.listen(listener)?.run();
-        Ok(Self { port, server })
+        Ok(Self {
+            port,
+            server,
+            draining,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// A handle that stops this application gracefully.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            server: self.server.handle(),
+            draining: self.draining.clone(),
+        }
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {

@@ -141,7 +141,20 @@ pub(crate) async fn readyz(
     readiness: web::Data<Readiness>,
     dna: web::Data<DnaClient>,
     slitz: web::Data<SlitzClient>,
+    draining: Option<web::Data<crate::context::Draining>>,
 ) -> HttpResponse {
+    if draining.is_some_and(|d| d.is_set()) {
+        let mut response = ApiError::NotReady(
+            "the gateway is shutting down; requests in flight are being finished".into(),
+        )
+        .to_problem()
+        .respond();
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+        return response;
+    }
     let mut checks = readiness.check().await;
     // Breakers are shown, not judged: with one open, stale cache and the
     // other upstream still serve.

@@ -18,5 +18,6 @@ mod resilience;
 mod sandbox_dna;
 mod sandbox_slitz;
 mod shared_state;
+mod shutdown;
 mod slitz_routes;
 mod telemetry;
