@@ -11,6 +11,7 @@ mod dna_token;
 mod errors;
 mod health;
 mod helpers;
+mod nginx;
 mod openapi;
 mod overview;
 mod problem_types;
