@@ -293,7 +293,7 @@ impl SharedKeys {
         };
         let json = serde_json::to_string(&record).map_err(|e| ApiError::Internal(e.into()))?;
         let ttl = millis(self.ttl);
-        let (created, existing) = self
+        let outcome = self
             .redis
             .call("idempotency claim", |mut c| {
                 let key = key.clone();
@@ -314,8 +314,18 @@ impl SharedKeys {
                     Ok((false, existing))
                 }
             })
-            .await
-            .map_err(Self::unavailable)?;
+            .await;
+        let (created, existing) = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                // The SET may have landed before the answer was given up on:
+                // let go of the key (only if it is ours), so the retry the
+                // 503 asks for is not told "in flight", then "unknown".
+                let (keys, key) = (Arc::clone(self), key.clone());
+                tokio::spawn(async move { keys.release(&key, &holder).await });
+                return Err(Self::unavailable(error));
+            }
+        };
         if created {
             return Ok(Claim::Fresh(ClaimedKey {
                 held: Some(Held::Shared {
