@@ -62,6 +62,16 @@ pub fn refusing_url() -> url::Url {
     url::Url::parse("http://127.0.0.1:0/api").expect("a valid URL")
 }
 
+/// GETs `url` without a key and reads the JSON answer, whatever its status.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    reqwest::get(url)
+        .await
+        .expect("request sent")
+        .json()
+        .await
+        .expect("a JSON body")
+}
+
 /// Starts one more gateway with `settings` (e.g. another instance against
 /// the same sandbox) on a random loopback port; returns its base URL.
 pub async fn spawn_gateway(settings: Settings) -> String {

@@ -14,15 +14,7 @@ const DETAILS: &str = "GET /slitz/api/details";
 
 /// The breaker states `/readyz` reports: (slitz, dna).
 async fn breakers(app: &crate::helpers::TestApp) -> (String, String) {
-    let ready: Value = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = crate::helpers::get_json(&app.url("/readyz")).await;
     let state = |upstream: &str| {
         ready["checks"][upstream]["breaker"]
             .as_str()

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     customers::{CREATE, new_customer},
-    helpers::{KEY, RedisServer, TestApp, assert_problem, spawn_app_with, spawn_gateway},
+    helpers::{KEY, RedisServer, TestApp, assert_problem, get_json, spawn_app_with, spawn_gateway},
 };
 
 /// Two instances sharing `redis`: the first as a `TestApp` (with the
@@ -177,15 +177,7 @@ async fn a_frozen_redis_fails_creates_with_a_key_closed_and_the_rest_serves_then
             == 201
     })
     .await;
-    let ready: Value = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = get_json(&app.url("/readyz")).await;
     assert_eq!(ready["checks"]["redis"]["status"], "up");
 }
 

@@ -9,7 +9,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::helpers::{KEY, assert_problem, wait_until};
+use crate::helpers::{KEY, assert_problem, get_json, wait_until};
 
 #[tokio::test]
 async fn a_draining_gateway_is_not_ready() {
@@ -96,14 +96,7 @@ async fn sigterm_finishes_requests_in_flight_then_exits_0() {
             .send(),
     );
     wait_until("the slow request reaches slitz", async || {
-        let calls: Value = client
-            .get(format!("{simulators}/__sandbox/calls"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let calls = get_json(&format!("{simulators}/__sandbox/calls")).await;
         calls["GET /slitz/api/details"].as_u64() == Some(1)
     })
     .await;
