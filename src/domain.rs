@@ -79,9 +79,10 @@ fn deserialize_parsed<'de, T: Parse, D: Deserializer<'de>>(d: D) -> Result<T, D:
     T::parse(&raw).map_err(serde::de::Error::custom)
 }
 
-/// Text without control characters: trimmed of surrounding spaces, never blank.
-macro_rules! free_text {
-    ($(#[$doc:meta])* $name:ident, $max:literal, $example:literal) => {
+/// A parsed type holding its text: the type, `as_str`, serde and schema.
+/// Its `Parse` impl is written beside it.
+macro_rules! text_type {
+    ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq)]
         pub struct $name(String);
@@ -91,6 +92,15 @@ macro_rules! free_text {
                 &self.0
             }
         }
+
+        parsed_type!($name);
+    };
+}
+
+/// Text without control characters: trimmed of surrounding spaces, never blank.
+macro_rules! free_text {
+    ($(#[$doc:meta])* $name:ident, $max:literal, $example:literal) => {
+        text_type!($(#[$doc])* $name);
 
         impl Parse for $name {
             const MAX_CHARS: usize = $max;
@@ -108,8 +118,6 @@ macro_rules! free_text {
                 raw.trim_matches(' ').is_empty()
             }
         }
-
-        parsed_type!($name);
     };
 }
 
@@ -142,6 +150,14 @@ macro_rules! parsed_type {
             }
         }
     };
+}
+
+/// 1 to `max` characters: an ASCII letter or digit, then letters, digits or
+/// any of `also`.
+fn ascii_token(raw: &str, max: usize, also: &[char]) -> bool {
+    let mut chars = raw.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    first_ok && chars.all(|c| c.is_ascii_alphanumeric() || also.contains(&c)) && raw.len() <= max
 }
 
 /// Any text without control characters (C0, DEL, C1).
@@ -183,16 +199,11 @@ free_text!(
     Reference, 100, "PO-4711"
 );
 
-/// The caller's own id for a customer (also a subreseller's id): a letter or
-/// digit, then up to 63 letters, digits, `.`, `_` or `-`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CustomerId(String);
-
-impl CustomerId {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+text_type!(
+    /// The caller's own id for a customer (also a subreseller's id): a letter or
+    /// digit, then up to 63 letters, digits, `.`, `_` or `-`.
+    CustomerId
+);
 
 impl Parse for CustomerId {
     const MAX_CHARS: usize = 64;
@@ -202,23 +213,14 @@ impl Parse for CustomerId {
     const EXPECTED: &'static str = "must be 1 to 64 letters, digits, dots, hyphens or underscores, starting with a letter or digit";
 
     fn parse_valid(raw: &str) -> Option<Self> {
-        let mut chars = raw.chars();
-        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-        let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        (first_ok && rest_ok && raw.len() <= 64).then(|| Self(raw.to_owned()))
+        ascii_token(raw, 64, &['.', '_', '-']).then(|| Self(raw.to_owned()))
     }
 }
-parsed_type!(CustomerId);
 
-/// A postal code: a letter or digit, then up to 19 letters, digits, spaces or hyphens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Zipcode(String);
-
-impl Zipcode {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+text_type!(
+    /// A postal code: a letter or digit, then up to 19 letters, digits, spaces or hyphens.
+    Zipcode
+);
 
 impl Parse for Zipcode {
     const MAX_CHARS: usize = 20;
@@ -229,24 +231,15 @@ impl Parse for Zipcode {
         "must be 1 to 20 letters, digits, spaces or hyphens, starting with a letter or digit";
 
     fn parse_valid(raw: &str) -> Option<Self> {
-        let mut chars = raw.chars();
-        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-        let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '-'));
-        (first_ok && rest_ok && raw.len() <= 20).then(|| Self(raw.to_owned()))
+        ascii_token(raw, 20, &[' ', '-']).then(|| Self(raw.to_owned()))
     }
 }
-parsed_type!(Zipcode);
 
-/// A phone number with its country prefix: `+`, then 7 to 15 digits, with at
-/// most two of ` .()-` between two digits (`+46.701234567`, `+46 70 123 45 67`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Phone(String);
-
-impl Phone {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+text_type!(
+    /// A phone number with its country prefix: `+`, then 7 to 15 digits, with at
+    /// most two of ` .()-` between two digits (`+46.701234567`, `+46 70 123 45 67`).
+    Phone
+);
 
 impl Parse for Phone {
     const MAX_CHARS: usize = 30;
@@ -275,18 +268,12 @@ impl Parse for Phone {
         (separators == 0 && (7..=15).contains(&digits)).then(|| Self(raw.to_owned()))
     }
 }
-parsed_type!(Phone);
 
-/// An EU VAT number: a two-letter country prefix, then 2 to 13 capital
-/// letters, digits or `+*.` (`SE556677889901`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VatNumber(String);
-
-impl VatNumber {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+text_type!(
+    /// An EU VAT number: a two-letter country prefix, then 2 to 13 capital
+    /// letters, digits or `+*.` (`SE556677889901`).
+    VatNumber
+);
 
 impl Parse for VatNumber {
     const MAX_CHARS: usize = 15;
@@ -312,17 +299,11 @@ impl Parse for VatNumber {
         (prefix == 2 && (2..=13).contains(&rest)).then(|| Self(raw.to_owned()))
     }
 }
-parsed_type!(VatNumber);
 
-/// An ISO 3166-1 alpha-2 country code, upper case (`SE`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CountryCode(String);
-
-impl CountryCode {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+text_type!(
+    /// An ISO 3166-1 alpha-2 country code, upper case (`SE`).
+    CountryCode
+);
 
 /// ISO 3166-1 alpha-2 codes.
 pub const ISO_3166_ALPHA2: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW";
@@ -343,19 +324,13 @@ impl Parse for CountryCode {
         known.then(|| Self(raw.to_owned()))
     }
 }
-parsed_type!(CountryCode);
 
-/// An email address: 1 to 64 characters that are not `@`, white space or
-/// control characters, `@`, then a domain of at least two dot-separated
-/// labels of 1 to 63 ASCII letters, digits or hyphens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Email(String);
-
-impl Email {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+text_type!(
+    /// An email address: 1 to 64 characters that are not `@`, white space or
+    /// control characters, `@`, then a domain of at least two dot-separated
+    /// labels of 1 to 63 ASCII letters, digits or hyphens.
+    Email
+);
 
 impl Parse for Email {
     const MAX_CHARS: usize = 254;
@@ -386,24 +361,18 @@ impl Parse for Email {
         (local_ok && first && more >= 1).then(|| Self(raw.to_owned()))
     }
 }
-parsed_type!(Email);
 
 fn dns_label(label: &str) -> bool {
     (1..=63).contains(&label.len()) && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
-/// A registrable domain name: dot-separated labels of 1 to 63 ASCII letters,
-/// digits and hyphens (not at either end of a label), at most 253 in all,
-/// ending in an alphabetic top-level domain or a punycode one (`xn--…`).
-/// Internationalized names are sent in punycode. Kept lower-cased.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DomainName(String);
-
-impl DomainName {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+text_type!(
+    /// A registrable domain name: dot-separated labels of 1 to 63 ASCII letters,
+    /// digits and hyphens (not at either end of a label), at most 253 in all,
+    /// ending in an alphabetic top-level domain or a punycode one (`xn--…`).
+    /// Internationalized names are sent in punycode. Kept lower-cased.
+    DomainName
+);
 
 impl Parse for DomainName {
     const MAX_CHARS: usize = 253;
@@ -432,17 +401,12 @@ impl Parse for DomainName {
         (!labels.is_empty() && labels.iter().all(|l| label_ok(l)) && tld_ok).then_some(Self(name))
     }
 }
-parsed_type!(DomainName);
 
 /// A real calendar date written `YYYY-MM-DD`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BillingDate(NaiveDate);
 
 impl BillingDate {
-    pub fn date(self) -> NaiveDate {
-        self.0
-    }
-
     pub fn as_str(&self) -> String {
         self.0.format("%Y-%m-%d").to_string()
     }
@@ -504,12 +468,6 @@ pub enum Change<T> {
     Set(T),
 }
 
-impl<T> Change<T> {
-    pub fn is_keep(&self) -> bool {
-        matches!(self, Self::Keep)
-    }
-}
-
 impl<'de, T: Parse> Deserialize<'de> for Change<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match Option::<String>::deserialize(d)? {
@@ -549,10 +507,6 @@ impl<T> Default for Present<T> {
 impl<T> Present<T> {
     pub fn get(&self) -> Option<&T> {
         self.0.as_ref()
-    }
-
-    pub fn into_inner(self) -> Option<T> {
-        self.0
     }
 
     pub fn is_sent(&self) -> bool {
