@@ -184,13 +184,19 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// How long an idle upstream connection is kept for reuse.
+const POOL_IDLE: Duration = Duration::from_secs(4);
+
 /// One HTTP client per upstream, so pools and timeouts are per upstream.
 pub(crate) fn http_client(settings: &UpstreamSettings) -> anyhow::Result<reqwest::Client> {
     use anyhow::Context;
     reqwest::Client::builder()
         .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
         .timeout(Duration::from_millis(settings.timeout_ms))
-        .pool_idle_timeout(Duration::from_secs(60))
+        // Below the 5 s keep-alive of common servers (Apache, the sandbox): a
+        // connection the upstream is closing at that moment is never reused,
+        // which would cut a write off with its outcome unknown.
+        .pool_idle_timeout(POOL_IDLE)
         // Keep as many warm connections as calls may be in flight.
         .pool_max_idle_per_host(settings.max_concurrency)
         // A redirect from these APIs means a login page or a misconfigured
