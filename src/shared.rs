@@ -17,6 +17,12 @@ use crate::configuration::RedisSettings;
 #[error("redis: {0}")]
 pub struct RedisUnavailable(String);
 
+impl RedisUnavailable {
+    pub fn new(what: impl Into<String>) -> Self {
+        Self(what.into())
+    }
+}
+
 pub struct SharedRedis {
     client: redis::Client,
     /// Made on first use, so the gateway starts while Redis is down; once
@@ -88,6 +94,26 @@ impl SharedRedis {
             metrics::counter!("gateway_redis_errors_total", "operation" => what).increment(1);
         }
         result
+    }
+
+    /// A connection of its own for pub/sub, made within `redis.timeout_ms`.
+    pub async fn subscriber(&self) -> Result<redis::aio::PubSub, RedisUnavailable> {
+        match tokio::time::timeout(self.timeout, self.client.get_async_pubsub()).await {
+            Ok(Ok(pubsub)) => Ok(pubsub),
+            Ok(Err(e)) => Err(RedisUnavailable(format!(
+                "cannot subscribe: {}",
+                e.category()
+            ))),
+            Err(_) => Err(RedisUnavailable(format!(
+                "no subscription within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// `redis.timeout_ms`: how long any one Redis call may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Whether Redis answers a PING now, for `/readyz`.

@@ -84,7 +84,6 @@ impl Application {
         telemetry::install_panic_hook();
         let port = listener.local_addr()?.port();
         let slitz = web::Data::new(SlitzClient::new(&settings.slitz, &settings.upstream)?);
-        let cache = web::Data::new(ResponseCache::new(&settings.cache));
         let dna = web::Data::new(DnaClient::new(&settings.dna, &settings.upstream)?);
         let redis = settings
             .redis
@@ -92,6 +91,17 @@ impl Application {
             .map(SharedRedis::new)
             .transpose()?
             .map(Arc::new);
+        // A load another instance holds the lock for is waited on at most as
+        // long as that load may take.
+        let upstream_deadline = Duration::from_millis(settings.upstream.deadline_ms);
+        let cache = web::Data::new(match &redis {
+            Some(redis) => ResponseCache::shared(
+                &settings.cache,
+                Arc::clone(redis),
+                upstream_deadline.saturating_add(Duration::from_secs(1)),
+            ),
+            None => ResponseCache::new(&settings.cache),
+        });
         let idempotency = web::Data::new(match &redis {
             // A create runs within the request deadline; the lease outlasts it.
             Some(redis) => IdempotencyStore::shared(

@@ -240,6 +240,8 @@ pub(crate) async fn patch_account(
             "names no field to change",
         )]));
     }
+    // With Redis, a change every instance cannot be told about is not made.
+    cache.before_write().await?;
     // Compare with what Slitz has now, not with the cache, so nothing that
     // changed elsewhere is overwritten by accident and nothing unchanged is sent.
     let current_account = fetch_account(&slitz).await?;
@@ -258,9 +260,9 @@ pub(crate) async fn patch_account(
         },
         other => other.into(),
     })?;
-    // The account and the invoices that embed it are now out of date.
-    cache.invalidate(&account_key()).await;
-    cache.invalidate_route(Route::Invoice);
+    // The account and the invoices that embed it are now out of date, here
+    // and on every other instance, before this answers.
+    cache.after_write(&cache::CHANGED_BY_ACCOUNT_WRITE).await;
     let (entry, _) = cache
         .get_or_load(account_key(), || fetch_account(&slitz))
         .await?;

@@ -64,6 +64,10 @@ impl Readiness {
     }
 }
 
+/// Checks `/readyz` shows but does not fail on: Redis is shared by every
+/// instance, so judging it would take them all out of the balancer at once.
+const SHOWN_NOT_JUDGED: [&str; 2] = ["redis", "cache_invalidations"];
+
 /// One dependency's state.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Check {
@@ -142,6 +146,7 @@ pub(crate) async fn readyz(
     dna: web::Data<DnaClient>,
     slitz: web::Data<SlitzClient>,
     draining: Option<web::Data<crate::context::Draining>>,
+    cache: Option<web::Data<crate::cache::ResponseCache>>,
 ) -> HttpResponse {
     if draining.is_some_and(|d| d.is_set()) {
         let mut response = ApiError::NotReady(
@@ -186,9 +191,21 @@ pub(crate) async fn readyz(
             Err(e) => Check::down(e.to_string()),
         }),
     };
+    let invalidations = cache
+        .and_then(|c| c.hears_invalidations())
+        .map(|listening| match listening {
+            true => Check::up(),
+            false => Check::down(
+                "not subscribed to cache invalidations: account and invoice reads go to Slitz, account changes answer 503"
+                    .into(),
+            ),
+        });
     let all_up = checks.values().all(|c| c.status == "up");
     if let Some(redis) = redis {
         checks.insert("redis", redis);
+    }
+    if let Some(invalidations) = invalidations {
+        checks.insert("cache_invalidations", invalidations);
     }
     if all_up {
         return HttpResponse::Ok().json(Ready {
@@ -198,7 +215,7 @@ pub(crate) async fn readyz(
     }
     let down: Vec<&str> = checks
         .iter()
-        .filter(|(name, c)| c.status != "up" && **name != "redis")
+        .filter(|(name, c)| c.status != "up" && !SHOWN_NOT_JUDGED.contains(*name))
         .map(|(name, _)| *name)
         .collect();
     let mut response = ApiError::NotReady(format!("unreachable: {}", down.join(", ")))

@@ -6,11 +6,27 @@
 //! the loader finds the fresh entry. When Slitz fails and an expired entry is
 //! younger than its TTL plus `cache.stale_seconds`, that entry is served as
 //! `X-Cache: STALE`.
+//!
+//! With `[redis]`, this in-process cache is the first level (L1) in front of
+//! a second one on Redis shared by every instance (see [`cluster`]): a miss
+//! here reads Redis before Slitz, one instance at a time loads a cold key, and
+//! a write's invalidation reaches every instance before the write answers.
+//!
+//! Which answers are still current is one generation number per route: a
+//! write that changes a route's answers bumps it, and an answer loaded under
+//! an older generation is never served again, not even stale. An answer
+//! loaded while the load raced the write carries the old generation, so it
+//! cannot outlive the write either.
+
+mod cluster;
 
 use std::{
     collections::HashMap,
     future::Future,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -23,9 +39,15 @@ use moka::{Expiry, future::Cache, ops::compute::CompResult, ops::compute::Op};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::{configuration::CacheSettings, error::ApiError, upstream::UpstreamError};
+use crate::{
+    configuration::CacheSettings, error::ApiError, shared::SharedRedis, upstream::UpstreamError,
+};
 
 pub use crate::configuration::Route;
+
+/// The routes whose answers a write through the gateway changes
+/// (`PATCH /v1/account`: the account, and the invoices that embed it).
+pub const CHANGED_BY_ACCOUNT_WRITE: [Route; 2] = [Route::Account, Route::Invoice];
 
 /// A route and what distinguishes one answer of it from another: path and
 /// query parameters, and the caller's view where answers differ by scope.
@@ -44,32 +66,61 @@ impl CacheKey {
     }
 }
 
-/// A serialized answer and when it was fetched.
+/// Under which generation of its route, and which epoch of this instance's
+/// subscription to invalidations, an answer was loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tag {
+    generation: u64,
+    epoch: u64,
+}
+
+/// Where an answer came from, for `X-Cache` when it is first served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Fetched from Slitz by this request.
+    Upstream,
+    /// Read from the cache the instances share.
+    Shared,
+}
+
+/// A serialized answer and how old it is.
 #[derive(Debug)]
 pub struct Cached {
     pub body: Bytes,
     pub etag: String,
-    fetched_at: Instant,
+    /// When this instance got it, and how old it was then (an answer read
+    /// from Redis was fetched earlier, maybe by another instance).
+    received: Instant,
+    age_on_receipt: Duration,
     ttl: Duration,
+    tag: Tag,
+    origin: Origin,
 }
 
 impl Cached {
-    fn new(body: Vec<u8>, ttl: Duration) -> Self {
+    fn new(body: Vec<u8>, ttl: Duration, tag: Tag) -> Self {
         let digest = Sha256::digest(&body);
         Self {
             etag: format!("\"{}\"", hex::encode(digest.get(..16).unwrap_or_default())),
             body: Bytes::from(body),
-            fetched_at: Instant::now(),
+            received: Instant::now(),
+            age_on_receipt: Duration::ZERO,
             ttl,
+            tag,
+            origin: Origin::Upstream,
         }
     }
 
+    fn age(&self) -> Duration {
+        self.age_on_receipt.saturating_add(self.received.elapsed())
+    }
+
     fn remaining(&self) -> Duration {
-        self.ttl.saturating_sub(self.fetched_at.elapsed())
+        self.ttl.saturating_sub(self.age())
     }
 
     fn is_fresh(&self) -> bool {
-        self.fetched_at.elapsed() < self.ttl
+        self.age() < self.ttl
     }
 }
 
@@ -101,7 +152,7 @@ impl Expiry<CacheKey, Arc<Cached>> for TtlPlusGrace {
         value: &Arc<Cached>,
         _: Instant,
     ) -> Option<Duration> {
-        Some(value.ttl.saturating_add(self.0))
+        Some(value.remaining().saturating_add(self.0))
     }
 
     fn expire_after_update(
@@ -111,18 +162,143 @@ impl Expiry<CacheKey, Arc<Cached>> for TtlPlusGrace {
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(value.ttl.saturating_add(self.0))
+        Some(value.remaining().saturating_add(self.0))
     }
+}
+
+/// Which cached answers are still current: the generation of every route,
+/// and whether this instance hears invalidations from the others.
+struct Coherence {
+    generations: [AtomicU64; Route::ALL.len()],
+    /// Alone: always. With Redis: while the subscription to invalidations is up.
+    listening: AtomicBool,
+    /// Bumped whenever the subscription is lost or made again: an answer
+    /// cached in another epoch may have missed an invalidation.
+    epoch: AtomicU64,
+}
+
+impl Coherence {
+    fn new(listening: bool) -> Self {
+        Self {
+            generations: std::array::from_fn(|_| AtomicU64::new(0)),
+            listening: AtomicBool::new(listening),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    fn slot(&self, route: Route) -> Option<&AtomicU64> {
+        self.generations.get(route as usize)
+    }
+
+    fn generation(&self, route: Route) -> u64 {
+        self.slot(route)
+            .map(|g| g.load(Ordering::Acquire))
+            .unwrap_or_default()
+    }
+
+    fn tag(&self, route: Route) -> Tag {
+        Tag {
+            generation: self.generation(route),
+            epoch: self.epoch.load(Ordering::Acquire),
+        }
+    }
+
+    /// Whether `entry` may be served as a hit: loaded under the route's
+    /// current generation, and, for the routes writes change, while this
+    /// instance has been hearing every invalidation since.
+    fn current(&self, route: Route, entry: &Cached) -> bool {
+        entry.tag.generation == self.generation(route)
+            && (!CHANGED_BY_ACCOUNT_WRITE.contains(&route)
+                || (self.listening.load(Ordering::Acquire)
+                    && entry.tag.epoch == self.epoch.load(Ordering::Acquire)))
+    }
+
+    /// A generation seen in Redis or in an invalidation: generations only grow.
+    fn observe(&self, route: Route, generation: u64) {
+        if let Some(slot) = self.slot(route) {
+            slot.fetch_max(generation, Ordering::AcqRel);
+        }
+    }
+
+    /// A write changed `route`'s answers (no Redis: this instance is all there is).
+    fn bump(&self, route: Route) {
+        if let Some(slot) = self.slot(route) {
+            // Saturating: u64 generations do not run out in practice.
+            let _ = slot.fetch_update(Ordering::AcqRel, Ordering::Acquire, |g| {
+                Some(g.saturating_add(1))
+            });
+        }
+    }
+
+    /// The subscription is up again: generations are what Redis says now
+    /// (a restarted Redis starts them over), and a new epoch begins.
+    fn listening_from(&self, generations: &HashMap<Route, u64>) {
+        for route in Route::ALL {
+            if let Some(slot) = self.slot(route) {
+                slot.store(
+                    generations.get(&route).copied().unwrap_or_default(),
+                    Ordering::Release,
+                );
+            }
+        }
+        self.new_epoch();
+        self.listening.store(true, Ordering::Release);
+    }
+
+    /// The subscription is down: invalidations may go unheard from now on.
+    fn deaf(&self) {
+        self.listening.store(false, Ordering::Release);
+        self.new_epoch();
+    }
+
+    fn new_epoch(&self) {
+        let _ = self
+            .epoch
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |e| {
+                Some(e.saturating_add(1))
+            });
+    }
+
+    fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
+    }
+}
+
+/// How long answers of a route are fresh, and served stale after that.
+#[derive(Debug, Clone, Copy)]
+struct Lifetime {
+    ttl: Duration,
+    grace: Duration,
 }
 
 pub struct ResponseCache {
     entries: Cache<CacheKey, Arc<Cached>>,
     ttls: HashMap<Route, Duration>,
     stale: Duration,
+    coherence: Arc<Coherence>,
+    cluster: Option<cluster::Cluster>,
 }
 
 impl ResponseCache {
+    /// A cache of this instance alone.
     pub fn new(settings: &CacheSettings) -> Self {
+        Self::build(settings, Arc::new(Coherence::new(true)), None)
+    }
+
+    /// A cache in front of the one the instances share on Redis. Starts the
+    /// subscription to invalidations (so: call within a Tokio runtime); a
+    /// load waiting for another instance gives up after `lease`.
+    pub fn shared(settings: &CacheSettings, redis: Arc<SharedRedis>, lease: Duration) -> Self {
+        let coherence = Arc::new(Coherence::new(false));
+        let cluster = cluster::Cluster::start(redis, Arc::clone(&coherence), lease);
+        Self::build(settings, coherence, Some(cluster))
+    }
+
+    fn build(
+        settings: &CacheSettings,
+        coherence: Arc<Coherence>,
+        cluster: Option<cluster::Cluster>,
+    ) -> Self {
         let stale = Duration::from_secs(settings.stale_seconds);
         let ttls = Route::ALL
             .iter()
@@ -148,17 +324,21 @@ impl ResponseCache {
                 u32::try_from(bytes).unwrap_or(u32::MAX)
             })
             .expire_after(TtlPlusGrace(stale))
-            .support_invalidation_closures()
             .build();
         Self {
             entries,
             ttls,
             stale,
+            coherence,
+            cluster,
         }
     }
 
-    fn ttl(&self, route: Route) -> Duration {
-        self.ttls.get(&route).copied().unwrap_or_default()
+    fn lifetime(&self, route: Route) -> Lifetime {
+        Lifetime {
+            ttl: self.ttls.get(&route).copied().unwrap_or_default(),
+            grace: self.stale,
+        }
     }
 
     /// The answer for `key`: fresh from the cache, else loaded (once, however
@@ -173,49 +353,64 @@ impl ResponseCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,
     {
+        let route = key.route;
         if let Some(entry) = self.entries.get(&key).await
             && entry.is_fresh()
+            && self.coherence.current(route, &entry)
         {
             return Ok((entry, CacheStatus::Hit));
         }
-        let ttl = self.ttl(key.route);
-        let grace = self.stale;
+        let life = self.lifetime(route);
+        let variant = key.variant.clone();
+        let load = || async move {
+            let value = load().await?;
+            serde_json::to_vec(&value).map_err(|e| {
+                ApiError::Internal(anyhow::Error::new(e).context("Failed to serialize an answer"))
+            })
+        };
         let result = self
             .entries
             .entry(key)
             .and_try_compute_with(|existing| async move {
                 let existing = existing.map(|e| e.into_value());
-                if existing.as_ref().is_some_and(|e| e.is_fresh()) {
+                if let Some(entry) = &existing
+                    && entry.is_fresh()
+                    && self.coherence.current(route, entry)
+                {
                     // Another caller loaded it while this one waited.
-                    return Ok(Op::Nop);
+                    return Ok::<_, ApiError>(Op::Nop);
                 }
-                match load().await {
-                    Ok(value) => {
-                        let body = serde_json::to_vec(&value).map_err(|e| {
-                            ApiError::Internal(
-                                anyhow::Error::new(e).context("Failed to serialize an answer"),
-                            )
-                        })?;
-                        Ok(Op::Put(Arc::new(Cached::new(body, ttl))))
+                // An answer from before a write is never served again, not even stale.
+                let stale = existing.filter(|e| e.tag.generation == self.coherence.generation(route));
+                let tag = self.coherence.tag(route);
+                let entry = match &self.cluster {
+                    Some(cluster) => {
+                        cluster
+                            .load(route, &variant, life, tag, stale.clone(), load)
+                            .await?
                     }
-                    Err(error) if serves_stale(&error) => match existing {
-                        Some(old) if old.fetched_at.elapsed() < old.ttl.saturating_add(grace) => {
-                            tracing::warn!(error = %error, "serving a stale answer");
-                            Ok(Op::Nop)
-                        }
-                        _ => Err(error),
-                    },
-                    Err(error) => Err(error),
+                    None => settle(load().await, stale.clone(), life, tag)?,
+                };
+                if stale.as_ref().is_some_and(|s| Arc::ptr_eq(s, &entry)) {
+                    Ok(Op::Nop)
+                } else {
+                    Ok(Op::Put(entry))
                 }
             })
             .await?;
         match result {
             CompResult::Inserted(entry) | CompResult::ReplacedWith(entry) => {
-                Ok((entry.into_value(), CacheStatus::Miss))
+                let entry = entry.into_value();
+                let status = match entry.origin {
+                    Origin::Upstream => CacheStatus::Miss,
+                    Origin::Shared if entry.is_fresh() => CacheStatus::Hit,
+                    Origin::Shared => CacheStatus::Stale,
+                };
+                Ok((entry, status))
             }
             CompResult::Unchanged(entry) => {
                 let entry = entry.into_value();
-                let status = if entry.is_fresh() {
+                let status = if entry.is_fresh() && self.coherence.current(route, &entry) {
                     CacheStatus::Hit
                 } else {
                     CacheStatus::Stale
@@ -244,17 +439,55 @@ impl ResponseCache {
         Ok(respond(req, &entry, status))
     }
 
-    /// Forgets one answer.
-    pub async fn invalidate(&self, key: &CacheKey) {
-        self.entries.invalidate(key).await;
+    /// With Redis: whether this instance hears the other instances'
+    /// invalidations now. Alone: `None`.
+    pub fn hears_invalidations(&self) -> Option<bool> {
+        self.cluster
+            .as_ref()
+            .map(|_| self.coherence.is_listening())
     }
 
-    /// Forgets every answer of a route.
-    pub fn invalidate_route(&self, route: Route) {
-        // Only fails when closures are not enabled, which `new` does.
-        let _ = self
-            .entries
-            .invalidate_entries_if(move |key, _| key.route == route);
+    /// Before a write that changes cached answers: with Redis, refuses (503,
+    /// nothing sent upstream) when the write's invalidation could not reach
+    /// every instance. Alone, there is nothing to check.
+    pub async fn before_write(&self) -> Result<(), ApiError> {
+        match &self.cluster {
+            Some(cluster) => cluster.before_write().await,
+            None => Ok(()),
+        }
+    }
+
+    /// After a write changed `routes`' answers: every cached answer of them
+    /// is forgotten here and, with Redis, on every instance that hears
+    /// invalidations, before this returns.
+    pub async fn after_write(&self, routes: &[Route]) {
+        match &self.cluster {
+            Some(cluster) => cluster.invalidate(routes).await,
+            None => routes.iter().for_each(|route| self.coherence.bump(*route)),
+        }
+    }
+}
+
+/// The answer a load ends with: what it fetched, else the stale answer when
+/// the failure is one stale answers paper over and it is young enough.
+fn settle(
+    loaded: Result<Vec<u8>, ApiError>,
+    stale: Option<Arc<Cached>>,
+    life: Lifetime,
+    tag: Tag,
+) -> Result<Arc<Cached>, ApiError> {
+    match loaded {
+        Ok(body) => Ok(Arc::new(Cached::new(body, life.ttl, tag))),
+        Err(error) if serves_stale(&error) => {
+            match stale.filter(|old| old.age() < old.ttl.saturating_add(life.grace)) {
+                Some(old) => {
+                    tracing::warn!(error = %error, "serving a stale answer");
+                    Ok(old)
+                }
+                None => Err(error),
+            }
+        }
+        Err(error) => Err(error),
     }
 }
 
