@@ -139,8 +139,10 @@ impl Cluster {
     }
 
     fn lock_key(&self, route: Route, generation: u64, variant: &str) -> String {
-        self.redis
-            .key(&format!("cache-lock:{}:{generation}:{variant}", route.name()))
+        self.redis.key(&format!(
+            "cache-lock:{}:{generation}:{variant}",
+            route.name()
+        ))
     }
 
     /// Loads `route`/`variant` through Redis: a fresh answer there is a hit;
@@ -236,7 +238,8 @@ impl Cluster {
         if let Ok(entry) = &result
             && entry.origin == Origin::Upstream
         {
-            self.write(route, tag.generation, variant, entry, life).await;
+            self.write(route, tag.generation, variant, entry, life)
+                .await;
         }
         self.unlock(lock, token).await;
         result
@@ -437,9 +440,9 @@ fn parse_found(reply: Vec<Value>) -> Option<Found> {
 /// under, so only a plain token is taken.
 fn parse_invalidation(message: &str) -> Option<(&str, Vec<(Route, u64)>)> {
     let mut parts = message.split(' ');
-    let id = parts
-        .next()
-        .filter(|id| (1..=64).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric()))?;
+    let id = parts.next().filter(|id| {
+        (1..=64).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric())
+    })?;
     let changed = parts
         .filter_map(|part| {
             let (name, generation) = part.split_once('=')?;
@@ -488,7 +491,9 @@ async fn listen(redis: Arc<SharedRedis>, coherence: Weak<Coherence>) {
                     "lost the subscription to cache invalidations; not trusting copies of written routes until it is back"
                 );
             }
-            Err(error) => tracing::debug!(error = %error, "cannot subscribe to cache invalidations"),
+            Err(error) => {
+                tracing::debug!(error = %error, "cannot subscribe to cache invalidations")
+            }
         }
         match coherence.upgrade() {
             Some(alive) => alive.deaf(),

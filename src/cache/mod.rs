@@ -381,7 +381,8 @@ impl ResponseCache {
                     return Ok::<_, ApiError>(Op::Nop);
                 }
                 // An answer from before a write is never served again, not even stale.
-                let stale = existing.filter(|e| e.tag.generation == self.coherence.generation(route));
+                let stale =
+                    existing.filter(|e| e.tag.generation == self.coherence.generation(route));
                 let tag = self.coherence.tag(route);
                 let entry = match &self.cluster {
                     Some(cluster) => {
@@ -442,9 +443,7 @@ impl ResponseCache {
     /// With Redis: whether this instance hears the other instances'
     /// invalidations now. Alone: `None`.
     pub fn hears_invalidations(&self) -> Option<bool> {
-        self.cluster
-            .as_ref()
-            .map(|_| self.coherence.is_listening())
+        self.cluster.as_ref().map(|_| self.coherence.is_listening())
     }
 
     /// Before a write that changes cached answers: with Redis, refuses (503,

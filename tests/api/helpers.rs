@@ -96,35 +96,56 @@ impl RedisServer {
         // the next one is tried (no port is bound and dropped to find one).
         for _ in 0..50 {
             let port = 20_000 + u16::try_from(uuid::Uuid::new_v4().as_u128() % 40_000).unwrap();
-            let mut child = std::process::Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("redis-server is installed (run `bash tests/run.sh`, which installs it)");
-            let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            loop {
-                if child.try_wait().unwrap().is_some() {
-                    break; // the port was taken: try another
-                }
-                if Self::ping(port).await {
-                    return Self {
-                        child,
-                        port,
-                        _dir: dir,
-                    };
-                }
-                assert!(
-                    std::time::Instant::now() < give_up,
-                    "redis-server did not start"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            if let Some(child) = Self::spawn(port, dir.path()).await {
+                return Self {
+                    child,
+                    port,
+                    _dir: dir,
+                };
             }
         }
         panic!("no free port for redis-server after 50 tries");
+    }
+
+    /// A `redis-server` on `port`, once it answers; `None` if the port is taken.
+    async fn spawn(port: u16, dir: &std::path::Path) -> Option<std::process::Child> {
+        let mut child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (run `bash tests/run.sh`, which installs it)");
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return None; // the port was taken
+            }
+            if Self::ping(port).await {
+                return Some(child);
+            }
+            assert!(
+                std::time::Instant::now() < give_up,
+                "redis-server did not start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Kills the server (SIGKILL): every connection drops, the data is gone.
+    pub fn kill(&mut self) {
+        self.thaw_quietly();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts an empty server again on the same port, after [`RedisServer::kill`].
+    pub async fn restart(&mut self) {
+        self.child = Self::spawn(self.port, self._dir.path())
+            .await
+            .expect("the killed server's port was free again");
     }
 
     async fn ping(port: u16) -> bool {

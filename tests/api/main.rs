@@ -18,6 +18,7 @@ mod problem_types;
 mod resilience;
 mod sandbox_dna;
 mod sandbox_slitz;
+mod shared_cache;
 mod shared_state;
 mod shutdown;
 mod slitz_routes;
