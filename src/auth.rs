@@ -3,11 +3,12 @@
 
 use std::{collections::BTreeSet, num::NonZeroU32, sync::Arc, time::Duration};
 
-use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, http::header, web};
 use futures_util::future::LocalBoxFuture;
 use governor::{
     DefaultDirectRateLimiter, Quota, RateLimiter,
     clock::{Clock, DefaultClock},
+    middleware::StateInformationMiddleware,
 };
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -25,7 +26,7 @@ struct KeyEntry {
     digest: [u8; 32],
     scopes: BTreeSet<Scope>,
     /// `None`: no limit.
-    limiter: Option<DefaultDirectRateLimiter>,
+    limiter: Option<DefaultDirectRateLimiter<StateInformationMiddleware>>,
     rate_per_second: u32,
     burst: u32,
 }
@@ -40,7 +41,8 @@ pub struct ApiKeys {
 /// GCRA (the generic cell rate algorithm) in one atomic step, on Redis's own
 /// clock so instances' clocks do not matter. KEYS[1]: the key's theoretical
 /// arrival time (µs); ARGV: emission interval (µs) and burst. Returns
-/// {1, 0} when admitted, {0, µs to wait} when not.
+/// {admitted (1 or 0), µs to wait, requests left now, µs until the whole
+/// burst is back}.
 const GCRA: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -50,12 +52,65 @@ local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 local allow_at = tat - (burst - 1) * interval
 if now < allow_at then
-    return {0, allow_at - now}
+    return {0, allow_at - now, 0, tat - now}
 end
 local next_tat = tat + interval
 redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1000)
-return {1, 0}
+local left = math.floor((burst * interval - (next_tat - now)) / interval)
+if left < 0 then left = 0 end
+return {1, 0, left, next_tat - now}
 "#;
+
+/// Where a key stands against its rate, sent as the `RateLimit-Policy` and
+/// `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers-09): the policy
+/// is the burst, refilled over `window` seconds; `remaining` requests may
+/// be sent now, and the whole burst is back after `reset` seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    quota: u32,
+    window: u64,
+    remaining: u32,
+    reset: u64,
+}
+
+impl Budget {
+    fn new(key: &KeyEntry, remaining: u32, reset: Duration) -> Self {
+        let rate = u64::from(key.rate_per_second.max(1));
+        Self {
+            quota: key.burst,
+            window: u64::from(key.burst).div_ceil(rate).max(1),
+            remaining,
+            reset: whole_seconds_up(reset),
+        }
+    }
+
+    /// Adds the two fields to an answer.
+    pub fn write(&self, headers: &mut header::HeaderMap) {
+        let policy = format!("\"per-key\";q={};w={}", self.quota, self.window);
+        let state = format!("\"per-key\";r={};t={}", self.remaining, self.reset);
+        for (name, value) in [("ratelimit-policy", policy), ("ratelimit", state)] {
+            if let Ok(value) = header::HeaderValue::from_str(&value) {
+                headers.insert(header::HeaderName::from_static(name), value);
+            }
+        }
+    }
+}
+
+fn whole_seconds_up(duration: Duration) -> u64 {
+    let seconds = duration.as_secs();
+    if duration.subsec_nanos() > 0 {
+        seconds.saturating_add(1)
+    } else {
+        seconds
+    }
+}
+
+/// A request over its key's rate: the 429 to answer, and the budget to show with it.
+#[derive(Debug)]
+pub struct Refused {
+    pub error: ApiError,
+    pub budget: Budget,
+}
 
 impl ApiKeys {
     /// Expects settings already validated (64 hex digits per key).
@@ -69,6 +124,7 @@ impl ApiKeys {
                 let limiter = NonZeroU32::new(k.rate_per_second).map(|rate| {
                     let burst = NonZeroU32::new(k.burst).unwrap_or(rate);
                     RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
+                        .with_middleware::<StateInformationMiddleware>()
                 });
                 KeyEntry {
                     name: k.name.as_str().into(),
@@ -111,26 +167,45 @@ impl ApiKeys {
         found
     }
 
-    /// Counts one request against the caller's rate; `Err` says how long to wait.
-    pub async fn admit(&self, caller: &Caller) -> Result<(), ApiError> {
+    /// Counts one request against the caller's rate: its budget after it
+    /// (`None` for a key without a limit), or the refusal saying how long to wait.
+    pub async fn admit(&self, caller: &Caller) -> Result<Option<Budget>, Box<Refused>> {
         let Some(key) = self.keys.get(caller.index) else {
-            return Ok(());
+            return Ok(None);
         };
         let Some(limiter) = &key.limiter else {
-            return Ok(());
+            return Ok(None);
         };
         if let Some(redis) = &self.shared {
             match shared_admit(redis, key).await {
-                Ok(None) => return Ok(()),
-                Ok(Some(wait)) => return Err(limited(key, wait)),
+                Ok(Ok(budget)) => return Ok(Some(budget)),
+                Ok(Err(refused)) => return Err(Box::new(refused)),
                 Err(_) => {
                     metrics::counter!("gateway_rate_limit_fallbacks_total").increment(1);
                 }
             }
         }
-        limiter.check().map_err(|not_until| {
-            limited(key, not_until.wait_time_from(DefaultClock::default().now()))
-        })
+        let rate = key.rate_per_second.max(1);
+        match limiter.check() {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                let used = key.burst.saturating_sub(remaining);
+                let reset = Duration::from_secs(u64::from(used))
+                    .checked_div(rate)
+                    .unwrap_or_default();
+                Ok(Some(Budget::new(key, remaining, reset)))
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let reset = Duration::from_secs(u64::from(key.burst.saturating_sub(1)))
+                    .checked_div(rate)
+                    .unwrap_or_default();
+                Err(Box::new(Refused {
+                    error: limited(key, wait),
+                    budget: Budget::new(key, 0, reset.saturating_add(wait)),
+                }))
+            }
+        }
     }
 }
 
@@ -141,18 +216,18 @@ fn limited(key: &KeyEntry, wait: Duration) -> ApiError {
     }
 }
 
-/// One request against the key's shared budget: `Some(wait)` when over it.
+/// One request against the key's shared budget.
 async fn shared_admit(
     redis: &SharedRedis,
     key: &KeyEntry,
-) -> Result<Option<Duration>, crate::shared::RedisUnavailable> {
+) -> Result<Result<Budget, Refused>, crate::shared::RedisUnavailable> {
     let interval_us = 1_000_000_u64
         .checked_div(u64::from(key.rate_per_second))
         .unwrap_or(1_000_000)
         .max(1);
     let redis_key = redis.key(&format!("rate:{}", hex::encode(key.name.as_bytes())));
     let burst = key.burst.max(1);
-    let (admitted, wait_us): (i64, i64) = redis
+    let (admitted, wait_us, left, reset_us): (i64, i64, i64, i64) = redis
         .call("rate limit", |mut c| async move {
             redis::Script::new(GCRA)
                 .key(redis_key)
@@ -162,7 +237,16 @@ async fn shared_admit(
                 .await
         })
         .await?;
-    Ok((admitted == 0).then(|| Duration::from_micros(u64::try_from(wait_us).unwrap_or(0))))
+    let micros = |us: i64| Duration::from_micros(u64::try_from(us).unwrap_or(0));
+    let budget = Budget::new(key, u32::try_from(left).unwrap_or(0), micros(reset_us));
+    Ok(if admitted == 0 {
+        Err(Refused {
+            error: limited(key, micros(wait_us)),
+            budget,
+        })
+    } else {
+        Ok(budget)
+    })
 }
 
 /// An authenticated caller. As an extractor it answers 401 itself when the
@@ -195,10 +279,22 @@ impl FromRequest for Caller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let keys = req.app_data::<web::Data<ApiKeys>>().cloned();
         let caller = authenticate(req, keys.as_ref().map(|k| k.get_ref()));
+        let req = req.clone();
         Box::pin(async move {
             let caller = caller?;
             if let Some(keys) = keys {
-                keys.admit(&caller).await?;
+                // The budget rides on the request; the request middleware
+                // writes it into the answer, whatever the handler answers.
+                match keys.admit(&caller).await {
+                    Ok(Some(budget)) => {
+                        req.extensions_mut().insert(budget);
+                    }
+                    Ok(None) => {}
+                    Err(refused) => {
+                        req.extensions_mut().insert(refused.budget);
+                        return Err(refused.error);
+                    }
+                }
             }
             Ok(caller)
         })
@@ -275,21 +371,33 @@ mod tests {
     async fn a_key_over_its_burst_is_told_when_to_come_back() {
         let keys = keys();
         let writer = keys.authenticate("w-key").unwrap();
-        assert!(keys.admit(&writer).await.is_ok());
-        assert!(keys.admit(&writer).await.is_ok());
-        match keys.admit(&writer).await {
-            Err(ApiError::RateLimited {
-                retry_after,
-                per_second,
+        let first = keys.admit(&writer).await.unwrap().unwrap();
+        assert_eq!((first.quota, first.window, first.remaining), (2, 2, 1));
+        let second = keys.admit(&writer).await.unwrap().unwrap();
+        assert_eq!(second.remaining, 0);
+        match keys.admit(&writer).await.map_err(|r| *r) {
+            Err(Refused {
+                error:
+                    ApiError::RateLimited {
+                        retry_after,
+                        per_second,
+                    },
+                budget,
             }) => {
                 assert!(retry_after <= std::time::Duration::from_secs(1));
                 assert_eq!(per_second, 1);
+                assert_eq!(budget.remaining, 0);
+                assert!((1..=2).contains(&budget.reset), "{budget:?}");
             }
             other => panic!("{other:?}"),
         }
         let reader = keys.authenticate("r-key").unwrap();
         for _ in 0..1000 {
-            assert!(keys.admit(&reader).await.is_ok(), "no limit configured");
+            assert_eq!(
+                keys.admit(&reader).await.unwrap(),
+                None,
+                "no limit configured"
+            );
         }
     }
 

@@ -118,6 +118,8 @@ fn contract_fixups(doc: &mut serde_json::Value) {
             continue;
         };
         for operation in operations.values_mut() {
+            // Answers to a key carry its rate-limit budget.
+            let keyed = operation.get("security").is_some();
             let Some(responses) = operation
                 .get_mut("responses")
                 .and_then(|r| r.as_object_mut())
@@ -151,6 +153,22 @@ fn contract_fixups(doc: &mut serde_json::Value) {
                     headers.insert(
                         "Cache-Control".into(),
                         json!({"description": "private, max-age = seconds the answer stays fresh (0 when STALE).", "schema": {"type": "string"}}),
+                    );
+                }
+                if keyed && status != "401" {
+                    headers.insert(
+                        "RateLimit-Policy".into(),
+                        json!({
+                            "description": "Only for a key with `rate_per_second`: its quota policy (draft-ietf-httpapi-ratelimit-headers), e.g. `\"per-key\";q=20;w=2`: a burst of q requests, refilled over w seconds.",
+                            "schema": {"type": "string"}
+                        }),
+                    );
+                    headers.insert(
+                        "RateLimit".into(),
+                        json!({
+                            "description": "Only for a key with `rate_per_second`: where it stands now, e.g. `\"per-key\";r=19;t=1`: r requests may be sent at once, and the whole burst is back after t seconds. With `[redis]`, counted for all instances together.",
+                            "schema": {"type": "string"}
+                        }),
                     );
                 }
                 if status == "304" {

@@ -228,6 +228,8 @@ fn cors(origins: &[String]) -> Cors {
             header::HeaderName::from_static("x-request-id"),
             header::HeaderName::from_static("x-cache"),
             header::HeaderName::from_static("idempotent-replayed"),
+            header::HeaderName::from_static("ratelimit"),
+            header::HeaderName::from_static("ratelimit-policy"),
         ])
         .max_age(600)
         .block_on_origin_mismatch(false);

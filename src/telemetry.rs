@@ -150,6 +150,14 @@ pub async fn request_context(
     if let Ok(value) = HeaderValue::from_str(&id) {
         outcome.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
+    if let Outcome::Served(response) = &mut outcome {
+        let budget = actix_web::HttpMessage::extensions(response.request())
+            .get::<crate::auth::Budget>()
+            .copied();
+        if let Some(budget) = budget {
+            budget.write(response.headers_mut());
+        }
+    }
     let status = outcome.status().as_u16();
     let elapsed = started.elapsed().as_secs_f64();
     let latency_ms = elapsed * 1000.0;

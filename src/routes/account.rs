@@ -219,8 +219,13 @@ fn current(account: &Account, field: AccountField) -> Option<&str> {
         (status = 415, description = "The body is not `application/json`.", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is not valid or Slitz refused the change; `errors` names the fields. Nothing was changed.",
          body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Slitz failed, sent an unreadable answer, or rejected the gateway's own credentials (`upstream` names it).",
+         body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Slitz cannot be reached; or, with `[redis]`, the gateway cannot reach Redis to tell the other instances about the change (type `urn:gateway:problem:shared-state-unavailable`): nothing was sent, retry after `Retry-After` seconds.",
+         body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "Slitz did not answer within the configured timeout.",
+         body = Problem, content_type = "application/problem+json"),
         AuthErrors,
-        UpstreamErrors,
     ),
     security(("api_key" = ["write"]))
 )]

@@ -133,8 +133,15 @@ async fn a_key_over_its_rate_gets_a_429_with_retry_after_and_slitz_is_spared() {
             .bearer_auth("slow-key")
             .send()
     };
-    assert_eq!(call().await.unwrap().status().as_u16(), 200);
-    assert_eq!(call().await.unwrap().status().as_u16(), 200);
+    // Every answer tells the key where it stands (the IETF RateLimit fields).
+    let first = call().await.unwrap();
+    assert_eq!(first.status().as_u16(), 200);
+    assert_eq!(first.headers()["ratelimit-policy"], "\"per-key\";q=2;w=2");
+    assert_eq!(first.headers()["ratelimit"], "\"per-key\";r=1;t=1");
+    let second = call().await.unwrap();
+    assert_eq!(second.status().as_u16(), 200);
+    let left = second.headers()["ratelimit"].to_str().unwrap().to_owned();
+    assert!(left.starts_with("\"per-key\";r=0;t="), "{left}");
     let limited = call().await.unwrap();
     let retry_after: u64 = limited.headers()["retry-after"]
         .to_str()
@@ -142,10 +149,19 @@ async fn a_key_over_its_rate_gets_a_429_with_retry_after_and_slitz_is_spared() {
         .parse()
         .unwrap();
     assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let state = limited.headers()["ratelimit"].to_str().unwrap().to_owned();
+    let reset: u64 = state
+        .strip_prefix("\"per-key\";r=0;t=")
+        .unwrap_or_else(|| panic!("{state}"))
+        .parse()
+        .unwrap();
+    assert!((retry_after..=3).contains(&reset), "{state}");
     let problem = assert_problem(limited, 429).await;
     assert_eq!(problem["type"], "urn:gateway:problem:rate-limited");
-    // Other keys have their own budget.
-    assert_eq!(app.get("/v1/account").await.status().as_u16(), 200);
+    // Other keys have their own budget; an unlimited key gets no fields.
+    let unlimited = app.get("/v1/account").await;
+    assert_eq!(unlimited.status().as_u16(), 200);
+    assert!(!unlimited.headers().contains_key("ratelimit"));
     assert_eq!(
         app.sandbox.control.calls("GET /slitz/api/details"),
         1,
@@ -195,7 +211,13 @@ async fn cors_answers_preflights_for_allowed_origins_only() {
         .to_str()
         .unwrap()
         .to_lowercase();
-    for header in ["x-request-id", "x-cache", "etag"] {
+    for header in [
+        "x-request-id",
+        "x-cache",
+        "etag",
+        "ratelimit",
+        "ratelimit-policy",
+    ] {
         assert!(exposed.contains(header), "{header} in {exposed}");
     }
 }

@@ -229,9 +229,19 @@ async fn a_rate_limit_holds_for_all_instances_together() {
             .await
             .unwrap();
         match response.status().as_u16() {
-            200 => admitted += 1,
+            200 => {
+                admitted += 1;
+                // One budget for both instances: what is left only shrinks
+                // (within the burst this fast loop uses).
+                assert_eq!(
+                    response.headers()["ratelimit-policy"],
+                    "\"per-key\";q=5;w=5"
+                );
+            }
             429 => {
                 assert!(response.headers().contains_key("retry-after"));
+                let state = response.headers()["ratelimit"].to_str().unwrap();
+                assert!(state.starts_with("\"per-key\";r=0;t="), "{state}");
                 limited_answers += 1;
             }
             other => panic!("{other}"),
