@@ -343,7 +343,7 @@ impl Cluster {
     }
 
     /// Bumps the generations of `routes` in Redis, tells every instance, and
-    /// waits until each that heard it has applied it (bounded by a few
+    /// waits until each that heard it has applied it (bounded by 5 ×
     /// `redis.timeout_ms`). When Redis fails here, after the write, this
     /// instance at least stops trusting its own copies.
     pub(super) async fn invalidate(&self, routes: &[Route]) {
@@ -371,7 +371,9 @@ impl Cluster {
                 tracing::error!(error = %error, "a write's invalidation did not reach the other instances; they may serve the old answer until its TTL");
                 metrics::counter!("gateway_cache_invalidations_total", "outcome" => "failed")
                     .increment(1);
-                self.coherence.deaf();
+                // This instance at least forgets its own copies of written
+                // routes; the subscription itself may be fine.
+                self.coherence.new_epoch();
                 return;
             }
         };

@@ -321,3 +321,82 @@ async fn get_json_text(app: &TestApp, url: &str) -> String {
         .await
         .unwrap()
 }
+
+#[tokio::test]
+async fn redis_dying_during_a_patch_does_not_hide_the_change_that_was_made() {
+    let redis = RedisServer::start().await;
+    let settings = RedisSettings::new(&redis.url(), "gateway-test:", 300);
+    let (app, bases) = instances(settings, 1, |_| {}).await;
+    let a = bases[0].clone();
+    let before: Value = get(&app, &a, "/v1/account").await.json().await.unwrap();
+    assert_eq!(before["city"], "Uppsala");
+    // Slitz takes its time over the write; Redis freezes meanwhile, after
+    // the PATCH checked it, before the invalidation goes out.
+    app.sandbox.control.inject(FaultRule {
+        method: Some("POST".into()),
+        ..FaultRule::new("/slitz/api/details", Fault::Delay { ms: 1_000 })
+    });
+    let patching = {
+        let (app_client, a) = (app.client.clone(), a.clone());
+        tokio::spawn(async move {
+            app_client
+                .patch(format!("{a}/v1/account"))
+                .bearer_auth(KEY)
+                .json(&json!({"city": "Lund"}))
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    wait_until("the change reached Slitz", async || {
+        app.sandbox.control.calls(UPDATE) == 1
+    })
+    .await;
+    redis.freeze();
+    let answer = patching.await.unwrap();
+    // The change was made: it is reported as made, with the new value,
+    // and this instance does not serve its old copy.
+    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(answer.json::<Value>().await.unwrap()["city"], "Lund");
+    let after: Value = get(&app, &a, "/v1/account").await.json().await.unwrap();
+    assert_eq!(after["city"], "Lund");
+    let metrics = get_json_text(&app, &format!("{a}/metrics")).await;
+    assert!(
+        metrics.contains("gateway_cache_invalidations_total{outcome=\"failed\"}"),
+        "{metrics}"
+    );
+    redis.thaw();
+}
+
+#[tokio::test]
+async fn a_write_whose_invalidation_redis_refuses_still_forgets_this_instances_copy() {
+    let redis = RedisServer::start().await;
+    let (app, bases) = instances(redis.settings(), 1, |_| {}).await;
+    let a = bases[0].clone();
+    let before = get(&app, &a, "/v1/account").await;
+    assert_eq!(header(&before, "x-cache"), "MISS");
+    assert_eq!(
+        header(&get(&app, &a, "/v1/account").await, "x-cache"),
+        "HIT"
+    );
+    // Redis answers, but refuses the invalidation: the generations' key
+    // has been overwritten with a value of the wrong type.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("SET")
+        .arg("gateway-test:cache:gen")
+        .arg("not a hash")
+        .query_async::<()>(&mut connection)
+        .await
+        .unwrap();
+    let answer = patch(&app, &a, json!({"city": "Lund"})).await;
+    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(answer.json::<Value>().await.unwrap()["city"], "Lund");
+    let after: Value = get(&app, &a, "/v1/account").await.json().await.unwrap();
+    assert_eq!(after["city"], "Lund");
+    let metrics = get_json_text(&app, &format!("{a}/metrics")).await;
+    assert!(
+        metrics.contains("gateway_cache_invalidations_total{outcome=\"failed\"}"),
+        "{metrics}"
+    );
+}
