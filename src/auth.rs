@@ -210,6 +210,8 @@ impl ApiKeys {
 }
 
 fn limited(key: &KeyEntry, wait: Duration) -> ApiError {
+    // By the key's configured name, never the key: names are few and chosen by ops.
+    metrics::counter!("gateway_rate_limited_total", "key" => key.name.to_string()).increment(1);
     ApiError::RateLimited {
         retry_after: wait,
         per_second: key.rate_per_second,

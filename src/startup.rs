@@ -82,6 +82,8 @@ impl Application {
         extra: fn(&mut web::ServiceConfig),
     ) -> anyhow::Result<Self> {
         telemetry::install_panic_hook();
+        // First: counters registered below (the cache's) need the recorder.
+        let metrics = web::Data::new(routes::metrics::recorder());
         let port = listener.local_addr()?.port();
         let slitz = web::Data::new(SlitzClient::new(&settings.slitz, &settings.upstream)?);
         let dna = web::Data::new(DnaClient::new(&settings.dna, &settings.upstream)?);
@@ -131,7 +133,6 @@ impl Application {
         ));
         let proxies = web::Data::new(TrustedProxies(settings.server.trusted_proxies.clone()));
         let body_limit = web::Data::new(BodyLimit(settings.server.max_body_bytes));
-        let metrics = web::Data::new(routes::metrics::recorder());
         let draining = Draining::default();
         let draining_data = web::Data::new(draining.clone());
         let api = openapi::openapi();

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command. On a fresh Debian machine it installs what the
 # tests need (Debian's redis-server and nginx: the shared-state and
-# load-balancer tests start real ones), then runs the whole suite. `.ci/run` calls this same script.
+# load-balancer tests start real ones; promtool, from the prometheus package,
+# checks the metrics and the alert rules), then runs the whole suite. `.ci/run` calls this same script.
 # Extra arguments go to `cargo nextest run` (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,7 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v promtool >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "--> installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -271,8 +271,73 @@ struct Lifetime {
     grace: Duration,
 }
 
+/// How a lookup went, for `gateway_cache_lookups_total{route,outcome}`.
+#[derive(Debug, Clone, Copy)]
+enum Lookup {
+    /// Fresh in this instance's memory.
+    Hit,
+    /// Fresh in the cache the instances share.
+    SharedHit,
+    /// Waited for another caller's load of the same key, and got its answer.
+    Coalesced,
+    /// Loaded from Slitz.
+    Miss,
+    /// Slitz failed; an expired answer was served.
+    Stale,
+    /// Slitz failed and nothing could be served.
+    Error,
+}
+
+impl Lookup {
+    const ALL: [Lookup; 6] = [
+        Lookup::Hit,
+        Lookup::SharedHit,
+        Lookup::Coalesced,
+        Lookup::Miss,
+        Lookup::Stale,
+        Lookup::Error,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Lookup::Hit => "hit",
+            Lookup::SharedHit => "shared_hit",
+            Lookup::Coalesced => "coalesced",
+            Lookup::Miss => "miss",
+            Lookup::Stale => "stale",
+            Lookup::Error => "error",
+        }
+    }
+}
+
+/// The lookup counters, registered once so a hit costs one atomic add.
+struct Lookups([[metrics::Counter; Lookup::ALL.len()]; Route::ALL.len()]);
+
+impl Lookups {
+    fn new() -> Self {
+        Self(std::array::from_fn(|r| {
+            std::array::from_fn(|o| {
+                let route = Route::ALL.get(r).map_or("unknown", |r| r.name());
+                let outcome = Lookup::ALL.get(o).map_or("unknown", |o| o.label());
+                metrics::counter!("gateway_cache_lookups_total", "route" => route, "outcome" => outcome)
+            })
+        }))
+    }
+
+    fn count(&self, route: Route, lookup: Lookup) {
+        if let Some(counter) = self
+            .0
+            .get(route as usize)
+            .and_then(|row| row.get(lookup as usize))
+        {
+            counter.increment(1);
+        }
+    }
+}
+
 pub struct ResponseCache {
     entries: Cache<CacheKey, Arc<Cached>>,
+    lookups: Lookups,
     ttls: HashMap<Route, Duration>,
     stale: Duration,
     coherence: Arc<Coherence>,
@@ -324,9 +389,19 @@ impl ResponseCache {
                 u32::try_from(bytes).unwrap_or(u32::MAX)
             })
             .expire_after(TtlPlusGrace(stale))
+            .eviction_listener(|_, _, cause| {
+                let cause = match cause {
+                    moka::notification::RemovalCause::Size => "size",
+                    moka::notification::RemovalCause::Expired => "expired",
+                    // Replaced or invalidated: not an eviction.
+                    _ => return,
+                };
+                metrics::counter!("gateway_cache_evictions_total", "cause" => cause).increment(1);
+            })
             .build();
         Self {
             entries,
+            lookups: Lookups::new(),
             ttls,
             stale,
             coherence,
@@ -358,6 +433,7 @@ impl ResponseCache {
             && entry.is_fresh()
             && self.coherence.current(route, &entry)
         {
+            self.lookups.count(route, Lookup::Hit);
             return Ok((entry, CacheStatus::Hit));
         }
         let life = self.lifetime(route);
@@ -398,24 +474,28 @@ impl ResponseCache {
                     Ok(Op::Put(entry))
                 }
             })
-            .await?;
+            .await
+            .inspect_err(|_| self.lookups.count(route, Lookup::Error))?;
         match result {
             CompResult::Inserted(entry) | CompResult::ReplacedWith(entry) => {
                 let entry = entry.into_value();
-                let status = match entry.origin {
-                    Origin::Upstream => CacheStatus::Miss,
-                    Origin::Shared if entry.is_fresh() => CacheStatus::Hit,
-                    Origin::Shared => CacheStatus::Stale,
+                let (status, lookup) = match entry.origin {
+                    Origin::Upstream => (CacheStatus::Miss, Lookup::Miss),
+                    Origin::Shared if entry.is_fresh() => (CacheStatus::Hit, Lookup::SharedHit),
+                    Origin::Shared => (CacheStatus::Stale, Lookup::Stale),
                 };
+                self.lookups.count(route, lookup);
                 Ok((entry, status))
             }
             CompResult::Unchanged(entry) => {
                 let entry = entry.into_value();
-                let status = if entry.is_fresh() && self.coherence.current(route, &entry) {
-                    CacheStatus::Hit
+                let (status, lookup) = if entry.is_fresh() && self.coherence.current(route, &entry)
+                {
+                    (CacheStatus::Hit, Lookup::Coalesced)
                 } else {
-                    CacheStatus::Stale
+                    (CacheStatus::Stale, Lookup::Stale)
                 };
+                self.lookups.count(route, lookup);
                 Ok((entry, status))
             }
             CompResult::StillNone(_) | CompResult::Removed(_) => Err(ApiError::internal(
@@ -438,6 +518,13 @@ impl ResponseCache {
     {
         let (entry, status) = self.get_or_load(key, load).await?;
         Ok(respond(req, &entry, status))
+    }
+
+    /// Answers held in this instance's memory, and their weight in bytes,
+    /// after the cache's pending upkeep (evictions) has run.
+    pub async fn usage(&self) -> (u64, u64) {
+        self.entries.run_pending_tasks().await;
+        (self.entries.entry_count(), self.entries.weighted_size())
     }
 
     /// With Redis: whether this instance hears the other instances'

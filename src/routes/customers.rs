@@ -239,7 +239,16 @@ pub(crate) async fn create_customer(
         Some(key) => {
             // The validated request, so `{"a":1,"b":2}` and `{"b":2,"a":1}` are one body.
             let fingerprint = serde_json::to_vec(&customer).unwrap_or_default();
-            match keys.claim(&caller.name, key, &fingerprint).await? {
+            let claimed = keys.claim(&caller.name, key, &fingerprint).await;
+            let outcome = match &claimed {
+                Ok(Claim::Fresh(_)) => "claimed",
+                Ok(Claim::Replay(_)) => "replayed",
+                Err(ApiError::Conflict(_)) => "conflict",
+                Err(ApiError::Unprocessable { .. }) => "body_mismatch",
+                Err(_) => "unavailable",
+            };
+            metrics::counter!("gateway_idempotency_keys_total", "outcome" => outcome).increment(1);
+            match claimed? {
                 Claim::Replay(stored) => return Ok(stored.replay()),
                 Claim::Fresh(claim) => Some(claim),
             }

@@ -5,6 +5,11 @@ use std::sync::OnceLock;
 use actix_web::{HttpResponse, get, web};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+use crate::{
+    cache::ResponseCache,
+    upstream::{dna::DnaClient, policy::BreakerState, slitz::SlitzClient},
+};
+
 /// Latency buckets in seconds, from a cache hit to a slow upstream.
 const BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -39,20 +44,155 @@ pub fn recorder() -> PrometheusHandle {
                         upkeep.run_upkeep();
                     }
                 });
+            describe();
+            ::metrics::gauge!(
+                "gateway_build_info",
+                "version" => env!("CARGO_PKG_VERSION"),
+                "commit" => env!("GATEWAY_COMMIT"),
+            )
+            .set(1.0);
             handle
         })
         .clone()
 }
 
+/// HELP text (and units) of every family, so the exposition passes
+/// `promtool check metrics`; a family appears once it has a sample.
+fn describe() {
+    use ::metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "gateway_http_requests_total",
+        "HTTP requests answered, by method, route pattern and status."
+    );
+    describe_histogram!(
+        "gateway_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer an HTTP request, by method and route pattern."
+    );
+    describe_counter!(
+        "gateway_upstream_calls_total",
+        "Calls to an upstream by operation and outcome (ok, 4xx, 5xx, timeout, reset, unreachable, malformed, breaker_open, saturated); each retry is a call."
+    );
+    describe_histogram!(
+        "gateway_upstream_call_duration_seconds",
+        Unit::Seconds,
+        "Time one upstream call took, by upstream and operation."
+    );
+    describe_counter!(
+        "gateway_upstream_retries_total",
+        "Retries of idempotent upstream calls, by upstream and operation."
+    );
+    describe_gauge!(
+        "gateway_upstream_in_flight",
+        "Upstream calls in flight now, by upstream."
+    );
+    describe_gauge!(
+        "gateway_upstream_concurrency_limit",
+        "The most upstream calls allowed in flight (upstream.max_concurrency), by upstream."
+    );
+    describe_gauge!(
+        "gateway_breaker_state",
+        "Circuit breaker state by upstream: 0 closed, 1 half-open, 2 open."
+    );
+    describe_counter!(
+        "gateway_breaker_opened_total",
+        "Times an upstream's circuit breaker opened."
+    );
+    describe_counter!(
+        "gateway_cache_lookups_total",
+        "Slitz cache lookups by route and outcome (hit, shared_hit, coalesced, miss, stale, error)."
+    );
+    describe_gauge!(
+        "gateway_cache_entries",
+        "Answers held in this instance's Slitz cache."
+    );
+    describe_gauge!(
+        "gateway_cache_size_bytes",
+        Unit::Bytes,
+        "Weight of the answers held in this instance's Slitz cache (bounded by cache.max_bytes)."
+    );
+    describe_counter!(
+        "gateway_cache_evictions_total",
+        "Answers that left this instance's Slitz cache, by cause (size, expired)."
+    );
+    describe_counter!(
+        "gateway_cache_fallbacks_total",
+        "Cache reads that went past Redis, by reason (unavailable, error, lock_expired)."
+    );
+    describe_counter!(
+        "gateway_cache_invalidations_total",
+        "Writes' invalidations sent to every instance, by outcome (confirmed, unconfirmed, failed)."
+    );
+    describe_counter!(
+        "gateway_dna_token_requests_total",
+        "DNA token requests by grant (password, refresh) and outcome (ok, error)."
+    );
+    describe_gauge!(
+        "gateway_dna_token_expires_in_seconds",
+        Unit::Seconds,
+        "Seconds until the DNA token this instance holds expires (0 once expired)."
+    );
+    describe_counter!(
+        "gateway_idempotency_keys_total",
+        "Creates carrying an Idempotency-Key, by outcome (claimed, replayed, conflict, body_mismatch, unavailable)."
+    );
+    describe_counter!(
+        "gateway_rate_limited_total",
+        "Requests refused with 429, by the configured key name."
+    );
+    describe_counter!(
+        "gateway_rate_limit_fallbacks_total",
+        "Rate-limit decisions taken on the local budget because Redis could not answer."
+    );
+    describe_counter!(
+        "gateway_redis_errors_total",
+        "Redis calls that failed or timed out, by operation."
+    );
+    describe_counter!(
+        "gateway_panics_total",
+        "Panics caught while serving a request (each answered with a 500 problem)."
+    );
+    describe_gauge!(
+        "gateway_build_info",
+        "Always 1; the labels say which build runs."
+    );
+}
+
 /// Metrics
 ///
-/// Request counts and latencies by route and status, in Prometheus text format.
+/// Every family the gateway keeps (requests, upstream calls, cache, token,
+/// breakers, idempotency, rate limits, Redis), in Prometheus text format.
 #[utoipa::path(
     tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format.", body = String, content_type = "text/plain"))
 )]
 #[get("/metrics")]
-pub(crate) async fn metrics(handle: web::Data<PrometheusHandle>) -> HttpResponse {
+pub(crate) async fn metrics(
+    handle: web::Data<PrometheusHandle>,
+    dna: web::Data<DnaClient>,
+    slitz: web::Data<SlitzClient>,
+    cache: web::Data<ResponseCache>,
+) -> HttpResponse {
+    // States read at scrape time, so they are never stale.
+    for (upstream, breaker, limit) in [
+        ("dna", dna.breaker_state(), dna.concurrency_limit()),
+        ("slitz", slitz.breaker_state(), slitz.concurrency_limit()),
+    ] {
+        let state = match breaker {
+            BreakerState::Closed => 0.0,
+            BreakerState::HalfOpen => 1.0,
+            BreakerState::Open => 2.0,
+        };
+        ::metrics::gauge!("gateway_breaker_state", "upstream" => upstream).set(state);
+        ::metrics::gauge!("gateway_upstream_concurrency_limit", "upstream" => upstream)
+            .set(limit as f64);
+    }
+    if let Some(left) = dna.token_expires_in() {
+        ::metrics::gauge!("gateway_dna_token_expires_in_seconds").set(left.as_secs_f64());
+    }
+    let (entries, bytes) = cache.usage().await;
+    ::metrics::gauge!("gateway_cache_entries").set(entries as f64);
+    ::metrics::gauge!("gateway_cache_size_bytes").set(bytes as f64);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(handle.render())

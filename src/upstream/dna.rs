@@ -55,6 +55,8 @@ pub struct DnaClient {
     settings: DnaSettings,
     timeout: Duration,
     token: Mutex<TokenState>,
+    /// When the held token expires, readable without waiting for `token`.
+    expires_at: std::sync::Mutex<Option<Instant>>,
     credentials_rejected: Arc<AtomicBool>,
 }
 
@@ -176,12 +178,28 @@ impl DnaClient {
             settings: settings.clone(),
             timeout: Duration::from_millis(upstream.timeout_ms),
             token: Mutex::new(TokenState::default()),
+            expires_at: std::sync::Mutex::new(None),
             credentials_rejected: Arc::new(AtomicBool::new(false)),
         })
     }
 
     pub fn breaker_state(&self) -> BreakerState {
         self.policy.breaker_state()
+    }
+
+    /// `upstream.max_concurrency`.
+    pub fn concurrency_limit(&self) -> usize {
+        self.policy.concurrency_limit()
+    }
+
+    /// How long the held token stays valid (zero once expired); `None`
+    /// before the first token.
+    pub fn token_expires_in(&self) -> Option<Duration> {
+        let expires_at = *self
+            .expires_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        expires_at.map(|at| at.saturating_duration_since(Instant::now()))
     }
 
     /// True while the token endpoint rejects the gateway's credentials.
@@ -198,7 +216,14 @@ impl DnaClient {
     /// or a refused connection, when DNA provably did not process it.
     pub async fn create_client(&self, client: &NewClient<'_>) -> Result<CreatedClient, DnaError> {
         let form = client.form();
-        let body = success(self.call("/residential/client", Some(&form)).await?)?;
+        let body = success(
+            self.call(
+                "POST /residential/client",
+                "/residential/client",
+                Some(&form),
+            )
+            .await?,
+        )?;
         match parse::<CreateAnswer>(&body)? {
             CreateAnswer::Plain(b) => Ok(b.client),
             CreateAnswer::Wrapped(v) => v
@@ -213,7 +238,11 @@ impl DnaClient {
     /// Unix timestamp.
     pub async fn change_status(&self, id: i64, action: &str) -> Result<i64, DnaError> {
         let answer = self
-            .call(&format!("/residential/client/{id}/{action}"), None)
+            .call(
+                "POST /residential/client/{id}/{action}",
+                &format!("/residential/client/{id}/{action}"),
+                None,
+            )
             .await?;
         Ok(parse::<StatusAnswer>(&success(answer)?)?.timestamp)
     }
@@ -223,6 +252,7 @@ impl DnaClient {
     /// retried once, since nothing was sent.
     async fn call(
         &self,
+        operation: &'static str,
         path: &str,
         form: Option<&[(&'static str, String)]>,
     ) -> Result<Answer, UpstreamError> {
@@ -234,7 +264,7 @@ impl DnaClient {
             // Writes: never retried by the policy; only the two cases below.
             let result = self
                 .policy
-                .run(false, || self.attempt(path, form, &access))
+                .run(operation, false, || self.attempt(path, form, &access))
                 .await;
             match result {
                 Ok(Attempt::Done(answer)) => return Ok(answer),
@@ -319,13 +349,34 @@ impl DnaClient {
         };
         let handed = (token.access.clone(), token.generation);
         state.current = Some(token);
+        *self
+            .expires_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(crate::checked::later(Instant::now(), lifetime));
         tracing::debug!(lifetime_s = lifetime.as_secs_f64(), "dna token obtained");
         Ok(handed)
     }
 
+    /// One token request, counted by grant and outcome.
+    async fn grant(
+        &self,
+        grant: &[(&str, &str)],
+        refresh: Option<&SecretString>,
+    ) -> Result<TokenBody, UpstreamError> {
+        let result = self.request_grant(grant, refresh).await;
+        metrics::counter!(
+            "gateway_dna_token_requests_total",
+            "grant" => if refresh.is_some() { "refresh" } else { "password" },
+            "outcome" => if result.is_ok() { "ok" } else { "error" },
+        )
+        .increment(1);
+        result
+    }
+
     /// One token request. Credentials rejected here are an operator problem:
     /// logged as an error and shown by `/readyz` until a grant succeeds.
-    async fn grant(
+    async fn request_grant(
         &self,
         grant: &[(&str, &str)],
         refresh: Option<&SecretString>,
@@ -345,7 +396,7 @@ impl DnaClient {
         let url = format!("{}/oauth/token", self.base_url);
         let answer = self
             .policy
-            .run(false, || async {
+            .run("POST /oauth/token", false, || async {
                 // 429 is "slow down" (a fault the breaker counts), never "bad credentials".
                 exchange(UPSTREAM, self.timeout, self.http.post(&url).form(&form)).await
             })

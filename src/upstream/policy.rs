@@ -147,6 +147,7 @@ pub struct Policy {
     upstream: Upstream,
     breaker: Breaker,
     permits: Semaphore,
+    max_concurrency: usize,
     retries: u32,
     deadline: Duration,
 }
@@ -161,6 +162,7 @@ impl Policy {
                 Duration::from_millis(settings.breaker_open_ms),
             ),
             permits: Semaphore::new(settings.max_concurrency),
+            max_concurrency: settings.max_concurrency,
             retries: settings.retries,
             deadline: Duration::from_millis(settings.deadline_ms),
         }
@@ -179,12 +181,19 @@ impl Policy {
 
     /// Runs `attempt` under the breaker and the concurrency bound; when
     /// `idempotent`, retries transient faults with backoff and jitter (or the
-    /// upstream's `Retry-After`) while the deadline allows.
-    pub async fn run<T, F, Fut>(&self, idempotent: bool, mut attempt: F) -> Result<T, UpstreamError>
+    /// upstream's `Retry-After`) while the deadline allows. `operation`
+    /// (method and path template) labels the call's metrics.
+    pub async fn run<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        idempotent: bool,
+        mut attempt: F,
+    ) -> Result<T, UpstreamError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, UpstreamError>>,
     {
+        let upstream = self.upstream.as_str();
         // The request's own budget when serving one, else the configured deadline.
         let deadline = later(
             Instant::now(),
@@ -194,9 +203,11 @@ impl Policy {
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(self.out_of_time());
+                return Err(counted(operation, upstream, self.out_of_time()));
             }
-            self.breaker.acquire()?;
+            if let Err(open) = self.breaker.acquire() {
+                return Err(counted(operation, upstream, open));
+            }
             let permit = match tokio::time::timeout(
                 remaining.min(Duration::from_secs(1)),
                 self.permits.acquire(),
@@ -206,28 +217,33 @@ impl Policy {
                 Ok(Ok(permit)) => permit,
                 _ => {
                     self.breaker.abandon();
-                    return Err(UpstreamError::Busy {
+                    let busy = UpstreamError::Busy {
                         upstream: self.upstream,
-                    });
+                    };
+                    return Err(counted(operation, upstream, busy));
                 }
             };
+            let in_flight = metrics::gauge!("gateway_upstream_in_flight", "upstream" => upstream);
+            in_flight.increment(1.0);
+            let started = Instant::now();
             let remaining = deadline.saturating_duration_since(Instant::now());
             let result = match tokio::time::timeout(remaining, attempt()).await {
                 Ok(result) => result,
                 Err(_) => Err(self.out_of_time()),
             };
+            in_flight.decrement(1.0);
             drop(permit);
+            metrics::histogram!(
+                "gateway_upstream_call_duration_seconds",
+                "upstream" => upstream, "operation" => operation,
+            )
+            .record(started.elapsed().as_secs_f64());
             let fault = result
                 .as_ref()
                 .err()
                 .is_some_and(UpstreamError::is_transient);
             self.breaker.record(fault);
-            metrics::counter!(
-                "gateway_upstream_calls_total",
-                "upstream" => self.upstream.as_str(),
-                "outcome" => outcome(&result),
-            )
-            .increment(1);
+            count(operation, upstream, outcome(result.as_ref().err()));
             let error = match result {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
@@ -241,22 +257,53 @@ impl Policy {
             }
             tracing::info!(upstream = %self.upstream, retry = retry.saturating_add(1), wait_ms = wait.as_millis() as u64, error = %error,
                 "retrying an idempotent call");
+            metrics::counter!(
+                "gateway_upstream_retries_total",
+                "upstream" => upstream, "operation" => operation,
+            )
+            .increment(1);
             tokio::time::sleep(wait).await;
             retry = retry.saturating_add(1);
         }
     }
+
+    /// The most calls this upstream may have in flight (`upstream.max_concurrency`).
+    pub fn concurrency_limit(&self) -> usize {
+        self.max_concurrency
+    }
 }
 
-fn outcome<T>(result: &Result<T, UpstreamError>) -> &'static str {
-    match result {
-        Ok(_) => "ok",
-        Err(UpstreamError::NotFound { .. }) => "not_found",
-        Err(UpstreamError::Timeout { .. }) => "timeout",
-        Err(UpstreamError::Unreachable { .. }) => "unreachable",
-        Err(UpstreamError::Malformed { .. }) => "malformed",
-        Err(UpstreamError::Interrupted { .. }) => "interrupted",
-        Err(UpstreamError::Status { .. } | UpstreamError::Throttled { .. }) => "error_status",
-        Err(_) => "refused",
+fn count(operation: &'static str, upstream: &'static str, outcome: &'static str) {
+    metrics::counter!(
+        "gateway_upstream_calls_total",
+        "upstream" => upstream, "operation" => operation, "outcome" => outcome,
+    )
+    .increment(1);
+}
+
+/// A call that never went out (breaker open, no permit, no time left) is
+/// counted with its reason and handed back.
+fn counted(operation: &'static str, upstream: &'static str, error: UpstreamError) -> UpstreamError {
+    count(operation, upstream, outcome(Some(&error)));
+    error
+}
+
+/// The outcome label of one call: a small fixed set.
+fn outcome(error: Option<&UpstreamError>) -> &'static str {
+    match error {
+        None => "ok",
+        Some(UpstreamError::Timeout { .. }) => "timeout",
+        Some(UpstreamError::Unreachable { .. }) => "unreachable",
+        Some(UpstreamError::Interrupted { .. }) => "reset",
+        Some(UpstreamError::Malformed { .. }) => "malformed",
+        Some(UpstreamError::CircuitOpen { .. }) => "breaker_open",
+        Some(UpstreamError::Busy { .. }) => "saturated",
+        Some(UpstreamError::Status { status, .. } | UpstreamError::Throttled { status, .. })
+            if *status >= 500 =>
+        {
+            "5xx"
+        }
+        Some(_) => "4xx",
     }
 }
 
@@ -297,7 +344,7 @@ mod tests {
         let policy = Policy::new(Upstream::Slitz, &settings(2, 100));
         let calls = AtomicU32::new(0);
         let result: Result<(), _> = policy
-            .run(true, || async {
+            .run("GET /test", true, || async {
                 calls.fetch_add(1, Ordering::SeqCst);
                 Err(fault())
             })
@@ -306,7 +353,7 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 3);
         calls.store(0, Ordering::SeqCst);
         let _: Result<(), _> = policy
-            .run(false, || async {
+            .run("POST /test", false, || async {
                 calls.fetch_add(1, Ordering::SeqCst);
                 Err(fault())
             })
@@ -319,7 +366,7 @@ mod tests {
         let policy = Policy::new(Upstream::Slitz, &settings(2, 100));
         let calls = AtomicU32::new(0);
         let _: Result<(), _> = policy
-            .run(true, || async {
+            .run("GET /test", true, || async {
                 calls.fetch_add(1, Ordering::SeqCst);
                 Err(UpstreamError::NotFound {
                     upstream: Upstream::Slitz,

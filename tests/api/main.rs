@@ -12,6 +12,7 @@ mod errors;
 mod health;
 mod helpers;
 mod nginx;
+mod observability;
 mod openapi;
 mod overview;
 mod problem_types;

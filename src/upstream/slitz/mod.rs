@@ -59,6 +59,11 @@ impl SlitzClient {
         self.policy.breaker_state()
     }
 
+    /// `upstream.max_concurrency`.
+    pub fn concurrency_limit(&self) -> usize {
+        self.policy.concurrency_limit()
+    }
+
     /// The zone Slitz's zone-less date-times are read in.
     pub fn zone(&self) -> Tz {
         self.context.zone
@@ -73,7 +78,7 @@ impl SlitzClient {
 
     /// `GET /details`: the account's registration details.
     pub async fn details(&self) -> Result<model::Account, UpstreamError> {
-        let envelope: DetailsEnvelope = self.get("/details").await?;
+        let envelope: DetailsEnvelope = self.get("GET /details", "/details").await?;
         self.normalize(envelope.client)
     }
 
@@ -87,49 +92,55 @@ impl SlitzClient {
             .iter()
             .map(|(field, value)| (details_field(*field), (*value).to_owned()))
             .collect();
-        let _: serde_json::Value = self.post("/details", &form, false).await?;
+        let _: serde_json::Value = self.post("POST /details", "/details", &form, false).await?;
         Ok(())
     }
 
     /// `GET /balance`.
     pub async fn balance(&self) -> Result<model::Balance, UpstreamError> {
-        let envelope: BalanceEnvelope = self.get("/balance").await?;
+        let envelope: BalanceEnvelope = self.get("GET /balance", "/balance").await?;
         self.normalize(envelope)
     }
 
     /// `GET /invoice`.
     pub async fn invoices(&self) -> Result<Vec<model::InvoiceSummary>, UpstreamError> {
-        let envelope: InvoicesEnvelope = self.get("/invoice").await?;
+        let envelope: InvoicesEnvelope = self.get("GET /invoice", "/invoice").await?;
         self.normalize(envelope.invoices.unwrap_or_default())
     }
 
     /// `GET /invoice/{id}`: the invoice, its items and the billed account.
     pub async fn invoice(&self, id: i64) -> Result<model::Invoice, UpstreamError> {
-        let envelope: InvoiceEnvelope = self.get_record(&format!("/invoice/{id}")).await?;
+        let envelope: InvoiceEnvelope = self
+            .get_record("GET /invoice/{id}", &format!("/invoice/{id}"))
+            .await?;
         self.normalize(envelope.invoice)
     }
 
     /// `GET /tickets`.
     pub async fn tickets(&self) -> Result<Vec<model::TicketSummary>, UpstreamError> {
-        let envelope: TicketsEnvelope = self.get("/tickets").await?;
+        let envelope: TicketsEnvelope = self.get("GET /tickets", "/tickets").await?;
         self.normalize(envelope.tickets.unwrap_or_default())
     }
 
     /// `GET /tickets/{number}`: the ticket and its replies.
     pub async fn ticket(&self, number: i64) -> Result<model::Ticket, UpstreamError> {
-        let envelope: TicketEnvelope = self.get_record(&format!("/tickets/{number}")).await?;
+        let envelope: TicketEnvelope = self
+            .get_record("GET /tickets/{number}", &format!("/tickets/{number}"))
+            .await?;
         self.normalize(envelope)
     }
 
     /// `GET /domain`.
     pub async fn domains(&self) -> Result<Vec<model::DomainSummary>, UpstreamError> {
-        let envelope: DomainsEnvelope = self.get("/domain").await?;
+        let envelope: DomainsEnvelope = self.get("GET /domain", "/domain").await?;
         self.normalize(envelope.domains.unwrap_or_default())
     }
 
     /// `GET /domain/{id}`.
     pub async fn domain(&self, id: i64) -> Result<model::Domain, UpstreamError> {
-        let envelope: DomainEnvelope = self.get_record(&format!("/domain/{id}")).await?;
+        let envelope: DomainEnvelope = self
+            .get_record("GET /domain/{id}", &format!("/domain/{id}"))
+            .await?;
         self.normalize(envelope.details)
     }
 
@@ -138,7 +149,12 @@ impl SlitzClient {
     pub async fn domain_available(&self, name: &str) -> Result<bool, UpstreamError> {
         let answer: Option<AvailabilityEnvelope> = self
             // A question, not a change: safe to ask again.
-            .post("/domainorder/status", &[("name", name.to_owned())], true)
+            .post(
+                "POST /domainorder/status",
+                "/domainorder/status",
+                &[("name", name.to_owned())],
+                true,
+            )
             .await?;
         match answer {
             None => Ok(false),
@@ -155,39 +171,53 @@ impl SlitzClient {
 
     /// `GET /service`.
     pub async fn services(&self) -> Result<Vec<model::ServiceSummary>, UpstreamError> {
-        let envelope: ServicesEnvelope = self.get("/service").await?;
+        let envelope: ServicesEnvelope = self.get("GET /service", "/service").await?;
         self.normalize(envelope.services.unwrap_or_default())
     }
 
     /// `GET /service/{id}`, credentials included: the caller decides who sees them.
     pub async fn service(&self, id: i64) -> Result<model::Service, UpstreamError> {
-        let envelope: ServiceEnvelope = self.get_record(&format!("/service/{id}")).await?;
+        let envelope: ServiceEnvelope = self
+            .get_record("GET /service/{id}", &format!("/service/{id}"))
+            .await?;
         self.normalize(envelope.service)
     }
 
     /// Reads are idempotent: retried on faults within the deadline.
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, UpstreamError> {
+    /// `operation` names the call in metrics: method and path template.
+    async fn get<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        path: &str,
+    ) -> Result<T, UpstreamError> {
         let url = format!("{}{path}", self.base_url);
         self.policy
-            .run(true, || self.send(self.http.get(&url)))
+            .run(operation, true, || self.send(self.http.get(&url)))
             .await
     }
 
     /// A read of one record by its id: an error saying the id is unknown is a 404.
-    async fn get_record<T: DeserializeOwned>(&self, path: &str) -> Result<T, UpstreamError> {
-        self.get(path).await.map_err(unknown_record)
+    async fn get_record<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        path: &str,
+    ) -> Result<T, UpstreamError> {
+        self.get(operation, path).await.map_err(unknown_record)
     }
 
     /// HostBill reads parameters of a POST from the form body.
     async fn post<T: DeserializeOwned>(
         &self,
+        operation: &'static str,
         path: &str,
         form: &[(&str, String)],
         idempotent: bool,
     ) -> Result<T, UpstreamError> {
         let url = format!("{}{path}", self.base_url);
         self.policy
-            .run(idempotent, || self.send(self.http.post(&url).form(form)))
+            .run(operation, idempotent, || {
+                self.send(self.http.post(&url).form(form))
+            })
             .await
     }
 

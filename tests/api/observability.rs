@@ -1,0 +1,261 @@
+//! What ops see: every metric family appears after a scenario that
+//! exercises it, and the scrape passes `promtool check metrics` (Debian's
+//! prometheus package; `bash tests/run.sh` installs it).
+
+use std::{
+    io::Write,
+    net::{SocketAddr, TcpListener},
+    process::{Command, Stdio},
+};
+
+use actix_web::web;
+use gateway::{
+    auth::{Scope, sha256_hex},
+    configuration::{ApiKeySettings, RedisSettings},
+    sandbox::{Fault, FaultRule},
+    startup::Application,
+};
+
+use crate::{
+    customers::{activate, new_customer},
+    helpers::{KEY, TestApp, spawn_app_with},
+};
+
+/// Every family `/metrics` must show once the scenario ran.
+const FAMILIES: &[&str] = &[
+    "gateway_http_requests_total",
+    "gateway_http_request_duration_seconds",
+    "gateway_upstream_calls_total",
+    "gateway_upstream_call_duration_seconds",
+    "gateway_upstream_retries_total",
+    "gateway_upstream_in_flight",
+    "gateway_upstream_concurrency_limit",
+    "gateway_breaker_state",
+    "gateway_breaker_opened_total",
+    "gateway_cache_lookups_total",
+    "gateway_cache_entries",
+    "gateway_cache_size_bytes",
+    "gateway_cache_evictions_total",
+    "gateway_cache_fallbacks_total",
+    "gateway_dna_token_requests_total",
+    "gateway_dna_token_expires_in_seconds",
+    "gateway_idempotency_keys_total",
+    "gateway_rate_limited_total",
+    "gateway_rate_limit_fallbacks_total",
+    "gateway_redis_errors_total",
+    "gateway_panics_total",
+    "gateway_build_info",
+];
+
+fn panicking_route(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/test/panic",
+        web::get().to(|| async {
+            let text = String::from("tº²R");
+            #[allow(clippy::string_slice)]
+            let prefix = &text[..2];
+            prefix.to_owned()
+        }),
+    );
+}
+
+fn limited_key(settings: &mut gateway::configuration::Settings) {
+    settings.auth.api_keys.push(ApiKeySettings {
+        name: "limited".into(),
+        sha256: sha256_hex("limited-key"),
+        scopes: [Scope::Read].into(),
+        rate_per_second: 1,
+        burst: 1,
+    });
+}
+
+async fn scrape(app: &TestApp, base: &str) -> String {
+    app.client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The samples of `family` (lines starting with its name).
+fn samples<'a>(scrape: &'a str, family: &str) -> Vec<&'a str> {
+    scrape
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']) || rest.starts_with("_bucket"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_family_appears_after_the_scenario_and_promtool_finds_nothing_to_fix() {
+    // Small enough to evict; a breaker that opens on the first fault.
+    let app = spawn_app_with(|s| {
+        s.cache.max_bytes = 4_000;
+        s.upstream.breaker_failures = 2;
+        s.upstream.retries = 1;
+        limited_key(s);
+    })
+    .await;
+    let get = |path: &'static str| app.get(path);
+
+    // Cache: a miss, a hit, then evictions by size.
+    assert_eq!(get("/v1/billing/invoices").await.status().as_u16(), 200);
+    assert_eq!(get("/v1/billing/invoices").await.status().as_u16(), 200);
+    for id in [310001, 310002, 310003] {
+        get(Box::leak(
+            format!("/v1/billing/invoices/{id}").into_boxed_str(),
+        ))
+        .await;
+    }
+    // Token: the password grant, then a refused refresh after a revocation.
+    assert_eq!(activate(&app, 6517).await.status().as_u16(), 200);
+    app.sandbox.revoke_dna_tokens();
+    assert_eq!(activate(&app, 6517).await.status().as_u16(), 200);
+    // Idempotency: a create, its replay.
+    for _ in 0..2 {
+        let created = app
+            .authed(reqwest::Method::POST, "/v1/customers")
+            .header("Idempotency-Key", "metrics-1")
+            .json(&new_customer("METRICS-1"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status().as_u16(), 201);
+    }
+    // A 429.
+    let limited = || {
+        app.client
+            .get(app.url("/v1/billing/balance"))
+            .bearer_auth("limited-key")
+            .send()
+    };
+    limited().await.unwrap();
+    assert_eq!(limited().await.unwrap().status().as_u16(), 429);
+
+    // A fault, retried once, then the breaker opens.
+    app.sandbox.control.inject(FaultRule::new(
+        "/slitz/api/tickets",
+        Fault::Status {
+            status: 500,
+            body: None,
+            retry_after: None,
+        },
+    ));
+    assert_eq!(get("/v1/support/tickets").await.status().as_u16(), 502);
+    assert_eq!(get("/v1/support/tickets").await.status().as_u16(), 503);
+    app.sandbox.control.clear_faults();
+    // A second instance whose Redis refuses every connection: Redis errors
+    // and every fallback. It also mounts a route that panics.
+    let mut settings = app.sandbox.settings(SocketAddr::from(([127, 0, 0, 1], 0)));
+    settings.redis = Some(RedisSettings::new(
+        "redis://127.0.0.1:0/0",
+        "gateway-test:",
+        200,
+    ));
+    limited_key(&mut settings);
+    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let other = Application::build_with_routes(settings, listener, panicking_route).unwrap();
+    let other_base = format!("http://127.0.0.1:{}", other.port());
+    tokio::spawn(other.run_until_stopped());
+    let on_other = |path: &str, key: &str| {
+        app.client
+            .get(format!("{other_base}{path}"))
+            .bearer_auth(key)
+            .send()
+    };
+    assert_eq!(
+        on_other("/v1/account", KEY)
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    on_other("/v1/billing/balance", "limited-key")
+        .await
+        .unwrap();
+    assert_eq!(
+        on_other("/test/panic", KEY)
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        500
+    );
+
+    let text = scrape(&app, &app.address).await;
+    for family in FAMILIES {
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "{family} is missing:\n{text}"
+        );
+        assert!(
+            !samples(&text, family).is_empty(),
+            "{family} has no sample:\n{text}"
+        );
+    }
+    // Labels are the bounded sets, never ids or keys.
+    for line in samples(&text, "gateway_upstream_calls_total") {
+        assert!(!line.contains("310001") && !line.contains("6517"), "{line}");
+    }
+    assert!(
+        text.contains(
+            r#"gateway_upstream_calls_total{upstream="slitz",operation="GET /tickets",outcome="5xx"} 2"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(r#"outcome="breaker_open""#), "{text}");
+    assert!(
+        text.contains(r#"gateway_breaker_state{upstream="slitz"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"gateway_dna_token_requests_total{grant="refresh",outcome="error"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"gateway_idempotency_keys_total{outcome="replayed"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"gateway_rate_limited_total{key="limited"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"gateway_cache_lookups_total{route="invoices",outcome="hit"} 1"#),
+        "{text}"
+    );
+    assert!(
+        !text.contains("limited-key") && !text.contains(KEY),
+        "no key in metrics"
+    );
+
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (bash tests/run.sh installs the prometheus package)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    let findings = format!(
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(
+        checked.status.success() && findings.trim().is_empty(),
+        "promtool check metrics:\n{findings}"
+    );
+}
