@@ -18,7 +18,7 @@ use gateway::{
 
 use crate::{
     customers::{activate, new_customer},
-    helpers::{KEY, TestApp, spawn_app_with},
+    helpers::{KEY, RedisServer, TestApp, get_json, spawn_app_with, spawn_gateway, wait_until},
 };
 
 /// Every family `/metrics` must show once the scenario ran.
@@ -37,6 +37,7 @@ const FAMILIES: &[&str] = &[
     "gateway_cache_size_bytes",
     "gateway_cache_evictions_total",
     "gateway_cache_fallbacks_total",
+    "gateway_cache_invalidations_total",
     "gateway_dna_token_requests_total",
     "gateway_dna_token_expires_in_seconds",
     "gateway_idempotency_keys_total",
@@ -188,6 +189,26 @@ async fn every_family_appears_after_the_scenario_and_promtool_finds_nothing_to_f
         500
     );
 
+    // A third instance on a real Redis: a change confirmed by every instance.
+    let redis = RedisServer::start().await;
+    let mut settings = app.sandbox.settings(SocketAddr::from(([127, 0, 0, 1], 0)));
+    settings.redis = Some(redis.settings());
+    let shared = spawn_gateway(settings).await;
+    wait_until("the instance hears invalidations", async || {
+        get_json(&format!("{shared}/readyz")).await["checks"]["cache_invalidations"]["status"]
+            == "up"
+    })
+    .await;
+    let changed = app
+        .client
+        .patch(format!("{shared}/v1/account"))
+        .bearer_auth(KEY)
+        .json(&serde_json::json!({"city": "Lund"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status().as_u16(), 200);
+
     let text = scrape(&app, &app.address).await;
     for family in FAMILIES {
         assert!(
@@ -258,4 +279,116 @@ async fn every_family_appears_after_the_scenario_and_promtool_finds_nothing_to_f
         checked.status.success() && findings.trim().is_empty(),
         "promtool check metrics:\n{findings}"
     );
+}
+
+fn promtool(args: &[&str]) {
+    let output = Command::new("promtool")
+        .args(args)
+        .current_dir("deploy/prometheus")
+        .output()
+        .expect("promtool is installed (bash tests/run.sh installs the prometheus package)");
+    assert!(
+        output.status.success(),
+        "promtool {}:\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_alert_rules_pass_promtool_and_their_unit_tests() {
+    promtool(&["check", "rules", "alerts.yml"]);
+    promtool(&["test", "rules", "alerts.test.yml"]);
+}
+
+/// The `gateway_*` names an expression refers to, as families (a histogram's
+/// `_bucket`, `_sum` and `_count` are its family).
+fn families_in(expr: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = expr;
+    while let Some(start) = rest.find("gateway_") {
+        let tail = &rest[start..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(name);
+        found.push(family.to_owned());
+        rest = &tail[end..];
+    }
+    found
+}
+
+/// `(alert, expr)` of every rule in `alerts.yml` (promtool checks the
+/// YAML itself): an `expr:` on one line, or a `|` block of deeper lines.
+fn alert_expressions(rules: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut alert = String::new();
+    let mut lines = rules.lines().peekable();
+    while let Some(line) = lines.next() {
+        let trimmed = line.trim_start();
+        if let Some(name) = trimmed.strip_prefix("- alert:") {
+            alert = name.trim().to_owned();
+        } else if let Some(expr) = trimmed.strip_prefix("expr:") {
+            let indent = line.len() - trimmed.len();
+            let mut expr = expr.trim().to_owned();
+            if expr == "|" {
+                expr.clear();
+                while let Some(next) = lines
+                    .next_if(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent)
+                {
+                    expr.push_str(next.trim());
+                    expr.push(' ');
+                }
+            }
+            found.push((alert.clone(), expr));
+        }
+    }
+    found
+}
+
+#[test]
+fn the_dashboard_and_the_alerts_use_only_families_the_gateway_exports() {
+    let rules = std::fs::read_to_string("deploy/prometheus/alerts.yml").unwrap();
+    let mut expressions = alert_expressions(&rules);
+    assert_eq!(expressions.len(), 7, "{expressions:?}");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("deploy/grafana/gateway.json").unwrap())
+            .unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 10, "the panels on-call opens first");
+    for panel in panels {
+        for target in panel["targets"].as_array().unwrap() {
+            expressions.push((
+                panel["title"].as_str().unwrap().to_owned(),
+                target["expr"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    for (name, expr) in &expressions {
+        let families = families_in(expr);
+        assert!(!families.is_empty(), "{name}: {expr}");
+        for family in families {
+            assert!(
+                FAMILIES.contains(&family.as_str()),
+                "{name} uses {family}, which the gateway does not export"
+            );
+        }
+    }
+    // Everything on-call opens first is on the dashboard.
+    let used: String = expressions.iter().map(|(_, e)| e.as_str()).collect();
+    for family in [
+        "gateway_http_requests_total",
+        "gateway_upstream_call_duration_seconds",
+        "gateway_upstream_calls_total",
+        "gateway_cache_lookups_total",
+        "gateway_breaker_state",
+        "gateway_dna_token_expires_in_seconds",
+    ] {
+        assert!(used.contains(family), "{family} has no panel");
+    }
 }
