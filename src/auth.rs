@@ -4,6 +4,7 @@
 use std::{collections::BTreeSet, num::NonZeroU32, sync::Arc, time::Duration};
 
 use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, http::header, web};
+use arc_swap::ArcSwap;
 use futures_util::future::LocalBoxFuture;
 use governor::{
     DefaultDirectRateLimiter, Quota, RateLimiter,
@@ -21,19 +22,25 @@ pub fn sha256_hex(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
+type Limiter = DefaultDirectRateLimiter<StateInformationMiddleware>;
+
+#[derive(Debug)]
 struct KeyEntry {
     name: Arc<str>,
     digest: [u8; 32],
     scopes: BTreeSet<Scope>,
-    /// `None`: no limit.
-    limiter: Option<DefaultDirectRateLimiter<StateInformationMiddleware>>,
+    /// `None`: no limit. Shared with the entry that replaces this one on a
+    /// reload when the key's name, rate and burst stay the same, so a
+    /// reload does not hand out a fresh burst.
+    limiter: Option<Arc<Limiter>>,
     rate_per_second: u32,
     burst: u32,
 }
 
-/// The configured keys, held as digests only.
+/// The configured keys, held as digests only. Swapped whole on a reload:
+/// a request keeps the key it was admitted with until it is answered.
 pub struct ApiKeys {
-    keys: Vec<KeyEntry>,
+    keys: ArcSwap<Vec<Arc<KeyEntry>>>,
     /// With `[redis]`: limits counted for all instances together.
     shared: Option<Arc<SharedRedis>>,
 }
@@ -115,32 +122,18 @@ pub struct Refused {
 impl ApiKeys {
     /// Expects settings already validated (64 hex digits per key).
     pub fn new(settings: &[ApiKeySettings]) -> Self {
-        let keys = settings
-            .iter()
-            .map(|k| {
-                let mut digest = [0u8; 32];
-                // Validation guarantees 64 hex digits; a bad one would simply never match.
-                let _ = hex::decode_to_slice(&k.sha256, &mut digest);
-                let limiter = NonZeroU32::new(k.rate_per_second).map(|rate| {
-                    let burst = NonZeroU32::new(k.burst).unwrap_or(rate);
-                    RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
-                        .with_middleware::<StateInformationMiddleware>()
-                });
-                KeyEntry {
-                    name: k.name.as_str().into(),
-                    digest,
-                    scopes: k.scopes.clone(),
-                    limiter,
-                    rate_per_second: k.rate_per_second,
-                    burst: if k.burst == 0 {
-                        k.rate_per_second
-                    } else {
-                        k.burst
-                    },
-                }
-            })
-            .collect();
-        Self { keys, shared: None }
+        Self {
+            keys: ArcSwap::from_pointee(entries(settings, &[])),
+            shared: None,
+        }
+    }
+
+    /// Puts `settings` in place of the keys in use, at once. Requests
+    /// already admitted finish under the key they came with; a key whose
+    /// name, rate and burst stay keeps its budget.
+    pub fn replace(&self, settings: &[ApiKeySettings]) {
+        let old = self.keys.load();
+        self.keys.store(Arc::new(entries(settings, &old)));
     }
 
     /// Counts limits in Redis, for every instance together; each instance's
@@ -155,12 +148,12 @@ impl ApiKeys {
     pub fn authenticate(&self, presented: &str) -> Option<Caller> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;
-        for (index, key) in self.keys.iter().enumerate() {
+        for key in self.keys.load().iter() {
             if bool::from(key.digest.ct_eq(&digest)) {
                 found = Some(Caller {
                     name: key.name.clone(),
                     scopes: key.scopes.clone(),
-                    index,
+                    key: Arc::clone(key),
                 });
             }
         }
@@ -170,9 +163,7 @@ impl ApiKeys {
     /// Counts one request against the caller's rate: its budget after it
     /// (`None` for a key without a limit), or the refusal saying how long to wait.
     pub async fn admit(&self, caller: &Caller) -> Result<Option<Budget>, Box<Refused>> {
-        let Some(key) = self.keys.get(caller.index) else {
-            return Ok(None);
-        };
+        let key = &caller.key;
         let Some(limiter) = &key.limiter else {
             return Ok(None);
         };
@@ -251,13 +242,54 @@ async fn shared_admit(
     })
 }
 
+/// The entries for `settings`; a limiter is taken over from `old` when the
+/// key's name, rate and burst are unchanged.
+fn entries(settings: &[ApiKeySettings], old: &[Arc<KeyEntry>]) -> Vec<Arc<KeyEntry>> {
+    settings
+        .iter()
+        .map(|k| {
+            let mut digest = [0u8; 32];
+            // Validation guarantees 64 hex digits; a bad one would simply never match.
+            let _ = hex::decode_to_slice(&k.sha256, &mut digest);
+            let burst = if k.burst == 0 {
+                k.rate_per_second
+            } else {
+                k.burst
+            };
+            let kept = old
+                .iter()
+                .find(|o| {
+                    *o.name == *k.name && o.rate_per_second == k.rate_per_second && o.burst == burst
+                })
+                .and_then(|o| o.limiter.clone());
+            let limiter = kept.or_else(|| {
+                NonZeroU32::new(k.rate_per_second).map(|rate| {
+                    let burst = NonZeroU32::new(burst).unwrap_or(rate);
+                    Arc::new(
+                        RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
+                            .with_middleware::<StateInformationMiddleware>(),
+                    )
+                })
+            });
+            Arc::new(KeyEntry {
+                name: k.name.as_str().into(),
+                digest,
+                scopes: k.scopes.clone(),
+                limiter,
+                rate_per_second: k.rate_per_second,
+                burst,
+            })
+        })
+        .collect()
+}
+
 /// An authenticated caller. As an extractor it answers 401 itself when the
 /// request carries no valid key; handlers then ask for the scope they need.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub name: Arc<str>,
     pub scopes: BTreeSet<Scope>,
-    index: usize,
+    key: Arc<KeyEntry>,
 }
 
 impl Caller {

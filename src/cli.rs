@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 use crate::{
     configuration::Settings,
     openapi,
+    reload::Reloader,
     sandbox::{SANDBOX_API_KEY, Sandbox},
     startup::Application,
     telemetry,
@@ -65,7 +66,7 @@ pub fn run(cli: Cli) -> ExitCode {
         None => {
             let settings = match &cli.config {
                 Some(path) => match load(path) {
-                    Ok(settings) => Some(settings),
+                    Ok(settings) => Some((settings, path.clone())),
                     Err(code) => return code,
                 },
                 None => None,
@@ -105,7 +106,14 @@ fn runtime(future: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
     }
 }
 
-async fn serve(settings: Option<Settings>, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+async fn serve(
+    settings: Option<(Settings, PathBuf)>,
+    listen: Option<SocketAddr>,
+) -> anyhow::Result<()> {
+    let (config, settings) = match settings {
+        Some((settings, path)) => (Some(path), Some(settings)),
+        None => (None, None),
+    };
     let (mut settings, sandbox) = match settings {
         Some(settings) => (settings, None),
         None => {
@@ -141,6 +149,7 @@ async fn serve(settings: Option<Settings>, listen: Option<SocketAddr>) -> anyhow
         );
     }
     tracing::info!(listen = %settings.server.listen, port = app.port(), "gateway listening");
+    tokio::spawn(reload_on_sighup(config, listen, app.reloader()));
     let shutdown = app.shutdown_handle();
     tokio::spawn(async move {
         stop_signal().await;
@@ -149,6 +158,51 @@ async fn serve(settings: Option<Settings>, listen: Option<SocketAddr>) -> anyhow
     app.run_until_stopped().await?;
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// On every SIGHUP: reads the configuration again (file, `GATEWAY__*`,
+/// `_file` secrets) and swaps the API keys and the log filter. A file that
+/// does not load changes nothing: one line names the key at fault.
+async fn reload_on_sighup(config: Option<PathBuf>, listen: Option<SocketAddr>, reloader: Reloader) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; configuration reload is off");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let Some(path) = &config else {
+            tracing::info!("SIGHUP: sandbox mode has no configuration file to reload");
+            continue;
+        };
+        match Settings::load(Some(path), std::env::vars()) {
+            Ok(mut settings) => {
+                if let Some(listen) = listen {
+                    settings.server.listen = listen;
+                }
+                let reloaded = reloader.apply(&settings);
+                metrics::counter!("gateway_config_reloads_total", "outcome" => "ok").increment(1);
+                tracing::info!(
+                    api_keys = settings.auth.api_keys.len(),
+                    log_filter = %settings.log.filter,
+                    "configuration reloaded: API keys and log filter swapped"
+                );
+                if let Some(why) = reloaded.filter_kept {
+                    tracing::warn!(reason = %why, "log filter not changed");
+                }
+                if !reloaded.restart_needed.is_empty() {
+                    tracing::warn!(
+                        changed = reloaded.restart_needed.join(", "),
+                        "these settings changed but take effect only after a restart"
+                    );
+                }
+            }
+            Err(e) => {
+                metrics::counter!("gateway_config_reloads_total", "outcome" => "failed")
+                    .increment(1);
+                tracing::error!(error = %e, "configuration reload failed; the configuration in use stays");
+            }
+        }
+    }
 }
 
 /// SIGTERM (orchestrators) or SIGINT (Ctrl-C).

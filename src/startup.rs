@@ -23,6 +23,7 @@ use crate::{
     error::{json_error, path_error, query_error},
     idempotency::IdempotencyStore,
     openapi,
+    reload::Reloader,
     routes::{self, AllowedMethods, health::Readiness},
     shared::SharedRedis,
     telemetry::{self, BodyLimit, Deadline, TrustedProxies},
@@ -33,6 +34,7 @@ pub struct Application {
     port: u16,
     server: Server,
     draining: Draining,
+    reloader: Reloader,
 }
 
 /// Stops an [`Application`] gracefully, from another task.
@@ -123,6 +125,7 @@ impl Application {
             Some(redis) => keys.with_shared_limits(Arc::clone(redis)),
             None => keys,
         });
+        let reloader = Reloader::new(keys.clone(), &settings);
         let readiness = web::Data::new(Readiness::new(
             &[
                 ("dna", &settings.dna.base_url),
@@ -189,11 +192,17 @@ impl Application {
             port,
             server,
             draining,
+            reloader,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// What applies a reloaded configuration (SIGHUP) to this application.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// A handle that stops this application gracefully.

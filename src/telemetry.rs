@@ -15,7 +15,7 @@ use actix_web::{
 };
 use futures_util::FutureExt;
 use tracing::Instrument;
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+use tracing_subscriber::{EnvFilter, fmt, prelude::*, reload};
 
 pub use crate::context::{RequestScope, current_request_id};
 
@@ -43,6 +43,8 @@ pub fn init(settings: &LogSettings) {
         LogFormat::Pretty => false,
         LogFormat::Auto => !std::io::stdout().is_terminal(),
     };
+    let (filter, handle) = reload::Layer::new(filter);
+    let _ = FILTER.set(handle);
     let registry = tracing_subscriber::registry().with(filter);
     let result = if json {
         registry
@@ -58,6 +60,23 @@ pub fn init(settings: &LogSettings) {
     };
     // A second init (tests, embedding) keeps the first subscriber.
     let _ = result;
+}
+
+/// The installed subscriber's filter, to swap on a configuration reload.
+static FILTER: std::sync::OnceLock<reload::Handle<EnvFilter, tracing_subscriber::Registry>> =
+    std::sync::OnceLock::new();
+
+/// Puts `log.filter` in place of the filter in use. `RUST_LOG`, when set,
+/// keeps winning, as at start.
+pub fn reload_filter(filter: &str) -> Result<(), String> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return Err("RUST_LOG is set and wins over log.filter".into());
+    }
+    let filter = EnvFilter::try_new(filter).map_err(|e| format!("`log.filter`: {e}"))?;
+    match FILTER.get() {
+        Some(handle) => handle.reload(filter).map_err(|e| e.to_string()),
+        None => Err("no log subscriber installed".into()),
+    }
 }
 
 /// A caller's id is kept when it is short and plain, so it cannot forge log

@@ -152,6 +152,10 @@ fn describe() {
         "gateway_panics_total",
         "Panics caught while serving a request (each answered with a 500 problem)."
     );
+    describe_counter!(
+        "gateway_config_reloads_total",
+        "Configuration reloads on SIGHUP, by outcome (ok, failed)."
+    );
     describe_gauge!(
         "gateway_build_info",
         "Always 1; the labels say which build runs."

@@ -16,6 +16,7 @@ mod observability;
 mod openapi;
 mod overview;
 mod problem_types;
+mod reload;
 mod resilience;
 mod sandbox_dna;
 mod sandbox_slitz;

@@ -1,0 +1,280 @@
+//! Key rotation without a restart: the gateway binary, run from a config
+//! file, re-reads it on SIGHUP while requests keep coming.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    },
+};
+
+use gateway::{
+    auth::sha256_hex,
+    sandbox::{Sandbox, data},
+};
+
+use crate::helpers::wait_until;
+
+struct Gateway {
+    child: Child,
+    base: String,
+    log: Arc<Mutex<String>>,
+    config: PathBuf,
+}
+
+/// A configuration for the sandbox with these keys (`(name, key, extra)`)
+/// and this log filter; `extra` goes into the key's table.
+fn config(sandbox: &Sandbox, keys: &[(&str, &str, &str)], filter: &str, dna_url: &str) -> String {
+    let mut text = String::from("[server]\nlisten = \"127.0.0.1:0\"\nworkers = 1\n\n");
+    for (name, key, extra) in keys {
+        text.push_str(&format!(
+            "[[auth.api_keys]]\nname = \"{name}\"\nsha256 = \"{}\"\nscopes = [\"read\"]\n{extra}\n\n",
+            sha256_hex(key)
+        ));
+    }
+    text.push_str(&format!(
+        r#"[dna]
+base_url = "{dna_url}"
+client_id = "{}"
+client_secret = "{}"
+username = "{}"
+password = "{}"
+
+[slitz]
+base_url = "{}"
+username = "{}"
+password = "{}"
+
+[log]
+format = "json"
+filter = "{filter}"
+"#,
+        data::DNA_CLIENT_ID,
+        data::DNA_CLIENT_SECRET,
+        data::DNA_USERNAME,
+        data::DNA_PASSWORD,
+        sandbox.slitz_base_url(),
+        data::SLITZ_EMAIL,
+        data::SLITZ_PASSWORD,
+    ));
+    text
+}
+
+impl Gateway {
+    fn start(dir: &Path, text: &str) -> Self {
+        let config = dir.join("gateway.toml");
+        std::fs::write(&config, text).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .arg("--config")
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let log = Arc::new(Mutex::new(String::new()));
+        let port = loop {
+            let mut line = String::new();
+            assert!(stdout.read_line(&mut line).unwrap() > 0, "exited early");
+            log.lock().unwrap().push_str(&line);
+            if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(port) = event["fields"]["port"].as_u64()
+            {
+                break port;
+            }
+        };
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+            config,
+        }
+    }
+
+    /// Writes the file anew and sends SIGHUP.
+    fn reload(&self, text: &str) {
+        std::fs::write(&self.config, text).unwrap();
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn lines_with(&self, text: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(text)).count()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn status(client: &reqwest::Client, base: &str, key: &str) -> u16 {
+    client
+        .get(format!("{base}/v1/billing/balance"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn sighup_rotates_keys_while_requests_run_and_a_bad_file_changes_nothing() {
+    let sandbox = Sandbox::start(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let dna = sandbox.dna_base_url().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let old_keys = [("frontend", "old-key", "")];
+    let gateway = Gateway::start(dir.path(), &config(&sandbox, &old_keys, "info", &dna));
+    let client = reqwest::Client::new();
+    assert_eq!(status(&client, &gateway.base, "old-key").await, 200);
+    assert_eq!(status(&client, &gateway.base, "new-key").await, 401);
+
+    // Requests keep coming with whichever key is in use while it rotates.
+    let stop = Arc::new(AtomicBool::new(false));
+    let rounds = Arc::new(AtomicU32::new(0));
+    let load = {
+        let (client, base, stop, rounds) = (
+            client.clone(),
+            gateway.base.clone(),
+            stop.clone(),
+            rounds.clone(),
+        );
+        tokio::spawn(async move {
+            let mut seen = std::collections::BTreeMap::<(&str, u16), u32>::new();
+            while !stop.load(Ordering::Relaxed) {
+                for key in ["old-key", "new-key"] {
+                    *seen
+                        .entry((key, status(&client, &base, key).await))
+                        .or_default() += 1;
+                }
+                rounds.fetch_add(1, Ordering::Relaxed);
+            }
+            seen
+        })
+    };
+    wait_until("requests are running", async || {
+        rounds.load(Ordering::Relaxed) >= 20
+    })
+    .await;
+    // Rotation: the new key in, with a rate; the old one out.
+    let new_keys = [("frontend", "new-key", "rate_per_second = 100\nburst = 100")];
+    gateway.reload(&config(&sandbox, &new_keys, "info", &dna));
+    wait_until("the new key is in use", async || {
+        status(&client, &gateway.base, "new-key").await == 200
+    })
+    .await;
+    assert_eq!(status(&client, &gateway.base, "old-key").await, 401);
+    let answer = client
+        .get(format!("{}/v1/billing/balance", gateway.base))
+        .bearer_auth("new-key")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        answer.headers().contains_key("ratelimit"),
+        "the new key's rate applies"
+    );
+    let after = rounds.load(Ordering::Relaxed);
+    wait_until("requests keep running", async || {
+        rounds.load(Ordering::Relaxed) >= after + 20
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let seen = load.await.unwrap();
+    assert!(
+        seen.contains_key(&("old-key", 200)) && seen.contains_key(&("new-key", 200)),
+        "both keys served in turn: {seen:?}"
+    );
+    println!("answers during the rotation, by key and status: {seen:?}");
+    assert!(
+        seen.keys()
+            .all(|(_, status)| *status == 200 || *status == 401),
+        "only 200 or 401 while rotating: {seen:?}"
+    );
+    assert!(gateway.lines_with("configuration reloaded") == 1);
+
+    // A file with a mistake changes nothing, says where the mistake is, and
+    // is counted.
+    let broken =
+        config(&sandbox, &new_keys, "info", &dna).replace("[log]", "[log]\nfromat = \"json\"");
+    gateway.reload(&broken);
+    wait_until("the failed reload is logged", async || {
+        gateway.lines_with("configuration reload failed") == 1
+    })
+    .await;
+    let line = gateway
+        .log()
+        .lines()
+        .find(|l| l.contains("configuration reload failed"))
+        .unwrap()
+        .to_owned();
+    assert!(line.contains("fromat"), "names the key at fault: {line}");
+    assert_eq!(status(&client, &gateway.base, "new-key").await, 200);
+    assert_eq!(status(&client, &gateway.base, "old-key").await, 401);
+    let metrics = client
+        .get(format!("{}/metrics", gateway.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"gateway_config_reloads_total{outcome="ok"} 1"#)
+            && metrics.contains(r#"gateway_config_reloads_total{outcome="failed"} 1"#),
+        "{metrics}"
+    );
+
+    // The log filter is swapped too; an upstream URL needs a restart, and
+    // the log says so.
+    let quiet = config(&sandbox, &new_keys, "warn", "http://127.0.0.1:9/dna/api");
+    gateway.reload(&quiet);
+    wait_until("the restart warning is logged", async || {
+        gateway.lines_with("take effect only after a restart") == 1
+    })
+    .await;
+    assert!(
+        gateway
+            .log()
+            .lines()
+            .any(|l| l.contains("take effect only after a restart") && l.contains("dna")),
+        "{}",
+        gateway.log()
+    );
+    let before = gateway.lines_with("request finished");
+    assert_eq!(status(&client, &gateway.base, "new-key").await, 200);
+    // A warning logged after the request: once it is out, the request's info
+    // line would be out too (one stdout, in order), had it been logged.
+    gateway.reload(&quiet);
+    wait_until("the second restart warning is logged", async || {
+        gateway.lines_with("take effect only after a restart") == 2
+    })
+    .await;
+    assert_eq!(
+        gateway.lines_with("request finished"),
+        before,
+        "the filter is warn now: info lines are left out"
+    );
+}
