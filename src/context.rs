@@ -1,15 +1,109 @@
-//! What a task knows of the request it serves: its id and its deadline,
-//! carried in task-locals so every log line, upstream call and problem body
-//! of the request can read them. A leaf: it depends on no other module.
+//! What a task knows of the request it serves: its id, its W3C trace
+//! context and its deadline, carried in task-locals so every log line,
+//! upstream call and problem body of the request can read them. A leaf: it
+//! depends on no other module.
 
 use std::time::Instant;
 
 /// The header that carries a request's id, to the gateway and from it upstream.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// The W3C Trace Context header, to the gateway and from it upstream.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+
 tokio::task_local! {
     pub(crate) static REQUEST_ID: String;
     pub(crate) static DEADLINE: Instant;
+    pub(crate) static TRACE: TraceContext;
+}
+
+/// Where a request stands in a distributed trace (W3C Trace Context): the
+/// caller's trace, or one started here, and the gateway's own span in it,
+/// which is the parent of the upstream calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    trace_id: u128,
+    span_id: u64,
+    sampled: bool,
+}
+
+impl TraceContext {
+    /// Continues the caller's trace from a `traceparent` value, with a new
+    /// span of the gateway's; `None` when the value is not a valid one
+    /// (then a new trace is started, as the specification says).
+    pub fn continued(traceparent: &str) -> Option<Self> {
+        let value = traceparent.trim_matches([' ', '\t']);
+        let mut parts = value.split('-');
+        let version = parts.next().filter(|v| is_lower_hex(v, 2) && *v != "ff")?;
+        let trace = parts.next().filter(|t| is_lower_hex(t, 32))?;
+        let parent = parts.next().filter(|p| is_lower_hex(p, 16))?;
+        let flags = parts.next().filter(|f| is_lower_hex(f, 2))?;
+        // Version 00 has exactly four fields; later versions may add more.
+        if version == "00" && parts.next().is_some() {
+            return None;
+        }
+        let trace_id = u128::from_str_radix(trace, 16).ok().filter(|t| *t != 0)?;
+        u64::from_str_radix(parent, 16).ok().filter(|p| *p != 0)?;
+        let flags = u8::from_str_radix(flags, 16).ok()?;
+        Some(Self {
+            trace_id,
+            span_id: nonzero_random(),
+            sampled: flags & 1 == 1,
+        })
+    }
+
+    /// A new trace, for a request that came without one.
+    pub fn started() -> Self {
+        Self {
+            trace_id: loop {
+                let id = rand::random::<u128>();
+                if id != 0 {
+                    break id;
+                }
+            },
+            span_id: nonzero_random(),
+            sampled: false,
+        }
+    }
+
+    /// The trace id, 32 lowercase hex digits, as logged.
+    pub fn trace_id(&self) -> String {
+        format!("{:032x}", self.trace_id)
+    }
+
+    /// The gateway's span id, 16 lowercase hex digits.
+    pub fn span_id(&self) -> String {
+        format!("{:016x}", self.span_id)
+    }
+
+    /// The `traceparent` to send upstream: the same trace, the gateway's
+    /// span as parent, the caller's sampling decision.
+    pub fn traceparent(&self) -> String {
+        format!(
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id,
+            self.span_id,
+            u8::from(self.sampled)
+        )
+    }
+}
+
+fn is_lower_hex(text: &str, len: usize) -> bool {
+    text.len() == len && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn nonzero_random() -> u64 {
+    loop {
+        let id = rand::random::<u64>();
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+/// The trace context of the request being served on this task, if any.
+pub fn current_trace() -> Option<TraceContext> {
+    TRACE.try_with(|t| *t).ok()
 }
 
 /// The id of the request being served on this task, if any.
@@ -30,6 +124,7 @@ pub fn remaining_budget() -> Option<std::time::Duration> {
 pub struct RequestScope {
     id: Option<String>,
     deadline: Option<Instant>,
+    trace: Option<TraceContext>,
 }
 
 impl RequestScope {
@@ -37,11 +132,18 @@ impl RequestScope {
         Self {
             id: current_request_id(),
             deadline: DEADLINE.try_with(|d| *d).ok(),
+            trace: current_trace(),
         }
     }
 
-    /// Runs `future` as part of this request: its id, its deadline.
+    /// Runs `future` as part of this request: its id, its trace, its deadline.
     pub async fn run<T>(self, future: impl Future<Output = T>) -> T {
+        let future = async move {
+            match self.trace {
+                Some(trace) => TRACE.scope(trace, future).await,
+                None => future.await,
+            }
+        };
         match (self.id, self.deadline) {
             (Some(id), Some(deadline)) => {
                 REQUEST_ID.scope(id, DEADLINE.scope(deadline, future)).await
@@ -64,5 +166,62 @@ impl Draining {
 
     pub fn set(&self) {
         self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const EXAMPLE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn a_valid_traceparent_is_continued_with_a_new_span() {
+        let trace = TraceContext::continued(EXAMPLE).unwrap();
+        assert_eq!(trace.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(trace.span_id(), "00f067aa0ba902b7");
+        let sent = trace.traceparent();
+        assert!(
+            sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+            "{sent}"
+        );
+        assert!(sent.ends_with("-01"), "{sent}");
+        let again = TraceContext::continued(&sent).unwrap();
+        assert_eq!(again.trace_id(), trace.trace_id());
+    }
+
+    #[test]
+    fn invalid_traceparents_are_refused() {
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473é-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(TraceContext::continued(bad), None, "{bad}");
+        }
+        // A later version may carry more fields.
+        assert!(TraceContext::continued(&format!("01{}-more", &EXAMPLE[2..])).is_some());
+    }
+
+    proptest! {
+        /// Any text at all: no panic, and what is accepted is a trace the
+        /// gateway sends on in canonical form.
+        #[test]
+        fn any_text_is_parsed_or_refused_without_a_panic(text in "\\PC{0,80}|[0-9a-f-]{50,60}") {
+            if let Some(trace) = TraceContext::continued(&text) {
+                let sent = trace.traceparent();
+                prop_assert_eq!(sent.len(), 55);
+                prop_assert!(TraceContext::continued(&sent).is_some());
+                prop_assert!(text.contains(&trace.trace_id()));
+            }
+        }
     }
 }

@@ -24,7 +24,7 @@ pub const REQUEST_ID_HEADER: HeaderName =
     HeaderName::from_static(crate::context::REQUEST_ID_HEADER);
 use crate::{
     configuration::{LogFormat, LogSettings},
-    context::{DEADLINE, REQUEST_ID},
+    context::{DEADLINE, REQUEST_ID, TRACE, TRACEPARENT_HEADER, TraceContext},
     error::ApiError,
 };
 
@@ -109,9 +109,17 @@ pub async fn request_context(
                 .and_then(|v| v.to_str().ok());
             proxies.client_ip(req.peer_addr().map(|a| a.ip()), forwarded)
         });
+    let trace = req
+        .headers()
+        .get(TRACEPARENT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceContext::continued)
+        .unwrap_or_else(TraceContext::started);
     let span = tracing::info_span!(
         "request",
         request_id = %id,
+        trace_id = %trace.trace_id(),
+        span_id = %trace.span_id(),
         method = %req.method(),
         path = %req.path(),
         client_ip = client_ip.map(tracing::field::display),
@@ -141,16 +149,19 @@ pub async fn request_context(
             let served = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 span.in_scope(|| {
                     REQUEST_ID.sync_scope(id.clone(), || {
-                        DEADLINE.sync_scope(deadline, || next.call(req))
+                        TRACE.sync_scope(trace, || DEADLINE.sync_scope(deadline, || next.call(req)))
                     })
                 })
             }));
             let result = match served {
                 Ok(future) => {
-                    AssertUnwindSafe(REQUEST_ID.scope(id.clone(), DEADLINE.scope(deadline, future)))
-                        .catch_unwind()
-                        .instrument(span.clone())
-                        .await
+                    AssertUnwindSafe(REQUEST_ID.scope(
+                        id.clone(),
+                        TRACE.scope(trace, DEADLINE.scope(deadline, future)),
+                    ))
+                    .catch_unwind()
+                    .instrument(span.clone())
+                    .await
                 }
                 Err(payload) => Err(payload),
             };

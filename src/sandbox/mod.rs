@@ -109,6 +109,7 @@ struct ControlState {
     faults: Vec<FaultRule>,
     calls: BTreeMap<String, u64>,
     last_request_id: Option<String>,
+    last_traceparent: Option<String>,
 }
 
 /// The shared knobs, faults and counters of one simulator instance.
@@ -161,6 +162,11 @@ impl Control {
         self.lock().last_request_id.clone()
     }
 
+    /// The `traceparent` of the last request the simulators received.
+    pub fn last_traceparent(&self) -> Option<String> {
+        self.lock().last_traceparent.clone()
+    }
+
     pub fn reset_calls(&self) {
         self.lock().calls.clear();
     }
@@ -169,7 +175,7 @@ impl Control {
     /// limited rule.
     #[cfg(test)]
     fn record(&self, method: &str, path: &str, pattern: &str) -> (Option<Fault>, Duration) {
-        self.record_with_id(method, path, pattern, None)
+        self.record_with_id(method, path, pattern, None, None)
     }
 
     fn record_with_id(
@@ -178,9 +184,11 @@ impl Control {
         path: &str,
         pattern: &str,
         request_id: Option<String>,
+        traceparent: Option<String>,
     ) -> (Option<Fault>, Duration) {
         let mut state = self.lock();
         state.last_request_id = request_id;
+        state.last_traceparent = traceparent;
         let calls: &mut u64 = state
             .calls
             .entry(format!("{method} {pattern}"))
@@ -361,8 +369,18 @@ async fn simulate(
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let (fault, latency) =
-        control.record_with_id(req.method().as_str(), req.path(), &pattern, request_id);
+    let traceparent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let (fault, latency) = control.record_with_id(
+        req.method().as_str(),
+        req.path(),
+        &pattern,
+        request_id,
+        traceparent,
+    );
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }

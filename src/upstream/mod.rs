@@ -229,6 +229,9 @@ pub(crate) async fn exchange(
 ) -> Result<Answer, UpstreamError> {
     // Without Accept, Laravel answers an expired token with a 500, not a 401.
     let mut request = request.header(reqwest::header::ACCEPT, "application/json");
+    if let Some(trace) = crate::context::current_trace() {
+        request = request.header(crate::context::TRACEPARENT_HEADER, trace.traceparent());
+    }
     if let Some(id) = crate::context::current_request_id() {
         request = request.header(crate::context::REQUEST_ID_HEADER, id);
     }

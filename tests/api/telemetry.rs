@@ -55,6 +55,70 @@ async fn the_request_id_is_forwarded_to_slitz() {
     );
 }
 
+const CALLER_TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+#[tokio::test]
+async fn a_callers_traceparent_is_continued_to_the_upstream_under_the_gateways_span() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(app.url("/v1/account"))
+        .bearer_auth(crate::helpers::KEY)
+        .header("traceparent", CALLER_TRACE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let sent = app.sandbox.control.last_traceparent().unwrap();
+    let parts: Vec<&str> = sent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{sent}");
+    assert_eq!(parts[0], "00");
+    assert_eq!(
+        parts[1], "4bf92f3577b34da6a3ce929d0e0e4736",
+        "the caller's trace"
+    );
+    assert_eq!(parts[2].len(), 16);
+    assert_ne!(
+        parts[2], "00f067aa0ba902b7",
+        "the gateway's own span is the parent"
+    );
+    assert_eq!(parts[3], "01", "the caller's sampling decision");
+}
+
+#[tokio::test]
+async fn without_a_valid_traceparent_each_request_starts_a_trace_of_its_own() {
+    let app = spawn_app().await;
+    let mut traces = std::collections::HashSet::new();
+    for (i, header) in [
+        "",
+        "garbage",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut request = app
+            .client
+            .get(app.url(&format!("/v1/billing/invoices/31000{}", i + 1)))
+            .bearer_auth(crate::helpers::KEY);
+        if !header.is_empty() {
+            request = request.header("traceparent", header);
+        }
+        assert_eq!(request.send().await.unwrap().status().as_u16(), 200);
+        let sent = app.sandbox.control.last_traceparent().unwrap();
+        let parts: Vec<&str> = sent.split('-').collect();
+        assert_eq!(parts.len(), 4, "{sent}");
+        assert_eq!(
+            (parts[0], parts[1].len(), parts[2].len()),
+            ("00", 32, 16),
+            "{sent}"
+        );
+        assert_ne!(parts[1], "00000000000000000000000000000000");
+        traces.insert(parts[1].to_owned());
+    }
+    assert_eq!(traces.len(), 3, "a new trace per request");
+}
+
 /// Runs the real binary in sandbox mode with every log level on, drives a few
 /// requests through it, and checks nothing secret reached its output.
 #[tokio::test]
@@ -91,6 +155,7 @@ async fn no_secret_reaches_the_logs_even_at_trace_level() {
     let ok = client
         .get(format!("{base}/v1/account"))
         .bearer_auth(super::helpers::KEY)
+        .header("traceparent", CALLER_TRACE)
         .send()
         .await
         .unwrap();
@@ -117,6 +182,18 @@ async fn no_secret_reaches_the_logs_even_at_trace_level() {
     assert!(
         output.contains("request finished"),
         "logs were captured: {output}"
+    );
+    // Every line of the traced request carries the caller's trace id.
+    let traced: Vec<&str> = output
+        .lines()
+        .filter(|l| l.contains("/v1/account") && l.contains("\"request_id\""))
+        .collect();
+    assert!(!traced.is_empty(), "{output}");
+    assert!(
+        traced
+            .iter()
+            .any(|l| l.contains("\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\"")),
+        "{traced:?}"
     );
     let basic = {
         use base64::Engine;
