@@ -125,7 +125,16 @@ impl Cluster {
         coherence: Arc<Coherence>,
         lease: Duration,
     ) -> Self {
-        tokio::spawn(listen(Arc::clone(&redis), Arc::downgrade(&coherence)));
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(listen(Arc::clone(&redis), Arc::downgrade(&coherence)));
+            }
+            // Never listening: written routes bypass L1 and account changes
+            // answer 503, which is safe, and /readyz says so.
+            Err(_) => tracing::error!(
+                "built outside a Tokio runtime: not listening for cache invalidations"
+            ),
+        }
         Self {
             redis,
             coherence,
