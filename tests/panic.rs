@@ -8,7 +8,6 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use actix_web::web;
 use gateway::{sandbox::Sandbox, startup::Application};
 
 #[derive(Clone, Default)]
@@ -24,18 +23,9 @@ impl Write for Captured {
     }
 }
 
-/// Test-only routes: a handler that panics the way the VAT check once did.
-fn panicking_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/test/panic",
-        web::get().to(|| async {
-            let text = String::from("tº²R");
-            #[allow(clippy::string_slice)]
-            let prefix = &text[..2];
-            prefix.to_owned()
-        }),
-    );
-}
+#[path = "support/panicking.rs"]
+mod panicking;
+use panicking::panicking_routes;
 
 #[tokio::test]
 async fn a_panic_is_a_500_problem_logged_once_and_the_worker_keeps_serving() {
@@ -131,7 +121,7 @@ async fn a_panic_is_a_500_problem_logged_once_and_the_worker_keeps_serving() {
         line["fields"]["location"]
             .as_str()
             .unwrap()
-            .contains("tests/panic.rs"),
+            .contains("tests/support/panicking.rs"),
         "{line}"
     );
     assert_eq!(line["span"]["request_id"], "panic-1", "{line}");

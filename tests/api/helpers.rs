@@ -1,4 +1,7 @@
-use std::net::SocketAddr;
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
 
 use gateway::{
     configuration::Settings, sandbox::SANDBOX_API_KEY, sandbox::Sandbox, startup::Application,
@@ -72,6 +75,16 @@ pub async fn get_json(url: &str) -> serde_json::Value {
         .expect("a JSON body")
 }
 
+/// GETs `url` without a key and reads the answer as text (`/metrics`).
+pub async fn get_text(url: &str) -> String {
+    reqwest::get(url)
+        .await
+        .expect("request sent")
+        .text()
+        .await
+        .expect("a text body")
+}
+
 /// Starts one more gateway with `settings` (e.g. another instance against
 /// the same sandbox) on a random loopback port; returns its base URL.
 pub async fn spawn_gateway(settings: Settings) -> String {
@@ -79,6 +92,45 @@ pub async fn spawn_gateway(settings: Settings) -> String {
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     address
+}
+
+/// Runs the gateway binary as `command` sets it up, its JSON log on stdout:
+/// waits for the line saying which port it listens on, then keeps every
+/// line in the returned log.
+pub fn spawn_logged(
+    mut command: std::process::Command,
+) -> (std::process::Child, u16, Arc<Mutex<String>>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let log = Arc::new(Mutex::new(String::new()));
+    let port = loop {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "the gateway exited early: {}",
+            log.lock().unwrap()
+        );
+        log.lock().unwrap().push_str(&line);
+        if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
+            && let Some(port) = event["fields"]["port"].as_u64()
+        {
+            break u16::try_from(port).unwrap();
+        }
+    };
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    (child, port, log)
 }
 
 /// A real `redis-server` (Debian's package; `bash tests/run.sh` installs it)

@@ -15,6 +15,8 @@ mod nginx;
 mod observability;
 mod openapi;
 mod overview;
+#[path = "../support/panicking.rs"]
+mod panicking;
 mod problem_types;
 mod reload;
 mod resilience;

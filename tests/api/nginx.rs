@@ -3,7 +3,6 @@
 //! Redis and one sandbox upstream.
 
 use std::{
-    io::{BufRead, BufReader},
     path::Path,
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
@@ -73,37 +72,9 @@ format = "json"
         );
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .arg("--config")
-            .arg(&path)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let log = Arc::new(Mutex::new(String::new()));
-        let port = loop {
-            let mut line = String::new();
-            assert!(
-                stdout.read_line(&mut line).unwrap() > 0,
-                "{name} exited early"
-            );
-            log.lock().unwrap().push_str(&line);
-            if let Ok(event) = serde_json::from_str::<Value>(&line)
-                && let Some(port) = event["fields"]["port"].as_u64()
-            {
-                break u16::try_from(port).unwrap();
-            }
-        };
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
+        command.arg("--config").arg(&path).env("RUST_LOG", "info");
+        let (child, port, log) = crate::helpers::spawn_logged(command);
         Self { child, port, log }
     }
 

@@ -8,7 +8,6 @@ use std::{
     process::{Command, Stdio},
 };
 
-use actix_web::web;
 use gateway::{
     auth::{Scope, sha256_hex},
     configuration::{ApiKeySettings, RedisSettings},
@@ -18,7 +17,7 @@ use gateway::{
 
 use crate::{
     customers::{activate, new_customer},
-    helpers::{KEY, RedisServer, TestApp, get_json, spawn_app_with, spawn_gateway, wait_until},
+    helpers::{KEY, RedisServer, get_json, get_text, spawn_app_with, spawn_gateway, wait_until},
 };
 
 /// Every family `/metrics` must show once the scenario ran.
@@ -48,18 +47,6 @@ const FAMILIES: &[&str] = &[
     "gateway_build_info",
 ];
 
-fn panicking_route(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/test/panic",
-        web::get().to(|| async {
-            let text = String::from("tº²R");
-            #[allow(clippy::string_slice)]
-            let prefix = &text[..2];
-            prefix.to_owned()
-        }),
-    );
-}
-
 fn limited_key(settings: &mut gateway::configuration::Settings) {
     settings.auth.api_keys.push(ApiKeySettings {
         name: "limited".into(),
@@ -68,17 +55,6 @@ fn limited_key(settings: &mut gateway::configuration::Settings) {
         rate_per_second: 1,
         burst: 1,
     });
-}
-
-async fn scrape(app: &TestApp, base: &str) -> String {
-    app.client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 /// The samples of `family` (lines starting with its name).
@@ -160,7 +136,9 @@ async fn every_family_appears_after_the_scenario_and_promtool_finds_nothing_to_f
     ));
     limited_key(&mut settings);
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
-    let other = Application::build_with_routes(settings, listener, panicking_route).unwrap();
+    let other =
+        Application::build_with_routes(settings, listener, crate::panicking::panicking_routes)
+            .unwrap();
     let other_base = format!("http://127.0.0.1:{}", other.port());
     tokio::spawn(other.run_until_stopped());
     let on_other = |path: &str, key: &str| {
@@ -209,7 +187,7 @@ async fn every_family_appears_after_the_scenario_and_promtool_finds_nothing_to_f
         .unwrap();
     assert_eq!(changed.status().as_u16(), 200);
 
-    let text = scrape(&app, &app.address).await;
+    let text = get_text(&app.url("/metrics")).await;
     for family in FAMILIES {
         assert!(
             text.contains(&format!("# TYPE {family} ")),

@@ -2,9 +2,8 @@
 //! file, re-reads it on SIGHUP while requests keep coming.
 
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU32, Ordering},
@@ -16,7 +15,7 @@ use gateway::{
     sandbox::{Sandbox, data},
 };
 
-use crate::helpers::wait_until;
+use crate::helpers::{get_text, spawn_logged, wait_until};
 
 struct Gateway {
     child: Child,
@@ -67,34 +66,9 @@ impl Gateway {
     fn start(dir: &Path, text: &str) -> Self {
         let config = dir.join("gateway.toml");
         std::fs::write(&config, text).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .arg("--config")
-            .arg(&config)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let log = Arc::new(Mutex::new(String::new()));
-        let port = loop {
-            let mut line = String::new();
-            assert!(stdout.read_line(&mut line).unwrap() > 0, "exited early");
-            log.lock().unwrap().push_str(&line);
-            if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
-                && let Some(port) = event["fields"]["port"].as_u64()
-            {
-                break port;
-            }
-        };
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
+        command.arg("--config").arg(&config).env_remove("RUST_LOG");
+        let (child, port, log) = spawn_logged(command);
         Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
@@ -233,14 +207,7 @@ async fn sighup_rotates_keys_while_requests_run_and_a_bad_file_changes_nothing()
     assert!(line.contains("fromat"), "names the key at fault: {line}");
     assert_eq!(status(&client, &gateway.base, "new-key").await, 200);
     assert_eq!(status(&client, &gateway.base, "old-key").await, 401);
-    let metrics = client
-        .get(format!("{}/metrics", gateway.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&format!("{}/metrics", gateway.base)).await;
     assert!(
         metrics.contains(r#"gateway_config_reloads_total{outcome="ok"} 1"#)
             && metrics.contains(r#"gateway_config_reloads_total{outcome="failed"} 1"#),

@@ -11,9 +11,10 @@ use serde_json::{Value, json};
 use crate::{
     customers::new_customer,
     helpers::{
-        KEY, RedisServer, TestApp, assert_problem, get_json, spawn_app_with, spawn_gateway,
-        wait_until,
+        KEY, RedisServer, TestApp, assert_problem, get_json, get_text, spawn_app_with,
+        spawn_gateway, wait_until,
     },
+    shared_state::create_on,
 };
 
 const INVOICES: &str = "GET /slitz/api/invoice";
@@ -120,15 +121,7 @@ async fn a_patch_through_one_instance_is_seen_through_the_other_at_once() {
     let through_a = get(&app, a, "/v1/account").await;
     let through_b = get(&app, b, "/v1/account").await;
     assert_eq!(header(&through_a, "etag"), header(&through_b, "etag"));
-    let metrics = app
-        .client
-        .get(format!("{a}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&format!("{a}/metrics")).await;
     assert!(
         metrics.contains("gateway_cache_invalidations_total{outcome=\"confirmed\"}"),
         "{metrics}"
@@ -262,22 +255,14 @@ async fn killing_redis_mid_run_falls_back_without_a_500_and_restarting_it_heals(
     );
     assert_eq!(app.sandbox.control.calls(UPDATE), 0, "nothing was sent");
     // A create with a key fails closed; reads keep being answered.
-    let create = app
-        .client
-        .post(format!("{b}/v1/customers"))
-        .bearer_auth(KEY)
-        .header("Idempotency-Key", "while-redis-is-dead")
-        .json(&new_customer("KILLED-1"))
-        .send()
-        .await
-        .unwrap();
+    let create = create_on(&app, &b, &new_customer("KILLED-1"), "while-redis-is-dead").await;
     assert_problem(create, 503).await;
     let reads_before = app.sandbox.control.calls("GET /slitz/api/details");
     wait_until("reads go on without Redis", async || {
         app.sandbox.control.calls("GET /slitz/api/details") > reads_before
     })
     .await;
-    let metrics = get_json_text(&app, &format!("{a}/metrics")).await;
+    let metrics = get_text(&format!("{a}/metrics")).await;
     assert!(
         metrics.contains("gateway_cache_fallbacks_total{reason=\"unavailable\"}"),
         "{metrics}"
@@ -290,15 +275,7 @@ async fn killing_redis_mid_run_falls_back_without_a_500_and_restarting_it_heals(
     assert_eq!(answer.status().as_u16(), 200);
     let seen: Value = get(&app, &b, "/v1/account").await.json().await.unwrap();
     assert_eq!(seen["city"], "Lund");
-    let create = app
-        .client
-        .post(format!("{b}/v1/customers"))
-        .bearer_auth(KEY)
-        .header("Idempotency-Key", "after-redis-is-back")
-        .json(&new_customer("KILLED-2"))
-        .send()
-        .await
-        .unwrap();
+    let create = create_on(&app, &b, &new_customer("KILLED-2"), "after-redis-is-back").await;
     assert_eq!(create.status().as_u16(), 201);
 
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -309,17 +286,6 @@ async fn killing_redis_mid_run_falls_back_without_a_500_and_restarting_it_heals(
         "every read answered 200: {statuses:?}"
     );
     assert!(statuses.values().sum::<u32>() > 10, "{statuses:?}");
-}
-
-async fn get_json_text(app: &TestApp, url: &str) -> String {
-    app.client
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -360,7 +326,7 @@ async fn redis_dying_during_a_patch_does_not_hide_the_change_that_was_made() {
     assert_eq!(answer.json::<Value>().await.unwrap()["city"], "Lund");
     let after: Value = get(&app, &a, "/v1/account").await.json().await.unwrap();
     assert_eq!(after["city"], "Lund");
-    let metrics = get_json_text(&app, &format!("{a}/metrics")).await;
+    let metrics = get_text(&format!("{a}/metrics")).await;
     assert!(
         metrics.contains("gateway_cache_invalidations_total{outcome=\"failed\"}"),
         "{metrics}"
@@ -394,7 +360,7 @@ async fn a_write_whose_invalidation_redis_refuses_still_forgets_this_instances_c
     assert_eq!(answer.json::<Value>().await.unwrap()["city"], "Lund");
     let after: Value = get(&app, &a, "/v1/account").await.json().await.unwrap();
     assert_eq!(after["city"], "Lund");
-    let metrics = get_json_text(&app, &format!("{a}/metrics")).await;
+    let metrics = get_text(&format!("{a}/metrics")).await;
     assert!(
         metrics.contains("gateway_cache_invalidations_total{outcome=\"failed\"}"),
         "{metrics}"

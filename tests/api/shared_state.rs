@@ -24,7 +24,7 @@ async fn two_instances(redis: &RedisServer) -> (TestApp, String) {
     (a, b)
 }
 
-async fn create_on(app: &TestApp, base: &str, body: &Value, key: &str) -> reqwest::Response {
+pub async fn create_on(app: &TestApp, base: &str, body: &Value, key: &str) -> reqwest::Response {
     app.client
         .post(format!("{base}/v1/customers"))
         .bearer_auth(KEY)
