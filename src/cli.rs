@@ -148,11 +148,20 @@ async fn serve(
             "sandbox mode: upstreams are simulated; API key `{SANDBOX_API_KEY}`"
         );
     }
+    // Signal handlers are in place before the gateway says it listens: a
+    // SIGTERM right after that line must drain, not kill.
+    let stop = stop_signal();
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     tracing::info!(listen = %settings.server.listen, port = app.port(), "gateway listening");
-    tokio::spawn(reload_on_sighup(config, listen, app.reloader()));
+    tokio::spawn(reload_on_sighup(
+        config,
+        listen,
+        app.reloader(),
+        hangups.ok(),
+    ));
     let shutdown = app.shutdown_handle();
     tokio::spawn(async move {
-        stop_signal().await;
+        stop.await;
         shutdown.shutdown().await;
     });
     app.run_until_stopped().await?;
@@ -163,9 +172,13 @@ async fn serve(
 /// On every SIGHUP: reads the configuration again (file, `GATEWAY__*`,
 /// `_file` secrets) and swaps the API keys and the log filter. A file that
 /// does not load changes nothing: one line names the key at fault.
-async fn reload_on_sighup(config: Option<PathBuf>, listen: Option<SocketAddr>, reloader: Reloader) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+async fn reload_on_sighup(
+    config: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    reloader: Reloader,
+    hangups: Option<tokio::signal::unix::Signal>,
+) {
+    let Some(mut hangups) = hangups else {
         tracing::warn!("cannot listen for SIGHUP; configuration reload is off");
         return;
     };
@@ -205,22 +218,26 @@ async fn reload_on_sighup(config: Option<PathBuf>, listen: Option<SocketAddr>, r
     }
 }
 
-/// SIGTERM (orchestrators) or SIGINT (Ctrl-C).
-async fn stop_signal() {
+/// SIGTERM (orchestrators) or SIGINT (Ctrl-C). The handlers are installed
+/// when this is called; the returned future resolves on the first signal.
+fn stop_signal() -> impl Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+    );
+    async move {
+        match handlers {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
-        }
-        _ => {
-            tracing::warn!("cannot listen for SIGTERM; stopping on Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
+            _ => {
+                tracing::warn!("cannot listen for SIGTERM; stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }
