@@ -183,6 +183,8 @@ impl Cluster {
                 break;
             };
             self.coherence.observe(route, found.generation);
+            // A copy from before a write elsewhere is never served, not even stale.
+            stale = stale.filter(|old| old.tag.generation == found.generation);
             let tag = Tag {
                 generation: found.generation,
                 epoch: tag.epoch,
