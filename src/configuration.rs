@@ -65,6 +65,11 @@ impl Route {
         Route::Service,
     ];
 
+    /// The route whose name is `name`, if any.
+    pub fn named(name: &str) -> Option<Route> {
+        Route::ALL.into_iter().find(|r| r.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Route::Account => "account",

@@ -459,7 +459,7 @@ fn parse_invalidation(message: &str) -> Option<(&str, Vec<(Route, u64)>)> {
     let changed = parts
         .filter_map(|part| {
             let (name, generation) = part.split_once('=')?;
-            let route = Route::ALL.into_iter().find(|r| r.name() == name)?;
+            let route = Route::named(name)?;
             Some((route, generation.parse().ok()?))
         })
         .collect();
@@ -548,12 +548,7 @@ async fn subscribe(
         })
         .await?
         .into_iter()
-        .filter_map(|(name, generation)| {
-            Route::ALL
-                .into_iter()
-                .find(|r| r.name() == name)
-                .map(|route| (route, generation))
-        })
+        .filter_map(|(name, generation)| Route::named(&name).map(|route| (route, generation)))
         .collect();
     Ok((sink, stream, generations))
 }
