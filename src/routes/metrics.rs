@@ -153,6 +153,10 @@ fn describe() {
         "Panics caught while serving a request (each answered with a 500 problem)."
     );
     describe_counter!(
+        "gateway_upstream_drift_total",
+        "Fields of successful upstream answers that differ from the documented shape, by upstream, operation and kind (unknown, missing, retyped); the answer is still served."
+    );
+    describe_counter!(
         "gateway_config_reloads_total",
         "Configuration reloads on SIGHUP, by outcome (ok, failed)."
     );

@@ -53,6 +53,90 @@ pub enum Fault {
     Reset,
     /// Answer normally, after this extra delay.
     Delay { ms: u64 },
+    /// Answer normally, with the answer's shape changed: `field` (a path
+    /// such as `client.id` or `invoices[].total`, inside a DNA answer's
+    /// one-element array) added, dropped or given another JSON type.
+    Drift { field: String, change: ShapeChange },
+}
+
+/// How [`Fault::Drift`] changes a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShapeChange {
+    /// Adds the field (a string), as an upstream release adding one would.
+    Add,
+    /// Removes the field.
+    Drop,
+    /// Sends the field as another JSON type: a numeric string as a number,
+    /// other strings in an array, numbers and booleans as strings.
+    Retype,
+}
+
+impl ShapeChange {
+    /// Applies the change at `path` (dot-separated; `name[]` is each element
+    /// of an array) inside `answer`. A top-level array's elements are each
+    /// the answer, so DNA's wrapped and plain answers take the same paths.
+    pub fn apply(self, answer: &mut serde_json::Value, path: &str) {
+        use serde_json::Value;
+        if let Value::Array(items) = answer {
+            for item in items {
+                self.apply(item, path);
+            }
+            return;
+        }
+        let (head, rest) = match path.split_once('.') {
+            Some((head, rest)) => (head, Some(rest)),
+            None => (path, None),
+        };
+        let Some(object) = answer.as_object_mut() else {
+            return;
+        };
+        let (name, each) = match head.strip_suffix("[]") {
+            Some(name) => (name, true),
+            None => (head, false),
+        };
+        match (rest, each) {
+            (None, false) => match self {
+                ShapeChange::Add => {
+                    object.insert(name.to_owned(), Value::from("added by the sandbox"));
+                }
+                ShapeChange::Drop => {
+                    object.remove(name);
+                }
+                ShapeChange::Retype => {
+                    if let Some(value) = object.get_mut(name) {
+                        *value = retyped(value.take());
+                    }
+                }
+            },
+            (rest, _) => {
+                let rest = rest.unwrap_or_default();
+                match object.get_mut(name) {
+                    Some(Value::Array(items)) if each => {
+                        for item in items {
+                            self.apply(item, rest);
+                        }
+                    }
+                    Some(child) if !each => self.apply(child, rest),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn retyped(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => match s.parse::<i64>() {
+            Ok(n) => Value::from(n),
+            Err(_) => Value::Array(vec![Value::String(s)]),
+        },
+        Value::Number(n) => Value::String(n.to_string()),
+        Value::Bool(b) => Value::String(if b { "1" } else { "0" }.to_owned()),
+        Value::Null => Value::from(0),
+        other => Value::String(other.to_string()),
+    }
 }
 
 /// Where a fault applies: an exact path (`/slitz/api/tickets`) or a route
@@ -390,6 +474,24 @@ async fn simulate(
             tokio::time::sleep(Duration::from_millis(ms)).await;
             return Ok(next.call(req).await?.map_into_boxed_body());
         }
+        Some(Fault::Drift { field, change }) => {
+            let (req, response) = next.call(req).await?.into_parts();
+            let status = response.status();
+            let body = actix_web::body::to_bytes(response.into_body())
+                .await
+                .unwrap_or_default();
+            let body = match serde_json::from_slice::<serde_json::Value>(&body) {
+                Ok(mut answer) => {
+                    change.apply(&mut answer, &field);
+                    answer.to_string().into()
+                }
+                Err(_) => body,
+            };
+            let response = HttpResponse::build(status)
+                .content_type("application/json")
+                .body(body);
+            return Ok(ServiceResponse::new(req, response));
+        }
         Some(Fault::Status {
             status,
             body,
@@ -534,6 +636,52 @@ mod tests {
         assert_eq!(r(&control), Some(Fault::Hang));
         assert_eq!(r(&control), None);
         assert_eq!(control.calls("GET /slitz/api/invoice/{id}"), 3);
+    }
+
+    #[test]
+    fn a_shape_change_reaches_its_field_through_objects_and_arrays() {
+        use serde_json::json;
+        let change = |c: ShapeChange, path: &str, mut answer: serde_json::Value| {
+            c.apply(&mut answer, path);
+            answer
+        };
+        assert_eq!(
+            change(
+                ShapeChange::Drop,
+                "client.lastname",
+                json!({"client": {"id": "1", "lastname": "L"}})
+            ),
+            json!({"client": {"id": "1"}})
+        );
+        assert_eq!(
+            change(
+                ShapeChange::Retype,
+                "tickets[].ticket_number",
+                json!({"tickets": [{"ticket_number": "7"}, {"ticket_number": "x"}]})
+            ),
+            json!({"tickets": [{"ticket_number": 7}, {"ticket_number": ["x"]}]})
+        );
+        assert_eq!(
+            change(ShapeChange::Add, "scope", json!([{"access_token": "a"}])),
+            json!([{"access_token": "a", "scope": "added by the sandbox"}])
+        );
+        assert_eq!(
+            change(
+                ShapeChange::Retype,
+                "timestamp",
+                json!({"timestamp": 5, "ok": true})
+            ),
+            json!({"timestamp": "5", "ok": true})
+        );
+        // A path that leads nowhere changes nothing.
+        let answer = json!({"a": {"b": 1}, "c": [1, 2]});
+        for path in ["x.y", "a[].b", "c.d", "c[].d", "", ".", "a..b"] {
+            assert_eq!(
+                change(ShapeChange::Drop, path, answer.clone()),
+                answer,
+                "{path}"
+            );
+        }
     }
 
     #[test]

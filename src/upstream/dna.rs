@@ -17,10 +17,13 @@ use std::{
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, de::DeserializeOwned};
+use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::{
-    Answer, Upstream, UpstreamError, exchange, http_client,
+    Answer, Upstream, UpstreamError,
+    drift::Watch,
+    exchange, http_client,
     policy::{BreakerState, Policy},
 };
 use crate::configuration::{DnaSettings, UpstreamSettings};
@@ -58,6 +61,7 @@ pub struct DnaClient {
     /// When the held token expires, readable without waiting for `token`.
     expires_at: std::sync::Mutex<Option<Instant>>,
     credentials_rejected: Arc<AtomicBool>,
+    drift: Watch,
 }
 
 /// The token endpoint's answer: documented as a one-element array, sent by
@@ -180,6 +184,7 @@ impl DnaClient {
             token: Mutex::new(TokenState::default()),
             expires_at: std::sync::Mutex::new(None),
             credentials_rejected: Arc::new(AtomicBool::new(false)),
+            drift: Watch::new(UPSTREAM),
         })
     }
 
@@ -224,7 +229,7 @@ impl DnaClient {
             )
             .await?,
         )?;
-        match parse::<CreateAnswer>(&body)? {
+        match self.read::<CreateAnswer>("POST /residential/client", &body)? {
             CreateAnswer::Plain(b) => Ok(b.client),
             CreateAnswer::Wrapped(v) => v
                 .into_iter()
@@ -237,14 +242,29 @@ impl DnaClient {
     /// `POST /residential/client/{id}/activate` or `/suspend`; the answer's
     /// Unix timestamp.
     pub async fn change_status(&self, id: i64, action: &str) -> Result<i64, DnaError> {
+        let operation = "POST /residential/client/{id}/{action}";
         let answer = self
             .call(
-                "POST /residential/client/{id}/{action}",
+                operation,
                 &format!("/residential/client/{id}/{action}"),
                 None,
             )
             .await?;
-        Ok(parse::<StatusAnswer>(&success(answer)?)?.timestamp)
+        let status: StatusAnswer = self.read(operation, &success(answer)?)?;
+        Ok(status.timestamp)
+    }
+
+    /// A successful answer of `operation`, compared with its documented
+    /// shape before it is read.
+    fn read<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        body: &[u8],
+    ) -> Result<T, UpstreamError> {
+        let answer: Value = parse(body)?;
+        self.drift.check(operation, unwrapped(&answer));
+        serde_json::from_value(answer)
+            .map_err(|e| UpstreamError::malformed(UPSTREAM, format!("unexpected answer: {e}")))
     }
 
     /// One DNA call with a valid token: on a 401 the token is dropped, a new
@@ -403,7 +423,7 @@ impl DnaClient {
             .await?;
         let detail = match answer {
             Answer::Success(body) => {
-                let token = match parse::<TokenAnswer>(&body)? {
+                let token = match self.read::<TokenAnswer>("POST /oauth/token", &body)? {
                     TokenAnswer::Plain(t) => t,
                     TokenAnswer::Wrapped(v) => v
                         .into_iter()
@@ -444,6 +464,14 @@ impl DnaClient {
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, UpstreamError> {
     serde_json::from_slice(body)
         .map_err(|e| UpstreamError::malformed(UPSTREAM, format!("unexpected answer: {e}")))
+}
+
+/// The answer itself, documented or not inside a one-element array.
+fn unwrapped(answer: &Value) -> &Value {
+    match answer.as_array().map(Vec::as_slice) {
+        Some([only]) => only,
+        _ => answer,
+    }
 }
 
 /// The body of a successful DNA answer, or what its failure means.

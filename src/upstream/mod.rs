@@ -1,6 +1,7 @@
 //! Clients of the two upstreams, and how their failures read to a caller.
 
 pub mod dna;
+pub mod drift;
 pub mod policy;
 pub mod slitz;
 

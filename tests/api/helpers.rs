@@ -317,3 +317,14 @@ pub async fn assert_problem(response: Response, status: u16) -> serde_json::Valu
     );
     body
 }
+
+/// The samples of `family` (lines starting with its name).
+pub fn samples<'a>(scrape: &'a str, family: &str) -> Vec<&'a str> {
+    scrape
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']) || rest.starts_with("_bucket"))
+        })
+        .collect()
+}

@@ -4,10 +4,12 @@
 mod account;
 mod account_patch;
 mod auth;
+mod binary;
 mod cache;
 mod config;
 mod customers;
 mod dna_token;
+mod drift;
 mod errors;
 mod health;
 mod helpers;

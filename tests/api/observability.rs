@@ -11,13 +11,15 @@ use std::{
 use gateway::{
     auth::{Scope, sha256_hex},
     configuration::{ApiKeySettings, RedisSettings},
-    sandbox::{Fault, FaultRule},
+    sandbox::{Fault, FaultRule, ShapeChange},
     startup::Application,
 };
 
 use crate::{
     customers::{activate, new_customer},
-    helpers::{KEY, RedisServer, get_json, get_text, spawn_app_with, spawn_gateway, wait_until},
+    helpers::{
+        KEY, RedisServer, get_json, get_text, samples, spawn_app_with, spawn_gateway, wait_until,
+    },
 };
 
 /// Every family `/metrics` must show once the scenario ran.
@@ -44,6 +46,7 @@ const FAMILIES: &[&str] = &[
     "gateway_rate_limit_fallbacks_total",
     "gateway_redis_errors_total",
     "gateway_panics_total",
+    "gateway_upstream_drift_total",
     "gateway_build_info",
 ];
 
@@ -57,17 +60,6 @@ fn limited_key(settings: &mut gateway::configuration::Settings) {
     });
 }
 
-/// The samples of `family` (lines starting with its name).
-fn samples<'a>(scrape: &'a str, family: &str) -> Vec<&'a str> {
-    scrape
-        .lines()
-        .filter(|line| {
-            line.strip_prefix(family)
-                .is_some_and(|rest| rest.starts_with(['{', ' ']) || rest.starts_with("_bucket"))
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn every_family_appears_after_the_scenario_and_promtool_finds_nothing_to_fix() {
     // Small enough to evict; a breaker that opens on the first fault.
@@ -79,6 +71,19 @@ async fn every_family_appears_after_the_scenario_and_promtool_finds_nothing_to_f
     })
     .await;
     let get = |path: &'static str| app.get(path);
+
+    // Drift: one balance answer with a field the document does not show.
+    app.sandbox.control.inject(FaultRule {
+        times: Some(1),
+        ..FaultRule::new(
+            "/slitz/api/balance",
+            Fault::Drift {
+                field: "details.acc_pending".into(),
+                change: ShapeChange::Add,
+            },
+        )
+    });
+    assert_eq!(get("/v1/billing/balance").await.status().as_u16(), 200);
 
     // Cache: a miss, a hit, then evictions by size.
     assert_eq!(get("/v1/billing/invoices").await.status().as_u16(), 200);
@@ -198,6 +203,13 @@ async fn every_family_appears_after_the_scenario_and_promtool_finds_nothing_to_f
             "{family} has no sample:\n{text}"
         );
     }
+    // Every other answer of the scenario, on every instance, is as documented.
+    assert_eq!(
+        samples(&text, "gateway_upstream_drift_total"),
+        [
+            r#"gateway_upstream_drift_total{upstream="slitz",operation="GET /balance",kind="unknown"} 1"#
+        ]
+    );
     // Labels are the bounded sets, never ids or keys.
     for line in samples(&text, "gateway_upstream_calls_total") {
         assert!(!line.contains("310001") && !line.contains("6517"), "{line}");

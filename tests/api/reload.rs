@@ -1,107 +1,17 @@
 //! Key rotation without a restart: the gateway binary, run from a config
 //! file, re-reads it on SIGHUP while requests keep coming.
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Child, Command},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicU32, Ordering},
-    },
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, AtomicU32, Ordering},
 };
 
-use gateway::{
-    auth::sha256_hex,
-    sandbox::{Sandbox, data},
+use gateway::sandbox::Sandbox;
+
+use crate::{
+    binary::{Gateway, config},
+    helpers::{get_text, wait_until},
 };
-
-use crate::helpers::{get_text, spawn_logged, wait_until};
-
-struct Gateway {
-    child: Child,
-    base: String,
-    log: Arc<Mutex<String>>,
-    config: PathBuf,
-}
-
-/// A configuration for the sandbox with these keys (`(name, key, extra)`)
-/// and this log filter; `extra` goes into the key's table.
-fn config(sandbox: &Sandbox, keys: &[(&str, &str, &str)], filter: &str, dna_url: &str) -> String {
-    let mut text = String::from("[server]\nlisten = \"127.0.0.1:0\"\nworkers = 1\n\n");
-    for (name, key, extra) in keys {
-        text.push_str(&format!(
-            "[[auth.api_keys]]\nname = \"{name}\"\nsha256 = \"{}\"\nscopes = [\"read\"]\n{extra}\n\n",
-            sha256_hex(key)
-        ));
-    }
-    text.push_str(&format!(
-        r#"[dna]
-base_url = "{dna_url}"
-client_id = "{}"
-client_secret = "{}"
-username = "{}"
-password = "{}"
-
-[slitz]
-base_url = "{}"
-username = "{}"
-password = "{}"
-
-[log]
-format = "json"
-filter = "{filter}"
-"#,
-        data::DNA_CLIENT_ID,
-        data::DNA_CLIENT_SECRET,
-        data::DNA_USERNAME,
-        data::DNA_PASSWORD,
-        sandbox.slitz_base_url(),
-        data::SLITZ_EMAIL,
-        data::SLITZ_PASSWORD,
-    ));
-    text
-}
-
-impl Gateway {
-    fn start(dir: &Path, text: &str) -> Self {
-        let config = dir.join("gateway.toml");
-        std::fs::write(&config, text).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
-        command.arg("--config").arg(&config).env_remove("RUST_LOG");
-        let (child, port, log) = spawn_logged(command);
-        Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-            config,
-        }
-    }
-
-    /// Writes the file anew and sends SIGHUP.
-    fn reload(&self, text: &str) {
-        std::fs::write(&self.config, text).unwrap();
-        let status = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn lines_with(&self, text: &str) -> usize {
-        self.log().lines().filter(|l| l.contains(text)).count()
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn status(client: &reqwest::Client, base: &str, key: &str) -> u16 {
     client

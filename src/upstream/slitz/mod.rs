@@ -10,7 +10,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{
-    Answer, Upstream, UpstreamError, exchange, http_client,
+    Answer, Upstream, UpstreamError,
+    drift::Watch,
+    exchange, http_client,
     policy::{BreakerState, Policy},
 };
 use crate::{
@@ -37,6 +39,7 @@ pub struct SlitzClient {
     password: SecretString,
     timeout: Duration,
     context: Context,
+    drift: Watch,
 }
 
 impl SlitzClient {
@@ -52,6 +55,7 @@ impl SlitzClient {
                 zone: settings.timezone,
                 currency: settings.currency.clone(),
             },
+            drift: Watch::new(UPSTREAM),
         })
     }
 
@@ -192,7 +196,9 @@ impl SlitzClient {
     ) -> Result<T, UpstreamError> {
         let url = format!("{}{path}", self.base_url);
         self.policy
-            .run(operation, true, || self.send(self.http.get(&url)))
+            .run(operation, true, || {
+                self.send(operation, self.http.get(&url))
+            })
             .await
     }
 
@@ -216,23 +222,31 @@ impl SlitzClient {
         let url = format!("{}{path}", self.base_url);
         self.policy
             .run(operation, idempotent, || {
-                self.send(self.http.post(&url).form(form))
+                self.send(operation, self.http.post(&url).form(form))
             })
             .await
     }
 
+    /// One call; a successful answer is compared with its documented shape.
     async fn send<T: DeserializeOwned>(
         &self,
+        operation: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Result<T, UpstreamError> {
         let request = request.basic_auth(&self.username, Some(self.password.expose_secret()));
-        interpret(exchange(UPSTREAM, self.timeout, request).await?)
+        interpret(exchange(UPSTREAM, self.timeout, request).await?, |answer| {
+            self.drift.check(operation, answer);
+        })
     }
 }
 
 /// What a Slitz answer means. HostBill says `wronglogin` (with status 200)
-/// when the gateway's own credentials are wrong.
-fn interpret<T: DeserializeOwned>(answer: Answer) -> Result<T, UpstreamError> {
+/// when the gateway's own credentials are wrong. `inspect` sees a
+/// successful answer before it is read.
+fn interpret<T: DeserializeOwned>(
+    answer: Answer,
+    inspect: impl FnOnce(&Value),
+) -> Result<T, UpstreamError> {
     match answer {
         Answer::Success(body) => {
             let value: Value = if body.iter().all(u8::is_ascii_whitespace) {
@@ -241,6 +255,7 @@ fn interpret<T: DeserializeOwned>(answer: Answer) -> Result<T, UpstreamError> {
                 serde_json::from_slice(&body)
                     .map_err(|e| UpstreamError::malformed(UPSTREAM, format!("not JSON: {e}")))?
             };
+            inspect(&value);
             serde_json::from_value(value)
                 .map_err(|e| UpstreamError::malformed(UPSTREAM, format!("unexpected shape: {e}")))
         }
@@ -327,7 +342,7 @@ mod tests {
             &reqwest::header::HeaderMap::new(),
             body.as_bytes().to_vec(),
         )
-        .and_then(interpret::<Value>)
+        .and_then(|answer| interpret::<Value>(answer, |_| {}))
         .unwrap_err()
     }
 
@@ -403,8 +418,11 @@ mod tests {
             )
             .unwrap()
         };
-        assert_eq!(interpret::<Value>(ok("")).unwrap(), Value::Null);
-        assert_eq!(interpret::<Option<Value>>(ok("  \n")).unwrap(), None);
+        assert_eq!(interpret::<Value>(ok(""), |_| {}).unwrap(), Value::Null);
+        assert_eq!(
+            interpret::<Option<Value>>(ok("  \n"), |_| {}).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -418,6 +436,7 @@ mod tests {
                 body.as_bytes().to_vec(),
             )
             .unwrap(),
+            |_| {},
         )
         .unwrap();
         assert_eq!(details.client.id.raw(), Some("20408"));
