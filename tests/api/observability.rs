@@ -345,7 +345,7 @@ fn alert_expressions(rules: &str) -> Vec<(String, String)> {
 fn the_dashboard_and_the_alerts_use_only_families_the_gateway_exports() {
     let rules = std::fs::read_to_string("deploy/prometheus/alerts.yml").unwrap();
     let mut expressions = alert_expressions(&rules);
-    assert_eq!(expressions.len(), 7, "{expressions:?}");
+    assert_eq!(expressions.len(), 8, "{expressions:?}");
     let dashboard: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string("deploy/grafana/gateway.json").unwrap())
             .unwrap();
