@@ -96,6 +96,8 @@ fn runtime(future: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
         .build()
         .context("Failed to start the async runtime")
         .and_then(|rt| rt.block_on(future));
+    // Outside the runtime: the exporter's last send blocks.
+    crate::otel::shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

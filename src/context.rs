@@ -24,6 +24,8 @@ tokio::task_local! {
 pub struct TraceContext {
     trace_id: u128,
     span_id: u64,
+    /// The caller's span, when the trace was continued.
+    parent_id: Option<u64>,
     sampled: bool,
 }
 
@@ -43,11 +45,12 @@ impl TraceContext {
             return None;
         }
         let trace_id = u128::from_str_radix(trace, 16).ok().filter(|t| *t != 0)?;
-        u64::from_str_radix(parent, 16).ok().filter(|p| *p != 0)?;
+        let parent_id = u64::from_str_radix(parent, 16).ok().filter(|p| *p != 0)?;
         let flags = u8::from_str_radix(flags, 16).ok()?;
         Some(Self {
             trace_id,
             span_id: nonzero_random(),
+            parent_id: Some(parent_id),
             sampled: flags & 1 == 1,
         })
     }
@@ -62,8 +65,29 @@ impl TraceContext {
                 }
             },
             span_id: nonzero_random(),
+            parent_id: None,
             sampled: false,
         }
+    }
+
+    /// The same place in the trace with the ids and sampling decision an
+    /// exporter gave the gateway's span (zero ids are refused).
+    pub fn with_ids(self, trace_id: u128, span_id: u64, sampled: bool) -> Self {
+        if trace_id == 0 || span_id == 0 {
+            return self;
+        }
+        Self {
+            trace_id,
+            span_id,
+            parent_id: self.parent_id,
+            sampled,
+        }
+    }
+
+    /// The trace id, the caller's span id (when continued) and whether the
+    /// caller sampled it: the remote parent of the gateway's span.
+    pub fn remote_parent(&self) -> Option<(u128, u64, bool)> {
+        self.parent_id.map(|p| (self.trace_id, p, self.sampled))
     }
 
     /// The trace id, 32 lowercase hex digits, as logged.

@@ -28,6 +28,7 @@ pub mod idempotency;
 pub mod model;
 pub mod normalize;
 pub mod openapi;
+pub mod otel;
 pub mod reload;
 pub mod routes;
 pub mod sandbox;

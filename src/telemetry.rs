@@ -45,7 +45,11 @@ pub fn init(settings: &LogSettings) {
     };
     let (filter, handle) = reload::Layer::new(filter);
     let _ = FILTER.set(handle);
-    let registry = tracing_subscriber::registry().with(filter);
+    let (otel, otel_failed) = match crate::otel::layer() {
+        Ok(layer) => (layer, None),
+        Err(e) => (None, Some(e)),
+    };
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     let result = if json {
         registry
             .with(
@@ -60,6 +64,12 @@ pub fn init(settings: &LogSettings) {
     };
     // A second init (tests, embedding) keeps the first subscriber.
     let _ = result;
+    if let Some(error) = otel_failed {
+        tracing::error!(
+            error,
+            "traces are not exported (check OTEL_EXPORTER_OTLP_ENDPOINT)"
+        );
+    }
 }
 
 /// The installed subscriber's filter, to swap on a configuration reload.
@@ -118,12 +128,17 @@ pub async fn request_context(
     let span = tracing::info_span!(
         "request",
         request_id = %id,
-        trace_id = %trace.trace_id(),
-        span_id = %trace.span_id(),
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
         method = %req.method(),
         path = %req.path(),
         client_ip = client_ip.map(tracing::field::display),
         caller = tracing::field::Empty,
+        // Set only when spans are exported (OTLP's names for them).
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
     );
     let started = Instant::now();
     // Label by route pattern, never the raw path: ids would explode cardinality.
@@ -132,6 +147,14 @@ pub async fn request_context(
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().to_string();
+    let exported = crate::otel::on();
+    if exported {
+        span.record("otel.name", format!("{method} {route}"));
+        span.record("otel.kind", "server");
+    }
+    let trace = crate::otel::join(&span, trace);
+    span.record("trace_id", tracing::field::display(trace.trace_id()));
+    span.record("span_id", tracing::field::display(trace.span_id()));
 
     let mut outcome = match body_too_large(&req) {
         Some(error) => {
@@ -198,6 +221,12 @@ pub async fn request_context(
     .increment(1);
     metrics::histogram!("gateway_http_request_duration_seconds", "method" => method, "route" => route)
         .record(elapsed);
+    if exported {
+        span.record("http.response.status_code", i64::from(status));
+        if status >= 500 {
+            span.record("otel.status_code", "error");
+        }
+    }
     span.in_scope(|| {
         if status >= 500 {
             tracing::warn!(status, latency_ms, "request finished");

@@ -66,10 +66,19 @@ filter = "{filter}"
 
 impl Gateway {
     pub fn start(dir: &Path, text: &str) -> Self {
+        Self::start_with_env(dir, text, &[])
+    }
+
+    /// As [`Gateway::start`], with these environment variables.
+    pub fn start_with_env(dir: &Path, text: &str, env: &[(&str, &str)]) -> Self {
         let config = dir.join("gateway.toml");
         std::fs::write(&config, text).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
-        command.arg("--config").arg(&config).env_remove("RUST_LOG");
+        command
+            .arg("--config")
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied());
         let (child, port, log) = spawn_logged(command);
         Self {
             child,

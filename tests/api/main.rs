@@ -16,6 +16,7 @@ mod helpers;
 mod nginx;
 mod observability;
 mod openapi;
+mod otlp;
 mod overview;
 #[path = "../support/panicking.rs"]
 mod panicking;

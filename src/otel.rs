@@ -1,0 +1,159 @@
+//! Export of the gateway's spans over OTLP (HTTP, protobuf), switched on by
+//! the standard variables only: `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), unless `OTEL_SDK_DISABLED=true`.
+//! The exporter reads the rest of the standard set itself (headers, timeout,
+//! `OTEL_BSP_*`, `OTEL_TRACES_SAMPLER`, `OTEL_SERVICE_NAME`,
+//! `OTEL_RESOURCE_ATTRIBUTES`). When it is off, no layer is installed and a
+//! request pays one atomic load.
+//!
+//! The exported request span is the gateway's span of the W3C trace context
+//! (`context::TraceContext`): its ids are the ones logged and sent upstream
+//! in `traceparent`, so a trace in the collector, a log line and an
+//! upstream's record of the call all name the same span.
+
+use std::sync::{
+    OnceLock,
+    atomic::{AtomicBool, Ordering},
+};
+
+use opentelemetry::trace::{
+    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider as _,
+};
+use opentelemetry_sdk::{
+    Resource,
+    trace::{SdkTracer, SdkTracerProvider},
+};
+use tracing_opentelemetry::{OpenTelemetryLayer, OpenTelemetrySpanExt};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::context::TraceContext;
+
+static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+static ON: AtomicBool = AtomicBool::new(false);
+
+/// Whether the standard variables ask for OTLP export of traces.
+pub fn requested(var: impl Fn(&str) -> Option<String>) -> bool {
+    let set = |name: &str| var(name).is_some_and(|v| !v.trim().is_empty());
+    let disabled = var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+}
+
+/// The layer exporting spans, when the environment asks for it; an
+/// exporter that cannot be built (a bad endpoint) is an error to log, and
+/// the gateway runs on without export.
+pub fn layer<S>() -> Result<Option<OpenTelemetryLayer<S, SdkTracer>>, String>
+where
+    S: tracing::Subscriber + for<'span> LookupSpan<'span>,
+{
+    if !requested(|name| std::env::var(name).ok()) {
+        return Ok(None);
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()
+        .map_err(|e| format!("OTLP span export is off: {e}"))?;
+    let mut resource = Resource::builder().with_attribute(opentelemetry::KeyValue::new(
+        "service.version",
+        env!("CARGO_PKG_VERSION"),
+    ));
+    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name("gateway");
+    }
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource.build())
+        .build();
+    let tracer = provider.tracer("gateway");
+    if PROVIDER.set(provider).is_err() {
+        // Installed already (a second init): the first one exports.
+        return Ok(None);
+    }
+    ON.store(true, Ordering::Release);
+    Ok(Some(tracing_opentelemetry::layer().with_tracer(tracer)))
+}
+
+/// Gives a request's span its place in the trace: the caller's span as its
+/// remote parent, and returns the trace context with the span's ids as the
+/// exporter assigned them. Without export, `trace` as it is.
+pub fn join(span: &tracing::Span, trace: TraceContext) -> TraceContext {
+    if !ON.load(Ordering::Acquire) {
+        return trace;
+    }
+    if let Some((trace_id, parent_id, sampled)) = trace.remote_parent() {
+        let flags = if sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
+        let parent = SpanContext::new(
+            TraceId::from_bytes(trace_id.to_be_bytes()),
+            SpanId::from_bytes(parent_id.to_be_bytes()),
+            flags,
+            true,
+            TraceState::default(),
+        );
+        // Fails only for a span the filter disabled: then nothing is exported.
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent));
+    }
+    let context = span.context();
+    let exported = context.span().span_context().clone();
+    if !exported.is_valid() {
+        return trace;
+    }
+    trace.with_ids(
+        u128::from_be_bytes(exported.trace_id().to_bytes()),
+        u64::from_be_bytes(exported.span_id().to_bytes()),
+        exported.is_sampled(),
+    )
+}
+
+/// Whether spans are exported: the request span then gets its OTLP name,
+/// kind and status.
+pub fn on() -> bool {
+    ON.load(Ordering::Acquire)
+}
+
+/// Sends the spans still queued; called once the server has stopped.
+pub fn shutdown() {
+    if let Some(provider) = PROVIDER.get() {
+        let _ = provider.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_standard_endpoint_variables_switch_export_on() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert!(!requested(env(&[])));
+        assert!(!requested(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", " ")])));
+        assert!(!requested(env(&[("OTEL_SERVICE_NAME", "gateway")])));
+        assert!(requested(env(&[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "http://127.0.0.1:4318"
+        )])));
+        assert!(requested(env(&[(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://127.0.0.1:4318/v1/traces"
+        )])));
+        assert!(!requested(env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+            ("OTEL_SDK_DISABLED", "TRUE"),
+        ])));
+    }
+
+    #[test]
+    fn without_export_the_trace_is_left_as_it_is() {
+        let trace = TraceContext::started();
+        assert_eq!(join(&tracing::Span::none(), trace), trace);
+    }
+}

@@ -1,0 +1,156 @@
+//! OTLP export: with `OTEL_EXPORTER_OTLP_ENDPOINT` set, the binary's
+//! request spans reach an OTLP/HTTP receiver (in this process), under the
+//! caller's trace, with the ids the log and the upstream call carry.
+
+use std::sync::{Arc, Mutex};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use gateway::sandbox::Sandbox;
+use opentelemetry_proto::tonic::{
+    collector::trace::v1::ExportTraceServiceRequest,
+    trace::v1::{Span, span::SpanKind},
+};
+use prost::Message;
+use serde_json::Value;
+
+use crate::{
+    binary::{Gateway, config},
+    helpers::wait_until,
+};
+
+type Received = Arc<Mutex<Vec<Span>>>;
+
+/// An OTLP/HTTP (protobuf) trace receiver on a random loopback port.
+fn receiver() -> (String, Received) {
+    let received = Received::default();
+    let sink = web::Data::new(received.clone());
+    let server = HttpServer::new(move || {
+        App::new().app_data(sink.clone()).route(
+            "/v1/traces",
+            web::post().to(|body: web::Bytes, sink: web::Data<Received>| async move {
+                let request = ExportTraceServiceRequest::decode(body).unwrap();
+                let spans = request
+                    .resource_spans
+                    .into_iter()
+                    .flat_map(|r| r.scope_spans)
+                    .flat_map(|s| s.spans);
+                sink.lock().unwrap().extend(spans);
+                HttpResponse::Ok()
+                    .content_type("application/x-protobuf")
+                    .finish()
+            }),
+        )
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let port = server.addrs()[0].port();
+    tokio::spawn(server.run());
+    (format!("http://127.0.0.1:{port}"), received)
+}
+
+fn request_spans(received: &Received, trace_id: &str) -> Vec<Span> {
+    received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| hex::encode(&s.trace_id) == trace_id)
+        .cloned()
+        .collect()
+}
+
+fn status_attribute(span: &Span) -> Option<i64> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == "http.response.status_code")
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            V::IntValue(n) => Some(*n),
+            _ => None,
+        })
+}
+
+/// The `trace_id` and `span_id` the request's "request finished" log line carries.
+fn logged_ids(log: &str, request_id: &str) -> (String, String) {
+    let event: Value = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|e| {
+            e["span"]["request_id"] == request_id && e["fields"]["message"] == "request finished"
+        })
+        .unwrap_or_else(|| panic!("no log line for {request_id}:\n{log}"));
+    (
+        event["span"]["trace_id"].as_str().unwrap().to_owned(),
+        event["span"]["span_id"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn request_spans_reach_an_otlp_receiver_under_the_callers_trace() {
+    let (endpoint, received) = receiver();
+    let sandbox = Sandbox::start(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dna = sandbox.dna_base_url().to_string();
+    let gateway = Gateway::start_with_env(
+        dir.path(),
+        &config(&sandbox, &[("frontend", "otlp-key", "")], "info", &dna),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let answer = client
+        .get(format!("{}/v1/billing/balance", gateway.base))
+        .bearer_auth("otlp-key")
+        .header("traceparent", format!("00-{caller_trace}-{caller_span}-01"))
+        .header("x-request-id", "otlp-continued")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+
+    wait_until("the request span is exported", async || {
+        !request_spans(&received, caller_trace).is_empty()
+    })
+    .await;
+    let spans = request_spans(&received, caller_trace);
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    let span = &spans[0];
+    assert_eq!(span.name, "GET /v1/billing/balance");
+    assert_eq!(span.kind, SpanKind::Server as i32);
+    assert_eq!(hex::encode(&span.parent_span_id), caller_span);
+    assert_eq!(status_attribute(span), Some(200), "{:?}", span.attributes);
+    let exported_span = hex::encode(&span.span_id);
+
+    // The same span id in the log line and as the upstream call's parent.
+    assert_eq!(
+        logged_ids(&gateway.log(), "otlp-continued"),
+        (caller_trace.to_owned(), exported_span.clone())
+    );
+    assert_eq!(
+        sandbox.control.last_traceparent().as_deref(),
+        Some(format!("00-{caller_trace}-{exported_span}-01").as_str())
+    );
+
+    // Without a traceparent the gateway starts the trace: a root span.
+    let answer = client
+        .get(format!("{}/v1/nothing-here", gateway.base))
+        .bearer_auth("otlp-key")
+        .header("x-request-id", "otlp-started")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 404);
+    let (trace_id, span_id) = logged_ids(&gateway.log(), "otlp-started");
+    wait_until("the started trace is exported", async || {
+        !request_spans(&received, &trace_id).is_empty()
+    })
+    .await;
+    let started = request_spans(&received, &trace_id);
+    assert_eq!(hex::encode(&started[0].span_id), span_id);
+    assert!(started[0].parent_span_id.is_empty(), "{started:?}");
+    assert_eq!(status_attribute(&started[0]), Some(404));
+}
