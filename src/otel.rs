@@ -76,7 +76,7 @@ where
 /// remote parent, and returns the trace context with the span's ids as the
 /// exporter assigned them. Without export, `trace` as it is.
 pub fn join(span: &tracing::Span, trace: TraceContext) -> TraceContext {
-    if !ON.load(Ordering::Acquire) {
+    if !on() {
         return trace;
     }
     if let Some((trace_id, parent_id, sampled)) = trace.remote_parent() {
@@ -95,6 +95,11 @@ pub fn join(span: &tracing::Span, trace: TraceContext) -> TraceContext {
         // Fails only for a span the filter disabled: then nothing is exported.
         let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent));
     }
+    adopt(span, trace)
+}
+
+/// `trace` with the ids the exporter gave `span` (started now).
+fn adopt(span: &tracing::Span, trace: TraceContext) -> TraceContext {
     let context = span.context();
     let exported = context.span().span_context().clone();
     if !exported.is_valid() {
@@ -105,6 +110,52 @@ pub fn join(span: &tracing::Span, trace: TraceContext) -> TraceContext {
         u64::from_be_bytes(exported.span_id().to_bytes()),
         exported.is_sampled(),
     )
+}
+
+/// One call to an upstream, as a client span under the request's span: the
+/// upstream's `traceparent` names it. Never entered, so the request's log
+/// lines keep the request's span; it ends when dropped.
+pub struct ClientSpan {
+    span: tracing::Span,
+    trace: TraceContext,
+}
+
+impl ClientSpan {
+    /// A span for a call of `operation`, when spans are exported and a
+    /// request is being served.
+    pub fn start(upstream: &'static str, operation: &'static str) -> Option<Self> {
+        if !on() {
+            return None;
+        }
+        let request = crate::context::current_trace()?;
+        let span = tracing::info_span!(
+            "upstream call",
+            otel.name = operation,
+            otel.kind = "client",
+            upstream,
+            operation,
+            outcome = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let trace = adopt(&span, request);
+        Some(Self { span, trace })
+    }
+
+    /// Runs the call with this span as the parent its `traceparent` names.
+    pub async fn around<F: std::future::Future>(call: Option<&Self>, future: F) -> F::Output {
+        match call {
+            Some(call) => crate::context::TRACE.scope(call.trace, future).await,
+            None => future.await,
+        }
+    }
+
+    /// Records how the call ended (`ok` or the failure's outcome label).
+    pub fn finish(self, outcome: &'static str) {
+        self.span.record("outcome", outcome);
+        if outcome != "ok" {
+            self.span.record("otel.status_code", "error");
+        }
+    }
 }
 
 /// Whether spans are exported: the request span then gets its OTLP name,

@@ -18,6 +18,7 @@ use utoipa::ToSchema;
 use super::{Upstream, UpstreamError};
 use crate::checked::later;
 use crate::configuration::UpstreamSettings;
+use crate::otel::ClientSpan;
 
 /// First retry waits up to this long; each next one up to twice as long.
 const BASE_BACKOFF: Duration = Duration::from_millis(100);
@@ -227,10 +228,16 @@ impl Policy {
             in_flight.increment(1.0);
             let started = Instant::now();
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let result = match tokio::time::timeout(remaining, attempt()).await {
+            let span = ClientSpan::start(upstream, operation);
+            let call = ClientSpan::around(span.as_ref(), attempt());
+            let result = match tokio::time::timeout(remaining, call).await {
                 Ok(result) => result,
                 Err(_) => Err(self.out_of_time()),
             };
+            let ended = outcome(result.as_ref().err());
+            if let Some(span) = span {
+                span.finish(ended);
+            }
             in_flight.decrement(1.0);
             drop(permit);
             metrics::histogram!(
@@ -243,7 +250,7 @@ impl Policy {
                 .err()
                 .is_some_and(UpstreamError::is_transient);
             self.breaker.record(fault);
-            count(operation, upstream, outcome(result.as_ref().err()));
+            count(operation, upstream, ended);
             let error = match result {
                 Ok(value) => return Ok(value),
                 Err(error) => error,

@@ -116,23 +116,37 @@ async fn request_spans_reach_an_otlp_receiver_under_the_callers_trace() {
         !request_spans(&received, caller_trace).is_empty()
     })
     .await;
+    wait_until("the upstream call's span is exported", async || {
+        request_spans(&received, caller_trace).len() == 2
+    })
+    .await;
     let spans = request_spans(&received, caller_trace);
-    assert_eq!(spans.len(), 1, "{spans:?}");
-    let span = &spans[0];
-    assert_eq!(span.name, "GET /v1/billing/balance");
+    let named = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("{name}: {spans:?}"))
+    };
+    let span = named("GET /v1/billing/balance");
     assert_eq!(span.kind, SpanKind::Server as i32);
     assert_eq!(hex::encode(&span.parent_span_id), caller_span);
     assert_eq!(status_attribute(span), Some(200), "{:?}", span.attributes);
     let exported_span = hex::encode(&span.span_id);
 
-    // The same span id in the log line and as the upstream call's parent.
+    // The call to Slitz: a client span under it, named in the upstream's
+    // traceparent.
+    let call = named("GET /balance");
+    assert_eq!(call.kind, SpanKind::Client as i32);
+    assert_eq!(hex::encode(&call.parent_span_id), exported_span);
+    let call_span = hex::encode(&call.span_id);
+    assert_eq!(
+        sandbox.control.last_traceparent().as_deref(),
+        Some(format!("00-{caller_trace}-{call_span}-01").as_str())
+    );
+    // The request's span id is the one its log line carries.
     assert_eq!(
         logged_ids(&gateway.log(), "otlp-continued"),
         (caller_trace.to_owned(), exported_span.clone())
-    );
-    assert_eq!(
-        sandbox.control.last_traceparent().as_deref(),
-        Some(format!("00-{caller_trace}-{exported_span}-01").as_str())
     );
 
     // Without a traceparent the gateway starts the trace: a root span.
