@@ -38,6 +38,26 @@ pub fn requested(var: impl Fn(&str) -> Option<String>) -> bool {
     !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 }
 
+/// Only OTLP over HTTP with protobuf is built in (the collector's port
+/// 4318); asking for another protocol turns export off, with the reason,
+/// rather than sending protobuf to a gRPC port.
+fn protocol(var: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+    for name in [
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ] {
+        if let Some(value) = var(name).filter(|v| !v.trim().is_empty()) {
+            if value.trim() != "http/protobuf" {
+                return Err(format!(
+                    "{name}={value}: only http/protobuf is built in (point the endpoint at the collector's port 4318)"
+                ));
+            }
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
 /// The layer exporting spans, when the environment asks for it; an
 /// exporter that cannot be built (a bad endpoint) is an error to log, and
 /// the gateway runs on without export.
@@ -45,9 +65,11 @@ pub fn layer<S>() -> Result<Option<OpenTelemetryLayer<S, SdkTracer>>, String>
 where
     S: tracing::Subscriber + for<'span> LookupSpan<'span>,
 {
-    if !requested(|name| std::env::var(name).ok()) {
+    let var = |name: &str| std::env::var(name).ok();
+    if !requested(var) {
         return Ok(None);
     }
+    protocol(var)?;
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .build()
@@ -200,6 +222,18 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
             ("OTEL_SDK_DISABLED", "TRUE"),
         ])));
+    }
+
+    #[test]
+    fn only_http_protobuf_is_accepted() {
+        let with = |name: &'static str, value: &'static str| {
+            move |n: &str| (n == name).then(|| value.to_owned())
+        };
+        assert!(protocol(|_| None).is_ok());
+        assert!(protocol(with("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")).is_ok());
+        let grpc = protocol(with("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")).unwrap_err();
+        assert!(grpc.contains("OTEL_EXPORTER_OTLP_PROTOCOL=grpc"), "{grpc}");
+        assert!(protocol(with("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")).is_err());
     }
 
     #[test]
