@@ -125,6 +125,7 @@ impl NewClient<'_> {
 /// What DNA answers to a create.
 #[derive(Debug, Deserialize)]
 pub struct CreatedClient {
+    #[serde(deserialize_with = "integer")]
     pub id: i64,
     pub ns_domain: String,
 }
@@ -143,7 +144,18 @@ enum CreateAnswer {
 
 #[derive(Deserialize)]
 struct StatusAnswer {
+    #[serde(deserialize_with = "integer")]
     timestamp: i64,
+}
+
+/// An integer DNA documents as a JSON number, also read from a numeric
+/// string: a retyped field is drift to report, not a write to fail.
+fn integer<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let raw = crate::normalize::Loose::deserialize(deserializer)?;
+    raw.int("integer")
+        .ok()
+        .flatten()
+        .ok_or_else(|| serde::de::Error::custom("expected an integer"))
 }
 
 /// DNA refused a request's data: Laravel's field errors, by upstream name.
@@ -573,6 +585,24 @@ mod tests {
         assert!(form.contains(&("billing_zipcode", "456".into())));
         assert!(form.contains(&("has_subreseller_id", "1".into())));
         assert!(form.contains(&("subreseller_id", "77".into())));
+    }
+
+    #[test]
+    fn documented_integers_are_read_from_numeric_strings_too() {
+        let answer: StatusAnswer = serde_json::from_str(r#"{"timestamp":"1494597810"}"#).unwrap();
+        assert_eq!(answer.timestamp, 1494597810);
+        let answer: StatusAnswer = serde_json::from_str(r#"{"timestamp":1494597810}"#).unwrap();
+        assert_eq!(answer.timestamp, 1494597810);
+        for bad in [
+            r#"{"timestamp":"soon"}"#,
+            r#"{"timestamp":null}"#,
+            r#"{"timestamp":[1]}"#,
+        ] {
+            assert!(serde_json::from_str::<StatusAnswer>(bad).is_err(), "{bad}");
+        }
+        let created: CreateBody =
+            serde_json::from_str(r#"{"client":{"id":"6519","ns_domain":"x.example"}}"#).unwrap();
+        assert_eq!(created.client.id, 6519);
     }
 
     #[test]

@@ -141,6 +141,11 @@ async fn dna_drift_is_counted_and_the_write_still_done() {
         "result",
         ShapeChange::Drop,
     ));
+    control.inject(drift(
+        "/dna/api/residential/client/{id}/{action}",
+        "timestamp",
+        ShapeChange::Retype,
+    ));
 
     let before = app.sandbox.dna_customer_count();
     let created = create(&app, &new_customer("DRIFT-1"), None).await;
@@ -162,10 +167,20 @@ async fn dna_drift_is_counted_and_the_write_still_done() {
         Some(1),
         "{scrape}"
     );
-    // The activation's answer is as documented.
+    // The activation's timestamp came as a string: read all the same.
+    assert_eq!(
+        drifted(
+            &scrape,
+            "dna",
+            "POST /residential/client/{id}/{action}",
+            "retyped"
+        ),
+        Some(1),
+        "{scrape}"
+    );
     assert_eq!(
         samples(&scrape, "gateway_upstream_drift_total").len(),
-        2,
+        3,
         "{scrape}"
     );
 }
