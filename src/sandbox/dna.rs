@@ -272,8 +272,9 @@ async fn token(
 }
 
 /// Laravel's `auth:api` guard: 401 "Unauthenticated." for a JSON client, and
-/// a 500 for anyone else, because the redirect to a `login` route fails.
-fn authenticated(req: &HttpRequest, state: &DnaState) -> Result<(), HttpResponse> {
+/// a 500 for anyone else, because the redirect to a `login` route fails;
+/// `None` when the bearer token is valid.
+fn unauthenticated(req: &HttpRequest, state: &DnaState) -> Option<HttpResponse> {
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -287,14 +288,14 @@ fn authenticated(req: &HttpRequest, state: &DnaState) -> Result<(), HttpResponse
             .is_some_and(|t| t.expires_at > Instant::now())
     });
     if valid {
-        return Ok(());
+        return None;
     }
     let wants_json = req
         .headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("json"));
-    Err(if wants_json {
+    Some(if wants_json {
         HttpResponse::Unauthorized().json(json!({ "message": "Unauthenticated." }))
     } else {
         HttpResponse::InternalServerError()
@@ -312,7 +313,7 @@ async fn create_client(
     body: web::Bytes,
     state: web::Data<DnaState>,
 ) -> HttpResponse {
-    if let Err(denied) = authenticated(&req, &state) {
+    if let Some(denied) = unauthenticated(&req, &state) {
         return denied;
     }
     let input = merged_input(&req, &body);
@@ -446,7 +447,7 @@ async fn change_status(
     path: web::Path<(String, String)>,
     state: web::Data<DnaState>,
 ) -> HttpResponse {
-    if let Err(denied) = authenticated(&req, &state) {
+    if let Some(denied) = unauthenticated(&req, &state) {
         return denied;
     }
     let (id, action) = path.into_inner();

@@ -68,8 +68,9 @@ fn error(status: u16, message: &str) -> HttpResponse {
     HttpResponse::build(status).json(json!({ "error": [message] }))
 }
 
-/// HostBill answers a bad login with `{"error":["wronglogin"]}` and status 200.
-fn authorized(req: &HttpRequest, state: &SlitzState) -> Result<(), HttpResponse> {
+/// HostBill answers a bad login with `{"error":["wronglogin"]}` and status
+/// 200; `None` when the login is good.
+fn unauthorized(req: &HttpRequest, state: &SlitzState) -> Option<HttpResponse> {
     let email = lock(&state.store)
         .account
         .get("email")
@@ -88,16 +89,12 @@ fn authorized(req: &HttpRequest, state: &SlitzState) -> Result<(), HttpResponse>
         })
         .and_then(|raw| String::from_utf8(raw).ok())
         .is_some_and(|pair| pair == format!("{email}:{}", data::SLITZ_PASSWORD));
-    if ok {
-        Ok(())
-    } else {
-        Err(HttpResponse::Ok().json(json!({ "error": ["wronglogin"] })))
-    }
+    (!ok).then(|| HttpResponse::Ok().json(json!({ "error": ["wronglogin"] })))
 }
 
 macro_rules! authorize {
     ($req:expr, $state:expr) => {
-        if let Err(denied) = authorized(&$req, &$state) {
+        if let Some(denied) = unauthorized(&$req, &$state) {
             return denied;
         }
     };
