@@ -98,14 +98,17 @@ fn runtime(future: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
         .and_then(|rt| rt.block_on(future));
     // Outside the runtime: the exporter's last send blocks.
     crate::otel::shutdown();
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "gateway stopped");
             let _ = writeln!(std::io::stderr(), "gateway: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Last: the log lines still queued, this one included.
+    telemetry::flush();
+    code
 }
 
 async fn serve(

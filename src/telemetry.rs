@@ -49,6 +49,13 @@ pub fn init(settings: &LogSettings) {
         Ok(layer) => (layer, None),
         Err(e) => (None, Some(e)),
     };
+    // Lines go to stdout from a thread of their own, so a request never
+    // waits on the write; not lossy: a full queue makes callers wait rather
+    // than drop a line, and `flush` writes out the rest before exit.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(std::io::stdout());
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     let result = if json {
         registry
@@ -56,20 +63,39 @@ pub fn init(settings: &LogSettings) {
                 fmt::layer()
                     .json()
                     .with_current_span(true)
-                    .with_span_list(false),
+                    .with_span_list(false)
+                    .with_writer(writer),
             )
             .try_init()
     } else {
-        registry.with(fmt::layer()).try_init()
+        registry.with(fmt::layer().with_writer(writer)).try_init()
     };
     // A second init (tests, embedding) keeps the first subscriber.
-    let _ = result;
+    if result.is_ok() {
+        *WRITER
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(guard);
+    }
     if let Some(error) = otel_failed {
         tracing::error!(
             error,
             "traces are not exported (check OTEL_EXPORTER_OTLP_ENDPOINT)"
         );
     }
+}
+
+/// The log writer's thread, kept until [`flush`].
+static WRITER: std::sync::Mutex<Option<tracing_appender::non_blocking::WorkerGuard>> =
+    std::sync::Mutex::new(None);
+
+/// Writes out the log lines still queued and stops the writer: the last
+/// thing before the process exits, so no line is lost.
+pub fn flush() {
+    let guard = WRITER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    drop(guard);
 }
 
 /// The installed subscriber's filter, to swap on a configuration reload.

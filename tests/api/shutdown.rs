@@ -74,7 +74,7 @@ async fn sigterm_finishes_requests_in_flight_then_exits_0() {
         }
     }
     // Keep reading the log, so the gateway never blocks on a full pipe.
-    std::thread::spawn(move || for _ in stdout.lines() {});
+    let rest = std::thread::spawn(move || stdout.lines().map_while(Result::ok).collect::<Vec<_>>());
     let base = format!("http://127.0.0.1:{}", port.unwrap());
     let simulators = simulators.unwrap();
     let client = reqwest::Client::new();
@@ -131,4 +131,16 @@ async fn sigterm_finishes_requests_in_flight_then_exits_0() {
         .unwrap()
         .unwrap();
     assert!(status.success(), "exit status {status:?}");
+    // Nothing the log writer had queued is lost at exit: the slow request's
+    // line, then the gateway's last word (the simulators' own server, in
+    // the same process, may log after it as it is dropped).
+    let log = rest.join().unwrap();
+    let line = |text: &str| log.iter().position(|l| l.contains(text));
+    let finished = log
+        .iter()
+        .position(|l| l.contains("request finished") && l.contains("/v1/account"));
+    assert!(
+        finished.is_some() && finished < line("gateway stopped"),
+        "{log:#?}"
+    );
 }
