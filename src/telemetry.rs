@@ -154,8 +154,8 @@ pub async fn request_context(
     let span = tracing::info_span!(
         "request",
         request_id = %id,
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
+        trace_id = %trace.trace_id(),
+        span_id = %trace.span_id(),
         method = %req.method(),
         path = %req.path(),
         client_ip = client_ip.map(tracing::field::display),
@@ -173,14 +173,19 @@ pub async fn request_context(
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().to_string();
+    // Recording a field re-formats the span's log fields: only when spans
+    // are exported, whose ids then replace the ones logged.
     let exported = crate::otel::on();
-    if exported {
+    let trace = if exported {
         span.record("otel.name", format!("{method} {route}"));
         span.record("otel.kind", "server");
-    }
-    let trace = crate::otel::join(&span, trace);
-    span.record("trace_id", tracing::field::display(trace.trace_id()));
-    span.record("span_id", tracing::field::display(trace.span_id()));
+        let joined = crate::otel::join(&span, trace);
+        span.record("trace_id", tracing::field::display(joined.trace_id()));
+        span.record("span_id", tracing::field::display(joined.span_id()));
+        joined
+    } else {
+        trace
+    };
 
     let mut outcome = match body_too_large(&req) {
         Some(error) => {

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::{
     binary::{Gateway, config},
     customers::{activate, create, new_customer},
-    helpers::{get_text, samples, spawn_app},
+    helpers::{get_text, samples, spawn_app, wait_until},
 };
 
 fn drift(path: &str, field: &str, change: ShapeChange) -> FaultRule {
@@ -99,6 +99,12 @@ async fn each_kind_of_slitz_drift_is_served_counted_and_warned_about_once() {
     );
 
     // One warning per drift, naming the field, however often it is seen.
+    // The log is written in order by its own thread: once the last
+    // request's line is there, every warning before it is too.
+    wait_until("the four requests' log lines are written", async || {
+        gateway.lines_with("request finished") >= 4
+    })
+    .await;
     let warned = |field: &str, kind: &str| {
         gateway
             .log()

@@ -70,19 +70,28 @@ fn status_attribute(span: &Span) -> Option<i64> {
         })
 }
 
-/// The `trace_id` and `span_id` the request's "request finished" log line carries.
-fn logged_ids(log: &str, request_id: &str) -> (String, String) {
-    let event: Value = log
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|e| {
-            e["span"]["request_id"] == request_id && e["fields"]["message"] == "request finished"
-        })
-        .unwrap_or_else(|| panic!("no log line for {request_id}:\n{log}"));
-    (
-        event["span"]["trace_id"].as_str().unwrap().to_owned(),
-        event["span"]["span_id"].as_str().unwrap().to_owned(),
-    )
+/// The `trace_id` and `span_id` the request's "request finished" log line
+/// carries, once the log writer has written it.
+async fn logged_ids(gateway: &Gateway, request_id: &str) -> (String, String) {
+    let find = || {
+        let event: Value = gateway
+            .log()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|e| {
+                e["span"]["request_id"] == request_id
+                    && e["fields"]["message"] == "request finished"
+            })?;
+        Some((
+            event["span"]["trace_id"].as_str()?.to_owned(),
+            event["span"]["span_id"].as_str()?.to_owned(),
+        ))
+    };
+    wait_until("the request's log line is written", async || {
+        find().is_some()
+    })
+    .await;
+    find().unwrap()
 }
 
 #[tokio::test]
@@ -145,7 +154,7 @@ async fn request_spans_reach_an_otlp_receiver_under_the_callers_trace() {
     );
     // The request's span id is the one its log line carries.
     assert_eq!(
-        logged_ids(&gateway.log(), "otlp-continued"),
+        logged_ids(&gateway, "otlp-continued").await,
         (caller_trace.to_owned(), exported_span.clone())
     );
 
@@ -158,7 +167,7 @@ async fn request_spans_reach_an_otlp_receiver_under_the_callers_trace() {
         .await
         .unwrap();
     assert_eq!(answer.status().as_u16(), 404);
-    let (trace_id, span_id) = logged_ids(&gateway.log(), "otlp-started");
+    let (trace_id, span_id) = logged_ids(&gateway, "otlp-started").await;
     wait_until("the started trace is exported", async || {
         !request_spans(&received, &trace_id).is_empty()
     })

@@ -97,7 +97,12 @@ async fn sighup_rotates_keys_while_requests_run_and_a_bad_file_changes_nothing()
             .all(|(_, status)| *status == 200 || *status == 401),
         "only 200 or 401 while rotating: {seen:?}"
     );
-    assert!(gateway.lines_with("configuration reloaded") == 1);
+    // The log has its own writer thread: wait for the line, then check it is one.
+    wait_until("the reload is logged", async || {
+        gateway.lines_with("configuration reloaded") >= 1
+    })
+    .await;
+    assert_eq!(gateway.lines_with("configuration reloaded"), 1);
 
     // A file with a mistake changes nothing, says where the mistake is, and
     // is counted.

@@ -167,7 +167,15 @@ async fn no_secret_reaches_the_logs_even_at_trace_level() {
         .await
         .unwrap();
     assert_eq!(denied.status().as_u16(), 401);
-    child.kill().unwrap();
+    // SIGTERM, not SIGKILL: the log writer writes out every queued line
+    // before the process exits, so all of them are checked.
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     stdout.read_to_string(&mut log).unwrap();
     let mut stderr = String::new();
     child
