@@ -283,6 +283,11 @@ fn entries(settings: &[ApiKeySettings], old: &[Arc<KeyEntry>]) -> Vec<Arc<KeyEnt
         .collect()
 }
 
+/// The configured name of the key a request came with, left on the request
+/// for its access log line.
+#[derive(Debug, Clone)]
+pub struct CallerName(pub Arc<str>);
+
 /// An authenticated caller. As an extractor it answers 401 itself when the
 /// request carries no valid key; handlers then ask for the scope they need.
 #[derive(Debug, Clone)]
@@ -353,7 +358,8 @@ fn authenticate(req: &HttpRequest, keys: Option<&ApiKeys>) -> Result<Caller, Api
         .filter(|key| !key.is_empty());
     match presented.and_then(|key| keys.authenticate(key)) {
         Some(caller) => {
-            tracing::Span::current().record("caller", &*caller.name);
+            req.extensions_mut()
+                .insert(CallerName(Arc::clone(&caller.name)));
             Ok(caller)
         }
         None => Err(ApiError::Unauthenticated {

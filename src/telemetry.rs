@@ -159,6 +159,8 @@ pub async fn request_context(
         method = %req.method(),
         path = %req.path(),
         client_ip = client_ip.map(tracing::field::display),
+        // The key's name, recorded only when spans are exported (recording
+        // re-formats the log's span fields); the access line always has it.
         caller = tracing::field::Empty,
         // Set only when spans are exported (OTLP's names for them).
         otel.name = tracing::field::Empty,
@@ -234,13 +236,21 @@ pub async fn request_context(
     if let Ok(value) = HeaderValue::from_str(&id) {
         outcome.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
+    let mut caller = None;
     if let Outcome::Served(response) = &mut outcome {
-        let budget = actix_web::HttpMessage::extensions(response.request())
-            .get::<crate::auth::Budget>()
-            .copied();
+        let (budget, name) = {
+            let extensions = actix_web::HttpMessage::extensions(response.request());
+            (
+                extensions.get::<crate::auth::Budget>().copied(),
+                extensions
+                    .get::<crate::auth::CallerName>()
+                    .map(|c| c.0.clone()),
+            )
+        };
         if let Some(budget) = budget {
             budget.write(response.headers_mut());
         }
+        caller = name;
     }
     let status = outcome.status().as_u16();
     let elapsed = started.elapsed().as_secs_f64();
@@ -252,7 +262,9 @@ pub async fn request_context(
     .increment(1);
     metrics::histogram!("gateway_http_request_duration_seconds", "method" => method, "route" => route)
         .record(elapsed);
+    let caller = caller.as_deref();
     if exported {
+        span.record("caller", caller);
         span.record("http.response.status_code", i64::from(status));
         if status >= 500 {
             span.record("otel.status_code", "error");
@@ -260,9 +272,9 @@ pub async fn request_context(
     }
     span.in_scope(|| {
         if status >= 500 {
-            tracing::warn!(status, latency_ms, "request finished");
+            tracing::warn!(status, latency_ms, caller, "request finished");
         } else {
-            tracing::info!(status, latency_ms, "request finished");
+            tracing::info!(status, latency_ms, caller, "request finished");
         }
     });
     match outcome {

@@ -152,10 +152,27 @@ async fn request_spans_reach_an_otlp_receiver_under_the_callers_trace() {
         sandbox.control.last_traceparent().as_deref(),
         Some(format!("00-{caller_trace}-{call_span}-01").as_str())
     );
-    // The request's span id is the one its log line carries.
+    // The request's span id is the one its log line carries; the access
+    // line and the span both name the key.
     assert_eq!(
         logged_ids(&gateway, "otlp-continued").await,
         (caller_trace.to_owned(), exported_span.clone())
+    );
+    assert!(
+        gateway
+            .log()
+            .lines()
+            .any(|l| l.contains("\"request_id\":\"otlp-continued\"")
+                && l.contains("\"caller\":\"frontend\"")),
+        "{}",
+        gateway.log()
+    );
+    assert!(
+        span.attributes
+            .iter()
+            .any(|kv| kv.key == "caller" && format!("{:?}", kv.value).contains("\"frontend\"")),
+        "{:?}",
+        span.attributes
     );
 
     // Without a traceparent the gateway starts the trace: a root span.
