@@ -152,7 +152,6 @@ impl ApiKeys {
             if bool::from(key.digest.ct_eq(&digest)) {
                 found = Some(Caller {
                     name: key.name.clone(),
-                    scopes: key.scopes.clone(),
                     key: Arc::clone(key),
                 });
             }
@@ -293,13 +292,14 @@ pub struct CallerName(pub Arc<str>);
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub name: Arc<str>,
-    pub scopes: BTreeSet<Scope>,
+    /// The key's entry as it was when the request came: its scopes and
+    /// budget, unchanged by a reload while the request runs.
     key: Arc<KeyEntry>,
 }
 
 impl Caller {
     pub fn has(&self, scope: Scope) -> bool {
-        self.scopes.contains(&scope)
+        self.key.scopes.contains(&scope)
     }
 
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
