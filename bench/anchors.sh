@@ -17,18 +17,7 @@ duration=${DURATION:-8s}
 rounds=${ROUNDS:-3}
 connections=${CONNECTIONS:-64}
 out=$PWD/target/bench/anchors
-rm -rf "$out" && mkdir -p "$out"
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
-
-# Waits for "$2" in log file $1 and prints the first match.
-wait_for() {
-  for _ in $(seq 1 200); do
-    if grep -o "$2" "$1" >/dev/null 2>&1; then grep -o "$2" "$1" | head -1; return; fi
-    sleep 0.05
-  done
-  cat "$1"; exit 1
-}
+source bench/lib.sh "$out"
 
 cargo build --release --locked --quiet --bin gateway
 CARGO_TARGET_DIR=$PWD/target/bench-bare cargo build --release --locked --quiet \

@@ -15,18 +15,7 @@ duration=${DURATION:-10s}
 connections=${CONNECTIONS:-16}
 rounds=${ROUNDS:-4}
 out=target/bench/redis
-rm -rf "$out" && mkdir -p "$out"
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
-
-# Waits for "$2" in log file $1 and prints the first match.
-wait_for() {
-  for _ in $(seq 1 200); do
-    if grep -o "$2" "$1" >/dev/null 2>&1; then grep -o "$2" "$1" | head -1; return; fi
-    sleep 0.05
-  done
-  cat "$1"; exit 1
-}
+source bench/lib.sh "$out"
 
 cargo build --release --locked --quiet --bin gateway
 target/release/gateway sandbox-upstreams --listen 127.0.0.1:0 >"$out/upstreams.log" 2>&1 &
