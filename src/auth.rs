@@ -1,7 +1,12 @@
 //! The gateway's own authentication: `Authorization: Bearer <api key>`,
 //! checked against configured SHA-256 hashes in constant time, with scopes.
 
-use std::{collections::BTreeSet, num::NonZeroU32, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeSet,
+    num::NonZeroU32,
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
 use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, http::header, web};
 use arc_swap::ArcSwap;
@@ -50,7 +55,9 @@ pub struct ApiKeys {
 /// arrival time (µs); ARGV: emission interval (µs) and burst. Returns
 /// {admitted (1 or 0), µs to wait, requests left now, µs until the whole
 /// burst is back}.
-const GCRA: &str = r#"
+static GCRA: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
@@ -66,7 +73,9 @@ redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', math.ceil((nex
 local left = math.floor((burst * interval - (next_tat - now)) / interval)
 if left < 0 then left = 0 end
 return {1, 0, left, next_tat - now}
-"#;
+"#,
+    )
+});
 
 /// Where a key stands against its rate, sent as the `RateLimit-Policy` and
 /// `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers-09): the policy
@@ -221,8 +230,7 @@ async fn shared_admit(
     let burst = key.burst.max(1);
     let (admitted, wait_us, left, reset_us): (i64, i64, i64, i64) = redis
         .call("rate limit", |mut c| async move {
-            redis::Script::new(GCRA)
-                .key(redis_key)
+            GCRA.key(redis_key)
                 .arg(interval_us)
                 .arg(burst)
                 .invoke_async(&mut c)

@@ -11,7 +11,7 @@
 //! sent again: it answers that the outcome is unknown.
 
 use std::{
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -253,13 +253,17 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// Deletes the key only if the given holder still holds it.
-const RELEASE: &str = r#"
+static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
 local record = redis.call('GET', KEYS[1])
 if record and string.find(record, ARGV[1], 1, true) then
     return redis.call('DEL', KEYS[1])
 end
 return 0
-"#;
+"#,
+    )
+});
 
 impl SharedKeys {
     fn redis_key(&self, scoped: &str) -> String {
@@ -381,7 +385,7 @@ impl SharedKeys {
         let result = self
             .redis
             .call("idempotency release", |mut c| async move {
-                redis::Script::new(RELEASE)
+                RELEASE
                     .key(key)
                     .arg(holder)
                     .invoke_async::<i64>(&mut c)

@@ -19,7 +19,7 @@
 use std::{
     collections::HashMap,
     future::Future,
-    sync::{Arc, Weak},
+    sync::{Arc, LazyLock, Weak},
     time::{Duration, Instant},
 };
 
@@ -39,7 +39,9 @@ const POLL: Duration = Duration::from_millis(10);
 
 /// Reads a route's generation and the answer stored under it, with its age
 /// by Redis's clock, in one round trip.
-const READ: &str = r#"
+static READ: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
 local generation = redis.call('HGET', ARGV[1] .. 'cache:gen', ARGV[2]) or '0'
 local key = ARGV[1] .. 'cache:' .. ARGV[2] .. ':' .. generation .. ':' .. ARGV[3]
 local stored = redis.call('HMGET', key, 'body', 'etag', 'fetched_ms')
@@ -50,28 +52,40 @@ local now = redis.call('TIME')
 local age = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(stored[3])
 if age < 0 then age = 0 end
 return {generation, stored[1], stored[2], age}
-"#;
+"#,
+    )
+});
 
 /// Stores an answer, stamped with Redis's clock, for its TTL plus stale grace.
-const WRITE: &str = r#"
+static WRITE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
 local now = redis.call('TIME')
 local fetched = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 redis.call('HSET', KEYS[1], 'body', ARGV[1], 'etag', ARGV[2], 'fetched_ms', fetched)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
-"#;
+"#,
+    )
+});
 
 /// Lets go of a load lock, if this instance still holds it.
-const UNLOCK: &str = r#"
+static UNLOCK: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
     return redis.call('DEL', KEYS[1])
 end
 return 0
-"#;
+"#,
+    )
+});
 
 /// Bumps the generations of the routes a write changed and tells every
 /// instance; answers how many instances heard it, and the message.
-const INVALIDATE: &str = r#"
+static INVALIDATE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
 local changed = {}
 for i = 3, #ARGV do
     local generation = redis.call('HINCRBY', ARGV[1] .. 'cache:gen', ARGV[i], 1)
@@ -79,7 +93,9 @@ for i = 3, #ARGV do
 end
 local message = ARGV[2] .. ' ' .. table.concat(changed, ' ')
 return {redis.call('PUBLISH', ARGV[1] .. 'cache:invalidations', message), message}
-"#;
+"#,
+    )
+});
 
 pub(super) struct Cluster {
     redis: Arc<SharedRedis>,
@@ -261,8 +277,7 @@ impl Cluster {
         let reply = self
             .redis
             .call("cache read", |mut c| async move {
-                redis::Script::new(READ)
-                    .arg(prefix)
+                READ.arg(prefix)
                     .arg(route.name())
                     .arg(variant)
                     .invoke_async::<Vec<Value>>(&mut c)
@@ -292,7 +307,7 @@ impl Cluster {
         let _ = self
             .redis
             .call("cache write", |mut c| async move {
-                redis::Script::new(WRITE)
+                WRITE
                     .key(key)
                     .arg(entry.body.as_ref())
                     .arg(entry.etag.as_str())
@@ -326,11 +341,7 @@ impl Cluster {
         let _ = self
             .redis
             .call("cache unlock", |mut c| async move {
-                redis::Script::new(UNLOCK)
-                    .key(key)
-                    .arg(token)
-                    .invoke_async::<i64>(&mut c)
-                    .await
+                UNLOCK.key(key).arg(token).invoke_async::<i64>(&mut c).await
             })
             .await;
     }
@@ -366,8 +377,7 @@ impl Cluster {
             .call("cache invalidate", |mut c| {
                 let id = id.clone();
                 async move {
-                    let script = redis::Script::new(INVALIDATE);
-                    let mut script = script.prepare_invoke();
+                    let mut script = INVALIDATE.prepare_invoke();
                     script.arg(prefix).arg(id);
                     for name in names {
                         script.arg(name);
