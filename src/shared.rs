@@ -58,14 +58,25 @@ impl SharedRedis {
                 .set_number_of_retries(1);
             ConnectionManager::new_with_config(self.client.clone(), config).await
         });
-        match tokio::time::timeout(self.timeout, connect).await {
-            Ok(Ok(manager)) => Ok(manager.clone()),
-            Ok(Err(e)) => Err(RedisUnavailable(format!(
-                "cannot connect: {}",
-                e.category()
-            ))),
+        self.bounded(connect, "cannot connect", || "no connection".into())
+            .await
+            .cloned()
+    }
+
+    /// `future` within `redis.timeout_ms`; its error is `failed: <category>`,
+    /// running late is `<late()> within N ms` (built only then).
+    async fn bounded<T>(
+        &self,
+        future: impl Future<Output = redis::RedisResult<T>>,
+        failed: &str,
+        late: impl FnOnce() -> String,
+    ) -> Result<T, RedisUnavailable> {
+        match tokio::time::timeout(self.timeout, future).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(RedisUnavailable(format!("{failed}: {}", e.category()))),
             Err(_) => Err(RedisUnavailable(format!(
-                "no connection within {} ms",
+                "{} within {} ms",
+                late(),
                 self.timeout.as_millis()
             ))),
         }
@@ -79,14 +90,10 @@ impl SharedRedis {
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let result = match self.manager().await {
-            Ok(manager) => match tokio::time::timeout(self.timeout, op(manager)).await {
-                Ok(Ok(value)) => Ok(value),
-                Ok(Err(e)) => Err(RedisUnavailable(format!("{what}: {}", e.category()))),
-                Err(_) => Err(RedisUnavailable(format!(
-                    "{what}: no answer within {} ms",
-                    self.timeout.as_millis()
-                ))),
-            },
+            Ok(manager) => {
+                self.bounded(op(manager), what, || format!("{what}: no answer"))
+                    .await
+            }
             Err(e) => Err(e),
         };
         if let Err(error) = &result {
@@ -98,17 +105,10 @@ impl SharedRedis {
 
     /// A connection of its own for pub/sub, made within `redis.timeout_ms`.
     pub async fn subscriber(&self) -> Result<redis::aio::PubSub, RedisUnavailable> {
-        match tokio::time::timeout(self.timeout, self.client.get_async_pubsub()).await {
-            Ok(Ok(pubsub)) => Ok(pubsub),
-            Ok(Err(e)) => Err(RedisUnavailable(format!(
-                "cannot subscribe: {}",
-                e.category()
-            ))),
-            Err(_) => Err(RedisUnavailable(format!(
-                "no subscription within {} ms",
-                self.timeout.as_millis()
-            ))),
-        }
+        self.bounded(self.client.get_async_pubsub(), "cannot subscribe", || {
+            "no subscription".into()
+        })
+        .await
     }
 
     /// `redis.timeout_ms`: how long any one Redis call may take.
