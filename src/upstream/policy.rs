@@ -224,8 +224,7 @@ impl Policy {
                     return Err(counted(operation, upstream, busy));
                 }
             };
-            let in_flight = metrics::gauge!("gateway_upstream_in_flight", "upstream" => upstream);
-            in_flight.increment(1.0);
+            let in_flight = InFlight::new(upstream);
             let started = Instant::now();
             let remaining = deadline.saturating_duration_since(Instant::now());
             let span = ClientSpan::start(upstream, operation);
@@ -238,7 +237,7 @@ impl Policy {
             if let Some(span) = span {
                 span.finish(ended);
             }
-            in_flight.decrement(1.0);
+            drop(in_flight);
             drop(permit);
             metrics::histogram!(
                 "gateway_upstream_call_duration_seconds",
@@ -277,6 +276,25 @@ impl Policy {
     /// The most calls this upstream may have in flight (`upstream.max_concurrency`).
     pub fn concurrency_limit(&self) -> usize {
         self.max_concurrency
+    }
+}
+
+/// One call in `gateway_upstream_in_flight` for as long as it lives: a call
+/// whose caller went away (its future dropped) is let go of too, as its
+/// permit is.
+struct InFlight(metrics::Gauge);
+
+impl InFlight {
+    fn new(upstream: &'static str) -> Self {
+        let gauge = metrics::gauge!("gateway_upstream_in_flight", "upstream" => upstream);
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
     }
 }
 
@@ -344,6 +362,23 @@ mod tests {
             breaker_open_ms: 60_000,
             ..UpstreamSettings::default()
         }
+    }
+
+    #[tokio::test]
+    async fn a_call_dropped_mid_flight_leaves_the_in_flight_gauge() {
+        let metrics = crate::routes::metrics::recorder();
+        let policy = Policy::new(Upstream::Slitz, &settings(0, 100));
+        let hanging = policy.run("GET /test", true, || async {
+            std::future::pending::<Result<(), UpstreamError>>().await
+        });
+        // The caller gives up while the call is in flight.
+        let gave_up = tokio::time::timeout(Duration::from_millis(20), hanging).await;
+        assert!(gave_up.is_err());
+        let scrape = metrics.render();
+        assert!(
+            scrape.contains("gateway_upstream_in_flight{upstream=\"slitz\"} 0\n"),
+            "{scrape}"
+        );
     }
 
     #[tokio::test]
