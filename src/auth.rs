@@ -4,8 +4,8 @@
 use std::{
     collections::BTreeSet,
     num::NonZeroU32,
-    sync::{Arc, LazyLock},
-    time::Duration,
+    sync::{Arc, LazyLock, Mutex, PoisonError},
+    time::{Duration, Instant},
 };
 
 use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, http::header, web};
@@ -40,6 +40,106 @@ struct KeyEntry {
     limiter: Option<Arc<Limiter>>,
     rate_per_second: u32,
     burst: u32,
+    /// With `[redis]`: requests this instance took from the shared budget
+    /// ahead of time, so a busy key costs a Redis call per lease, not per request.
+    lease: Mutex<Lease>,
+}
+
+/// Requests taken from a key's shared budget at once and admitted here one
+/// by one. They are counted in Redis when taken, so the instances together
+/// never admit more than the limit; what a lease leaves unused when it ends
+/// is handed back with the next call, so an instance does not waste them.
+#[derive(Debug, Default)]
+struct Lease {
+    requests: u32,
+    until: Option<Instant>,
+    /// Where the shared budget stood when the lease was taken.
+    left: u32,
+    reset_at: Option<Instant>,
+    /// Redis refused until then: nothing can be admitted anywhere before
+    /// (unless another instance hands back a lease meanwhile, which at
+    /// worst makes this refusal a few requests strict), so refuse here
+    /// without asking.
+    refused_until: Option<Instant>,
+}
+
+/// What a key's lease says about one request.
+enum Leased {
+    Admitted(Budget),
+    /// Refused by Redis moments ago: wait this long; the burst is whole after `reset`.
+    Refused {
+        wait: Duration,
+        reset: Duration,
+    },
+    /// Ask Redis, handing back what an ended lease left.
+    Ask {
+        handed_back: u32,
+    },
+}
+
+/// How long a lease may be used: long enough that a steady key renews it
+/// rarely, short enough that the `RateLimit` figures it answers with stay close.
+const LEASE_TIME: Duration = Duration::from_secs(1);
+
+impl KeyEntry {
+    /// Requests to take from the shared budget at once: 1% of the burst and
+    /// at most 10 ms of the rate, so a lease held elsewhere never starves
+    /// another instance noticeably; 1 (a call per request) for small limits.
+    fn lease_size(&self) -> u32 {
+        (self.burst / 100).min(self.rate_per_second / 100).max(1)
+    }
+
+    fn lease(&self) -> std::sync::MutexGuard<'_, Lease> {
+        self.lease.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One request from the lease, with the budget to show; a refusal
+    /// Redis gave moments ago; or ask Redis.
+    fn take_leased(&self, now: Instant) -> Leased {
+        let mut lease = self.lease();
+        let reset = lease
+            .reset_at
+            .map(|at| at.saturating_duration_since(now))
+            .unwrap_or_default();
+        if let Some(until) = lease.refused_until.filter(|until| now < *until) {
+            return Leased::Refused {
+                wait: until.saturating_duration_since(now),
+                reset,
+            };
+        }
+        if lease.until.is_none_or(|until| now >= until) {
+            return Leased::Ask {
+                handed_back: std::mem::take(&mut lease.requests),
+            };
+        }
+        let Some(left_in_lease) = lease.requests.checked_sub(1) else {
+            return Leased::Ask { handed_back: 0 };
+        };
+        lease.requests = left_in_lease;
+        Leased::Admitted(Budget::new(
+            self,
+            lease.left.saturating_add(left_in_lease),
+            reset,
+        ))
+    }
+
+    /// Remembers Redis's refusal, so requests until `wait` is over are
+    /// refused without asking again.
+    fn refused(&self, wait: Duration, reset: Duration, now: Instant) {
+        let mut lease = self.lease();
+        lease.refused_until = now.checked_add(wait);
+        lease.reset_at = now.checked_add(reset);
+    }
+
+    /// Keeps `requests` more taken from the shared budget, for [`LEASE_TIME`].
+    fn extend_lease(&self, requests: u32, left: u32, reset: Duration, now: Instant) -> u32 {
+        let mut lease = self.lease();
+        lease.requests = lease.requests.saturating_add(requests);
+        lease.until = now.checked_add(LEASE_TIME);
+        lease.left = left;
+        lease.reset_at = now.checked_add(reset);
+        lease.requests
+    }
 }
 
 /// The configured keys, held as digests only. Swapped whole on a reload:
@@ -52,9 +152,10 @@ pub struct ApiKeys {
 
 /// GCRA (the generic cell rate algorithm) in one atomic step, on Redis's own
 /// clock so instances' clocks do not matter. KEYS[1]: the key's theoretical
-/// arrival time (µs); ARGV: emission interval (µs) and burst. Returns
-/// {admitted (1 or 0), µs to wait, requests left now, µs until the whole
-/// burst is back}.
+/// arrival time (µs); ARGV: emission interval (µs), burst, requests wanted
+/// (a lease) and requests handed back (what an ended lease left). Admits as
+/// many as wanted that fit, at least one or none. Returns {requests admitted,
+/// µs to wait (when none), requests left now, µs until the whole burst is back}.
 static GCRA: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
@@ -62,17 +163,23 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+local want = tonumber(ARGV[3])
+local handed_back = tonumber(ARGV[4])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now) - handed_back * interval
 if tat < now then tat = now end
-local allow_at = tat - (burst - 1) * interval
-if now < allow_at then
-    return {0, allow_at - now, 0, tat - now}
+local fit = math.floor((now + burst * interval - tat) / interval)
+if fit < 1 then
+    if handed_back > 0 then
+        redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+    end
+    return {0, tat - (burst - 1) * interval - now, 0, tat - now}
 end
-local next_tat = tat + interval
+local admitted = math.min(want, fit)
+local next_tat = tat + admitted * interval
 redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1000)
 local left = math.floor((burst * interval - (next_tat - now)) / interval)
 if left < 0 then left = 0 end
-return {1, 0, left, next_tat - now}
+return {admitted, 0, left, next_tat - now}
 "#,
     )
 });
@@ -176,7 +283,17 @@ impl ApiKeys {
             return Ok(None);
         };
         if let Some(redis) = &self.shared {
-            match shared_admit(redis, key).await {
+            let handed_back = match key.take_leased(Instant::now()) {
+                Leased::Admitted(budget) => return Ok(Some(budget)),
+                Leased::Refused { wait, reset } => {
+                    return Err(Box::new(Refused {
+                        error: limited(key, wait),
+                        budget: Budget::new(key, 0, reset),
+                    }));
+                }
+                Leased::Ask { handed_back } => handed_back,
+            };
+            match shared_admit(redis, key, handed_back).await {
                 Ok(Ok(budget)) => return Ok(Some(budget)),
                 Ok(Err(refused)) => return Err(Box::new(refused)),
                 Err(_) => {
@@ -217,10 +334,12 @@ fn limited(key: &KeyEntry, wait: Duration) -> ApiError {
     }
 }
 
-/// One request against the key's shared budget.
+/// One request against the key's shared budget, taking a lease for the
+/// requests after it and handing back what the last lease left.
 async fn shared_admit(
     redis: &SharedRedis,
     key: &KeyEntry,
+    handed_back: u32,
 ) -> Result<Result<Budget, Refused>, crate::shared::RedisUnavailable> {
     let interval_us = 1_000_000_u64
         .checked_div(u64::from(key.rate_per_second))
@@ -228,18 +347,30 @@ async fn shared_admit(
         .max(1);
     let redis_key = redis.key(&format!("rate:{}", hex::encode(key.name.as_bytes())));
     let burst = key.burst.max(1);
+    let want = key.lease_size();
     let (admitted, wait_us, left, reset_us): (i64, i64, i64, i64) = redis
         .call("rate limit", |mut c| async move {
             GCRA.key(redis_key)
                 .arg(interval_us)
                 .arg(burst)
+                .arg(want)
+                .arg(handed_back)
                 .invoke_async(&mut c)
                 .await
         })
         .await?;
     let micros = |us: i64| Duration::from_micros(u64::try_from(us).unwrap_or(0));
-    let budget = Budget::new(key, u32::try_from(left).unwrap_or(0), micros(reset_us));
-    Ok(if admitted == 0 {
+    let left = u32::try_from(left).unwrap_or(0);
+    // This request is one of those admitted; the rest are leased.
+    let leased = u32::try_from(admitted).unwrap_or(0).saturating_sub(1);
+    let in_lease = if leased > 0 {
+        key.extend_lease(leased, left, micros(reset_us), Instant::now())
+    } else {
+        0
+    };
+    let budget = Budget::new(key, left.saturating_add(in_lease), micros(reset_us));
+    Ok(if admitted <= 0 {
+        key.refused(micros(wait_us), micros(reset_us), Instant::now());
         Err(Refused {
             error: limited(key, micros(wait_us)),
             budget,
@@ -285,6 +416,7 @@ fn entries(settings: &[ApiKeySettings], old: &[Arc<KeyEntry>]) -> Vec<Arc<KeyEnt
                 limiter,
                 rate_per_second: k.rate_per_second,
                 burst,
+                lease: Mutex::default(),
             })
         })
         .collect()

@@ -181,9 +181,10 @@ async fn a_frozen_redis_fails_creates_with_a_key_closed_and_the_rest_serves_then
     assert_eq!(ready["checks"]["redis"]["status"], "up");
 }
 
-#[tokio::test]
-async fn a_rate_limit_holds_for_all_instances_together() {
-    let redis = RedisServer::start().await;
+/// Two instances sharing `redis`, both with the key `limited-key` (read
+/// scope) at `rate` per second and `burst`: the first as a `TestApp`, the
+/// second's base URL.
+async fn two_instances_with_limit(redis: &RedisServer, rate: u32, burst: u32) -> (TestApp, String) {
     let limited = |s: &mut gateway::configuration::Settings| {
         s.auth
             .api_keys
@@ -191,8 +192,8 @@ async fn a_rate_limit_holds_for_all_instances_together() {
                 name: "limited".into(),
                 sha256: gateway::auth::sha256_hex("limited-key"),
                 scopes: [gateway::auth::Scope::Read].into(),
-                rate_per_second: 1,
-                burst: 5,
+                rate_per_second: rate,
+                burst,
             });
     };
     let settings = redis.settings();
@@ -207,6 +208,35 @@ async fn a_rate_limit_holds_for_all_instances_together() {
     b.redis = Some(redis.settings());
     limited(&mut b);
     let b = spawn_gateway(b).await;
+    (a, b)
+}
+
+/// How many rate-limit scripts `redis` has run.
+async fn rate_limit_calls(redis: &RedisServer) -> u64 {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn a_rate_limit_holds_for_all_instances_together() {
+    let redis = RedisServer::start().await;
+    let (a, b) = two_instances_with_limit(&redis, 1, 5).await;
     // 20 requests as fast as they go, alternating instances: a burst of 5
     // (and perhaps one more as a second passes) for both together, where
     // each instance on its own would allow 5.
@@ -249,4 +279,59 @@ async fn a_rate_limit_holds_for_all_instances_together() {
     }
     assert!((5..=7).contains(&admitted), "admitted {admitted} of 20");
     assert_eq!(admitted + limited_answers, 20);
+}
+
+/// `count` requests with `limited-key`, alternating between `a` and `b`:
+/// how many were admitted, and how long they took.
+async fn alternate(a: &TestApp, b: &str, count: u32) -> (u32, f64) {
+    let started = std::time::Instant::now();
+    let mut admitted = 0;
+    for i in 0..count {
+        let base = if i % 2 == 0 { a.address.as_str() } else { b };
+        let response = a
+            .client
+            .get(format!("{base}/v1/billing/balance"))
+            .bearer_auth("limited-key")
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            200 => admitted += 1,
+            429 => assert!(response.headers().contains_key("retry-after")),
+            other => panic!("{other}"),
+        }
+    }
+    (admitted, started.elapsed().as_secs_f64())
+}
+
+#[tokio::test]
+async fn a_busy_key_costs_a_redis_call_per_lease_not_per_request() {
+    let redis = RedisServer::start().await;
+    // 10,000 a second, a burst of 2,000: leases of 20 (1% of the burst),
+    // and a budget these requests never exhaust.
+    let (a, b) = two_instances_with_limit(&redis, 10_000, 2_000).await;
+    let (admitted, _) = alternate(&a, &b, 1_200).await;
+    assert_eq!(admitted, 1_200);
+    let calls = rate_limit_calls(&redis).await;
+    assert!(
+        (1..=300).contains(&calls),
+        "{calls} Redis calls for 1,200 requests"
+    );
+}
+
+#[tokio::test]
+async fn leased_requests_are_counted_for_all_instances_when_taken() {
+    let redis = RedisServer::start().await;
+    // 200 a second, a burst of 200: leases of 2.
+    let (a, b) = two_instances_with_limit(&redis, 200, 200).await;
+    let (admitted, elapsed) = alternate(&a, &b, 600).await;
+    // Together the instances admit no more than the burst and what the
+    // rate refilled meanwhile; had a lease been admitted without being
+    // counted, each instance would have had its own budget.
+    let most = 200.0 + 200.0 * elapsed;
+    assert!(
+        f64::from(admitted) <= most,
+        "admitted {admitted} in {elapsed:.2} s"
+    );
+    assert!(admitted >= 190, "admitted {admitted}");
 }
