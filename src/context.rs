@@ -3,7 +3,7 @@
 //! upstream call and problem body of the request can read them. A leaf: it
 //! depends on no other module.
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 /// The header that carries a request's id, to the gateway and from it upstream.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -12,7 +12,7 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 
 tokio::task_local! {
-    pub(crate) static REQUEST_ID: String;
+    pub(crate) static REQUEST_ID: Arc<str>;
     pub(crate) static DEADLINE: Instant;
     pub(crate) static TRACE: TraceContext;
 }
@@ -132,7 +132,7 @@ pub fn current_trace() -> Option<TraceContext> {
 
 /// The id of the request being served on this task, if any.
 pub fn current_request_id() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
+    REQUEST_ID.try_with(|id| id.to_string()).ok()
 }
 
 /// What is left of the request's time budget (`upstream.deadline_ms`), if
@@ -146,7 +146,7 @@ pub fn remaining_budget() -> Option<std::time::Duration> {
 /// The request context of this task, to carry onto another task.
 #[derive(Debug, Clone)]
 pub struct RequestScope {
-    id: Option<String>,
+    id: Option<Arc<str>>,
     deadline: Option<Instant>,
     trace: Option<TraceContext>,
 }
@@ -154,7 +154,7 @@ pub struct RequestScope {
 impl RequestScope {
     pub fn current() -> Self {
         Self {
-            id: current_request_id(),
+            id: REQUEST_ID.try_with(Arc::clone).ok(),
             deadline: DEADLINE.try_with(|d| *d).ok(),
             trace: current_trace(),
         }

@@ -2,7 +2,7 @@
 //! request id, which is also echoed to the caller, sent upstream and written
 //! into every problem body.
 
-use std::{io::IsTerminal, net::IpAddr, panic::AssertUnwindSafe, time::Instant};
+use std::{io::IsTerminal, net::IpAddr, panic::AssertUnwindSafe, sync::Arc, time::Instant};
 
 use actix_web::{
     HttpResponse, ResponseError,
@@ -51,8 +51,12 @@ pub fn init(settings: &LogSettings) {
     };
     // Lines go to stdout from a thread of their own, so a request never
     // waits on the write; not lossy: a full queue makes callers wait rather
-    // than drop a line, and `flush` writes out the rest before exit.
+    // than drop a line, and `flush` writes out the rest before exit. The
+    // queue holds 8,192 lines (~4 MB), not the crate's 128,000: with a slow
+    // stdout those would be another ~60 MB of memory, and the wait would
+    // only come later.
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(8_192)
         .lossy(false)
         .thread_name("log-writer")
         .finish(std::io::stdout());
@@ -117,12 +121,20 @@ pub fn reload_filter(filter: &str) -> Result<(), String> {
 
 /// A caller's id is kept when it is short and plain, so it cannot forge log
 /// lines or carry a payload; otherwise a fresh UUID is used.
-fn sane_request_id(value: &HeaderValue) -> Option<String> {
+fn sane_request_id(value: &HeaderValue) -> Option<Arc<str>> {
     let s = value.to_str().ok()?;
     let ok = (1..=128).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    ok.then(|| s.to_owned())
+    ok.then(|| s.into())
+}
+
+/// A fresh request id: a version 4 UUID from the thread's RNG (a ChaCha
+/// stream seeded from the OS), not a `getrandom` call per request.
+fn new_request_id() -> Arc<str> {
+    let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let mut buffer = uuid::Uuid::encode_buffer();
+    Arc::from(&*uuid.hyphenated().encode_lower(&mut buffer))
 }
 
 /// Middleware: takes or makes the request id, serves the request inside a
@@ -135,7 +147,7 @@ pub async fn request_context(
         .headers()
         .get(REQUEST_ID_HEADER)
         .and_then(sane_request_id)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        .unwrap_or_else(new_request_id);
     let client_ip = req
         .app_data::<web::Data<TrustedProxies>>()
         .and_then(|proxies| {
@@ -414,6 +426,19 @@ impl TrustedProxies {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fresh_request_ids_are_distinct_version_4_uuids() {
+        let ids: std::collections::HashSet<Arc<str>> =
+            (0..1_000).map(|_| new_request_id()).collect();
+        assert_eq!(ids.len(), 1_000);
+        for id in ids.iter().take(10) {
+            let uuid = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(uuid.get_version(), Some(uuid::Version::Random));
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
+            assert_eq!(id.len(), 36);
+        }
+    }
 
     #[test]
     fn plain_request_ids_are_kept_and_odd_ones_replaced() {
