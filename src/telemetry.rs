@@ -186,7 +186,7 @@ pub async fn request_context(
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     // Recording a field re-formats the span's log fields: only when spans
     // are exported, whose ids then replace the ones logged.
     let exported = crate::otel::on();
@@ -267,13 +267,7 @@ pub async fn request_context(
     let status = outcome.status().as_u16();
     let elapsed = started.elapsed().as_secs_f64();
     let latency_ms = elapsed * 1000.0;
-    metrics::counter!(
-        "gateway_http_requests_total",
-        "method" => method.clone(), "route" => route.clone(), "status" => status.to_string()
-    )
-    .increment(1);
-    metrics::histogram!("gateway_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(elapsed);
+    record_request(method, &route, status, elapsed);
     let caller = caller.as_deref();
     if exported {
         span.record("caller", caller);
@@ -298,6 +292,81 @@ pub async fn request_context(
             Err(InternalError::from_response("the request panicked", response).into())
         }
     }
+}
+
+/// The `method` label: the standard methods by name, any other as `other`,
+/// so a client inventing methods cannot mint label values.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
+/// The request metrics of one route on one worker thread: registered on
+/// first use, so a request neither formats nor hashes label strings.
+#[derive(Default)]
+struct RouteMetrics {
+    /// Per method: its duration histogram and its counter per status.
+    by_method: Vec<(
+        &'static str,
+        metrics::Histogram,
+        Vec<(u16, metrics::Counter)>,
+    )>,
+}
+
+thread_local! {
+    /// Route patterns are the configured routes and `unmatched`, methods
+    /// and statuses are few: this stays as small as the label sets it holds.
+    static REQUEST_METRICS: std::cell::RefCell<std::collections::HashMap<String, RouteMetrics>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// Counts one answered request and records how long it took.
+fn record_request(method: &'static str, route: &str, status: u16, elapsed: f64) {
+    REQUEST_METRICS.with_borrow_mut(|routes| {
+        if !routes.contains_key(route) {
+            routes.insert(route.to_owned(), RouteMetrics::default());
+        }
+        let Some(metrics) = routes.get_mut(route) else {
+            return;
+        };
+        let index = match metrics.by_method.iter().position(|(m, _, _)| *m == method) {
+            Some(index) => index,
+            None => {
+                let histogram = metrics::histogram!(
+                    "gateway_http_request_duration_seconds",
+                    "method" => method, "route" => route.to_owned()
+                );
+                metrics.by_method.push((method, histogram, Vec::new()));
+                metrics.by_method.len().saturating_sub(1)
+            }
+        };
+        let Some((_, histogram, by_status)) = metrics.by_method.get_mut(index) else {
+            return;
+        };
+        histogram.record(elapsed);
+        match by_status.iter().find(|(s, _)| *s == status) {
+            Some((_, counter)) => counter.increment(1),
+            None => {
+                let counter = metrics::counter!(
+                    "gateway_http_requests_total",
+                    "method" => method, "route" => route.to_owned(), "status" => status.to_string()
+                );
+                counter.increment(1);
+                by_status.push((status, counter));
+            }
+        }
+    });
 }
 
 /// What serving a request came to.

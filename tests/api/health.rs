@@ -42,6 +42,14 @@ async fn metrics_count_requests_by_route_pattern_without_a_key() {
         .send()
         .await
         .unwrap();
+    let invented = reqwest::Method::from_bytes(b"BREW").unwrap();
+    let brewed = app
+        .client
+        .request(invented, app.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(brewed.status().as_u16(), 405);
     let response = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
     assert!(
@@ -63,4 +71,13 @@ async fn metrics_count_requests_by_route_pattern_without_a_key() {
         "{text}"
     );
     assert!(!text.contains("12345"), "raw paths never become labels");
+    // Nor invented methods: those count as `other`.
+    assert!(!text.contains("BREW"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("gateway_http_requests_total")
+                && l.contains(r#"method="other""#)
+                && l.contains(r#"status="405""#)),
+        "{text}"
+    );
 }
