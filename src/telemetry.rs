@@ -312,22 +312,18 @@ fn method_label(method: &actix_web::http::Method) -> &'static str {
     }
 }
 
-/// The request metrics of one route on one worker thread: registered on
-/// first use, so a request neither formats nor hashes label strings.
-#[derive(Default)]
-struct RouteMetrics {
-    /// Per method: its duration histogram and its counter per status.
-    by_method: Vec<(
-        &'static str,
-        metrics::Histogram,
-        Vec<(u16, metrics::Counter)>,
-    )>,
+/// The request metrics of one method on one route, on one worker thread:
+/// registered on first use, so a request neither formats nor hashes label strings.
+struct MethodMetrics {
+    method: &'static str,
+    duration: metrics::Histogram,
+    by_status: Vec<(u16, metrics::Counter)>,
 }
 
 thread_local! {
     /// Route patterns are the configured routes and `unmatched`, methods
     /// and statuses are few: this stays as small as the label sets it holds.
-    static REQUEST_METRICS: std::cell::RefCell<std::collections::HashMap<String, RouteMetrics>> =
+    static REQUEST_METRICS: std::cell::RefCell<std::collections::HashMap<String, Vec<MethodMetrics>>> =
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
@@ -335,27 +331,30 @@ thread_local! {
 fn record_request(method: &'static str, route: &str, status: u16, elapsed: f64) {
     REQUEST_METRICS.with_borrow_mut(|routes| {
         if !routes.contains_key(route) {
-            routes.insert(route.to_owned(), RouteMetrics::default());
+            routes.insert(route.to_owned(), Vec::new());
         }
-        let Some(metrics) = routes.get_mut(route) else {
+        let Some(methods) = routes.get_mut(route) else {
             return;
         };
-        let index = match metrics.by_method.iter().position(|(m, _, _)| *m == method) {
+        let index = match methods.iter().position(|m| m.method == method) {
             Some(index) => index,
             None => {
-                let histogram = metrics::histogram!(
-                    "gateway_http_request_duration_seconds",
-                    "method" => method, "route" => route.to_owned()
-                );
-                metrics.by_method.push((method, histogram, Vec::new()));
-                metrics.by_method.len().saturating_sub(1)
+                methods.push(MethodMetrics {
+                    method,
+                    duration: metrics::histogram!(
+                        "gateway_http_request_duration_seconds",
+                        "method" => method, "route" => route.to_owned()
+                    ),
+                    by_status: Vec::new(),
+                });
+                methods.len().saturating_sub(1)
             }
         };
-        let Some((_, histogram, by_status)) = metrics.by_method.get_mut(index) else {
+        let Some(metrics) = methods.get_mut(index) else {
             return;
         };
-        histogram.record(elapsed);
-        match by_status.iter().find(|(s, _)| *s == status) {
+        metrics.duration.record(elapsed);
+        match metrics.by_status.iter().find(|(s, _)| *s == status) {
             Some((_, counter)) => counter.increment(1),
             None => {
                 let counter = metrics::counter!(
@@ -363,7 +362,7 @@ fn record_request(method: &'static str, route: &str, status: u16, elapsed: f64) 
                     "method" => method, "route" => route.to_owned(), "status" => status.to_string()
                 );
                 counter.increment(1);
-                by_status.push((status, counter));
+                metrics.by_status.push((status, counter));
             }
         }
     });
