@@ -436,6 +436,24 @@ impl ResponseCache {
             self.lookups.count(route, Lookup::Hit);
             return Ok((entry, CacheStatus::Hit));
         }
+        // The load's future is large (the upstream call, Redis, the entry's
+        // compute): boxed, and only on a miss, so the future a hit builds
+        // and moves on every request stays small.
+        Box::pin(self.load(key, load)).await
+    }
+
+    /// [`ResponseCache::get_or_load`] past a fresh hit.
+    async fn load<T, F, Fut>(
+        &self,
+        key: CacheKey,
+        load: F,
+    ) -> Result<(Arc<Cached>, CacheStatus), ApiError>
+    where
+        T: Serialize,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        let route = key.route;
         let life = self.lifetime(route);
         let variant = key.variant.clone();
         let load = || async move {

@@ -94,7 +94,7 @@ pub(crate) async fn cached_invoices(
         cache,
         Route::Invoices,
         listing,
-        slitz.invoices(),
+        || slitz.invoices(),
         |i: &InvoiceSummary| i.status.as_deref(),
     )
     .await

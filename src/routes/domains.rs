@@ -84,7 +84,7 @@ pub(crate) async fn cached_domains(
         cache,
         Route::Domains,
         listing,
-        slitz.domains(),
+        || slitz.domains(),
         |d: &DomainSummary| d.status.as_deref(),
     )
     .await

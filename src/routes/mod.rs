@@ -169,19 +169,22 @@ pub enum UpstreamErrors {
 
 /// One listing of a Slitz list route, through the cache: fetch the whole
 /// list (only on a miss), filter by status, cut the page.
-pub(crate) async fn cached_listing<T>(
+pub(crate) async fn cached_listing<T, Fut>(
     cache: &ResponseCache,
     route: Route,
     listing: &Listing,
-    fetch: impl Future<Output = Result<Vec<T>, UpstreamError>>,
+    fetch: impl FnOnce() -> Fut,
     status_of: impl Fn(&T) -> Option<&str>,
 ) -> Result<(Arc<Cached>, CacheStatus), ApiError>
 where
     T: Serialize,
+    Fut: Future<Output = Result<Vec<T>, UpstreamError>>,
 {
+    // `fetch` makes the upstream call's future only on a miss: a hit never
+    // builds (or moves) it.
     cache
         .get_or_load(CacheKey::new(route, listing.key()), || async {
-            Ok(listing.apply(fetch.await?, status_of))
+            Ok(listing.apply(fetch().await?, status_of))
         })
         .await
 }

@@ -58,7 +58,7 @@ pub(crate) async fn cached_services(
         cache,
         Route::Services,
         listing,
-        slitz.services(),
+        || slitz.services(),
         |s: &ServiceSummary| s.status.as_deref(),
     )
     .await

@@ -57,7 +57,7 @@ pub(crate) async fn cached_tickets(
         cache,
         Route::Tickets,
         listing,
-        slitz.tickets(),
+        || slitz.tickets(),
         |t: &TicketSummary| t.status.as_deref(),
     )
     .await
