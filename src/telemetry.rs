@@ -54,12 +54,18 @@ pub fn init(settings: &LogSettings) {
     // than drop a line, and `flush` writes out the rest before exit. The
     // queue holds 8,192 lines (~4 MB), not the crate's 128,000: with a slow
     // stdout those would be another ~60 MB of memory, and the wait would
-    // only come later.
+    // only come later. The thread writes what is queued in one go and
+    // flushes whenever the queue is empty: a busy gateway makes a write
+    // call per batch of lines, not per line (stdout alone flushes at every
+    // newline), and an idle one still has every line out at once.
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .buffered_lines_limit(8_192)
         .lossy(false)
         .thread_name("log-writer")
-        .finish(std::io::stdout());
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        ));
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     let access = writer.clone();
     let result = if json {
