@@ -75,6 +75,7 @@ pub fn init(settings: &LogSettings) {
                     .json()
                     .with_current_span(true)
                     .with_span_list(false)
+                    .fmt_fields(crate::log_json::SpanFields)
                     .with_writer(writer),
             )
             .try_init()
