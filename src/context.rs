@@ -92,12 +92,22 @@ impl TraceContext {
 
     /// The trace id, 32 lowercase hex digits, as logged.
     pub fn trace_id(&self) -> String {
-        format!("{:032x}", self.trace_id)
+        self.trace_id_hex().to_string()
     }
 
     /// The gateway's span id, 16 lowercase hex digits.
     pub fn span_id(&self) -> String {
-        format!("{:016x}", self.span_id)
+        self.span_id_hex().to_string()
+    }
+
+    /// [`TraceContext::trace_id`] written where it is displayed, with no String between.
+    pub fn trace_id_hex(&self) -> impl std::fmt::Display + Copy {
+        Hex(self.trace_id, 32)
+    }
+
+    /// [`TraceContext::span_id`] written where it is displayed, with no String between.
+    pub fn span_id_hex(&self) -> impl std::fmt::Display + Copy {
+        Hex(u128::from(self.span_id), 16)
     }
 
     /// The `traceparent` to send upstream: the same trace, the gateway's
@@ -122,6 +132,16 @@ fn nonzero_random() -> u64 {
         if id != 0 {
             return id;
         }
+    }
+}
+
+/// A number as this many lowercase hex digits, zero-padded.
+#[derive(Clone, Copy)]
+struct Hex(u128, usize);
+
+impl std::fmt::Display for Hex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:0width$x}", self.0, width = self.1)
     }
 }
 

@@ -175,26 +175,28 @@ struct Escaped<W>(W);
 
 impl<W: Write> Write for Escaped<W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        // What needs escaping is ASCII, so a byte scan finds it and every
+        // cut falls between characters.
         let mut plain = 0;
-        for (at, c) in s.char_indices() {
-            let escape = match c {
-                '"' => "\\\"",
-                '\\' => "\\\\",
-                '\n' => "\\n",
-                '\r' => "\\r",
-                '\t' => "\\t",
-                '\u{8}' => "\\b",
-                '\u{c}' => "\\f",
-                c if c < ' ' => "",
+        for (at, byte) in s.bytes().enumerate() {
+            let escape = match byte {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0x08 => "\\b",
+                0x0c => "\\f",
+                0..=0x1f => "",
                 _ => continue,
             };
             self.0.write_str(s.get(plain..at).unwrap_or_default())?;
             if escape.is_empty() {
-                write!(self.0, "\\u{:04x}", u32::from(c))?;
+                write!(self.0, "\\u{byte:04x}")?;
             } else {
                 self.0.write_str(escape)?;
             }
-            plain = at.saturating_add(c.len_utf8());
+            plain = at.saturating_add(1);
         }
         self.0.write_str(s.get(plain..).unwrap_or_default())
     }

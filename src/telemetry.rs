@@ -189,8 +189,8 @@ impl Access<'_> {
         let _ = writeln!(
             out,
             ",\"span_id\":\"{}\",\"trace_id\":\"{}\",\"name\":\"request\"}}}}",
-            self.trace.span_id(),
-            self.trace.trace_id()
+            self.trace.span_id_hex(),
+            self.trace.trace_id_hex()
         );
     }
 }
@@ -273,8 +273,8 @@ pub async fn request_context(
     let span = tracing::info_span!(
         "request",
         request_id = %id,
-        trace_id = %trace.trace_id(),
-        span_id = %trace.span_id(),
+        trace_id = %trace.trace_id_hex(),
+        span_id = %trace.span_id_hex(),
         method = %req.method(),
         path = %req.path(),
         client_ip = client_ip.map(tracing::field::display),
