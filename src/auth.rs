@@ -145,7 +145,7 @@ impl KeyEntry {
 /// The configured keys, held as digests only. Swapped whole on a reload:
 /// a request keeps the key it was admitted with until it is answered.
 pub struct ApiKeys {
-    keys: ArcSwap<Vec<Arc<KeyEntry>>>,
+    keys: ArcSwap<KeySet>,
     /// With `[redis]`: limits counted for all instances together.
     shared: Option<Arc<SharedRedis>>,
 }
@@ -235,11 +235,24 @@ pub struct Refused {
     pub budget: Budget,
 }
 
+/// The keys in use, found by digest.
+struct KeySet {
+    all: Vec<Arc<KeyEntry>>,
+    by_digest: std::collections::HashMap<[u8; 32], Arc<KeyEntry>>,
+}
+
+impl KeySet {
+    fn new(all: Vec<Arc<KeyEntry>>) -> Self {
+        let by_digest = all.iter().map(|k| (k.digest, Arc::clone(k))).collect();
+        Self { all, by_digest }
+    }
+}
+
 impl ApiKeys {
     /// Expects settings already validated (64 hex digits per key).
     pub fn new(settings: &[ApiKeySettings]) -> Self {
         Self {
-            keys: ArcSwap::from_pointee(entries(settings, &[])),
+            keys: ArcSwap::from_pointee(KeySet::new(entries(settings, &[]))),
             shared: None,
         }
     }
@@ -249,7 +262,8 @@ impl ApiKeys {
     /// name, rate and burst stay keeps its budget.
     pub fn replace(&self, settings: &[ApiKeySettings]) {
         let old = self.keys.load();
-        self.keys.store(Arc::new(entries(settings, &old)));
+        self.keys
+            .store(Arc::new(KeySet::new(entries(settings, &old.all))));
     }
 
     /// Counts limits in Redis, for every instance together; each instance's
@@ -259,20 +273,18 @@ impl ApiKeys {
         self
     }
 
-    /// Finds the caller a presented key belongs to. Every configured digest is
-    /// compared, in constant time, so timing says nothing about which matched.
+    /// Finds the caller a presented key belongs to: its SHA-256 looked up in
+    /// a map (one lookup however many keys), then compared in constant time.
+    /// The lookup's timing can only tell about digests, and learning a
+    /// configured digest does not give its key.
     pub fn authenticate(&self, presented: &str) -> Option<Caller> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        let mut found = None;
-        for key in self.keys.load().iter() {
-            if bool::from(key.digest.ct_eq(&digest)) {
-                found = Some(Caller {
-                    name: key.name.clone(),
-                    key: Arc::clone(key),
-                });
-            }
-        }
-        found
+        let keys = self.keys.load();
+        let key = keys.by_digest.get(&digest)?;
+        bool::from(key.digest.ct_eq(&digest)).then(|| Caller {
+            name: key.name.clone(),
+            key: Arc::clone(key),
+        })
     }
 
     /// Counts one request against the caller's rate: its budget after it
@@ -545,6 +557,29 @@ mod tests {
         assert!(keys.authenticate("w-ke").is_none());
         assert!(keys.authenticate("").is_none());
         assert!(keys.authenticate(&sha256_hex("w-key")).is_none());
+    }
+
+    #[test]
+    fn among_many_keys_each_finds_its_own_caller() {
+        let settings: Vec<ApiKeySettings> = (0..500)
+            .map(|i| ApiKeySettings {
+                name: format!("caller-{i}"),
+                sha256: sha256_hex(&format!("key-{i}")),
+                scopes: [Scope::Read].into(),
+                rate_per_second: 0,
+                burst: 0,
+            })
+            .collect();
+        let keys = ApiKeys::new(&settings);
+        for i in [0, 1, 250, 499] {
+            let caller = keys.authenticate(&format!("key-{i}")).unwrap();
+            assert_eq!(&*caller.name, format!("caller-{i}"));
+        }
+        assert!(keys.authenticate("key-500").is_none());
+        // A reload replaces the map whole.
+        keys.replace(settings.get(..1).unwrap());
+        assert!(keys.authenticate("key-0").is_some());
+        assert!(keys.authenticate("key-1").is_none());
     }
 
     #[tokio::test]

@@ -117,6 +117,7 @@ impl Found {
         self.stored.map(|(body, etag, age)| {
             Arc::new(Cached {
                 body: body.into(),
+                etag_header: super::etag_header(&etag),
                 etag,
                 received: Instant::now(),
                 age_on_receipt: age,

@@ -88,6 +88,8 @@ enum Origin {
 pub struct Cached {
     pub body: Bytes,
     pub etag: String,
+    /// `etag` as a header value, made once for every answer sent from it.
+    etag_header: Option<header::HeaderValue>,
     /// When this instance got it, and how old it was then (an answer read
     /// from Redis was fetched earlier, maybe by another instance).
     received: Instant,
@@ -100,8 +102,10 @@ pub struct Cached {
 impl Cached {
     fn new(body: Vec<u8>, ttl: Duration, tag: Tag) -> Self {
         let digest = Sha256::digest(&body);
+        let etag = format!("\"{}\"", hex::encode(digest.get(..16).unwrap_or_default()));
         Self {
-            etag: format!("\"{}\"", hex::encode(digest.get(..16).unwrap_or_default())),
+            etag_header: etag_header(&etag),
+            etag,
             body: Bytes::from(body),
             received: Instant::now(),
             age_on_receipt: Duration::ZERO,
@@ -615,6 +619,12 @@ fn serves_stale(error: &ApiError) -> bool {
 /// The HTTP answer for a cached entry: 200 with the body, or 304 when the
 /// caller's `If-None-Match` already names it; always `ETag`, `X-Cache` and a
 /// `Cache-Control` matching the time left.
+/// `etag` as a header value; `None` for one a header cannot carry (only an
+/// entry read from a tampered Redis could have one), sent without `ETag`.
+fn etag_header(etag: &str) -> Option<header::HeaderValue> {
+    header::HeaderValue::from_str(etag).ok()
+}
+
 pub fn respond(req: &HttpRequest, entry: &Cached, status: CacheStatus) -> HttpResponse {
     let max_age = match status {
         CacheStatus::Stale => 0,
@@ -630,12 +640,20 @@ pub fn respond(req: &HttpRequest, entry: &Cached, status: CacheStatus) -> HttpRe
     } else {
         StatusCode::OK
     });
+    if let Some(etag) = &entry.etag_header {
+        response.insert_header((header::ETAG, etag.clone()));
+    }
     response
-        .insert_header((header::ETAG, entry.etag.as_str()))
-        .insert_header(("X-Cache", status.as_str()))
+        .insert_header((
+            header::HeaderName::from_static("x-cache"),
+            header::HeaderValue::from_static(status.as_str()),
+        ))
         .insert_header((header::CACHE_CONTROL, format!("private, max-age={max_age}")))
         // Answers differ by caller (the `secrets` scope).
-        .insert_header((header::VARY, "Authorization"));
+        .insert_header((
+            header::VARY,
+            header::HeaderValue::from_static("Authorization"),
+        ));
     if not_modified {
         response.finish()
     } else {
