@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Throughput, latency and memory of the gateway against its own sandbox, on
 # loopback, with wrk (Debian's). Run by hand; record the figures in RESULTS.md.
-#   bash bench/run.sh            (DURATION=10s CONNECTIONS=16 by default)
+#   bash bench/routes.sh         (DURATION=10s CONNECTIONS=16 by default)
 # Bounded: each scenario runs for DURATION against 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
