@@ -1,5 +1,6 @@
 # Shared by the bench scripts (sourced, not run): a fresh output directory,
-# every process started is stopped on exit, and waiting on a log line.
+# every process started is stopped on exit, waiting on a log line or on a
+# gateway hearing Redis.
 #   source bench/lib.sh "$out"
 
 rm -rf "$1" && mkdir -p "$1"
@@ -13,4 +14,14 @@ wait_for() {
     sleep 0.05
   done
   cat "$1"; exit 1
+}
+
+# Waits until the gateway at $1 hears cache invalidations from Redis (its
+# `/readyz` says so); until then reads bypass the cache.
+wait_for_invalidations() {
+  for _ in $(seq 1 100); do
+    curl -s "$1/readyz" | grep -q '"cache_invalidations":{"status":"up"' && return
+    sleep 0.05
+  done
+  echo "the gateway at $1 never heard invalidations from Redis"; exit 1
 }

@@ -71,13 +71,7 @@ for mode in alone redis; do
   base[$mode]="http://127.0.0.1:$port"
 done
 auth="Authorization: Bearer sandbox-key"
-# The Redis instance must hear invalidations, or account reads bypass L1.
-for _ in $(seq 1 100); do
-  curl -s "${base[redis]}/readyz" | grep -q '"cache_invalidations":{"status":"up"' && break
-  sleep 0.05
-done
-curl -s "${base[redis]}/readyz" | grep -q '"cache_invalidations":{"status":"up"' \
-  || { echo "the redis gateway never heard invalidations"; exit 1; }
+wait_for_invalidations "${base[redis]}"
 echo "alone: ${base[alone]}  redis: ${base[redis]} (redis-server :$redis_port)"
 echo "wrk: 1 thread, $connections connections, $duration per run, $rounds rounds alternating; $(nproc) cores shared by all"
 echo

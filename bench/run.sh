@@ -102,13 +102,7 @@ first_answer_ms=$(( ($(date +%s%N) - started) / 1000000 ))
 gw="http://127.0.0.1:$(grep -o '"port":[0-9]*' "$out/gateway.log" | head -1 | cut -d: -f2)"
 auth="Authorization: Bearer sandbox-key"
 traceparent="traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-# The Redis instance must hear invalidations, or reads bypass the cache.
-for _ in $(seq 1 100); do
-  curl -s "$gw/readyz" | grep -q '"cache_invalidations":{"status":"up"' && break
-  sleep 0.05
-done
-curl -s "$gw/readyz" | grep -q '"cache_invalidations":{"status":"up"' \
-  || { echo "the gateway never heard invalidations from Redis"; exit 1; }
+wait_for_invalidations "$gw"
 curl -sf -H "$auth" "$gw/v1/services" >"$out/services.json"
 curl -sf "$gw/healthz" >"$out/healthz.json"
 

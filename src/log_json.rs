@@ -202,17 +202,14 @@ impl<W: Write> Write for Escaped<W> {
     }
 }
 
+/// For tests of log lines.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_support {
     use std::sync::{Arc, Mutex};
 
-    use proptest::prelude::*;
-    use tracing_subscriber::{fmt, layer::SubscriberExt};
-
-    use super::*;
-
+    /// A `Vec` a subscriber under test writes its lines to.
     #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct Captured(pub(crate) Arc<Mutex<Vec<u8>>>);
 
     impl std::io::Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -223,6 +220,14 @@ mod tests {
             Ok(())
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use tracing_subscriber::{fmt, layer::SubscriberExt};
+
+    use super::{test_support::Captured, *};
 
     /// The lines a JSON subscriber writes for a span with these fields (one
     /// recorded after the span is made) and an event in it, with

@@ -614,22 +614,10 @@ impl TrustedProxies {
 mod tests {
     use super::*;
 
-    /// A `Vec` the subscriber under test writes its lines to.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+    use crate::log_json::test_support::Captured;
 
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    /// The line the JSON subscriber writes for `access`, the way the
-    /// middleware used to log it: an event in the request's span.
+    /// The line the JSON subscriber writes for `access` when the middleware
+    /// logs it as an event in the request's span (text logs, spans exported).
     fn subscriber_line(access: &Access<'_>) -> String {
         let captured = Captured::default();
         let writer = captured.clone();
@@ -653,19 +641,8 @@ mod tests {
                 caller = tracing::field::Empty,
                 otel.name = tracing::field::Empty,
             );
-            let Access {
-                status,
-                latency_ms,
-                caller,
-                ..
-            } = *access;
-            span.in_scope(|| {
-                if status >= 500 {
-                    tracing::warn!(target: "gateway::telemetry", status, latency_ms, caller, "request finished");
-                } else {
-                    tracing::info!(target: "gateway::telemetry", status, latency_ms, caller, "request finished");
-                }
-            });
+            // As the middleware logs it when spans are exported: an event in the span.
+            access_line(&span, true, access);
         });
         let bytes = captured.0.lock().unwrap().clone();
         String::from_utf8(bytes).unwrap()

@@ -251,13 +251,7 @@ async fn a_rate_limit_holds_for_all_instances_together() {
             .await
             .unwrap();
         assert_eq!(response.status().as_u16(), 200);
-        let response = a
-            .client
-            .get(format!("{base}/v1/billing/balance"))
-            .bearer_auth("limited-key")
-            .send()
-            .await
-            .unwrap();
+        let response = limited_balance(&a, base).await;
         match response.status().as_u16() {
             200 => {
                 admitted += 1;
@@ -281,6 +275,16 @@ async fn a_rate_limit_holds_for_all_instances_together() {
     assert_eq!(admitted + limited_answers, 20);
 }
 
+/// `GET /v1/billing/balance` on the instance at `base`, with `limited-key`.
+async fn limited_balance(app: &TestApp, base: &str) -> reqwest::Response {
+    app.client
+        .get(format!("{base}/v1/billing/balance"))
+        .bearer_auth("limited-key")
+        .send()
+        .await
+        .unwrap()
+}
+
 /// `count` requests with `limited-key`, alternating between `a` and `b`:
 /// how many were admitted, and how long they took.
 async fn alternate(a: &TestApp, b: &str, count: u32) -> (u32, f64) {
@@ -288,13 +292,7 @@ async fn alternate(a: &TestApp, b: &str, count: u32) -> (u32, f64) {
     let mut admitted = 0;
     for i in 0..count {
         let base = if i % 2 == 0 { a.address.as_str() } else { b };
-        let response = a
-            .client
-            .get(format!("{base}/v1/billing/balance"))
-            .bearer_auth("limited-key")
-            .send()
-            .await
-            .unwrap();
+        let response = limited_balance(a, base).await;
         match response.status().as_u16() {
             200 => admitted += 1,
             429 => assert!(response.headers().contains_key("retry-after")),
