@@ -25,3 +25,29 @@ wait_for_invalidations() {
   done
   echo "the gateway at $1 never heard invalidations from Redis"; exit 1
 }
+
+# The sandbox's public credentials, read where the simulators define them.
+sandbox_constant() { grep -o "$1: &str = \"[^\"]*" src/sandbox/data.rs | cut -d'"' -f2; }
+
+# The [dna], [slitz] and [cache] sections of a gateway config for the
+# simulated upstreams at base URL $1 (http://host:port).
+upstream_config() {
+  cat <<EOF
+[dna]
+base_url = "$1/dna/api"
+client_id = "3"
+client_secret = "sandbox-dna-client-secret"
+username = "api@sandbox.example"
+password = "sandbox-dna-password"
+scope = "residential"
+
+[slitz]
+base_url = "$1/slitz/api"
+username = "$(sandbox_constant SLITZ_EMAIL)"
+password = "$(sandbox_constant SLITZ_PASSWORD)"
+timezone = "Europe/Stockholm"
+
+[cache]
+ttl_seconds = 3600
+EOF
+}

@@ -28,7 +28,7 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --d
 pids+=($!)
 wait_for "$out/redis.log" 'Ready to accept connections' >/dev/null
 
-# The sandbox's public credentials; the key is `sandbox-key`.
+# The key is `sandbox-key`.
 config() {
   cat <<EOF
 [server]
@@ -39,22 +39,7 @@ name = "bench"
 sha256 = "$(printf %s sandbox-key | sha256sum | cut -d' ' -f1)"
 scopes = ["read", "write", "secrets"]
 
-[dna]
-base_url = "http://$upstreams/dna/api"
-client_id = "3"
-client_secret = "sandbox-dna-client-secret"
-username = "api@sandbox.example"
-password = "sandbox-dna-password"
-scope = "residential"
-
-[slitz]
-base_url = "http://$upstreams/slitz/api"
-username = "anna.lindqvist@example.se"
-password = "sandbox-slitz-password"
-timezone = "Europe/Stockholm"
-
-[cache]
-ttl_seconds = 3600
+$(upstream_config "http://$upstreams")
 
 [log]
 format = "json"

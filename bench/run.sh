@@ -49,10 +49,8 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --d
 pids+=($!)
 wait_for "$out/redis.log" 'Ready to accept connections' >/dev/null
 
-# The sandbox's public credentials, read where the simulators define them.
-constant() { grep -o "$1: &str = \"[^\"]*" src/sandbox/data.rs | cut -d'"' -f2; }
-slitz_user=$(constant SLITZ_EMAIL)
-slitz_password=$(constant SLITZ_PASSWORD)
+slitz_user=$(sandbox_constant SLITZ_EMAIL)
+slitz_password=$(sandbox_constant SLITZ_PASSWORD)
 origin=https://app.example
 cat >"$out/gateway.toml" <<EOF
 [server]
@@ -65,22 +63,7 @@ sha256 = "$(printf %s sandbox-key | sha256sum | cut -d' ' -f1)"
 scopes = ["read", "write", "secrets"]
 rate_per_second = 1000000
 
-[dna]
-base_url = "$upstreams/dna/api"
-client_id = "3"
-client_secret = "sandbox-dna-client-secret"
-username = "api@sandbox.example"
-password = "sandbox-dna-password"
-scope = "residential"
-
-[slitz]
-base_url = "$upstreams/slitz/api"
-username = "$slitz_user"
-password = "$slitz_password"
-timezone = "Europe/Stockholm"
-
-[cache]
-ttl_seconds = 3600
+$(upstream_config "$upstreams")
 
 [redis]
 url = "redis://127.0.0.1:$redis_port/0"
