@@ -24,7 +24,7 @@ pub const REQUEST_ID_HEADER: HeaderName =
     HeaderName::from_static(crate::context::REQUEST_ID_HEADER);
 use crate::{
     configuration::{LogFormat, LogSettings},
-    context::{DEADLINE, REQUEST_ID, TRACE, TRACEPARENT_HEADER, TraceContext},
+    context::{DEADLINE, REQUEST_ID, RequestLocal, TRACE, TRACEPARENT_HEADER, TraceContext},
     error::ApiError,
 };
 
@@ -72,9 +72,12 @@ pub fn init(settings: &LogSettings) {
         registry
             .with(
                 fmt::layer()
-                    .json()
-                    .with_current_span(true)
-                    .with_span_list(false)
+                    .event_format(RequestJson(
+                        fmt::format()
+                            .json()
+                            .with_current_span(true)
+                            .with_span_list(false),
+                    ))
                     .fmt_fields(crate::log_json::SpanFields)
                     .with_writer(writer),
             )
@@ -104,27 +107,77 @@ pub fn init(settings: &LogSettings) {
 static ACCESS_LINES: std::sync::OnceLock<tracing_appender::non_blocking::NonBlocking> =
     std::sync::OnceLock::new();
 
+/// The request's `tracing` span (text logs, or spans exported).
+fn request_span(
+    id: &str,
+    trace: &TraceContext,
+    method: &str,
+    path: &str,
+    client_ip: Option<IpAddr>,
+) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        request_id = %id,
+        trace_id = %trace.trace_id_hex(),
+        span_id = %trace.span_id_hex(),
+        method = %method,
+        path = %path,
+        client_ip = client_ip.map(tracing::field::display),
+        // The key's name, recorded only when spans are exported (recording
+        // re-formats the log's span fields); the access line always has it.
+        caller = tracing::field::Empty,
+        // Set only when spans are exported (OTLP's names for them).
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    )
+}
+
+/// The JSON `span` object the subscriber writes for [`request_span`]: its
+/// fields sorted by name, as it sorts them, then its name.
+fn write_log_span(
+    out: &mut impl std::fmt::Write,
+    client_ip: Option<IpAddr>,
+    method: &str,
+    path: &str,
+    request_id: &str,
+    trace: &TraceContext,
+) -> std::fmt::Result {
+    out.write_char('{')?;
+    if let Some(ip) = client_ip {
+        write!(out, "\"client_ip\":\"{ip}\",")?;
+    }
+    out.write_str("\"method\":")?;
+    crate::log_json::write_str(out, method)?;
+    out.write_str(",\"path\":")?;
+    crate::log_json::write_str(out, path)?;
+    out.write_str(",\"request_id\":")?;
+    crate::log_json::write_str(out, request_id)?;
+    write!(
+        out,
+        ",\"span_id\":\"{}\",\"trace_id\":\"{}\",\"name\":\"request\"}}",
+        trace.span_id_hex(),
+        trace.trace_id_hex()
+    )
+}
+
 /// What the access line says about a request.
 struct Access<'a> {
     status: u16,
     latency_ms: f64,
     caller: Option<&'a str>,
-    client_ip: Option<IpAddr>,
-    method: &'a str,
-    path: &'a str,
-    request_id: &'a str,
-    trace: TraceContext,
+    /// The request's JSON `span` object, when it has no `tracing` span.
+    log_span: Option<&'a str>,
 }
 
-/// Logs the request's one line. With JSON logs and no span export, the line
-/// is written here, byte for byte as the subscriber would have written it
-/// (its JSON layout, the `request` span's fields sorted as it sorts them),
-/// but in one pass: the subscriber re-parses the span's fields from JSON
-/// for every event, which cost more than the rest of the hit. Otherwise
-/// (text logs, spans exported) it is an event in the span, as any other.
-fn access_line(span: &tracing::Span, exported: bool, access: &Access<'_>) {
+/// Logs the request's one line. Without a `tracing` span (JSON logs, no
+/// export), the line is written here in one pass, byte for byte as the
+/// subscriber would write it. Otherwise (text logs, spans exported) it is
+/// an event in the span, as any other.
+fn access_line(span: &tracing::Span, access: &Access<'_>) {
     let warn = access.status >= 500;
-    if let Some(writer) = ACCESS_LINES.get().filter(|_| !exported) {
+    if let (Some(writer), Some(log_span)) = (ACCESS_LINES.get(), access.log_span) {
         let enabled = if warn {
             tracing::enabled!(target: "gateway::telemetry", tracing::Level::WARN)
         } else {
@@ -132,7 +185,7 @@ fn access_line(span: &tracing::Span, exported: bool, access: &Access<'_>) {
         };
         if enabled {
             let mut line = Vec::with_capacity(512);
-            access.write_json(&mut line, warn);
+            access.write_json(&mut line, log_span, warn);
             let _ = std::io::Write::write_all(&mut writer.clone(), &line);
         }
         return;
@@ -153,14 +206,10 @@ fn access_line(span: &tracing::Span, exported: bool, access: &Access<'_>) {
 }
 
 impl Access<'_> {
-    fn write_json(&self, out: &mut Vec<u8>, warn: bool) {
+    fn write_json(&self, out: &mut Vec<u8>, log_span: &str, warn: bool) {
         use std::io::Write as _;
-        let string = |out: &mut Vec<u8>, value: &str| {
-            let _ = serde_json::to_writer(&mut *out, value);
-        };
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        out.extend_from_slice(b"{\"timestamp\":");
-        string(out, &now);
+        let _ = write!(out, "{{\"timestamp\":\"{now}\"");
         out.extend_from_slice(if warn {
             b",\"level\":\"WARN\""
         } else {
@@ -174,24 +223,43 @@ impl Access<'_> {
         let _ = serde_json::to_writer(&mut *out, &self.latency_ms);
         if let Some(caller) = self.caller {
             out.extend_from_slice(b",\"caller\":");
-            string(out, caller);
+            let _ = serde_json::to_writer(&mut *out, caller);
         }
-        out.extend_from_slice(b"},\"target\":\"gateway::telemetry\",\"span\":{");
-        if let Some(ip) = self.client_ip {
-            let _ = write!(out, "\"client_ip\":\"{ip}\",");
+        out.extend_from_slice(b"},\"target\":\"gateway::telemetry\",\"span\":");
+        out.extend_from_slice(log_span.as_bytes());
+        out.extend_from_slice(b"}\n");
+    }
+}
+
+/// The JSON event format, for lines logged inside a request that has no
+/// `tracing` span: the subscriber's own line, with the request's `span`
+/// object where it would have written the span's (last, after `target`).
+/// Any other line is the subscriber's, untouched.
+struct RequestJson(fmt::format::Format<fmt::format::Json>);
+
+impl<S, N> fmt::FormatEvent<S, N> for RequestJson
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'w> fmt::FormatFields<'w> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &fmt::FmtContext<'_, S, N>,
+        mut writer: fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let in_span = event.parent().is_some() || ctx.lookup_current().is_some();
+        let log_span = (!in_span).then(crate::context::current_log_span).flatten();
+        let Some(log_span) = log_span else {
+            return self.0.format_event(ctx, writer, event);
+        };
+        let mut line = String::with_capacity(256);
+        self.0
+            .format_event(ctx, fmt::format::Writer::new(&mut line), event)?;
+        match line.trim_end_matches('\n').strip_suffix('}') {
+            Some(head) => writeln!(writer, "{head},\"span\":{log_span}}}"),
+            None => writer.write_str(&line),
         }
-        out.extend_from_slice(b"\"method\":");
-        string(out, self.method);
-        out.extend_from_slice(b",\"path\":");
-        string(out, self.path);
-        out.extend_from_slice(b",\"request_id\":");
-        string(out, self.request_id);
-        let _ = writeln!(
-            out,
-            ",\"span_id\":\"{}\",\"trace_id\":\"{}\",\"name\":\"request\"}}}}",
-            self.trace.span_id_hex(),
-            self.trace.trace_id_hex()
-        );
     }
 }
 
@@ -270,28 +338,34 @@ pub async fn request_context(
         .and_then(|v| v.to_str().ok())
         .and_then(TraceContext::continued)
         .unwrap_or_else(TraceContext::started);
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        trace_id = %trace.trace_id_hex(),
-        span_id = %trace.span_id_hex(),
-        method = %req.method(),
-        path = %req.path(),
-        client_ip = client_ip.map(tracing::field::display),
-        // The key's name, recorded only when spans are exported (recording
-        // re-formats the log's span fields); the access line always has it.
-        caller = tracing::field::Empty,
-        // Set only when spans are exported (OTLP's names for them).
-        otel.name = tracing::field::Empty,
-        otel.kind = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
-        http.response.status_code = tracing::field::Empty,
-    );
-    // For the access line, after `req` has gone to the handler: a `Uri`
-    // clone shares its bytes, a standard method is a tag.
-    let req_method = req.method().clone();
-    let req_uri = req.uri().clone();
-    let req_path = req_uri.path();
+    // Recording a field re-formats the span's log fields: only when spans
+    // are exported, whose ids then replace the ones logged.
+    let exported = crate::otel::on();
+    // With JSON logs and no export, no `tracing` span: the request's lines
+    // take its `span` object from the task (see `RequestJson`), written once
+    // here. Making, entering and leaving a span on every poll cost ~12% of a
+    // cache hit, for the few requests that log more than their access line.
+    let log_span: Option<Arc<str>> = (!exported && ACCESS_LINES.get().is_some()).then(|| {
+        let mut object = String::with_capacity(256);
+        let _ = write_log_span(
+            &mut object,
+            client_ip,
+            req.method().as_str(),
+            req.path(),
+            &id,
+            &trace,
+        );
+        object.into()
+    });
+    let span = if log_span.is_some() {
+        tracing::Span::none()
+    } else {
+        request_span(&id, &trace, req.method().as_str(), req.path(), client_ip)
+    };
+    let local = RequestLocal {
+        id: id.clone(),
+        log_span: log_span.clone(),
+    };
     let started = Instant::now();
     // Label by route pattern, never the raw path: ids would explode cardinality.
     // Read before serving: a request that panics is gone after.
@@ -299,9 +373,6 @@ pub async fn request_context(
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = method_label(req.method());
-    // Recording a field re-formats the span's log fields: only when spans
-    // are exported, whose ids then replace the ones logged.
-    let exported = crate::otel::on();
     let trace = if exported {
         span.record("otel.name", format!("{method} {route}"));
         span.record("otel.kind", "server");
@@ -315,7 +386,7 @@ pub async fn request_context(
 
     let mut outcome = match body_too_large(&req) {
         Some(error) => {
-            let response = REQUEST_ID.sync_scope(id.clone(), || error.error_response());
+            let response = REQUEST_ID.sync_scope(local.clone(), || error.error_response());
             Outcome::Served(req.into_response(response))
         }
         None => {
@@ -328,7 +399,7 @@ pub async fn request_context(
             // it) becomes a 500 problem; the worker and the connection live on.
             let served = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 span.in_scope(|| {
-                    REQUEST_ID.sync_scope(id.clone(), || {
+                    REQUEST_ID.sync_scope(local.clone(), || {
                         TRACE.sync_scope(trace, || DEADLINE.sync_scope(deadline, || next.call(req)))
                     })
                 })
@@ -336,7 +407,7 @@ pub async fn request_context(
             let result = match served {
                 Ok(future) => {
                     AssertUnwindSafe(REQUEST_ID.scope(
-                        id.clone(),
+                        local.clone(),
                         TRACE.scope(trace, DEADLINE.scope(deadline, future)),
                     ))
                     .catch_unwind()
@@ -349,11 +420,9 @@ pub async fn request_context(
                 // Handlers and extractors turn their errors into responses themselves;
                 // an `Err` here could only come from inner middleware, of which there is none.
                 Ok(result) => Outcome::Served(result?.map_into_boxed_body()),
-                Err(payload) => {
-                    Outcome::Panicked(span.in_scope(|| {
-                        REQUEST_ID.sync_scope(id.clone(), || panicked(payload.as_ref()))
-                    }))
-                }
+                Err(payload) => Outcome::Panicked(span.in_scope(|| {
+                    REQUEST_ID.sync_scope(local.clone(), || panicked(payload.as_ref()))
+                })),
             }
         }
     };
@@ -390,16 +459,11 @@ pub async fn request_context(
     }
     access_line(
         &span,
-        exported,
         &Access {
             status,
             latency_ms,
             caller,
-            client_ip,
-            method: req_method.as_str(),
-            path: req_path,
-            request_id: &id,
-            trace,
+            log_span: log_span.as_deref(),
         },
     );
     match outcome {
@@ -616,97 +680,176 @@ mod tests {
 
     use crate::log_json::test_support::Captured;
 
-    /// The line the JSON subscriber writes for `access` when the middleware
-    /// logs it as an event in the request's span (text logs, spans exported).
-    fn subscriber_line(access: &Access<'_>) -> String {
+    /// A request as the tests log it.
+    struct Request {
+        client_ip: Option<IpAddr>,
+        method: &'static str,
+        path: &'static str,
+        request_id: &'static str,
+        trace: TraceContext,
+    }
+
+    impl Request {
+        fn span(&self) -> tracing::Span {
+            request_span(
+                self.request_id,
+                &self.trace,
+                self.method,
+                self.path,
+                self.client_ip,
+            )
+        }
+
+        fn log_span(&self) -> String {
+            let mut object = String::new();
+            write_log_span(
+                &mut object,
+                self.client_ip,
+                self.method,
+                self.path,
+                self.request_id,
+                &self.trace,
+            )
+            .unwrap();
+            object
+        }
+    }
+
+    /// What `run` logs through a JSON subscriber: as the gateway formats
+    /// lines without a request span (`ours`), or as tracing-subscriber
+    /// formats them with one.
+    fn logged(ours: bool, run: impl FnOnce()) -> String {
         let captured = Captured::default();
         let writer = captured.clone();
-        let subscriber = tracing_subscriber::registry().with(
-            fmt::layer()
-                .json()
-                .with_current_span(true)
-                .with_span_list(false)
-                .with_writer(move || writer.clone()),
-        );
-        tracing::subscriber::with_default(subscriber, || {
-            let span = tracing::info_span!(
-                target: "gateway::telemetry",
-                "request",
-                request_id = %access.request_id,
-                trace_id = %access.trace.trace_id(),
-                span_id = %access.trace.span_id(),
-                method = %access.method,
-                path = %access.path,
-                client_ip = access.client_ip.map(tracing::field::display),
-                caller = tracing::field::Empty,
-                otel.name = tracing::field::Empty,
-            );
-            // As the middleware logs it when spans are exported: an event in the span.
-            access_line(&span, true, access);
-        });
+        let format = fmt::format()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false);
+        if ours {
+            let layer = fmt::layer()
+                .event_format(RequestJson(format))
+                .fmt_fields(crate::log_json::SpanFields)
+                .with_writer(move || writer.clone());
+            tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), run);
+        } else {
+            let layer = fmt::layer()
+                .event_format(format)
+                .fmt_fields(fmt::format::JsonFields::new())
+                .with_writer(move || writer.clone());
+            tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), run);
+        }
         let bytes = captured.0.lock().unwrap().clone();
         String::from_utf8(bytes).unwrap()
     }
 
-    /// The line with its timestamp's value blanked, and the timestamp.
-    fn without_timestamp(line: &str) -> (String, String) {
-        let value: serde_json::Value = serde_json::from_str(line).unwrap();
-        let timestamp = value["timestamp"].as_str().unwrap().to_owned();
-        (line.replacen(&timestamp, "T", 1), timestamp)
+    /// Each line with its timestamp's value blanked, after checking the
+    /// timestamps have one length.
+    fn without_timestamps(ours: &str, theirs: &str) -> (Vec<String>, Vec<String>) {
+        let blank = |text: &str| -> Vec<(String, usize)> {
+            text.lines()
+                .map(|line| {
+                    let value: serde_json::Value = serde_json::from_str(line).unwrap();
+                    let timestamp = value["timestamp"].as_str().unwrap();
+                    (line.replacen(timestamp, "T", 1), timestamp.len())
+                })
+                .collect()
+        };
+        let (ours, theirs) = (blank(ours), blank(theirs));
+        let lengths = |lines: &[(String, usize)]| lines.iter().map(|l| l.1).collect::<Vec<_>>();
+        assert_eq!(lengths(&ours), lengths(&theirs));
+        (
+            ours.into_iter().map(|l| l.0).collect(),
+            theirs.into_iter().map(|l| l.0).collect(),
+        )
+    }
+
+    fn requests() -> Vec<Request> {
+        let trace =
+            TraceContext::continued("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+                .unwrap();
+        vec![
+            Request {
+                client_ip: Some("127.0.0.1".parse().unwrap()),
+                method: "GET",
+                path: "/v1/services",
+                request_id: "0ee1b171-7ddc-46df-b92c-0ce7c7c25c99",
+                trace,
+            },
+            Request {
+                client_ip: None,
+                method: "BREW",
+                path: "/v1/customers/%C3%A9/activate",
+                request_id: "a.b:c_d",
+                trace: TraceContext::started(),
+            },
+            Request {
+                client_ip: Some("::1".parse().unwrap()),
+                method: "PATCH",
+                path: "/v1/account",
+                request_id: "x",
+                trace,
+            },
+        ]
     }
 
     #[test]
     fn the_access_line_is_written_as_the_json_subscriber_writes_it() {
-        let trace =
-            TraceContext::continued("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-                .unwrap();
-        let cases = [
-            (
-                200,
-                0.467_819_999_999_999_96,
-                Some("bench"),
-                Some("127.0.0.1"),
-                "GET",
-                "/v1/services",
-            ),
-            (
-                404,
-                12.0,
-                None,
-                None,
-                "POST",
-                "/v1/customers/%C3%A9/activate",
-            ),
-            (
-                502,
-                1e-7,
-                Some("na\"me\\ \u{1F600}"),
-                Some("::1"),
-                "PATCH",
-                "/v1/account",
-            ),
+        let answers = [
+            (200, 0.467_819_999_999_999_96, Some("bench")),
+            (404, 12.0, None),
+            (502, 1e-7, Some("na\"me\\ \u{1F600}")),
         ];
-        for (status, latency_ms, caller, ip, method, path) in cases {
+        for (request, (status, latency_ms, caller)) in requests().iter().zip(answers) {
+            let log_span = request.log_span();
             let access = Access {
                 status,
                 latency_ms,
                 caller,
-                client_ip: ip.map(|ip| ip.parse().unwrap()),
-                method,
-                path,
-                request_id: "0ee1b171-7ddc-46df-b92c-0ce7c7c25c99",
-                trace,
+                log_span: Some(&log_span),
             };
             let mut ours = Vec::new();
-            access.write_json(&mut ours, status >= 500);
+            access.write_json(&mut ours, &log_span, status >= 500);
             let ours = String::from_utf8(ours).unwrap();
-            let theirs = subscriber_line(&access);
-            let (ours_blank, our_time) = without_timestamp(&ours);
-            let (theirs_blank, their_time) = without_timestamp(&theirs);
-            assert_eq!(ours_blank, theirs_blank);
-            assert_eq!(our_time.len(), their_time.len(), "{our_time} {their_time}");
-            assert!(ours.ends_with('\n') && ours.matches('\n').count() == 1);
+            // As the middleware logs it with a span: an event in the span.
+            let theirs = logged(false, || {
+                let event = Access {
+                    log_span: None,
+                    ..access
+                };
+                access_line(&request.span(), &event);
+            });
+            let (ours, theirs) = without_timestamps(&ours, &theirs);
+            assert_eq!(ours, theirs);
+            assert_eq!(ours.len(), 1);
         }
+    }
+
+    #[test]
+    fn lines_inside_a_request_without_a_span_show_the_requests_span_object() {
+        for request in requests() {
+            let log = || {
+                tracing::warn!(
+                    error = "redis: no answer",
+                    operation = "rate limit",
+                    "redis call failed"
+                );
+                tracing::info!(count = 3_u64, flag = true, "counted");
+            };
+            let local = RequestLocal {
+                id: request.request_id.into(),
+                log_span: Some(request.log_span().into()),
+            };
+            let ours = logged(true, || REQUEST_ID.sync_scope(local, log));
+            let theirs = logged(false, || request.span().in_scope(log));
+            let (ours, theirs) = without_timestamps(&ours, &theirs);
+            assert_eq!(ours, theirs);
+            assert_eq!(ours.len(), 2);
+        }
+        // Outside a request, or inside a span, the line is the subscriber's own.
+        let outside = || tracing::info!(port = 8080_u64, "listening");
+        let (ours, theirs) = without_timestamps(&logged(true, outside), &logged(false, outside));
+        assert_eq!(ours, theirs);
+        assert!(!ours.first().unwrap().contains("\"span\""));
     }
 
     #[test]

@@ -125,6 +125,27 @@ async fn each_kind_of_slitz_drift_is_served_counted_and_warned_about_once() {
         "{}",
         gateway.log()
     );
+    // A line logged inside a request shows the request, as its access line does.
+    let lines: Vec<Value> = gateway
+        .log()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let warning = lines
+        .iter()
+        .find(|e| e["fields"]["field"] == "details.acc_pending")
+        .unwrap();
+    assert_eq!(warning["span"]["path"], "/v1/billing/balance", "{warning}");
+    assert_eq!(warning["span"]["method"], "GET", "{warning}");
+    assert_eq!(warning["span"]["name"], "request", "{warning}");
+    let finished = lines
+        .iter()
+        .find(|e| {
+            e["fields"]["message"] == "request finished"
+                && e["span"]["path"] == "/v1/billing/balance"
+        })
+        .unwrap();
+    assert_eq!(warning["span"], finished["span"], "{warning} {finished}");
     assert_eq!(warned("tickets[].ticket_number", "retyped"), 1);
     assert_eq!(warned("invoice.notes", "missing"), 1);
     assert!(
