@@ -616,15 +616,15 @@ fn serves_stale(error: &ApiError) -> bool {
     }
 }
 
-/// The HTTP answer for a cached entry: 200 with the body, or 304 when the
-/// caller's `If-None-Match` already names it; always `ETag`, `X-Cache` and a
-/// `Cache-Control` matching the time left.
 /// `etag` as a header value; `None` for one a header cannot carry (only an
 /// entry read from a tampered Redis could have one), sent without `ETag`.
 fn etag_header(etag: &str) -> Option<header::HeaderValue> {
     header::HeaderValue::from_str(etag).ok()
 }
 
+/// The HTTP answer for a cached entry: 200 with the body, or 304 when the
+/// caller's `If-None-Match` already names it; always `ETag`, `X-Cache` and a
+/// `Cache-Control` matching the time left.
 pub fn respond(req: &HttpRequest, entry: &Cached, status: CacheStatus) -> HttpResponse {
     let max_age = match status {
         CacheStatus::Stale => 0,
