@@ -512,43 +512,55 @@ thread_local! {
 
 /// Counts one answered request and records how long it took.
 fn record_request(method: &'static str, route: &str, status: u16, elapsed: f64) {
-    REQUEST_METRICS.with_borrow_mut(|routes| {
-        if !routes.contains_key(route) {
-            routes.insert(route.to_owned(), Vec::new());
-        }
-        let Some(methods) = routes.get_mut(route) else {
-            return;
-        };
-        let index = match methods.iter().position(|m| m.method == method) {
-            Some(index) => index,
-            None => {
-                methods.push(MethodMetrics {
-                    method,
-                    duration: metrics::histogram!(
-                        "gateway_http_request_duration_seconds",
-                        "method" => method, "route" => route.to_owned()
-                    ),
-                    by_status: Vec::new(),
-                });
-                methods.len().saturating_sub(1)
-            }
-        };
-        let Some(metrics) = methods.get_mut(index) else {
-            return;
-        };
-        metrics.duration.record(elapsed);
-        match metrics.by_status.iter().find(|(s, _)| *s == status) {
-            Some((_, counter)) => counter.increment(1),
-            None => {
-                let counter = metrics::counter!(
-                    "gateway_http_requests_total",
-                    "method" => method, "route" => route.to_owned(), "status" => status.to_string()
-                );
-                counter.increment(1);
-                metrics.by_status.push((status, counter));
-            }
-        }
+    REQUEST_METRICS.with_borrow_mut(|routes| match routes.get_mut(route) {
+        Some(methods) => record_into(methods, method, route, status, elapsed),
+        None => record_into(
+            routes.entry(route.to_owned()).or_default(),
+            method,
+            route,
+            status,
+            elapsed,
+        ),
     });
+}
+
+/// [`record_request`] on one route's handles, registering what is missing.
+fn record_into(
+    methods: &mut Vec<MethodMetrics>,
+    method: &'static str,
+    route: &str,
+    status: u16,
+    elapsed: f64,
+) {
+    let index = match methods.iter().position(|m| m.method == method) {
+        Some(index) => index,
+        None => {
+            methods.push(MethodMetrics {
+                method,
+                duration: metrics::histogram!(
+                    "gateway_http_request_duration_seconds",
+                    "method" => method, "route" => route.to_owned()
+                ),
+                by_status: Vec::new(),
+            });
+            methods.len().saturating_sub(1)
+        }
+    };
+    let Some(metrics) = methods.get_mut(index) else {
+        return;
+    };
+    metrics.duration.record(elapsed);
+    match metrics.by_status.iter().find(|(s, _)| *s == status) {
+        Some((_, counter)) => counter.increment(1),
+        None => {
+            let counter = metrics::counter!(
+                "gateway_http_requests_total",
+                "method" => method, "route" => route.to_owned(), "status" => status.to_string()
+            );
+            counter.increment(1);
+            metrics.by_status.push((status, counter));
+        }
+    }
 }
 
 /// What serving a request came to.
