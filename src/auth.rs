@@ -298,10 +298,7 @@ impl ApiKeys {
             let handed_back = match key.take_leased(Instant::now()) {
                 Leased::Admitted(budget) => return Ok(Some(budget)),
                 Leased::Refused { wait, reset } => {
-                    return Err(Box::new(Refused {
-                        error: limited(key, wait),
-                        budget: Budget::new(key, 0, reset),
-                    }));
+                    return Err(Box::new(limited(key, wait, Budget::new(key, 0, reset))));
                 }
                 Leased::Ask { handed_back } => handed_back,
             };
@@ -328,21 +325,27 @@ impl ApiKeys {
                 let reset = Duration::from_secs(u64::from(key.burst.saturating_sub(1)))
                     .checked_div(rate)
                     .unwrap_or_default();
-                Err(Box::new(Refused {
-                    error: limited(key, wait),
-                    budget: Budget::new(key, 0, reset.saturating_add(wait)),
-                }))
+                Err(Box::new(limited(
+                    key,
+                    wait,
+                    Budget::new(key, 0, reset.saturating_add(wait)),
+                )))
             }
         }
     }
 }
 
-fn limited(key: &KeyEntry, wait: Duration) -> ApiError {
+/// The refusal of a request over `key`'s rate, counted: come back after
+/// `wait`, with `budget` to show.
+fn limited(key: &KeyEntry, wait: Duration, budget: Budget) -> Refused {
     // By the key's configured name, never the key: names are few and chosen by ops.
     metrics::counter!("gateway_rate_limited_total", "key" => key.name.to_string()).increment(1);
-    ApiError::RateLimited {
-        retry_after: wait,
-        per_second: key.rate_per_second,
+    Refused {
+        error: ApiError::RateLimited {
+            retry_after: wait,
+            per_second: key.rate_per_second,
+        },
+        budget,
     }
 }
 
@@ -383,10 +386,7 @@ async fn shared_admit(
     let budget = Budget::new(key, left.saturating_add(in_lease), micros(reset_us));
     Ok(if admitted <= 0 {
         key.refused(micros(wait_us), micros(reset_us), Instant::now());
-        Err(Refused {
-            error: limited(key, micros(wait_us)),
-            budget,
-        })
+        Err(limited(key, micros(wait_us), budget))
     } else {
         Ok(budget)
     })
