@@ -208,6 +208,21 @@ pub struct ServerSettings {
     /// After SIGTERM or SIGINT: how long requests in flight may take to
     /// finish before the gateway exits anyway.
     pub shutdown_grace_seconds: u64,
+    /// How long a client may take to send a request's head (line and
+    /// headers) after connecting or after its previous request; a slower
+    /// one gets a 408 and is disconnected, so slow-header clients cannot
+    /// hold connections. 0: no limit. actix-web's default, 5000.
+    pub client_request_timeout_ms: u64,
+    /// How long an idle keep-alive connection is kept open for its next
+    /// request. 0: no keep-alive (one request per connection). actix-web's
+    /// default, 5; keep it above the reverse proxy's upstream keepalive
+    /// timeout (nginx's `keepalive_timeout` in an `upstream` block, 60 s by
+    /// default) or set that lower, so the proxy never reuses a connection the
+    /// gateway is closing.
+    pub keep_alive_seconds: u64,
+    /// Connections each worker holds open at most; past it, new connections
+    /// wait in the listen backlog until one closes. actix-web's default, 25,000.
+    pub max_connections: usize,
 }
 
 impl Default for ServerSettings {
@@ -219,6 +234,9 @@ impl Default for ServerSettings {
             workers: 0,
             cors_allowed_origins: Vec::new(),
             shutdown_grace_seconds: 10,
+            client_request_timeout_ms: 5_000,
+            keep_alive_seconds: 5,
+            max_connections: 25_000,
         }
     }
 }
@@ -375,7 +393,10 @@ impl Default for CacheSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// `[upstream]`: how every upstream call is made. Its keys are the defaults
+/// of both upstreams; `[upstream.dna]` and `[upstream.slitz]` may override
+/// any of them for one upstream ([`UpstreamSettings::of`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamSettings {
     pub connect_timeout_ms: u64,
@@ -385,12 +406,23 @@ pub struct UpstreamSettings {
     pub retries: u32,
     /// The most a caller waits for one gateway request, retries included.
     pub deadline_ms: u64,
-    /// Consecutive faults that open an upstream's circuit breaker.
+    /// Consecutive faults that open a circuit breaker: an operation's (its
+    /// 5xx, timeouts, resets), or the whole upstream's (connections refused
+    /// or failing).
     pub breaker_failures: u32,
     /// How long an open breaker fails fast before one probe is let through.
     pub breaker_open_ms: u64,
     /// Calls in flight to one upstream at most; more wait briefly, then get a 503.
     pub max_concurrency: usize,
+    /// Whether the calls allowed in flight follow the upstream's latency
+    /// (a gradient limit under `max_concurrency`): when it slows down, fewer
+    /// calls go out and callers beyond them get a 503 at once instead of
+    /// queueing. Off by default: see the README.
+    pub adaptive_concurrency: bool,
+    /// `[upstream.dna]`: DNA's own values for any key above.
+    pub dna: UpstreamOverrides,
+    /// `[upstream.slitz]`: Slitz's own values for any key above.
+    pub slitz: UpstreamOverrides,
 }
 
 impl Default for UpstreamSettings {
@@ -403,7 +435,150 @@ impl Default for UpstreamSettings {
             breaker_failures: 5,
             breaker_open_ms: 30_000,
             max_concurrency: 64,
+            adaptive_concurrency: false,
+            dna: UpstreamOverrides::default(),
+            slitz: UpstreamOverrides::default(),
         }
+    }
+}
+
+/// One upstream's own values for keys of `[upstream]`; an absent key keeps
+/// `[upstream]`'s.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamOverrides {
+    pub connect_timeout_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub retries: Option<u32>,
+    pub deadline_ms: Option<u64>,
+    pub breaker_failures: Option<u32>,
+    pub breaker_open_ms: Option<u64>,
+    pub max_concurrency: Option<usize>,
+    pub adaptive_concurrency: Option<bool>,
+}
+
+impl UpstreamOverrides {
+    /// The keys this table sets, by name.
+    fn set_keys(&self) -> Vec<&'static str> {
+        let Self {
+            connect_timeout_ms,
+            timeout_ms,
+            retries,
+            deadline_ms,
+            breaker_failures,
+            breaker_open_ms,
+            max_concurrency,
+            adaptive_concurrency,
+        } = self;
+        [
+            ("connect_timeout_ms", connect_timeout_ms.is_some()),
+            ("timeout_ms", timeout_ms.is_some()),
+            ("retries", retries.is_some()),
+            ("deadline_ms", deadline_ms.is_some()),
+            ("breaker_failures", breaker_failures.is_some()),
+            ("breaker_open_ms", breaker_open_ms.is_some()),
+            ("max_concurrency", max_concurrency.is_some()),
+            ("adaptive_concurrency", adaptive_concurrency.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect()
+    }
+}
+
+/// The upstreams, as named in `[upstream.<name>]`.
+pub const UPSTREAMS: [&str; 2] = ["dna", "slitz"];
+
+impl UpstreamSettings {
+    /// The policy of the upstream named `name` (`dna` or `slitz`): `[upstream]`
+    /// with that upstream's overrides applied, and no overrides of its own.
+    pub fn of(&self, name: &str) -> UpstreamSettings {
+        let o = self.overrides(name);
+        UpstreamSettings {
+            connect_timeout_ms: o.connect_timeout_ms.unwrap_or(self.connect_timeout_ms),
+            timeout_ms: o.timeout_ms.unwrap_or(self.timeout_ms),
+            retries: o.retries.unwrap_or(self.retries),
+            deadline_ms: o.deadline_ms.unwrap_or(self.deadline_ms),
+            breaker_failures: o.breaker_failures.unwrap_or(self.breaker_failures),
+            breaker_open_ms: o.breaker_open_ms.unwrap_or(self.breaker_open_ms),
+            max_concurrency: o.max_concurrency.unwrap_or(self.max_concurrency),
+            adaptive_concurrency: o.adaptive_concurrency.unwrap_or(self.adaptive_concurrency),
+            dna: UpstreamOverrides::default(),
+            slitz: UpstreamOverrides::default(),
+        }
+    }
+
+    fn overrides(&self, name: &str) -> &UpstreamOverrides {
+        match name {
+            "dna" => &self.dna,
+            _ => &self.slitz,
+        }
+    }
+
+    /// The longest any request may wait on upstreams: the larger of the two
+    /// upstreams' deadlines.
+    pub fn longest_deadline_ms(&self) -> u64 {
+        UPSTREAMS
+            .iter()
+            .map(|name| self.of(name).deadline_ms)
+            .max()
+            .unwrap_or(self.deadline_ms)
+    }
+
+    /// Checks `[upstream]`, then each upstream's resolved policy; a fault is
+    /// named by the key that set the value (`upstream.slitz.timeout_ms` when
+    /// `[upstream.slitz]` sets it, `upstream.timeout_ms` otherwise).
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.check(|key| format!("upstream.{key}"))?;
+        for name in UPSTREAMS {
+            let set = self.overrides(name).set_keys();
+            self.of(name).check(|key| {
+                if set.contains(&key) {
+                    format!("upstream.{name}.{key}")
+                } else {
+                    format!("upstream.{key} (used by {name})")
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    fn check(&self, key: impl Fn(&'static str) -> String) -> Result<(), ConfigError> {
+        const HOUR_MS: u64 = 3_600_000;
+        within(
+            &key("connect_timeout_ms"),
+            self.connect_timeout_ms,
+            1,
+            HOUR_MS,
+        )?;
+        within(&key("timeout_ms"), self.timeout_ms, 1, HOUR_MS)?;
+        within(&key("deadline_ms"), self.deadline_ms, 1, HOUR_MS)?;
+        within(&key("retries"), self.retries.into(), 0, 10)?;
+        within(
+            &key("breaker_failures"),
+            self.breaker_failures.into(),
+            1,
+            10_000,
+        )?;
+        within(&key("breaker_open_ms"), self.breaker_open_ms, 1, HOUR_MS)?;
+        within(
+            &key("max_concurrency"),
+            self.max_concurrency as u64,
+            1,
+            100_000,
+        )?;
+        if self.deadline_ms < self.timeout_ms {
+            return Err(bad(
+                &key("deadline_ms"),
+                format!(
+                    "is {}; it must be at least {} ({})",
+                    self.deadline_ms,
+                    key("timeout_ms"),
+                    self.timeout_ms
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -588,24 +763,14 @@ impl Settings {
             }
         }
         self.check_bounds()?;
-        if self.upstream.deadline_ms < self.upstream.timeout_ms {
-            return Err(bad(
-                "upstream.deadline_ms",
-                format!(
-                    "must be at least upstream.timeout_ms ({})",
-                    self.upstream.timeout_ms
-                ),
-            ));
-        }
         Ok(())
     }
 
     /// Every number within a range that makes sense, so no arithmetic on it
     /// can overflow and no typo (an extra zero or three) goes unnoticed.
     fn check_bounds(&self) -> Result<(), ConfigError> {
-        const HOUR_MS: u64 = 3_600_000;
         const MONTH_S: u64 = 31 * 24 * 3600;
-        let (s, u, c) = (&self.server, &self.upstream, &self.cache);
+        let (s, c) = (&self.server, &self.cache);
         within(
             "server.max_body_bytes",
             s.max_body_bytes as u64,
@@ -620,27 +785,19 @@ impl Settings {
             600,
         )?;
         within(
-            "upstream.connect_timeout_ms",
-            u.connect_timeout_ms,
-            1,
-            HOUR_MS,
+            "server.client_request_timeout_ms",
+            s.client_request_timeout_ms,
+            0,
+            3_600_000,
         )?;
-        within("upstream.timeout_ms", u.timeout_ms, 1, HOUR_MS)?;
-        within("upstream.deadline_ms", u.deadline_ms, 1, HOUR_MS)?;
-        within("upstream.retries", u.retries.into(), 0, 10)?;
+        within("server.keep_alive_seconds", s.keep_alive_seconds, 0, 3_600)?;
         within(
-            "upstream.breaker_failures",
-            u.breaker_failures.into(),
+            "server.max_connections",
+            s.max_connections as u64,
             1,
-            10_000,
+            1_000_000,
         )?;
-        within("upstream.breaker_open_ms", u.breaker_open_ms, 1, HOUR_MS)?;
-        within(
-            "upstream.max_concurrency",
-            u.max_concurrency as u64,
-            1,
-            100_000,
-        )?;
+        self.upstream.validate()?;
         within("cache.ttl_seconds", c.ttl_seconds, 0, MONTH_S)?;
         within("cache.stale_seconds", c.stale_seconds, 0, MONTH_S)?;
         within("cache.max_bytes", c.max_bytes, 1, 64 << 30)?;

@@ -503,10 +503,21 @@ fn upstream_detail(e: &UpstreamError) -> String {
         UpstreamError::Throttled { status, .. } => {
             format!("{upstream} answered HTTP {status} and asked to retry later")
         }
-        UpstreamError::CircuitOpen { retry_after, .. } => format!(
-            "{upstream} failed repeatedly; calls are paused for up to {} s",
-            crate::checked::retry_after_seconds(*retry_after)
-        ),
+        UpstreamError::CircuitOpen {
+            retry_after,
+            operation,
+            ..
+        } => {
+            let seconds = crate::checked::retry_after_seconds(*retry_after);
+            match operation {
+                Some(_) => format!(
+                    "this {upstream} operation failed repeatedly; calls to it are paused for up to {seconds} s (other {upstream} operations are not)"
+                ),
+                None => format!(
+                    "{upstream} could not be reached repeatedly; every call to it is paused for up to {seconds} s"
+                ),
+            }
+        }
         UpstreamError::Busy { .. } => {
             format!("{upstream} has too many calls in flight; retry shortly")
         }

@@ -7,7 +7,7 @@ use actix_cors::Cors;
 use actix_web::{
     App, HttpServer,
     dev::Server,
-    http::header,
+    http::{KeepAlive, header},
     middleware::{Condition, from_fn},
     web,
 };
@@ -87,8 +87,10 @@ impl Application {
         // First: counters registered below (the cache's) need the recorder.
         let metrics = web::Data::new(routes::metrics::recorder());
         let port = listener.local_addr()?.port();
-        let slitz = web::Data::new(SlitzClient::new(&settings.slitz, &settings.upstream)?);
-        let dna = web::Data::new(DnaClient::new(&settings.dna, &settings.upstream)?);
+        let (dna_policy, slitz_policy) =
+            (settings.upstream.of("dna"), settings.upstream.of("slitz"));
+        let slitz = web::Data::new(SlitzClient::new(&settings.slitz, &slitz_policy)?);
+        let dna = web::Data::new(DnaClient::new(&settings.dna, &dna_policy)?);
         let redis = settings
             .redis
             .as_ref()
@@ -97,7 +99,7 @@ impl Application {
             .map(Arc::new);
         // A load another instance holds the lock for is waited on at most as
         // long as that load may take.
-        let upstream_deadline = Duration::from_millis(settings.upstream.deadline_ms);
+        let upstream_deadline = Duration::from_millis(slitz_policy.deadline_ms);
         let cache = web::Data::new(match &redis {
             Some(redis) => ResponseCache::shared(
                 &settings.cache,
@@ -111,14 +113,16 @@ impl Application {
             Some(redis) => IdempotencyStore::shared(
                 Arc::clone(redis),
                 &settings.idempotency,
-                Duration::from_millis(settings.upstream.deadline_ms)
+                Duration::from_millis(dna_policy.deadline_ms)
                     .saturating_add(Duration::from_secs(10)),
             ),
             None => IdempotencyStore::new(&settings.idempotency),
         });
         let overview = web::Data::new(settings.overview.clone());
+        // A request's budget: each upstream's calls are bounded by their own
+        // deadline within it.
         let deadline = web::Data::new(Deadline(Duration::from_millis(
-            settings.upstream.deadline_ms,
+            settings.upstream.longest_deadline_ms(),
         )));
         let keys = ApiKeys::new(&settings.auth.api_keys);
         let keys = web::Data::new(match &redis {
@@ -128,10 +132,17 @@ impl Application {
         let reloader = Reloader::new(keys.clone(), &settings);
         let readiness = web::Data::new(Readiness::new(
             &[
-                ("dna", &settings.dna.base_url),
-                ("slitz", &settings.slitz.base_url),
+                (
+                    "dna",
+                    &settings.dna.base_url,
+                    Duration::from_millis(dna_policy.connect_timeout_ms),
+                ),
+                (
+                    "slitz",
+                    &settings.slitz.base_url,
+                    Duration::from_millis(slitz_policy.connect_timeout_ms),
+                ),
             ],
-            Duration::from_millis(settings.upstream.connect_timeout_ms),
             redis.clone(),
         ));
         let proxies = web::Data::new(TrustedProxies(settings.server.trusted_proxies.clone()));
@@ -183,7 +194,15 @@ impl Application {
         // Signals are the caller's (see `shutdown_handle`), so `/readyz` can
         // say the gateway is going away before it stops.
         .disable_signals()
-        .shutdown_timeout(settings.server.shutdown_grace_seconds);
+        .shutdown_timeout(settings.server.shutdown_grace_seconds)
+        .client_request_timeout(Duration::from_millis(
+            settings.server.client_request_timeout_ms,
+        ))
+        .keep_alive(match settings.server.keep_alive_seconds {
+            0 => KeepAlive::Disabled,
+            seconds => KeepAlive::Timeout(Duration::from_secs(seconds)),
+        })
+        .max_connections(settings.server.max_connections);
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }

@@ -10,53 +10,55 @@ use utoipa::ToSchema;
 use crate::{
     error::{ApiError, Problem},
     shared::SharedRedis,
-    upstream::{dna::DnaClient, policy::BreakerState, slitz::SlitzClient},
+    upstream::{
+        breaker::{BreakerState, Breakers},
+        dna::DnaClient,
+        slitz::SlitzClient,
+    },
 };
 
 /// What `/readyz` checks: that each upstream accepts TCP connections. It
 /// costs the upstreams nothing (no login, no request), so probes can be frequent.
 pub struct Readiness {
-    upstreams: Vec<(&'static str, String, u16)>,
-    timeout: Duration,
+    /// Each upstream's name, host, port and connect timeout.
+    upstreams: Vec<(&'static str, String, u16, Duration)>,
     redis: Option<Arc<SharedRedis>>,
 }
 
 impl Readiness {
     pub fn new(
-        upstreams: &[(&'static str, &Url)],
-        timeout: Duration,
+        upstreams: &[(&'static str, &Url, Duration)],
         redis: Option<Arc<SharedRedis>>,
     ) -> Self {
         let upstreams = upstreams
             .iter()
-            .filter_map(|(name, url)| {
+            .filter_map(|(name, url, timeout)| {
                 Some((
                     *name,
                     url.host_str()?.to_owned(),
                     url.port_or_known_default()?,
+                    *timeout,
                 ))
             })
             .collect();
-        Self {
-            upstreams,
-            timeout,
-            redis,
-        }
+        Self { upstreams, redis }
     }
 
     async fn check(&self) -> BTreeMap<&'static str, Check> {
-        let probes = self.upstreams.iter().map(|(name, host, port)| async move {
-            let connect = tokio::net::TcpStream::connect((host.as_str(), *port));
-            let check = match tokio::time::timeout(self.timeout, connect).await {
-                Ok(Ok(_)) => Check::up(),
-                Ok(Err(e)) => Check::down(format!("cannot connect: {}", e.kind())),
-                Err(_) => Check::down(format!(
-                    "no connection within {} ms",
-                    self.timeout.as_millis()
-                )),
-            };
-            (*name, check)
-        });
+        let probes = self
+            .upstreams
+            .iter()
+            .map(|(name, host, port, timeout)| async move {
+                let connect = tokio::net::TcpStream::connect((host.as_str(), *port));
+                let check = match tokio::time::timeout(*timeout, connect).await {
+                    Ok(Ok(_)) => Check::up(),
+                    Ok(Err(e)) => Check::down(format!("cannot connect: {}", e.kind())),
+                    Err(_) => {
+                        Check::down(format!("no connection within {} ms", timeout.as_millis()))
+                    }
+                };
+                (*name, check)
+            });
         futures_util::future::join_all(probes)
             .await
             .into_iter()
@@ -76,9 +78,17 @@ pub struct Check {
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    /// The upstream's circuit breaker: `closed`, `open` or `half_open`.
+    /// The circuit breaker of the upstream as a whole (opened by connection
+    /// faults only): `closed`, `open` or `half_open`. While it is open the
+    /// upstream is `down`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub breaker: Option<BreakerState>,
+    /// Operations of the upstream (`GET /tickets`) whose own breaker is not
+    /// closed: they fail fast, the upstream's other operations still work,
+    /// so they do not make the gateway unready.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(example = json!(["GET /tickets"]))]
+    pub open_operations: Vec<&'static str>,
 }
 
 impl Check {
@@ -87,6 +97,7 @@ impl Check {
             status: "up",
             detail: None,
             breaker: None,
+            open_operations: Vec::new(),
         }
     }
     fn down(detail: String) -> Self {
@@ -94,7 +105,23 @@ impl Check {
             status: "down",
             detail: Some(detail),
             breaker: None,
+            open_operations: Vec::new(),
         }
+    }
+
+    /// Shows `breakers`; an open breaker of the whole upstream makes it
+    /// `down` (its connections keep failing), open operations do not.
+    fn with_breakers(mut self, upstream: &str, breakers: &Breakers) -> Self {
+        let whole = breakers.upstream_state();
+        self.breaker = Some(whole);
+        self.open_operations = breakers.open_operations();
+        if whole == BreakerState::Open && self.status == "up" {
+            self.status = "down";
+            self.detail = Some(format!(
+                "connections to {upstream} failed repeatedly; every call to it is paused (circuit breaker open)"
+            ));
+        }
+        self
     }
 }
 
@@ -131,7 +158,9 @@ pub(crate) async fn healthz() -> web::Json<Health> {
 /// Readiness
 ///
 /// 200 when every upstream accepts connections; otherwise a 503 problem whose
-/// `checks` member says which one does not.
+/// `checks` member says which one does not. An upstream whose connections
+/// failed until its breaker opened is down; operations whose own breaker is
+/// open are listed in `open_operations` and do not make the gateway unready.
 #[utoipa::path(
     tag = "operations",
     responses(
@@ -161,13 +190,12 @@ pub(crate) async fn readyz(
         return response;
     }
     let mut checks = readiness.check().await;
-    // Breakers are shown, not judged: with one open, stale cache and the
-    // other upstream still serve.
-    if let Some(check) = checks.get_mut("dna") {
-        check.breaker = Some(dna.breaker_state());
-    }
-    if let Some(check) = checks.get_mut("slitz") {
-        check.breaker = Some(slitz.breaker_state());
+    // An operation's open breaker is shown, not judged: the upstream's other
+    // operations (and stale cache) still serve. The whole upstream's is judged.
+    for (name, breakers) in [("dna", dna.breakers()), ("slitz", slitz.breakers())] {
+        if let Some(check) = checks.remove(name) {
+            checks.insert(name, check.with_breakers(name, breakers));
+        }
     }
     // Once DNA has refused the gateway's credentials, stay not-ready until a
     // token can be had again; each probe tries once, so a fixed secret heals.

@@ -7,7 +7,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::{
     cache::ResponseCache,
-    upstream::{dna::DnaClient, policy::BreakerState, slitz::SlitzClient},
+    upstream::{breaker::WHOLE_UPSTREAM, dna::DnaClient, slitz::SlitzClient},
 };
 
 /// Latency buckets in seconds, from a cache hit to a slow upstream.
@@ -88,15 +88,15 @@ fn describe() {
     );
     describe_gauge!(
         "gateway_upstream_concurrency_limit",
-        "The most upstream calls allowed in flight (upstream.max_concurrency), by upstream."
+        "The most upstream calls allowed in flight now, by upstream: max_concurrency, or the adaptive limit under it."
     );
     describe_gauge!(
         "gateway_breaker_state",
-        "Circuit breaker state by upstream: 0 closed, 1 half-open, 2 open."
+        "Circuit breaker state by upstream and operation (operation=\"*\": the whole upstream, opened by connection faults): 0 closed, 1 half-open, 2 open."
     );
     describe_counter!(
         "gateway_breaker_opened_total",
-        "Times an upstream's circuit breaker opened."
+        "Times a circuit breaker opened, by upstream and operation (\"*\": the whole upstream)."
     );
     describe_counter!(
         "gateway_cache_lookups_total",
@@ -182,16 +182,16 @@ pub(crate) async fn metrics(
     cache: web::Data<ResponseCache>,
 ) -> HttpResponse {
     // States read at scrape time, so they are never stale.
-    for (upstream, breaker, limit) in [
-        ("dna", dna.breaker_state(), dna.concurrency_limit()),
-        ("slitz", slitz.breaker_state(), slitz.concurrency_limit()),
+    for (upstream, breakers, limit) in [
+        ("dna", dna.breakers(), dna.concurrency_limit()),
+        ("slitz", slitz.breakers(), slitz.concurrency_limit()),
     ] {
-        let state = match breaker {
-            BreakerState::Closed => 0.0,
-            BreakerState::HalfOpen => 1.0,
-            BreakerState::Open => 2.0,
-        };
-        ::metrics::gauge!("gateway_breaker_state", "upstream" => upstream).set(state);
+        ::metrics::gauge!("gateway_breaker_state", "upstream" => upstream, "operation" => WHOLE_UPSTREAM)
+            .set(breakers.upstream_state().gauge());
+        for (operation, state) in breakers.operation_states() {
+            ::metrics::gauge!("gateway_breaker_state", "upstream" => upstream, "operation" => operation)
+                .set(state.gauge());
+        }
         ::metrics::gauge!("gateway_upstream_concurrency_limit", "upstream" => upstream)
             .set(limit as f64);
     }

@@ -21,12 +21,18 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::{
-    Answer, Upstream, UpstreamError,
-    drift::Watch,
-    exchange, http_client,
-    policy::{BreakerState, Policy},
+    Answer, Upstream, UpstreamError, breaker::Breakers, drift::Watch, exchange, http_client,
+    policy::Policy,
 };
 use crate::configuration::{DnaSettings, UpstreamSettings};
+
+/// Every call this client makes, by method and path template: the
+/// `operation` of its metrics and of its circuit breaker.
+pub const OPERATIONS: &[&str] = &[
+    "POST /oauth/token",
+    "POST /residential/client",
+    "POST /residential/client/{id}/{action}",
+];
 
 const UPSTREAM: Upstream = Upstream::Dna;
 
@@ -188,7 +194,7 @@ enum Attempt {
 impl DnaClient {
     pub fn new(settings: &DnaSettings, upstream: &UpstreamSettings) -> anyhow::Result<Self> {
         Ok(Self {
-            policy: Policy::new(UPSTREAM, upstream),
+            policy: Policy::new(UPSTREAM, OPERATIONS, upstream),
             http: http_client(upstream)?,
             base_url: settings.base_url.as_str().trim_end_matches('/').to_owned(),
             settings: settings.clone(),
@@ -200,11 +206,12 @@ impl DnaClient {
         })
     }
 
-    pub fn breaker_state(&self) -> BreakerState {
-        self.policy.breaker_state()
+    /// The circuit breakers: the whole upstream's and each operation's.
+    pub fn breakers(&self) -> &Breakers {
+        self.policy.breakers()
     }
 
-    /// `upstream.max_concurrency`.
+    /// The calls allowed in flight now (`max_concurrency`, or the adaptive limit under it).
     pub fn concurrency_limit(&self) -> usize {
         self.policy.concurrency_limit()
     }

@@ -340,6 +340,20 @@ mod tests {
     }
 
     #[test]
+    fn every_operation_a_client_calls_has_its_breaker_from_the_start() {
+        for (declared, source) in [
+            (crate::upstream::dna::OPERATIONS, include_str!("dna.rs")),
+            (
+                crate::upstream::slitz::OPERATIONS,
+                include_str!("slitz/mod.rs"),
+            ),
+        ] {
+            let declared: BTreeSet<String> = declared.iter().map(|s| (*s).to_owned()).collect();
+            assert_eq!(declared, operations_in(source));
+        }
+    }
+
+    #[test]
     fn an_answer_as_documented_has_no_drift() {
         let watch = Watch::new(Upstream::Slitz);
         let answer = json!({"details": {"acc_balance": "1.00", "acc_credit": "0.00"}});

@@ -1,7 +1,9 @@
 //! Clients of the two upstreams, and how their failures read to a caller.
 
+pub mod breaker;
 pub mod dna;
 pub mod drift;
+pub mod limit;
 pub mod policy;
 pub mod slitz;
 
@@ -66,6 +68,8 @@ pub enum UpstreamError {
     #[error("{upstream} is failing; its circuit breaker is open")]
     CircuitOpen {
         upstream: Upstream,
+        /// The operation whose breaker is open; `None`: the whole upstream's.
+        operation: Option<&'static str>,
         retry_after: Duration,
     },
     #[error("{upstream} has too many calls in flight")]
@@ -121,6 +125,12 @@ impl UpstreamError {
         )
     }
 
+    /// A fault of the whole upstream rather than of one operation: no
+    /// connection could be made (refused, unreachable, TLS, connect timeout).
+    pub fn is_whole_upstream(&self) -> bool {
+        matches!(self, Self::Unreachable { .. })
+    }
+
     /// Logs at a level fit for who must act: operators for credentials, the
     /// on-call for broken upstreams, nobody for a plain 404.
     pub fn log(&self) {
@@ -134,16 +144,18 @@ impl UpstreamError {
     }
 
     fn from_reqwest(upstream: Upstream, timeout: Duration, e: &reqwest::Error) -> Self {
-        if e.is_timeout() {
-            Self::Timeout {
-                upstream,
-                timeout_ms: timeout.as_millis().try_into().unwrap_or(u64::MAX),
-            }
-        } else if e.is_connect() {
+        // A connect timeout is both: no connection was made, which is the
+        // whole upstream's fault, not the operation's.
+        if e.is_connect() {
             Self::Unreachable {
                 upstream,
                 detail: error_chain(e),
                 refused: is_refused(e),
+            }
+        } else if e.is_timeout() {
+            Self::Timeout {
+                upstream,
+                timeout_ms: timeout.as_millis().try_into().unwrap_or(u64::MAX),
             }
         } else {
             // Sent, then the connection failed (reset, closed, cut mid-body).

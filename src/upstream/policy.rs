@@ -1,21 +1,24 @@
 //! What every upstream call goes through: a bound on calls in flight (so a
-//! hanging upstream cannot hold the gateway's resources), a circuit breaker
-//! (so a failing one is not hammered and callers fail fast), and retries with
-//! exponential backoff and full jitter for idempotent calls only, within an
-//! overall deadline.
+//! hanging upstream cannot hold the gateway's resources, and, adaptively,
+//! so a slow one is not queued behind), circuit breakers per operation and
+//! for the whole upstream (so a failing one is not hammered and callers
+//! fail fast), and retries with exponential backoff and full jitter for
+//! idempotent calls only, within an overall deadline.
 
 use std::{
     future::Future,
-    sync::{Mutex, MutexGuard, PoisonError},
+    sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
 
 use rand::Rng;
-use serde::Serialize;
-use tokio::sync::Semaphore;
-use utoipa::ToSchema;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
-use super::{Upstream, UpstreamError};
+use super::{
+    Upstream, UpstreamError,
+    breaker::{Breakers, Verdict},
+    limit::Gradient,
+};
 use crate::checked::later;
 use crate::configuration::UpstreamSettings;
 use crate::otel::ClientSpan;
@@ -23,154 +26,55 @@ use crate::otel::ClientSpan;
 /// First retry waits up to this long; each next one up to twice as long.
 const BASE_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum BreakerState {
-    /// Calls flow.
-    Closed,
-    /// Calls fail fast until the pause is over.
-    Open,
-    /// One probe call decides between closed and open.
-    HalfOpen,
-}
-
-#[derive(Debug)]
-enum State {
-    Closed { failures: u32 },
-    Open { until: Instant },
-    HalfOpen { probing: bool },
-}
-
-/// Opens after `threshold` consecutive faults, fails fast for `pause`, then
-/// lets a single probe through: success closes it, failure opens it again.
-#[derive(Debug)]
-pub struct Breaker {
-    upstream: Upstream,
-    threshold: u32,
-    pause: Duration,
-    state: Mutex<State>,
-}
-
-impl Breaker {
-    pub fn new(upstream: Upstream, threshold: u32, pause: Duration) -> Self {
-        Self {
-            upstream,
-            threshold: threshold.max(1),
-            pause,
-            state: Mutex::new(State::Closed { failures: 0 }),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub fn state(&self) -> BreakerState {
-        match &*self.lock() {
-            State::Closed { .. } => BreakerState::Closed,
-            State::Open { until } if Instant::now() < *until => BreakerState::Open,
-            State::Open { .. } | State::HalfOpen { .. } => BreakerState::HalfOpen,
-        }
-    }
-
-    /// May a call go out now?
-    fn acquire(&self) -> Result<(), UpstreamError> {
-        let mut state = self.lock();
-        match &*state {
-            State::Closed { .. } => Ok(()),
-            State::Open { until } => {
-                let now = Instant::now();
-                if now < *until {
-                    Err(UpstreamError::CircuitOpen {
-                        upstream: self.upstream,
-                        retry_after: until.saturating_duration_since(now),
-                    })
-                } else {
-                    tracing::info!(upstream = %self.upstream, "circuit breaker half-open: sending one probe");
-                    *state = State::HalfOpen { probing: true };
-                    Ok(())
-                }
-            }
-            State::HalfOpen { probing: true } => Err(UpstreamError::CircuitOpen {
-                upstream: self.upstream,
-                retry_after: Duration::from_secs(1),
-            }),
-            State::HalfOpen { probing: false } => {
-                *state = State::HalfOpen { probing: true };
-                Ok(())
-            }
-        }
-    }
-
-    fn record(&self, fault: bool) {
-        let mut state = self.lock();
-        let next = match (&*state, fault) {
-            (State::Closed { .. }, false) => State::Closed { failures: 0 },
-            (State::Closed { failures }, true) if failures.saturating_add(1) >= self.threshold => {
-                tracing::warn!(upstream = %self.upstream, failures = failures.saturating_add(1), pause_ms = self.pause.as_millis() as u64,
-                    "circuit breaker opened");
-                metrics::counter!("gateway_breaker_opened_total", "upstream" => self.upstream.as_str()).increment(1);
-                State::Open {
-                    until: later(Instant::now(), self.pause),
-                }
-            }
-            (State::Closed { failures }, true) => State::Closed {
-                failures: failures.saturating_add(1),
-            },
-            (State::HalfOpen { .. }, false) => {
-                tracing::info!(upstream = %self.upstream, "circuit breaker closed: the probe succeeded");
-                State::Closed { failures: 0 }
-            }
-            (State::HalfOpen { .. }, true) => {
-                tracing::warn!(upstream = %self.upstream, "circuit breaker re-opened: the probe failed");
-                State::Open {
-                    until: later(Instant::now(), self.pause),
-                }
-            }
-            // A call that started before the breaker opened: its outcome changes nothing.
-            (State::Open { until }, _) => State::Open { until: *until },
-        };
-        *state = next;
-    }
-
-    /// A call that was let through but never made (no permit): give back the probe.
-    fn abandon(&self) {
-        let mut state = self.lock();
-        if let State::HalfOpen { probing: true } = &*state {
-            *state = State::HalfOpen { probing: false };
-        }
-    }
-}
+/// How long a caller waits for one of `max_concurrency`'s slots before a 503.
+const SLOT_WAIT: Duration = Duration::from_secs(1);
 
 /// The policy of one upstream.
 pub struct Policy {
     upstream: Upstream,
-    breaker: Breaker,
+    breakers: Breakers,
     permits: Semaphore,
     max_concurrency: usize,
+    /// With `adaptive_concurrency`: the limit under `max_concurrency` that
+    /// follows the upstream's latency.
+    adaptive: Option<Gradient>,
+    /// Calls holding a slot now (what the adaptive limit is compared with).
+    in_flight: AtomicUsize,
     retries: u32,
     deadline: Duration,
 }
 
 impl Policy {
-    pub fn new(upstream: Upstream, settings: &UpstreamSettings) -> Self {
+    /// The policy of `upstream` under `settings` (already resolved for it:
+    /// [`UpstreamSettings::of`]); `operations` are the calls its client
+    /// makes, whose breakers exist from the start.
+    pub fn new(
+        upstream: Upstream,
+        operations: &[&'static str],
+        settings: &UpstreamSettings,
+    ) -> Self {
         Self {
             upstream,
-            breaker: Breaker::new(
+            breakers: Breakers::new(
                 upstream,
+                operations,
                 settings.breaker_failures,
                 Duration::from_millis(settings.breaker_open_ms),
             ),
             permits: Semaphore::new(settings.max_concurrency),
             max_concurrency: settings.max_concurrency,
+            adaptive: settings
+                .adaptive_concurrency
+                .then(|| Gradient::new(settings.max_concurrency)),
+            in_flight: AtomicUsize::new(0),
             retries: settings.retries,
             deadline: Duration::from_millis(settings.deadline_ms),
         }
     }
 
-    pub fn breaker_state(&self) -> BreakerState {
-        self.breaker.state()
+    /// The circuit breakers: the whole upstream's and each operation's.
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
     }
 
     fn out_of_time(&self) -> UpstreamError {
@@ -180,10 +84,44 @@ impl Policy {
         }
     }
 
-    /// Runs `attempt` under the breaker and the concurrency bound; when
+    fn busy(&self) -> UpstreamError {
+        UpstreamError::Busy {
+            upstream: self.upstream,
+        }
+    }
+
+    /// A slot for one call: at once under the adaptive limit (or a 503 at
+    /// once beyond it), then one of `max_concurrency`'s permits, waited for
+    /// up to [`SLOT_WAIT`] within the time left.
+    async fn slot(&self, remaining: Duration) -> Result<Slot<'_>, UpstreamError> {
+        let upstream = self.upstream.as_str();
+        let taken = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let mut slot = Slot {
+            in_flight: &self.in_flight,
+            gauge: metrics::gauge!("gateway_upstream_in_flight", "upstream" => upstream),
+            _permit: None,
+        };
+        slot.gauge.increment(1.0);
+        if let Some(adaptive) = &self.adaptive
+            && taken >= adaptive.limit()
+        {
+            return Err(self.busy());
+        }
+        let wait = remaining.min(SLOT_WAIT);
+        match tokio::time::timeout(wait, self.permits.acquire()).await {
+            Ok(Ok(permit)) => {
+                slot._permit = Some(permit);
+                Ok(slot)
+            }
+            _ => Err(self.busy()),
+        }
+    }
+
+    /// Runs `attempt` under the breakers and the concurrency bound; when
     /// `idempotent`, retries transient faults with backoff and jitter (or the
     /// upstream's `Retry-After`) while the deadline allows. `operation`
-    /// (method and path template) labels the call's metrics.
+    /// (method and path template) labels the call's metrics and chooses its
+    /// breaker.
     pub async fn run<T, F, Fut>(
         &self,
         operation: &'static str,
@@ -195,36 +133,27 @@ impl Policy {
         Fut: Future<Output = Result<T, UpstreamError>>,
     {
         let upstream = self.upstream.as_str();
-        // The request's own budget when serving one, else the configured deadline.
-        let deadline = later(
-            Instant::now(),
-            crate::context::remaining_budget().unwrap_or(self.deadline),
-        );
+        // This upstream's deadline, within what is left of the request's budget.
+        let budget = crate::context::remaining_budget()
+            .map_or(self.deadline, |left| left.min(self.deadline));
+        let deadline = later(Instant::now(), budget);
         let mut retry = 0;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 return Err(counted(operation, upstream, self.out_of_time()));
             }
-            if let Err(open) = self.breaker.acquire() {
-                return Err(counted(operation, upstream, open));
-            }
-            let permit = match tokio::time::timeout(
-                remaining.min(Duration::from_secs(1)),
-                self.permits.acquire(),
-            )
-            .await
-            {
-                Ok(Ok(permit)) => permit,
-                _ => {
-                    self.breaker.abandon();
-                    let busy = UpstreamError::Busy {
-                        upstream: self.upstream,
-                    };
+            let pass = match self.breakers.acquire(operation) {
+                Ok(pass) => pass,
+                Err(open) => return Err(counted(operation, upstream, open)),
+            };
+            let slot = match self.slot(remaining).await {
+                Ok(slot) => slot,
+                Err(busy) => {
+                    self.breakers.record(pass, Verdict::NotMade);
                     return Err(counted(operation, upstream, busy));
                 }
             };
-            let in_flight = InFlight::new(upstream);
             let started = Instant::now();
             let remaining = deadline.saturating_duration_since(Instant::now());
             let span = ClientSpan::start(upstream, operation);
@@ -237,23 +166,27 @@ impl Policy {
             if let Some(span) = span {
                 span.finish(ended);
             }
-            drop(in_flight);
-            drop(permit);
+            drop(slot);
+            let took = started.elapsed();
             metrics::histogram!(
                 "gateway_upstream_call_duration_seconds",
                 "upstream" => upstream, "operation" => operation,
             )
-            .record(started.elapsed().as_secs_f64());
-            let fault = result
-                .as_ref()
-                .err()
-                .is_some_and(UpstreamError::is_transient);
-            self.breaker.record(fault);
+            .record(took.as_secs_f64());
+            let verdict = Verdict::of(result.as_ref().err());
+            // A connection that never opened says nothing of the upstream's latency.
+            if let Some(adaptive) = &self.adaptive
+                && verdict != Verdict::UpstreamFault
+            {
+                adaptive.observe(took);
+            }
+            self.breakers.record(pass, verdict);
             count(operation, upstream, ended);
             let error = match result {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
             };
+            let fault = error.is_transient();
             if !(idempotent && fault && retry < self.retries) {
                 return Err(error);
             }
@@ -273,28 +206,29 @@ impl Policy {
         }
     }
 
-    /// The most calls this upstream may have in flight (`upstream.max_concurrency`).
+    /// The most calls this upstream may have in flight now: the adaptive
+    /// limit when on, else `max_concurrency`.
     pub fn concurrency_limit(&self) -> usize {
-        self.max_concurrency
+        self.adaptive.as_ref().map_or(self.max_concurrency, |a| {
+            a.limit().min(self.max_concurrency)
+        })
     }
 }
 
-/// One call in `gateway_upstream_in_flight` for as long as it lives: a call
-/// whose caller went away (its future dropped) is let go of too, as its
-/// permit is.
-struct InFlight(metrics::Gauge);
-
-impl InFlight {
-    fn new(upstream: &'static str) -> Self {
-        let gauge = metrics::gauge!("gateway_upstream_in_flight", "upstream" => upstream);
-        gauge.increment(1.0);
-        Self(gauge)
-    }
+/// One call's place in flight: counted in `gateway_upstream_in_flight` and
+/// against the adaptive limit, and holding its permit, for as long as it
+/// lives. A call whose caller went away (its future dropped) lets go of all
+/// three.
+struct Slot<'a> {
+    in_flight: &'a AtomicUsize,
+    gauge: metrics::Gauge,
+    _permit: Option<SemaphorePermit<'a>>,
 }
 
-impl Drop for InFlight {
+impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.0.decrement(1.0);
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.gauge.decrement(1.0);
     }
 }
 
@@ -367,7 +301,7 @@ mod tests {
     #[tokio::test]
     async fn a_call_dropped_mid_flight_leaves_the_in_flight_gauge() {
         let metrics = crate::routes::metrics::recorder();
-        let policy = Policy::new(Upstream::Slitz, &settings(0, 100));
+        let policy = Policy::new(Upstream::Slitz, &[], &settings(0, 100));
         let hanging = policy.run("GET /test", true, || async {
             std::future::pending::<Result<(), UpstreamError>>().await
         });
@@ -383,7 +317,7 @@ mod tests {
 
     #[tokio::test]
     async fn idempotent_calls_are_retried_and_others_are_not() {
-        let policy = Policy::new(Upstream::Slitz, &settings(2, 100));
+        let policy = Policy::new(Upstream::Slitz, &[], &settings(2, 100));
         let calls = AtomicU32::new(0);
         let result: Result<(), _> = policy
             .run("GET /test", true, || async {
@@ -405,7 +339,7 @@ mod tests {
 
     #[tokio::test]
     async fn answers_are_not_retried() {
-        let policy = Policy::new(Upstream::Slitz, &settings(2, 100));
+        let policy = Policy::new(Upstream::Slitz, &[], &settings(2, 100));
         let calls = AtomicU32::new(0);
         let _: Result<(), _> = policy
             .run("GET /test", true, || async {
@@ -420,36 +354,47 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_breaker_opens_fails_fast_and_a_probe_closes_it() {
-        let breaker = Breaker::new(Upstream::Slitz, 3, Duration::ZERO);
-        for _ in 0..3 {
-            breaker.acquire().unwrap();
-            breaker.record(true);
+    async fn beyond_the_adaptive_limit_callers_are_refused_at_once() {
+        let policy = Policy::new(
+            Upstream::Slitz,
+            &[],
+            &UpstreamSettings {
+                adaptive_concurrency: true,
+                max_concurrency: 16,
+                ..settings(0, 100)
+            },
+        );
+        // A fast upstream, then a slow one: the limit shrinks.
+        let adaptive = policy.adaptive.as_ref().unwrap();
+        for _ in 0..100 {
+            adaptive.observe(Duration::from_millis(1));
         }
-        // With a zero pause the next acquire is the half-open probe...
-        breaker.acquire().unwrap();
-        assert_eq!(breaker.state(), BreakerState::HalfOpen);
-        // ...and while it is out, others fail fast.
-        assert!(matches!(
-            breaker.acquire(),
-            Err(UpstreamError::CircuitOpen { .. })
-        ));
-        breaker.record(false);
-        assert_eq!(breaker.state(), BreakerState::Closed);
-    }
-
-    #[tokio::test]
-    async fn an_open_breaker_says_when_to_retry() {
-        let breaker = Breaker::new(Upstream::Dna, 1, Duration::from_secs(30));
-        breaker.acquire().unwrap();
-        breaker.record(true);
-        assert_eq!(breaker.state(), BreakerState::Open);
-        match breaker.acquire() {
-            Err(UpstreamError::CircuitOpen { retry_after, .. }) => {
-                assert!(retry_after <= Duration::from_secs(30))
-            }
-            other => panic!("{other:?}"),
+        for _ in 0..100 {
+            adaptive.observe(Duration::from_millis(200));
         }
+        let limit = policy.concurrency_limit();
+        assert!(limit < 16, "{limit}");
+        let hanging: Vec<_> = (0..limit)
+            .map(|_| {
+                Box::pin(policy.run("GET /slow", true, || async {
+                    std::future::pending::<Result<(), UpstreamError>>().await
+                }))
+            })
+            .collect();
+        let mut hanging = futures_util::future::select_all(hanging);
+        // Let every hanging call take its slot.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut hanging)
+                .await
+                .is_err()
+        );
+        let refused = policy
+            .run("GET /other", true, || async { Ok::<_, UpstreamError>(()) })
+            .await;
+        assert!(
+            matches!(refused, Err(UpstreamError::Busy { .. })),
+            "{refused:?}"
+        );
     }
 
     #[test]

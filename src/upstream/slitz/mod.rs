@@ -10,10 +10,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{
-    Answer, Upstream, UpstreamError,
-    drift::Watch,
-    exchange, http_client,
-    policy::{BreakerState, Policy},
+    Answer, Upstream, UpstreamError, breaker::Breakers, drift::Watch, exchange, http_client,
+    policy::Policy,
 };
 use crate::{
     configuration::{SlitzSettings, UpstreamSettings},
@@ -28,6 +26,23 @@ use wire::{
     DomainsEnvelope, InvoiceEnvelope, InvoicesEnvelope, Normalize, ServiceEnvelope,
     ServicesEnvelope, TicketEnvelope, TicketsEnvelope,
 };
+
+/// Every call this client makes, by method and path template: the
+/// `operation` of its metrics and of its circuit breaker.
+pub const OPERATIONS: &[&str] = &[
+    "GET /details",
+    "POST /details",
+    "GET /balance",
+    "GET /invoice",
+    "GET /invoice/{id}",
+    "GET /tickets",
+    "GET /tickets/{number}",
+    "GET /domain",
+    "GET /domain/{id}",
+    "POST /domainorder/status",
+    "GET /service",
+    "GET /service/{id}",
+];
 
 const UPSTREAM: Upstream = Upstream::Slitz;
 
@@ -45,7 +60,7 @@ pub struct SlitzClient {
 impl SlitzClient {
     pub fn new(settings: &SlitzSettings, upstream: &UpstreamSettings) -> anyhow::Result<Self> {
         Ok(Self {
-            policy: Policy::new(UPSTREAM, upstream),
+            policy: Policy::new(UPSTREAM, OPERATIONS, upstream),
             http: http_client(upstream)?,
             base_url: settings.base_url.as_str().trim_end_matches('/').to_owned(),
             username: settings.username.clone(),
@@ -59,11 +74,12 @@ impl SlitzClient {
         })
     }
 
-    pub fn breaker_state(&self) -> BreakerState {
-        self.policy.breaker_state()
+    /// The circuit breakers: the whole upstream's and each operation's.
+    pub fn breakers(&self) -> &Breakers {
+        self.policy.breakers()
     }
 
-    /// `upstream.max_concurrency`.
+    /// The calls allowed in flight now (`max_concurrency`, or the adaptive limit under it).
     pub fn concurrency_limit(&self) -> usize {
         self.policy.concurrency_limit()
     }

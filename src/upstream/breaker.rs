@@ -1,0 +1,453 @@
+//! Circuit breakers scoped to what fails together: one per upstream
+//! operation (HostBill's ticket module fails apart from its billing, DNA's
+//! create apart from its activate), and one for the upstream as a whole,
+//! which only connection faults (refused, unreachable, TLS, connect timeout)
+//! open. A dead upstream therefore fails fast for every operation after one
+//! threshold, and is not probed once per operation; a failing operation
+//! fails fast alone.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock},
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{Upstream, UpstreamError};
+use crate::checked::later;
+
+/// The `operation` label of the breaker for the upstream as a whole.
+pub const WHOLE_UPSTREAM: &str = "*";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    /// Calls flow.
+    Closed,
+    /// Calls fail fast until the pause is over.
+    Open,
+    /// One probe call decides between closed and open.
+    HalfOpen,
+}
+
+impl BreakerState {
+    /// The value of `gateway_breaker_state`.
+    pub fn gauge(self) -> f64 {
+        match self {
+            BreakerState::Closed => 0.0,
+            BreakerState::HalfOpen => 1.0,
+            BreakerState::Open => 2.0,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    Closed { failures: u32 },
+    Open { until: Instant },
+    HalfOpen { probing: bool },
+}
+
+/// Opens after `threshold` consecutive faults, fails fast for `pause`, then
+/// lets a single probe through: success closes it, failure opens it again.
+#[derive(Debug)]
+pub struct Breaker {
+    upstream: Upstream,
+    /// The operation (`GET /tickets`), or [`WHOLE_UPSTREAM`].
+    operation: &'static str,
+    threshold: u32,
+    pause: Duration,
+    state: Mutex<State>,
+}
+
+impl Breaker {
+    pub fn new(
+        upstream: Upstream,
+        operation: &'static str,
+        threshold: u32,
+        pause: Duration,
+    ) -> Self {
+        Self {
+            upstream,
+            operation,
+            threshold: threshold.max(1),
+            pause,
+            state: Mutex::new(State::Closed { failures: 0 }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn state(&self) -> BreakerState {
+        match &*self.lock() {
+            State::Closed { .. } => BreakerState::Closed,
+            State::Open { until } if Instant::now() < *until => BreakerState::Open,
+            State::Open { .. } | State::HalfOpen { .. } => BreakerState::HalfOpen,
+        }
+    }
+
+    fn open_error(&self, retry_after: Duration) -> UpstreamError {
+        UpstreamError::CircuitOpen {
+            upstream: self.upstream,
+            operation: (self.operation != WHOLE_UPSTREAM).then_some(self.operation),
+            retry_after,
+        }
+    }
+
+    /// May a call go out now? `Ok(true)` when it is this breaker's probe.
+    fn acquire(&self) -> Result<bool, UpstreamError> {
+        let mut state = self.lock();
+        match &*state {
+            State::Closed { .. } => Ok(false),
+            State::Open { until } => {
+                let now = Instant::now();
+                if now < *until {
+                    Err(self.open_error(until.saturating_duration_since(now)))
+                } else {
+                    tracing::info!(upstream = %self.upstream, operation = self.operation,
+                        "circuit breaker half-open: sending one probe");
+                    *state = State::HalfOpen { probing: true };
+                    Ok(true)
+                }
+            }
+            State::HalfOpen { probing: true } => Err(self.open_error(Duration::from_secs(1))),
+            State::HalfOpen { probing: false } => {
+                *state = State::HalfOpen { probing: true };
+                Ok(true)
+            }
+        }
+    }
+
+    fn record(&self, fault: bool) {
+        let mut state = self.lock();
+        let (upstream, operation) = (self.upstream, self.operation);
+        let next = match (&*state, fault) {
+            (State::Closed { .. }, false) => State::Closed { failures: 0 },
+            (State::Closed { failures }, true) if failures.saturating_add(1) >= self.threshold => {
+                tracing::warn!(upstream = %upstream, operation, failures = failures.saturating_add(1),
+                    pause_ms = self.pause.as_millis() as u64, "circuit breaker opened");
+                metrics::counter!("gateway_breaker_opened_total",
+                    "upstream" => upstream.as_str(), "operation" => operation)
+                .increment(1);
+                State::Open {
+                    until: later(Instant::now(), self.pause),
+                }
+            }
+            (State::Closed { failures }, true) => State::Closed {
+                failures: failures.saturating_add(1),
+            },
+            (State::HalfOpen { .. }, false) => {
+                tracing::info!(upstream = %upstream, operation, "circuit breaker closed: the probe succeeded");
+                State::Closed { failures: 0 }
+            }
+            (State::HalfOpen { .. }, true) => {
+                tracing::warn!(upstream = %upstream, operation, "circuit breaker re-opened: the probe failed");
+                State::Open {
+                    until: later(Instant::now(), self.pause),
+                }
+            }
+            // A call that started before the breaker opened: its outcome changes nothing.
+            (State::Open { until }, _) => State::Open { until: *until },
+        };
+        *state = next;
+    }
+
+    /// A call that was let through as the probe but whose outcome says
+    /// nothing about this breaker (never made, or failed for another
+    /// breaker's reason): give the probe back.
+    fn abandon(&self) {
+        let mut state = self.lock();
+        if let State::HalfOpen { probing: true } = &*state {
+            *state = State::HalfOpen { probing: false };
+        }
+    }
+}
+
+/// What one call's outcome says to the breakers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// An answer came (a success, or an answer such as a 404): the upstream
+    /// and the operation are healthy.
+    Healthy,
+    /// The operation failed (5xx, timeout, reset, throttled) with the
+    /// upstream reachable.
+    OperationFault,
+    /// The upstream could not be reached at all: nothing about the operation.
+    UpstreamFault,
+    /// The call was never made (no permit, no time): nothing about either.
+    NotMade,
+}
+
+impl Verdict {
+    pub fn of(error: Option<&UpstreamError>) -> Self {
+        match error {
+            None => Verdict::Healthy,
+            Some(e) if e.is_whole_upstream() => Verdict::UpstreamFault,
+            Some(e) if e.is_transient() => Verdict::OperationFault,
+            Some(_) => Verdict::Healthy,
+        }
+    }
+}
+
+/// A call let through by [`Breakers::acquire`]: which breakers it probes.
+#[must_use]
+pub struct Pass {
+    operation: Arc<Breaker>,
+}
+
+/// Every breaker of one upstream.
+pub struct Breakers {
+    upstream: Upstream,
+    threshold: u32,
+    pause: Duration,
+    whole: Breaker,
+    /// Made on an operation's first call; operations are the clients'
+    /// `&'static str`s, a small fixed set, so this never grows past them.
+    operations: RwLock<HashMap<&'static str, Arc<Breaker>>>,
+}
+
+impl Breakers {
+    /// Breakers for `upstream`; `operations` get theirs at once, so their
+    /// state is in `/metrics` before their first call.
+    pub fn new(
+        upstream: Upstream,
+        operations: &[&'static str],
+        threshold: u32,
+        pause: Duration,
+    ) -> Self {
+        let breakers = operations
+            .iter()
+            .map(|op| (*op, Arc::new(Breaker::new(upstream, op, threshold, pause))))
+            .collect();
+        Self {
+            upstream,
+            threshold,
+            pause,
+            whole: Breaker::new(upstream, WHOLE_UPSTREAM, threshold, pause),
+            operations: RwLock::new(breakers),
+        }
+    }
+
+    fn operation(&self, operation: &'static str) -> Arc<Breaker> {
+        if let Some(breaker) = self
+            .operations
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(operation)
+        {
+            return Arc::clone(breaker);
+        }
+        let mut operations = self
+            .operations
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(operations.entry(operation).or_insert_with(|| {
+            Arc::new(Breaker::new(
+                self.upstream,
+                operation,
+                self.threshold,
+                self.pause,
+            ))
+        }))
+    }
+
+    /// May a call of `operation` go out now? Fails fast while its own
+    /// breaker or the whole upstream's is open.
+    pub fn acquire(&self, operation: &'static str) -> Result<Pass, UpstreamError> {
+        let breaker = self.operation(operation);
+        breaker.acquire()?;
+        if let Err(open) = self.whole.acquire() {
+            breaker.abandon();
+            return Err(open);
+        }
+        Ok(Pass { operation: breaker })
+    }
+
+    /// Records what the call let through by `pass` came to.
+    pub fn record(&self, pass: Pass, verdict: Verdict) {
+        let operation = pass.operation;
+        match verdict {
+            Verdict::Healthy => {
+                self.whole.record(false);
+                operation.record(false);
+            }
+            Verdict::OperationFault => {
+                // It answered (or timed out after connecting): reachable.
+                self.whole.record(false);
+                operation.record(true);
+            }
+            Verdict::UpstreamFault => {
+                self.whole.record(true);
+                operation.abandon();
+            }
+            Verdict::NotMade => {
+                self.whole.abandon();
+                operation.abandon();
+            }
+        }
+    }
+
+    /// The whole upstream's breaker (opened by connection faults only).
+    pub fn upstream_state(&self) -> BreakerState {
+        self.whole.state()
+    }
+
+    /// Every operation's breaker state, by operation, in a stable order.
+    pub fn operation_states(&self) -> Vec<(&'static str, BreakerState)> {
+        let mut states: Vec<_> = self
+            .operations
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(op, breaker)| (*op, breaker.state()))
+            .collect();
+        states.sort_unstable_by_key(|(op, _)| *op);
+        states
+    }
+
+    /// The operations whose breaker is not closed.
+    pub fn open_operations(&self) -> Vec<&'static str> {
+        self.operation_states()
+            .into_iter()
+            .filter(|(_, state)| *state != BreakerState::Closed)
+            .map(|(op, _)| op)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_500() -> UpstreamError {
+        UpstreamError::Status {
+            upstream: Upstream::Slitz,
+            status: 500,
+        }
+    }
+
+    fn refused() -> UpstreamError {
+        UpstreamError::Unreachable {
+            upstream: Upstream::Slitz,
+            detail: "refused".into(),
+            refused: true,
+        }
+    }
+
+    fn fail(breakers: &Breakers, operation: &'static str, error: &UpstreamError) {
+        let pass = breakers.acquire(operation).unwrap();
+        breakers.record(pass, Verdict::of(Some(error)));
+    }
+
+    #[test]
+    fn the_breaker_opens_fails_fast_and_a_probe_closes_it() {
+        let breaker = Breaker::new(Upstream::Slitz, "GET /x", 3, Duration::ZERO);
+        for _ in 0..3 {
+            breaker.acquire().unwrap();
+            breaker.record(true);
+        }
+        // With a zero pause the next acquire is the half-open probe...
+        assert!(breaker.acquire().unwrap());
+        assert_eq!(breaker.state(), BreakerState::HalfOpen);
+        // ...and while it is out, others fail fast.
+        assert!(matches!(
+            breaker.acquire(),
+            Err(UpstreamError::CircuitOpen { .. })
+        ));
+        breaker.record(false);
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn an_open_breaker_says_when_to_retry() {
+        let breaker = Breaker::new(Upstream::Dna, "POST /x", 1, Duration::from_secs(30));
+        breaker.acquire().unwrap();
+        breaker.record(true);
+        assert_eq!(breaker.state(), BreakerState::Open);
+        match breaker.acquire() {
+            Err(UpstreamError::CircuitOpen {
+                retry_after,
+                operation,
+                ..
+            }) => {
+                assert!(retry_after <= Duration::from_secs(30));
+                assert_eq!(operation, Some("POST /x"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failing_operation_opens_only_its_own_breaker() {
+        let breakers = Breakers::new(
+            Upstream::Slitz,
+            &["GET /tickets", "GET /details"],
+            2,
+            Duration::from_secs(30),
+        );
+        for _ in 0..2 {
+            fail(&breakers, "GET /tickets", &status_500());
+        }
+        assert!(matches!(
+            breakers.acquire("GET /tickets"),
+            Err(UpstreamError::CircuitOpen {
+                operation: Some("GET /tickets"),
+                ..
+            })
+        ));
+        let pass = breakers
+            .acquire("GET /details")
+            .expect("another operation flows");
+        breakers.record(pass, Verdict::Healthy);
+        assert_eq!(breakers.upstream_state(), BreakerState::Closed);
+        assert_eq!(breakers.open_operations(), vec!["GET /tickets"]);
+    }
+
+    #[test]
+    fn connection_faults_open_the_whole_upstream_across_operations() {
+        let breakers = Breakers::new(Upstream::Slitz, &[], 3, Duration::from_secs(30));
+        // Spread over operations: no single one reaches the threshold.
+        for op in ["GET /a", "GET /b", "GET /c"] {
+            fail(&breakers, op, &refused());
+        }
+        assert_eq!(breakers.upstream_state(), BreakerState::Open);
+        assert!(matches!(
+            breakers.acquire("GET /d"),
+            Err(UpstreamError::CircuitOpen {
+                operation: None,
+                ..
+            })
+        ));
+        // The operations themselves are not blamed.
+        assert!(breakers.open_operations().is_empty());
+    }
+
+    #[test]
+    fn one_probe_closes_the_whole_upstream() {
+        let breakers = Breakers::new(Upstream::Slitz, &[], 1, Duration::ZERO);
+        fail(&breakers, "GET /a", &refused());
+        let probe = breakers.acquire("GET /a").expect("the probe");
+        // While the probe is out, other operations wait for its verdict.
+        assert!(breakers.acquire("GET /b").is_err());
+        breakers.record(probe, Verdict::Healthy);
+        assert_eq!(breakers.upstream_state(), BreakerState::Closed);
+        assert!(breakers.acquire("GET /b").is_ok());
+    }
+
+    #[test]
+    fn an_operation_fault_proves_the_upstream_reachable() {
+        let breakers = Breakers::new(Upstream::Slitz, &[], 2, Duration::from_secs(30));
+        fail(&breakers, "GET /a", &refused());
+        fail(&breakers, "GET /b", &status_500());
+        fail(&breakers, "GET /c", &refused());
+        assert_eq!(
+            breakers.upstream_state(),
+            BreakerState::Closed,
+            "consecutive connection faults only"
+        );
+    }
+}
