@@ -211,17 +211,17 @@ pub struct ServerSettings {
     /// How long a client may take to send a request's head (line and
     /// headers) after connecting or after its previous request; a slower
     /// one gets a 408 and is disconnected, so slow-header clients cannot
-    /// hold connections. 0: no limit. actix-web's default, 5000.
+    /// hold connections. 0: no limit. The HTTP server's default, 5000.
     pub client_request_timeout_ms: u64,
     /// How long an idle keep-alive connection is kept open for its next
-    /// request. 0: no keep-alive (one request per connection). actix-web's
+    /// request. 0: no keep-alive (one request per connection). The HTTP server's
     /// default, 5; keep it above the reverse proxy's upstream keepalive
     /// timeout (nginx's `keepalive_timeout` in an `upstream` block, 60 s by
     /// default) or set that lower, so the proxy never reuses a connection the
     /// gateway is closing.
     pub keep_alive_seconds: u64,
     /// Connections each worker holds open at most; past it, new connections
-    /// wait in the listen backlog until one closes. actix-web's default, 25,000.
+    /// wait in the listen backlog until one closes. The HTTP server's default, 25,000.
     pub max_connections: usize,
 }
 

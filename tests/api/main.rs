@@ -5,6 +5,7 @@ mod account;
 mod account_patch;
 mod auth;
 mod binary;
+mod blast_radius;
 mod cache;
 mod config;
 mod customers;

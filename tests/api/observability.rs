@@ -217,7 +217,7 @@ async fn every_family_appears_after_the_scenario_and_promtool_finds_nothing_to_f
     for sample in [
         r#"gateway_upstream_calls_total{upstream="slitz",operation="GET /tickets",outcome="5xx"} 2"#,
         r#"outcome="breaker_open""#,
-        r#"gateway_breaker_state{upstream="slitz"} 2"#,
+        r#"gateway_breaker_state{upstream="slitz",operation="GET /tickets"} 2"#,
         r#"gateway_dna_token_requests_total{grant="refresh",outcome="error"} 1"#,
         r#"gateway_idempotency_keys_total{outcome="replayed"} 1"#,
         r#"gateway_rate_limited_total{key="limited"}"#,
