@@ -3,8 +3,22 @@
 //! bounded by `redis.timeout_ms`, every failure counted. Nothing here ever
 //! panics or hangs a request: a Redis that is down or slow is an error the
 //! caller decides about (fall back, or fail closed).
+//!
+//! A stalled Redis is noticed once, not per request: after
+//! [`FAILURES_TO_SKIP`] consecutive failed or late calls, calls fail at once
+//! without waiting on Redis (callers take their fallback: local rate-limit
+//! budgets, the local cache only, keyed creates failing closed), while one
+//! background task pings Redis every [`PROBE_EVERY`] until it answers; then
+//! calls go to Redis again. `gateway_redis_up` and `/readyz` show the state.
 
-use std::{future::Future, time::Duration};
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    },
+    time::Duration,
+};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use secrecy::ExposeSecret;
@@ -23,6 +37,46 @@ impl RedisUnavailable {
     }
 }
 
+/// Consecutive failed or late Redis calls after which calls stop waiting on it.
+pub const FAILURES_TO_SKIP: u32 = 3;
+/// How often a skipped Redis is pinged in the background.
+pub const PROBE_EVERY: Duration = Duration::from_millis(500);
+
+/// Whether Redis is being waited on, shared with the background probe.
+#[derive(Debug, Default)]
+struct Health {
+    failures: AtomicU32,
+    /// Calls fail at once while set; the probe clears it.
+    skipped: AtomicBool,
+}
+
+impl Health {
+    fn succeeded(&self) {
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a failure; true when it is the one that starts skipping.
+    fn failed(&self) -> bool {
+        let failures = self
+            .failures
+            .fetch_add(1, Ordering::AcqRel)
+            .saturating_add(1);
+        failures >= FAILURES_TO_SKIP
+            && self
+                .skipped
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    fn recovered(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+        self.skipped.store(false, Ordering::Release);
+        metrics::gauge!("gateway_redis_up").set(1.0);
+    }
+}
+
 pub struct SharedRedis {
     client: redis::Client,
     /// Made on first use, so the gateway starts while Redis is down; once
@@ -30,6 +84,7 @@ pub struct SharedRedis {
     connection: OnceCell<ConnectionManager>,
     prefix: String,
     timeout: Duration,
+    health: Arc<Health>,
 }
 
 impl SharedRedis {
@@ -37,11 +92,14 @@ impl SharedRedis {
     pub fn new(settings: &RedisSettings) -> anyhow::Result<Self> {
         let client = redis::Client::open(settings.url.expose_secret())
             .map_err(|e| anyhow::anyhow!("`redis.url` is not usable: {}", e.category()))?;
+        // Up until it fails: the gauge is there from the start.
+        metrics::gauge!("gateway_redis_up").set(1.0);
         Ok(Self {
             client,
             connection: OnceCell::new(),
             prefix: settings.key_prefix.clone(),
             timeout: Duration::from_millis(settings.timeout_ms),
+            health: Arc::default(),
         })
     }
 
@@ -89,6 +147,12 @@ impl SharedRedis {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
+        if self.is_skipped() {
+            metrics::counter!("gateway_redis_skipped_total", "operation" => what).increment(1);
+            return Err(RedisUnavailable(format!(
+                "{what}: skipped: redis stopped answering and is being probed"
+            )));
+        }
         let result = match self.manager().await {
             Ok(manager) => {
                 self.bounded(op(manager), what, || format!("{what}: no answer"))
@@ -96,11 +160,47 @@ impl SharedRedis {
             }
             Err(e) => Err(e),
         };
-        if let Err(error) = &result {
-            tracing::warn!(error = %error, "redis call failed");
-            metrics::counter!("gateway_redis_errors_total", "operation" => what).increment(1);
+        match &result {
+            Ok(_) => self.health.succeeded(),
+            Err(error) => {
+                tracing::warn!(error = %error, "redis call failed");
+                metrics::counter!("gateway_redis_errors_total", "operation" => what).increment(1);
+                if self.health.failed() {
+                    self.start_probing();
+                }
+            }
         }
         result
+    }
+
+    /// True while calls fail at once because Redis stopped answering.
+    pub fn is_skipped(&self) -> bool {
+        self.health.skipped.load(Ordering::Acquire)
+    }
+
+    /// Stops waiting on Redis and pings it in the background until it
+    /// answers, then lets calls through again.
+    fn start_probing(&self) {
+        tracing::warn!(
+            failures = FAILURES_TO_SKIP,
+            probe_every_ms = PROBE_EVERY.as_millis() as u64,
+            "redis stopped answering: calls no longer wait on it (local fallbacks) until a background ping succeeds"
+        );
+        metrics::gauge!("gateway_redis_up").set(0.0);
+        let health = Arc::clone(&self.health);
+        let client = self.client.clone();
+        let manager = self.connection.get().cloned();
+        let timeout = self.timeout;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PROBE_EVERY).await;
+                if ping(&client, manager.clone(), timeout).await {
+                    tracing::info!("redis answers again: calls go to it again");
+                    health.recovered();
+                    return;
+                }
+            }
+        });
     }
 
     /// A connection of its own for pub/sub, made within `redis.timeout_ms`.
@@ -116,7 +216,8 @@ impl SharedRedis {
         self.timeout
     }
 
-    /// Whether Redis answers a PING now, for `/readyz`.
+    /// Whether Redis answers a PING now, for `/readyz`: while calls skip
+    /// it, that it is being probed.
     pub async fn ping(&self) -> Result<(), RedisUnavailable> {
         self.call("ping", |mut c| async move {
             redis::cmd("PING").query_async::<String>(&mut c).await
@@ -124,4 +225,25 @@ impl SharedRedis {
         .await
         .map(|_| ())
     }
+}
+
+/// One background PING within `timeout`, on the shared connection when it
+/// was made, else on a connection of its own.
+async fn ping(
+    client: &redis::Client,
+    manager: Option<ConnectionManager>,
+    timeout: Duration,
+) -> bool {
+    let ping = async {
+        match manager {
+            Some(mut manager) => redis::cmd("PING").query_async::<String>(&mut manager).await,
+            None => {
+                let mut connection = client.get_multiplexed_async_connection().await?;
+                redis::cmd("PING")
+                    .query_async::<String>(&mut connection)
+                    .await
+            }
+        }
+    };
+    matches!(tokio::time::timeout(timeout, ping).await, Ok(Ok(_)))
 }

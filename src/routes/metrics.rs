@@ -148,6 +148,14 @@ fn describe() {
         "gateway_redis_errors_total",
         "Redis calls that failed or timed out, by operation."
     );
+    describe_gauge!(
+        "gateway_redis_up",
+        "1 while calls go to Redis; 0 after consecutive failures, while calls skip it (local fallbacks) and a background ping waits for it to answer."
+    );
+    describe_counter!(
+        "gateway_redis_skipped_total",
+        "Redis calls not made because Redis stopped answering (the caller took its fallback at once), by operation."
+    );
     describe_counter!(
         "gateway_panics_total",
         "Panics caught while serving a request (each answered with a 500 problem)."

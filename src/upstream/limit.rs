@@ -12,8 +12,9 @@
 //! - `usual`: the latency the upstream normally has, an average over the
 //!   last ~500 calls that drops at once to any faster `recent`, so it is the
 //!   upstream's unloaded latency, drifting to a new normal only slowly;
-//! - `gradient = clamp(2 × usual / recent, 0.5, 1)`: 1 while latency is
-//!   within twice the usual, down to 0.5 as it grows past that;
+//! - `gradient = clamp((2 × usual + 25 ms) / recent, 0.5, 1)`: 1 while
+//!   latency is within twice the usual (plus 25 ms, so scheduling noise on a
+//!   sub-millisecond upstream is not a slowdown), down to 0.5 past that;
 //! - `limit ← 0.8 × limit + 0.2 × (limit × gradient + √limit)`, within
 //!   `[MIN_LIMIT, max_concurrency]`; the `√limit` lets it grow while the
 //!   upstream keeps up.
@@ -34,8 +35,11 @@ use std::{
 /// The limit never goes below this: a slow upstream still gets calls, so
 /// its recovery is seen.
 pub const MIN_LIMIT: usize = 2;
-/// Latency up to this multiple of the usual is not a slowdown.
+/// Latency up to this multiple of the usual is not a slowdown...
 const TOLERANCE: f64 = 2.0;
+/// ...nor is this much more, in seconds: a jitter of a few milliseconds is
+/// noise, whatever the usual latency.
+const ALLOWANCE: f64 = 0.025;
 /// Weight of one call in `recent` (~10 calls).
 const RECENT_WEIGHT: f64 = 0.1;
 /// Weight of one call in `usual` (~500 calls).
@@ -94,7 +98,7 @@ impl Gradient {
             Some(usual) if recent < usual => recent,
             Some(usual) => usual + USUAL_WEIGHT * (recent - usual),
         };
-        let gradient = (TOLERANCE * usual / recent).clamp(0.5, 1.0);
+        let gradient = ((TOLERANCE * usual + ALLOWANCE) / recent).clamp(0.5, 1.0);
         let estimate = e.limit * gradient + e.limit.sqrt();
         let limit = (e.limit * (1.0 - SMOOTHING) + estimate * SMOOTHING)
             .clamp(MIN_LIMIT as f64, self.ceiling as f64);
@@ -133,6 +137,17 @@ mod tests {
         assert!(shrunk <= 8, "{shrunk}");
         assert!(shrunk >= MIN_LIMIT);
         run(&limit, 10, 200);
+        assert_eq!(limit.limit(), 64);
+    }
+
+    #[test]
+    fn scheduling_noise_on_a_fast_upstream_is_not_a_slowdown() {
+        let limit = Gradient::new(64);
+        for i in 0..2_000u64 {
+            // 0.2 ms, with now and then 15 ms of a busy machine.
+            let micros = if i % 7 == 0 { 15_000 } else { 200 };
+            limit.observe(Duration::from_micros(micros));
+        }
         assert_eq!(limit.limit(), 64);
     }
 

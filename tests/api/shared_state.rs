@@ -333,3 +333,117 @@ async fn leased_requests_are_counted_for_all_instances_when_taken() {
     );
     assert!(admitted >= 190, "admitted {admitted}");
 }
+
+/// `count` cache hits with the rate-limited key, `callers` at a time: how
+/// long each took, and whether every one was a 200.
+async fn hits(app: &TestApp, callers: usize, count: usize) -> (Vec<std::time::Duration>, bool) {
+    let per_caller = count / callers;
+    let runs = (0..callers).map(|_| async {
+        let mut took = Vec::with_capacity(per_caller);
+        let mut all_ok = true;
+        for _ in 0..per_caller {
+            let started = std::time::Instant::now();
+            let answer = app
+                .client
+                .get(app.url("/v1/account"))
+                .bearer_auth("limited-key")
+                .send()
+                .await
+                .unwrap();
+            all_ok &= answer.status().as_u16() == 200;
+            took.push(started.elapsed());
+        }
+        (took, all_ok)
+    });
+    let mut took = Vec::with_capacity(count);
+    let mut all_ok = true;
+    for (t, ok) in futures_util::future::join_all(runs).await {
+        took.extend(t);
+        all_ok &= ok;
+    }
+    took.sort_unstable();
+    (took, all_ok)
+}
+
+#[tokio::test]
+async fn a_stalled_redis_is_noticed_once_and_hits_keep_their_latency() {
+    let redis = RedisServer::start().await;
+    let timeout = std::time::Duration::from_millis(300);
+    let settings = gateway::configuration::RedisSettings::new(
+        &redis.url(),
+        "gateway-test:",
+        u64::try_from(timeout.as_millis()).unwrap(),
+    );
+    let app = spawn_app_with(|s| {
+        s.redis = Some(settings);
+        s.auth
+            .api_keys
+            .push(gateway::configuration::ApiKeySettings {
+                name: "limited".into(),
+                sha256: gateway::auth::sha256_hex("limited-key"),
+                scopes: [gateway::auth::Scope::Read].into(),
+                // Leases of ten requests: a Redis call every ten requests.
+                rate_per_second: 1_000,
+                burst: 1_000,
+            });
+    })
+    .await;
+    // A sample line, whole.
+    let metric = async |line: &str| {
+        crate::helpers::get_text(&app.url("/metrics"))
+            .await
+            .lines()
+            .any(|sample| sample == line || sample.starts_with(&format!("{line} ")))
+    };
+    // Warm: the answer cached, Redis in use.
+    let (_, ok) = hits(&app, 1, 10).await;
+    assert!(ok);
+    let callers = 8;
+    let (unfrozen, ok) = hits(&app, callers, 400).await;
+    assert!(ok);
+
+    redis.freeze();
+    let (frozen, ok) = hits(&app, callers, 400).await;
+    assert!(ok, "nothing failed while Redis was frozen");
+    // Only the calls in flight when Redis froze waited on it (one per
+    // caller), and those that started while the first failures were being
+    // counted; every later one went by without it. Without the skip, every
+    // lease renewal of every caller waits out the timeout.
+    let scrape = crate::helpers::get_text(&app.url("/metrics")).await;
+    let waited: u64 = crate::helpers::samples(&scrape, "gateway_redis_errors_total")
+        .iter()
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(
+        (1..=(callers as u64 + u64::from(gateway::shared::FAILURES_TO_SKIP))).contains(&waited),
+        "{waited} Redis calls waited on the frozen Redis:\n{scrape}"
+    );
+    let median = |took: &[std::time::Duration]| took[took.len() / 2];
+    assert!(
+        median(&frozen) <= median(&unfrozen) * 20,
+        "median {:?} frozen against {:?}",
+        median(&frozen),
+        median(&unfrozen)
+    );
+    assert!(metric("gateway_redis_up 0").await);
+    assert!(metric(r#"gateway_redis_skipped_total{operation="rate limit"}"#).await);
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200, "redis is shown, not judged");
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["checks"]["redis"]["status"], "down");
+    assert!(
+        ready["checks"]["redis"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("probed"),
+        "{ready}"
+    );
+
+    redis.thaw();
+    crate::helpers::wait_until("the probe finds Redis again", async || {
+        metric("gateway_redis_up 1").await
+    })
+    .await;
+    let ready = get_json(&app.url("/readyz")).await;
+    assert_eq!(ready["checks"]["redis"]["status"], "up", "{ready}");
+}
