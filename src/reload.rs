@@ -51,12 +51,21 @@ fn restart_needed(old: &Settings, new: &Settings) -> Vec<&'static str> {
     let same =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
     let mut changed = Vec::new();
-    let sections: [(&'static str, bool); 9] = [
+    let sections: [(&'static str, bool); 10] = [
         ("server", same(&old.server, &new.server)),
         ("dna", same(&old.dna, &new.dna)),
         ("slitz", same(&old.slitz, &new.slitz)),
         ("cache", same(&old.cache, &new.cache)),
-        ("upstream", same(&old.upstream, &new.upstream)),
+        // Each upstream's policy as it resolves: a change to [upstream]
+        // names every upstream that inherits it.
+        (
+            "upstream.dna",
+            old.upstream.of("dna") == new.upstream.of("dna"),
+        ),
+        (
+            "upstream.slitz",
+            old.upstream.of("slitz") == new.upstream.of("slitz"),
+        ),
         ("idempotency", same(&old.idempotency, &new.idempotency)),
         ("overview", same(&old.overview, &new.overview)),
         ("redis", same(&old.redis, &new.redis)),
@@ -92,4 +101,56 @@ fn restart_needed(old: &Settings, new: &Settings) -> Vec<&'static str> {
         }
     }
     changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(env: &[(&str, &str)]) -> Settings {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(
+            &path,
+            r#"
+[[auth.api_keys]]
+name = "web"
+sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+scopes = ["read"]
+[dna]
+base_url = "https://dna.example.com/api"
+client_id = "3"
+client_secret = "s"
+username = "u"
+password = "p"
+[slitz]
+base_url = "https://slitz.example.com/api"
+username = "u"
+password = "p"
+"#,
+        )
+        .unwrap();
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        Settings::load(Some(&path), env).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn an_upstream_policy_change_names_each_upstream_it_reaches() {
+        let started = settings(&[]);
+        let slitz_only = settings(&[("GATEWAY__UPSTREAM__SLITZ__TIMEOUT_MS", "2000")]);
+        assert_eq!(restart_needed(&started, &slitz_only), ["upstream.slitz"]);
+        let both = settings(&[("GATEWAY__UPSTREAM__RETRIES", "0")]);
+        assert_eq!(
+            restart_needed(&started, &both),
+            ["upstream.dna", "upstream.slitz"]
+        );
+        // Overridden for DNA, so a new default reaches Slitz only.
+        let mut shielded = settings(&[("GATEWAY__UPSTREAM__DNA__RETRIES", "2")]);
+        assert!(restart_needed(&started, &shielded).is_empty());
+        shielded = settings(&[
+            ("GATEWAY__UPSTREAM__DNA__RETRIES", "2"),
+            ("GATEWAY__UPSTREAM__RETRIES", "0"),
+        ]);
+        assert_eq!(restart_needed(&started, &shielded), ["upstream.slitz"]);
+    }
 }

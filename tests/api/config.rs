@@ -290,7 +290,10 @@ fn the_shipped_example_config_is_valid_given_its_secret_files() {
     ))
     .unwrap()
     .replace("/run/secrets", dir.path().to_str().unwrap());
-    load(&text, &[]).unwrap();
+    let settings = load(&text, &[]).unwrap();
+    // Its per-upstream tables are read as such.
+    assert_eq!(settings.upstream.of("slitz").timeout_ms, 5_000);
+    assert_eq!(settings.upstream.of("dna").timeout_ms, 15_000);
 }
 
 #[test]
@@ -344,4 +347,77 @@ fn a_redis_section_is_optional_validated_and_keeps_its_password_secret() {
             "the URL's password stays out: {err}"
         );
     }
+}
+
+#[test]
+fn each_upstream_may_override_any_upstream_key() {
+    let text = format!(
+        "{VALID}\n[upstream]\ntimeout_ms = 4000\nretries = 1\n\n[upstream.slitz]\ntimeout_ms = 1500\nmax_concurrency = 16\nadaptive_concurrency = true\n\n[upstream.dna]\nbreaker_failures = 3\n"
+    );
+    let settings = load(&text, &[("GATEWAY__UPSTREAM__DNA__DEADLINE_MS", "30000")]).unwrap();
+    let (dna, slitz) = (settings.upstream.of("dna"), settings.upstream.of("slitz"));
+    assert_eq!(
+        (slitz.timeout_ms, slitz.retries, slitz.max_concurrency),
+        (1_500, 1, 16),
+        "slitz: its own timeout and limit, [upstream]'s retries"
+    );
+    assert!(slitz.adaptive_concurrency);
+    assert_eq!(
+        (dna.timeout_ms, dna.breaker_failures, dna.deadline_ms),
+        (4_000, 3, 30_000),
+        "dna: [upstream]'s timeout, its own breaker and (from the environment) deadline"
+    );
+    assert!(!dna.adaptive_concurrency, "off unless set");
+    assert_eq!(settings.upstream.longest_deadline_ms(), 30_000);
+}
+
+#[test]
+fn a_bad_override_is_named_by_its_own_key() {
+    for (text, env, key) in [
+        (
+            "[upstream.slitz]\ntimeout_ms = 0\n",
+            None,
+            "upstream.slitz.timeout_ms",
+        ),
+        ("[upstream.dna]\ntimout_ms = 5\n", None, "timout_ms"),
+        ("[upstream.vonage]\ntimeout_ms = 5\n", None, "vonage"),
+        (
+            "",
+            Some(("GATEWAY__UPSTREAM__SLITZ__MAX_CONCURRENCY", "0")),
+            "upstream.slitz.max_concurrency",
+        ),
+        (
+            "[upstream.slitz]\ndeadline_ms = 500\n",
+            None,
+            "upstream.slitz.deadline_ms",
+        ),
+        // The timeout inherited, the deadline overridden below it.
+        (
+            "[upstream]\ntimeout_ms = 5000\n[upstream.dna]\ndeadline_ms = 4000\n",
+            None,
+            "upstream.dna.deadline_ms",
+        ),
+    ] {
+        let env: Vec<(&str, &str)> = env.into_iter().collect();
+        let err = load(&format!("{VALID}\n{text}"), &env).unwrap_err();
+        assert!(err.contains(key), "{key}: {err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+    // The deadline fault also says which timeout it is held against.
+    let err = load(
+        &format!("{VALID}\n[upstream.slitz]\ntimeout_ms = 9000\ndeadline_ms = 8000\n"),
+        &[],
+    )
+    .unwrap_err();
+    assert!(err.contains("upstream.slitz.timeout_ms (9000)"), "{err}");
+}
+
+#[test]
+fn connection_settings_have_the_http_servers_defaults_and_are_checked() {
+    let settings = load(VALID, &[]).unwrap();
+    assert_eq!(settings.server.client_request_timeout_ms, 5_000);
+    assert_eq!(settings.server.keep_alive_seconds, 5);
+    assert_eq!(settings.server.max_connections, 25_000);
+    let err = load(VALID, &[("GATEWAY__SERVER__MAX_CONNECTIONS", "0")]).unwrap_err();
+    assert!(err.contains("server.max_connections"), "{err}");
 }
