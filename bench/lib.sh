@@ -29,6 +29,18 @@ wait_for_invalidations() {
 # The sandbox's public credentials, read where the simulators define them.
 sandbox_constant() { grep -o "$1: &str = \"[^\"]*" src/sandbox/data.rs | cut -d'"' -f2; }
 
+# The bench's one API key (`sandbox-key`, every scope) at 1,000,000/s: so
+# nothing is refused but every request is counted against a rate.
+bench_key() {
+  cat <<EOF
+[[auth.api_keys]]
+name = "bench"
+sha256 = "$(printf %s sandbox-key | sha256sum | cut -d' ' -f1)"
+scopes = ["read", "write", "secrets"]
+rate_per_second = 1000000
+EOF
+}
+
 # The [dna], [slitz] and [cache] sections of a gateway config for the
 # simulated upstreams at base URL $1 (http://host:port).
 upstream_config() {

@@ -46,11 +46,7 @@ listen = "127.0.0.1:0"
 # Idle connections are held for the whole of section 1.
 keep_alive_seconds = 60
 
-[[auth.api_keys]]
-name = "bench"
-sha256 = "$(printf %s sandbox-key | sha256sum | cut -d' ' -f1)"
-scopes = ["read", "write", "secrets"]
-rate_per_second = 1000000
+$(bench_key)
 
 $(upstream_config "$upstreams")
 stale_seconds = 0   # (in upstream_config's [cache]) misses are never served stale
@@ -141,14 +137,6 @@ fi
 
 if [[ $sections == *2* ]]; then
 echo "== 2. Slitz answering in 2 s under 400 concurrent cold misses"
-cat >"$out/misses.lua" <<'LUA'
--- Every request a distinct page, so a distinct cache key: a miss.
-local n = 1
-request = function()
-  n = n + 1
-  return wrk.format("GET", "/v1/billing/invoices?per_page=3&page=" .. n)
-end
-LUA
 # 20 probe misses, one at a time, during the load: "status seconds" each.
 probe() {
   for i in $(seq 1 20); do
@@ -165,7 +153,7 @@ for mode in fixed adaptive; do
   sandbox DELETE faults >/dev/null
   alone=$(measure 1 16 "$gw/v1/services" -H "$auth")
   sandbox POST faults '{"path":"/slitz/api/invoice","method":"GET","fault":{"kind":"delay","ms":2000}}' >/dev/null
-  measure 2 400 "$gw/" -s "$out/misses.lua" -H "$auth" >"$out/$mode-misses.txt" &
+  measure 2 400 "$gw/" -s bench/misses.lua -H "$auth" >"$out/$mode-misses.txt" &
   load=$!
   sleep 1
   probe "$gw" >"$out/$mode-probes.txt" &

@@ -57,11 +57,7 @@ cat >"$out/gateway.toml" <<EOF
 listen = "127.0.0.1:0"
 cors_allowed_origins = ["$origin"]
 
-[[auth.api_keys]]
-name = "bench"
-sha256 = "$(printf %s sandbox-key | sha256sum | cut -d' ' -f1)"
-scopes = ["read", "write", "secrets"]
-rate_per_second = 1000000
+$(bench_key)
 
 $(upstream_config "$upstreams")
 
@@ -213,17 +209,8 @@ report "1,000 cold -> upstream calls" "$cold_calls" "==" 1 ""
 
 echo
 echo "== 4. tail: cache hits alone, then beside 64 connections of misses on a 200 ms Slitz"
-cat >"$out/misses.lua" <<'LUA'
--- Every request a distinct page: a distinct cache key, so a miss.
--- One wrk thread, so a counter is enough.
-local n = 1
-request = function()
-  n = n + 1
-  return wrk.format("GET", "/v1/billing/invoices?per_page=3&page=" .. n)
-end
-LUA
 hits_alone=$(measure 1 16 "$gw/v1/services" -H "$auth")
-ALLOW_ERRORS=1 measure 1 64 "$gw/" -s "$out/misses.lua" -H "$auth" >"$out/misses.txt" &
+ALLOW_ERRORS=1 measure 1 64 "$gw/" -s bench/misses.lua -H "$auth" >"$out/misses.txt" &
 miss_load=$!
 sleep 0.5
 hits_beside=$(measure 1 16 "$gw/v1/services" -H "$auth")

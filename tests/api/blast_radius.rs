@@ -10,16 +10,8 @@ use serde_json::{Value, json};
 use crate::{
     customers::{CREATE, activate, create, new_customer},
     helpers::{assert_problem, get_text, samples, spawn_app_with, wait_until},
-    resilience::{breakers, open_operations},
+    resilience::{breakers, open_operations, status},
 };
-
-fn status(code: u16) -> Fault {
-    Fault::Status {
-        status: code,
-        body: None,
-        retry_after: None,
-    }
-}
 
 #[tokio::test]
 async fn one_failing_operation_does_not_black_out_its_upstream() {

@@ -38,7 +38,8 @@ pub async fn open_operations(app: &crate::helpers::TestApp, upstream: &str) -> V
 }
 const TICKETS: &str = "GET /slitz/api/tickets";
 
-fn status(code: u16) -> Fault {
+/// The simulator answering `code` with a generic error page.
+pub fn status(code: u16) -> Fault {
     Fault::Status {
         status: code,
         body: None,

@@ -181,21 +181,24 @@ async fn a_frozen_redis_fails_creates_with_a_key_closed_and_the_rest_serves_then
     assert_eq!(ready["checks"]["redis"]["status"], "up");
 }
 
+/// Adds the key `limited-key` (read scope) at `rate` per second and `burst`.
+fn limited_key(s: &mut gateway::configuration::Settings, rate: u32, burst: u32) {
+    s.auth
+        .api_keys
+        .push(gateway::configuration::ApiKeySettings {
+            name: "limited".into(),
+            sha256: gateway::auth::sha256_hex("limited-key"),
+            scopes: [gateway::auth::Scope::Read].into(),
+            rate_per_second: rate,
+            burst,
+        });
+}
+
 /// Two instances sharing `redis`, both with the key `limited-key` (read
 /// scope) at `rate` per second and `burst`: the first as a `TestApp`, the
 /// second's base URL.
 async fn two_instances_with_limit(redis: &RedisServer, rate: u32, burst: u32) -> (TestApp, String) {
-    let limited = |s: &mut gateway::configuration::Settings| {
-        s.auth
-            .api_keys
-            .push(gateway::configuration::ApiKeySettings {
-                name: "limited".into(),
-                sha256: gateway::auth::sha256_hex("limited-key"),
-                scopes: [gateway::auth::Scope::Read].into(),
-                rate_per_second: rate,
-                burst,
-            });
-    };
+    let limited = |s: &mut gateway::configuration::Settings| limited_key(s, rate, burst);
     let settings = redis.settings();
     let a = spawn_app_with(|s| {
         s.redis = Some(settings.clone());
@@ -376,16 +379,8 @@ async fn a_stalled_redis_is_noticed_once_and_hits_keep_their_latency() {
     );
     let app = spawn_app_with(|s| {
         s.redis = Some(settings);
-        s.auth
-            .api_keys
-            .push(gateway::configuration::ApiKeySettings {
-                name: "limited".into(),
-                sha256: gateway::auth::sha256_hex("limited-key"),
-                scopes: [gateway::auth::Scope::Read].into(),
-                // Leases of ten requests: a Redis call every ten requests.
-                rate_per_second: 1_000,
-                burst: 1_000,
-            });
+        // Leases of ten requests: a Redis call every ten requests.
+        limited_key(s, 1_000, 1_000);
     })
     .await;
     // A sample line, whole.
