@@ -40,6 +40,34 @@ async fn a_body_over_max_body_bytes_is_a_413_problem_on_any_route() {
 }
 
 #[tokio::test]
+async fn an_oversized_request_head_is_refused_with_a_431_before_any_upstream_call() {
+    let app = spawn_app().await;
+    // More headers than the HTTP server parses, and one header of 200 KB.
+    let many = (0..120).fold(app.authed(reqwest::Method::GET, "/v1/account"), |r, i| {
+        r.header(format!("x-h{i}"), "v")
+    });
+    let huge = app
+        .authed(reqwest::Method::GET, "/v1/account")
+        .header("x-big", "a".repeat(200_000));
+    for request in [many, huge] {
+        let answer = request.send().await.unwrap();
+        // The HTTP server answers before any gateway code runs: a bare 431
+        // (no problem body), and the connection is closed.
+        assert_eq!(answer.status().as_u16(), 431);
+        assert_eq!(answer.headers()["connection"], "close");
+    }
+    assert_eq!(app.sandbox.control.calls("GET /slitz/api/details"), 0);
+    // A large but parseable head is served as usual.
+    let large = app
+        .authed(reqwest::Method::GET, "/v1/account")
+        .header("x-big", "a".repeat(20_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(large.status().as_u16(), 200);
+}
+
+#[tokio::test]
 async fn every_problem_carries_the_callers_request_id() {
     let app = spawn_app().await;
     let response = app
