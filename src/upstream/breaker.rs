@@ -193,10 +193,38 @@ impl Verdict {
     }
 }
 
-/// A call let through by [`Breakers::acquire`]: which breakers it probes.
+/// A call let through by [`Breakers::acquire`], until its outcome is
+/// recorded. A pass dropped unrecorded (the caller went away mid-call, as
+/// when a client disconnects) gives back any probe it held: otherwise a
+/// half-open breaker would wait for that probe's verdict forever.
 #[must_use]
-pub struct Pass {
+pub struct Pass<'a> {
+    whole: &'a Breaker,
     operation: Arc<Breaker>,
+    /// Whether this call is the half-open probe of the whole upstream's
+    /// breaker, of its operation's.
+    probes: (bool, bool),
+}
+
+impl Pass<'_> {
+    /// Gives back the probes this pass holds, for breakers its outcome says
+    /// nothing about.
+    fn abandon(&mut self, whole: bool, operation: bool) {
+        if whole && self.probes.0 {
+            self.whole.abandon();
+            self.probes.0 = false;
+        }
+        if operation && self.probes.1 {
+            self.operation.abandon();
+            self.probes.1 = false;
+        }
+    }
+}
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        self.abandon(true, true);
+    }
 }
 
 /// Every breaker of one upstream.
@@ -257,38 +285,39 @@ impl Breakers {
 
     /// May a call of `operation` go out now? Fails fast while its own
     /// breaker or the whole upstream's is open.
-    pub fn acquire(&self, operation: &'static str) -> Result<Pass, UpstreamError> {
+    pub fn acquire(&self, operation: &'static str) -> Result<Pass<'_>, UpstreamError> {
         let breaker = self.operation(operation);
-        breaker.acquire()?;
-        if let Err(open) = self.whole.acquire() {
-            breaker.abandon();
-            return Err(open);
-        }
-        Ok(Pass { operation: breaker })
+        let probe = breaker.acquire()?;
+        let mut pass = Pass {
+            whole: &self.whole,
+            operation: breaker,
+            probes: (false, probe),
+        };
+        // On refusal, dropping `pass` gives back the operation's probe.
+        pass.probes.0 = self.whole.acquire()?;
+        Ok(pass)
     }
 
     /// Records what the call let through by `pass` came to.
-    pub fn record(&self, pass: Pass, verdict: Verdict) {
-        let operation = pass.operation;
+    pub fn record(&self, mut pass: Pass<'_>, verdict: Verdict) {
         match verdict {
             Verdict::Healthy => {
                 self.whole.record(false);
-                operation.record(false);
+                pass.operation.record(false);
             }
             Verdict::OperationFault => {
                 // It answered (or timed out after connecting): reachable.
                 self.whole.record(false);
-                operation.record(true);
+                pass.operation.record(true);
             }
             Verdict::UpstreamFault => {
                 self.whole.record(true);
-                operation.abandon();
+                pass.abandon(false, true);
             }
-            Verdict::NotMade => {
-                self.whole.abandon();
-                operation.abandon();
-            }
+            Verdict::NotMade => pass.abandon(true, true),
         }
+        // Recorded: nothing left to give back.
+        pass.probes = (false, false);
     }
 
     /// The whole upstream's breaker (opened by connection faults only).
@@ -436,6 +465,32 @@ mod tests {
         breakers.record(probe, Verdict::Healthy);
         assert_eq!(breakers.upstream_state(), BreakerState::Closed);
         assert!(breakers.acquire("GET /b").is_ok());
+    }
+
+    #[test]
+    fn a_probe_whose_caller_went_away_is_given_back() {
+        let breakers = Breakers::new(Upstream::Slitz, &[], 1, Duration::ZERO);
+        fail(&breakers, "GET /a", &status_500());
+        let probe = breakers.acquire("GET /a").expect("the probe");
+        assert!(breakers.acquire("GET /a").is_err(), "one probe at a time");
+        drop(probe);
+        let probe = breakers.acquire("GET /a").expect("a new probe");
+        breakers.record(probe, Verdict::Healthy);
+        assert!(breakers.open_operations().is_empty());
+    }
+
+    #[test]
+    fn a_pass_that_was_no_probe_leaves_the_probe_alone() {
+        let breakers = Breakers::new(Upstream::Slitz, &[], 1, Duration::ZERO);
+        let early = breakers.acquire("GET /a").expect("closed");
+        fail(&breakers, "GET /a", &status_500());
+        let probe = breakers.acquire("GET /a").expect("the probe");
+        drop(early);
+        assert!(
+            breakers.acquire("GET /a").is_err(),
+            "the probe is still out"
+        );
+        breakers.record(probe, Verdict::Healthy);
     }
 
     #[test]

@@ -38,7 +38,8 @@ pub struct Policy {
     /// With `adaptive_concurrency`: the limit under `max_concurrency` that
     /// follows the upstream's latency.
     adaptive: Option<Gradient>,
-    /// Calls holding a slot now (what the adaptive limit is compared with).
+    /// Callers holding or asking for a slot now (what the adaptive limit is
+    /// compared with).
     in_flight: AtomicUsize,
     retries: u32,
     deadline: Duration,
@@ -94,14 +95,11 @@ impl Policy {
     /// once beyond it), then one of `max_concurrency`'s permits, waited for
     /// up to [`SLOT_WAIT`] within the time left.
     async fn slot(&self, remaining: Duration) -> Result<Slot<'_>, UpstreamError> {
-        let upstream = self.upstream.as_str();
         let taken = self.in_flight.fetch_add(1, Ordering::AcqRel);
         let mut slot = Slot {
             in_flight: &self.in_flight,
-            gauge: metrics::gauge!("gateway_upstream_in_flight", "upstream" => upstream),
-            _permit: None,
+            call: None,
         };
-        slot.gauge.increment(1.0);
         if let Some(adaptive) = &self.adaptive
             && taken >= adaptive.limit()
         {
@@ -110,7 +108,9 @@ impl Policy {
         let wait = remaining.min(SLOT_WAIT);
         match tokio::time::timeout(wait, self.permits.acquire()).await {
             Ok(Ok(permit)) => {
-                slot._permit = Some(permit);
+                let gauge = metrics::gauge!("gateway_upstream_in_flight", "upstream" => self.upstream.as_str());
+                gauge.increment(1.0);
+                slot.call = Some((permit, gauge));
                 Ok(slot)
             }
             _ => Err(self.busy()),
@@ -215,20 +215,21 @@ impl Policy {
     }
 }
 
-/// One call's place in flight: counted in `gateway_upstream_in_flight` and
-/// against the adaptive limit, and holding its permit, for as long as it
-/// lives. A call whose caller went away (its future dropped) lets go of all
-/// three.
+/// One caller's place: counted against the adaptive limit from the moment
+/// it asks for a slot, and, once it holds a permit, in
+/// `gateway_upstream_in_flight`, for as long as it lives. A call whose
+/// caller went away (its future dropped) lets go of all of it.
 struct Slot<'a> {
     in_flight: &'a AtomicUsize,
-    gauge: metrics::Gauge,
-    _permit: Option<SemaphorePermit<'a>>,
+    call: Option<(SemaphorePermit<'a>, metrics::Gauge)>,
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.gauge.decrement(1.0);
+        if let Some((_, gauge)) = &self.call {
+            gauge.decrement(1.0);
+        }
     }
 }
 
