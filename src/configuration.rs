@@ -1,4 +1,4 @@
-//! The configuration contract of DESIGN.md: a TOML file, overridden by
+//! The configuration contract (README.md, "Configuration reference"): a TOML file, overridden by
 //! `GATEWAY__SECTION__KEY` environment variables, with credentials also
 //! readable from files (`*_file` keys, or `GATEWAY__SECTION__KEY_FILE`) for
 //! container secrets. Unknown keys are errors, so a typo fails at start.
@@ -153,7 +153,7 @@ fn default_key_prefix() -> String {
     "gateway:".to_owned()
 }
 
-/// DESIGN.md says 50 ms. A busy Redis (an fsync, a slow command from
+/// Not 50 ms, as first planned: a busy Redis (an fsync, a slow command from
 /// another client) passes that now and then, and an Idempotency-Key fails
 /// closed: a 50 ms bound would turn such moments into 503s on creates.
 fn default_redis_timeout_ms() -> u64 {
