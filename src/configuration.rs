@@ -486,14 +486,35 @@ impl UpstreamOverrides {
     }
 }
 
-/// The upstreams, as named in `[upstream.<name>]`.
-pub const UPSTREAMS: [&str; 2] = ["dna", "slitz"];
+/// An upstream; its name is the one in `[upstream.<name>]`, in metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstream {
+    Dna,
+    Slitz,
+}
+
+impl Upstream {
+    pub const ALL: [Upstream; 2] = [Upstream::Dna, Upstream::Slitz];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Upstream::Dna => "dna",
+            Upstream::Slitz => "slitz",
+        }
+    }
+}
+
+impl std::fmt::Display for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 impl UpstreamSettings {
-    /// The policy of the upstream named `name` (`dna` or `slitz`): `[upstream]`
-    /// with that upstream's overrides applied, and no overrides of its own.
-    pub fn of(&self, name: &str) -> UpstreamSettings {
-        let o = self.overrides(name);
+    /// The policy of `upstream`: `[upstream]` with that upstream's overrides
+    /// applied, and no overrides of its own.
+    pub fn of(&self, upstream: Upstream) -> UpstreamSettings {
+        let o = self.overrides(upstream);
         UpstreamSettings {
             connect_timeout_ms: o.connect_timeout_ms.unwrap_or(self.connect_timeout_ms),
             timeout_ms: o.timeout_ms.unwrap_or(self.timeout_ms),
@@ -508,19 +529,19 @@ impl UpstreamSettings {
         }
     }
 
-    fn overrides(&self, name: &str) -> &UpstreamOverrides {
-        match name {
-            "dna" => &self.dna,
-            _ => &self.slitz,
+    fn overrides(&self, upstream: Upstream) -> &UpstreamOverrides {
+        match upstream {
+            Upstream::Dna => &self.dna,
+            Upstream::Slitz => &self.slitz,
         }
     }
 
     /// The longest any request may wait on upstreams: the larger of the two
     /// upstreams' deadlines.
     pub fn longest_deadline_ms(&self) -> u64 {
-        UPSTREAMS
+        Upstream::ALL
             .iter()
-            .map(|name| self.of(name).deadline_ms)
+            .map(|upstream| self.of(*upstream).deadline_ms)
             .max()
             .unwrap_or(self.deadline_ms)
     }
@@ -530,9 +551,9 @@ impl UpstreamSettings {
     /// `[upstream.slitz]` sets it, `upstream.timeout_ms` otherwise).
     fn validate(&self) -> Result<(), ConfigError> {
         self.check(|key| format!("upstream.{key}"))?;
-        for name in UPSTREAMS {
-            let set = self.overrides(name).set_keys();
-            self.of(name).check(|key| {
+        for upstream in Upstream::ALL {
+            let (name, set) = (upstream.as_str(), self.overrides(upstream).set_keys());
+            self.of(upstream).check(|key| {
                 if set.contains(&key) {
                     format!("upstream.{name}.{key}")
                 } else {

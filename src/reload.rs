@@ -6,7 +6,11 @@
 use actix_web::web;
 use secrecy::ExposeSecret;
 
-use crate::{auth::ApiKeys, configuration::Settings, telemetry};
+use crate::{
+    auth::ApiKeys,
+    configuration::{Settings, Upstream},
+    telemetry,
+};
 
 /// Applies reloaded settings to a running gateway.
 #[derive(Clone)]
@@ -60,11 +64,11 @@ fn restart_needed(old: &Settings, new: &Settings) -> Vec<&'static str> {
         // names every upstream that inherits it.
         (
             "upstream.dna",
-            old.upstream.of("dna") == new.upstream.of("dna"),
+            old.upstream.of(Upstream::Dna) == new.upstream.of(Upstream::Dna),
         ),
         (
             "upstream.slitz",
-            old.upstream.of("slitz") == new.upstream.of("slitz"),
+            old.upstream.of(Upstream::Slitz) == new.upstream.of(Upstream::Slitz),
         ),
         ("idempotency", same(&old.idempotency, &new.idempotency)),
         ("overview", same(&old.overview, &new.overview)),

@@ -18,7 +18,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::{
     auth::ApiKeys,
     cache::ResponseCache,
-    configuration::Settings,
+    configuration::{Settings, Upstream},
     context::Draining,
     error::{json_error, path_error, query_error},
     idempotency::IdempotencyStore,
@@ -87,8 +87,10 @@ impl Application {
         // First: counters registered below (the cache's) need the recorder.
         let metrics = web::Data::new(routes::metrics::recorder());
         let port = listener.local_addr()?.port();
-        let (dna_policy, slitz_policy) =
-            (settings.upstream.of("dna"), settings.upstream.of("slitz"));
+        let (dna_policy, slitz_policy) = (
+            settings.upstream.of(Upstream::Dna),
+            settings.upstream.of(Upstream::Slitz),
+        );
         let slitz = web::Data::new(SlitzClient::new(&settings.slitz, &slitz_policy)?);
         let dna = web::Data::new(DnaClient::new(&settings.dna, &dna_policy)?);
         let redis = settings

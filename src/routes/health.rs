@@ -111,7 +111,7 @@ impl Check {
 
     /// Shows `breakers`; an open breaker of the whole upstream makes it
     /// `down` (its connections keep failing), open operations do not.
-    fn with_breakers(mut self, upstream: &str, breakers: &Breakers) -> Self {
+    fn show_breakers(&mut self, upstream: &str, breakers: &Breakers) {
         let whole = breakers.upstream_state();
         self.breaker = Some(whole);
         self.open_operations = breakers.open_operations();
@@ -121,7 +121,6 @@ impl Check {
                 "connections to {upstream} failed repeatedly; every call to it is paused (circuit breaker open)"
             ));
         }
-        self
     }
 }
 
@@ -193,8 +192,8 @@ pub(crate) async fn readyz(
     // An operation's open breaker is shown, not judged: the upstream's other
     // operations (and stale cache) still serve. The whole upstream's is judged.
     for (name, breakers) in [("dna", dna.breakers()), ("slitz", slitz.breakers())] {
-        if let Some(check) = checks.remove(name) {
-            checks.insert(name, check.with_breakers(name, breakers));
+        if let Some(check) = checks.get_mut(name) {
+            check.show_breakers(name, breakers);
         }
     }
     // Once DNA has refused the gateway's credentials, stay not-ready until a

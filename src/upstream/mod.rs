@@ -9,28 +9,10 @@ pub mod slitz;
 
 use std::{fmt, time::Duration};
 
+/// The two upstreams; defined with the configuration, which names them in
+/// `[upstream.<name>]`.
+pub use crate::configuration::Upstream;
 use crate::{configuration::UpstreamSettings, normalize::NormalizeError};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Upstream {
-    Dna,
-    Slitz,
-}
-
-impl Upstream {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Upstream::Dna => "dna",
-            Upstream::Slitz => "slitz",
-        }
-    }
-}
-
-impl fmt::Display for Upstream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// What went wrong talking to an upstream. The `Display` text is for logs;
 /// what callers see is written by `error.rs`, and carries no internals.

@@ -1,6 +1,6 @@
 use std::{path::Path, process::Command};
 
-use gateway::configuration::Settings;
+use gateway::configuration::{Settings, Upstream};
 use secrecy::ExposeSecret;
 
 const VALID: &str = r#"
@@ -292,8 +292,8 @@ fn the_shipped_example_config_is_valid_given_its_secret_files() {
     .replace("/run/secrets", dir.path().to_str().unwrap());
     let settings = load(&text, &[]).unwrap();
     // Its per-upstream tables are read as such.
-    assert_eq!(settings.upstream.of("slitz").timeout_ms, 5_000);
-    assert_eq!(settings.upstream.of("dna").timeout_ms, 15_000);
+    assert_eq!(settings.upstream.of(Upstream::Slitz).timeout_ms, 5_000);
+    assert_eq!(settings.upstream.of(Upstream::Dna).timeout_ms, 15_000);
 }
 
 #[test]
@@ -355,7 +355,10 @@ fn each_upstream_may_override_any_upstream_key() {
         "{VALID}\n[upstream]\ntimeout_ms = 4000\nretries = 1\n\n[upstream.slitz]\ntimeout_ms = 1500\nmax_concurrency = 16\nadaptive_concurrency = true\n\n[upstream.dna]\nbreaker_failures = 3\n"
     );
     let settings = load(&text, &[("GATEWAY__UPSTREAM__DNA__DEADLINE_MS", "30000")]).unwrap();
-    let (dna, slitz) = (settings.upstream.of("dna"), settings.upstream.of("slitz"));
+    let (dna, slitz) = (
+        settings.upstream.of(Upstream::Dna),
+        settings.upstream.of(Upstream::Slitz),
+    );
     assert_eq!(
         (slitz.timeout_ms, slitz.retries, slitz.max_concurrency),
         (1_500, 1, 16),
