@@ -157,10 +157,9 @@ pub struct ApiKeys {
 /// many as wanted that fit, at least one or none. Returns {requests admitted,
 /// µs to wait (when none), requests left now, µs until the whole burst is back}.
 static GCRA: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
+    crate::shared::conventions::script(
         r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = now_us()
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
@@ -360,7 +359,7 @@ async fn shared_admit(
         .checked_div(u64::from(key.rate_per_second))
         .unwrap_or(1_000_000)
         .max(1);
-    let redis_key = redis.key(&format!("rate:{}", hex::encode(key.name.as_bytes())));
+    let redis_key = redis.keys().rate(&key.name);
     let burst = key.burst.max(1);
     let want = key.lease_size();
     let (admitted, wait_us, left, reset_us): (i64, i64, i64, i64) = redis

@@ -12,14 +12,14 @@
 
 use std::{
     sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use crate::{
     configuration::IdempotencySettings,
     context::current_request_id,
     error::{ApiError, FieldError, Problem},
-    shared::SharedRedis,
+    shared::{SharedRedis, conventions::script},
 };
 use actix_web::{
     HttpResponse,
@@ -221,8 +221,11 @@ async fn claim_local(
     }
 }
 
-/// Keys in Redis: one JSON record per key, living `ttl`. The first request
-/// creates it atomically (`SET NX`) with a lease; its answer replaces it.
+/// Keys in Redis (see [`crate::shared::conventions`]): one JSON record per
+/// key, living `ttl`, and beside it a lease whose value is its holder,
+/// expiring after `lease` on Redis's clock. The first request creates both
+/// atomically; its answer replaces the record and ends the lease. A record
+/// without an answer whose lease has run out belongs to a request that died.
 struct SharedKeys {
     redis: Arc<SharedRedis>,
     ttl: Duration,
@@ -233,47 +236,70 @@ struct SharedKeys {
 struct SharedRecord {
     /// SHA-256 of the request body, hex.
     fingerprint: String,
-    /// Who holds the lease: only it may release the key.
+    /// Who holds the key: a fresh id per claim, so the record as claimed is
+    /// this request's alone, and only it may answer or release it.
     holder: String,
-    /// Unix milliseconds until which the holder may still be working.
-    lease_until_ms: u64,
     /// The answer, once there is one.
+    #[serde(default)]
     stored: Option<Stored>,
-}
-
-/// Unix time in milliseconds (0 before 1970, saturating far ahead).
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Deletes the key only if the given holder still holds it.
-static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
+/// KEYS: record, lease. ARGV: the record, its holder, TTL ms, lease ms.
+/// Returns {1} when claimed, else {0, the record there, 1 while its lease
+/// holds}.
+static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
         r#"
-local record = redis.call('GET', KEYS[1])
-if record and string.find(record, ARGV[1], 1, true) then
-    return redis.call('DEL', KEYS[1])
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[3]) then
+    redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[4])
+    return {1, false, 1}
 end
-return 0
+return {0, redis.call('GET', KEYS[1]), redis.call('EXISTS', KEYS[2])}
 "#,
     )
 });
 
-impl SharedKeys {
-    fn redis_key(&self, scoped: &str) -> String {
-        // Hashed: the caller's name and key never appear in Redis as such.
-        self.redis.key(&format!(
-            "idempotency:{}",
-            hex::encode(Sha256::digest(scoped.as_bytes()))
-        ))
-    }
+/// KEYS: record, lease. ARGV: the record exactly as claimed, the answered
+/// record, TTL ms. Only the claim's holder answers it; the lease ends.
+static FINISH: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+    return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('DEL', KEYS[2])
+return 1
+"#,
+    )
+});
 
+/// KEYS: record, lease. ARGV: the record exactly as claimed. Forgets the
+/// key only if it is still that claim, unanswered and leased.
+static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+    return 0
+end
+return redis.call('DEL', KEYS[1], KEYS[2])
+"#,
+    )
+});
+
+/// A claim as Redis holds it: the two keys and the record's exact text.
+struct SharedClaim {
+    record_key: String,
+    lease_key: String,
+    record: SharedRecord,
+    claimed: String,
+}
+
+impl SharedKeys {
     fn unavailable(error: impl std::fmt::Display) -> ApiError {
         tracing::warn!(error = %error, "Idempotency-Key store unavailable; failing closed");
         ApiError::StateUnavailable(
@@ -287,46 +313,45 @@ impl SharedKeys {
         scoped: &str,
         fingerprint: [u8; 32],
     ) -> Result<Claim, ApiError> {
-        let key = self.redis_key(scoped);
-        let holder = uuid::Uuid::new_v4().to_string();
+        let (record_key, lease_key) = self.redis.keys().idempotency(scoped);
         let record = SharedRecord {
             fingerprint: hex::encode(fingerprint),
-            holder: holder.clone(),
-            lease_until_ms: now_ms().saturating_add(millis(self.lease)),
+            holder: uuid::Uuid::new_v4().to_string(),
             stored: None,
         };
-        let json = serde_json::to_string(&record).map_err(|e| ApiError::Internal(e.into()))?;
-        let ttl = millis(self.ttl);
+        let claimed = serde_json::to_string(&record).map_err(|e| ApiError::Internal(e.into()))?;
+        let claim = SharedClaim {
+            record_key,
+            lease_key,
+            record,
+            claimed,
+        };
         let outcome = self
             .redis
             .call("idempotency claim", |mut c| {
-                let key = key.clone();
+                let mut invocation = CLAIM.prepare_invoke();
+                invocation
+                    .key(&claim.record_key)
+                    .key(&claim.lease_key)
+                    .arg(&claim.claimed)
+                    .arg(&claim.record.holder)
+                    .arg(millis(self.ttl))
+                    .arg(millis(self.lease));
                 async move {
-                    let created: Option<String> = redis::cmd("SET")
-                        .arg(&key)
-                        .arg(&json)
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(ttl)
-                        .query_async(&mut c)
-                        .await?;
-                    if created.is_some() {
-                        return Ok((true, None));
-                    }
-                    let existing: Option<String> =
-                        redis::cmd("GET").arg(&key).query_async(&mut c).await?;
-                    Ok((false, existing))
+                    invocation
+                        .invoke_async::<(bool, Option<String>, bool)>(&mut c)
+                        .await
                 }
             })
             .await;
-        let (created, existing) = match outcome {
+        let (created, existing, leased) = match outcome {
             Ok(outcome) => outcome,
             Err(error) => {
-                // The SET may have landed before the answer was given up on:
-                // let go of the key (only if it is ours), so the retry the
-                // 503 asks for is not told "in flight", then "unknown".
-                let (keys, key) = (Arc::clone(self), key.clone());
-                tokio::spawn(async move { keys.release(&key, &holder).await });
+                // The claim may have landed before the answer was given up
+                // on: let go of it (only if it is still ours), so the retry
+                // the 503 asks for is not told "in flight", then "unknown".
+                let keys = Arc::clone(self);
+                tokio::spawn(async move { keys.release(&claim).await });
                 return Err(Self::unavailable(error));
             }
         };
@@ -334,8 +359,7 @@ impl SharedKeys {
             return Ok(Claim::Fresh(ClaimedKey {
                 held: Some(Held::Shared {
                     keys: Arc::clone(self),
-                    key,
-                    record,
+                    claim,
                 }),
             }));
         }
@@ -345,49 +369,56 @@ impl SharedKeys {
         };
         let existing: SharedRecord = serde_json::from_str(&existing)
             .map_err(|e| Self::unavailable(format!("unreadable record: {e}")))?;
-        if existing.fingerprint != hex::encode(fingerprint) {
+        if existing.fingerprint != claim.record.fingerprint {
             return Err(reused_with_another_body());
         }
         match existing.stored {
             Some(stored) => Ok(Claim::Replay(stored)),
-            None if now_ms() < existing.lease_until_ms => Err(in_flight()),
+            None if leased => Err(in_flight()),
             // The holder is gone without an answer: its outcome is unknown.
             None => Ok(Claim::Replay(Stored::outcome_unknown())),
         }
     }
 
-    async fn finish(&self, key: &str, mut record: SharedRecord, stored: Stored) {
-        record.stored = Some(stored);
-        let Ok(json) = serde_json::to_string(&record) else {
+    async fn finish(&self, mut claim: SharedClaim, stored: Stored) {
+        claim.record.stored = Some(stored);
+        let Ok(answered) = serde_json::to_string(&claim.record) else {
             return;
         };
         let ttl = millis(self.ttl);
         let result = self
             .redis
             .call("idempotency finish", |mut c| async move {
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(json)
-                    .arg("PX")
+                FINISH
+                    .key(&claim.record_key)
+                    .key(&claim.lease_key)
+                    .arg(&claim.claimed)
+                    .arg(answered)
                     .arg(ttl)
-                    .query_async::<()>(&mut c)
+                    .invoke_async::<i64>(&mut c)
                     .await
             })
             .await;
-        if let Err(error) = result {
+        match result {
+            Ok(1) => {}
+            // Expired and claimed again by another request: not ours to answer.
+            Ok(_) => tracing::warn!("an Idempotency-Key was no longer this request's to answer"),
             // The answer was sent; the key stays held until its lease ends,
             // then answers "outcome unknown": never a second create.
-            tracing::error!(error = %error, "could not record an Idempotency-Key's answer");
+            Err(error) => {
+                tracing::error!(error = %error, "could not record an Idempotency-Key's answer");
+            }
         }
     }
 
-    async fn release(&self, key: &str, holder: &str) {
+    async fn release(&self, claim: &SharedClaim) {
         let result = self
             .redis
             .call("idempotency release", |mut c| async move {
                 RELEASE
-                    .key(key)
-                    .arg(holder)
+                    .key(&claim.record_key)
+                    .key(&claim.lease_key)
+                    .arg(&claim.claimed)
                     .invoke_async::<i64>(&mut c)
                     .await
             })
@@ -413,8 +444,7 @@ enum Held {
     },
     Shared {
         keys: Arc<SharedKeys>,
-        key: String,
-        record: SharedRecord,
+        claim: SharedClaim,
     },
 }
 
@@ -423,7 +453,7 @@ impl ClaimedKey {
     pub async fn finish(mut self, stored: Stored) {
         match self.held.take() {
             Some(Held::Local { record, .. }) => *lock(&record.state) = LocalState::Done(stored),
-            Some(Held::Shared { keys, key, record }) => keys.finish(&key, record, stored).await,
+            Some(Held::Shared { keys, claim }) => keys.finish(claim, stored).await,
             None => {}
         }
     }
@@ -433,7 +463,7 @@ impl ClaimedKey {
     pub async fn release(mut self) {
         match self.held.take() {
             Some(Held::Local { key, records, .. }) => records.invalidate(&key).await,
-            Some(Held::Shared { keys, key, record }) => keys.release(&key, &record.holder).await,
+            Some(Held::Shared { keys, claim }) => keys.release(&claim).await,
             None => {}
         }
     }
@@ -448,12 +478,12 @@ impl Drop for ClaimedKey {
             Some(Held::Local { record, .. }) => {
                 *lock(&record.state) = LocalState::Done(Stored::outcome_unknown());
             }
-            Some(Held::Shared { keys, key, record }) => {
+            Some(Held::Shared { keys, claim }) => {
                 // Best effort; if it cannot be written, the lease runs out and
                 // the key says the same.
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                     runtime.spawn(async move {
-                        keys.finish(&key, record, Stored::outcome_unknown()).await;
+                        keys.finish(claim, Stored::outcome_unknown()).await;
                     });
                 }
             }

@@ -1,15 +1,7 @@
 //! The second level of the Slitz cache, on the Redis the instances share,
 //! and the bus that carries a write's invalidation to every instance.
 //!
-//! Keys, all under `redis.key_prefix`:
-//!
-//! | key | what |
-//! |---|---|
-//! | `cache:gen` | hash: the generation of every route a write has changed |
-//! | `cache:{route}:{generation}:{variant}` | hash: `body`, `etag`, `fetched_ms` (Redis's clock); expires after TTL + stale grace |
-//! | `cache-lock:{route}:{generation}:{variant}` | the instance loading a cold key (`SET NX PX`) |
-//! | `cache:invalidations` | channel: `{id} {route}={generation} …` after a write |
-//! | `cache:ack:{id}` | how many instances have applied invalidation `id` |
+//! Its keys are in [`crate::shared::conventions`].
 //!
 //! An answer is stored under its route's generation, so bumping the
 //! generation forgets every answer of the route at once, and a load that
@@ -27,7 +19,10 @@ use futures_util::StreamExt;
 use redis::Value;
 
 use super::{Cached, Coherence, Lifetime, Origin, Route, Tag, settle};
-use crate::{error::ApiError, shared::SharedRedis};
+use crate::{
+    error::ApiError,
+    shared::{SharedRedis, conventions::script},
+};
 
 /// How often the subscription is checked with a PING: an instance cut off
 /// from Redis stops trusting its own copies of written routes within this
@@ -40,7 +35,7 @@ const POLL: Duration = Duration::from_millis(10);
 /// Reads a route's generation and the answer stored under it, with its age
 /// by Redis's clock, in one round trip.
 static READ: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
+    script(
         r#"
 local generation = redis.call('HGET', ARGV[1] .. 'cache:gen', ARGV[2]) or '0'
 local key = ARGV[1] .. 'cache:' .. ARGV[2] .. ':' .. generation .. ':' .. ARGV[3]
@@ -48,8 +43,7 @@ local stored = redis.call('HMGET', key, 'body', 'etag', 'fetched_ms')
 if not stored[1] or not stored[2] or not stored[3] then
     return {generation}
 end
-local now = redis.call('TIME')
-local age = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(stored[3])
+local age = now_ms() - tonumber(stored[3])
 if age < 0 then age = 0 end
 return {generation, stored[1], stored[2], age}
 "#,
@@ -58,10 +52,9 @@ return {generation, stored[1], stored[2], age}
 
 /// Stores an answer, stamped with Redis's clock, for its TTL plus stale grace.
 static WRITE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
+    script(
         r#"
-local now = redis.call('TIME')
-local fetched = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local fetched = now_ms()
 redis.call('HSET', KEYS[1], 'body', ARGV[1], 'etag', ARGV[2], 'fetched_ms', fetched)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
@@ -71,7 +64,7 @@ return 1
 
 /// Lets go of a load lock, if this instance still holds it.
 static UNLOCK: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
+    script(
         r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
     return redis.call('DEL', KEYS[1])
@@ -84,7 +77,7 @@ return 0
 /// Bumps the generations of the routes a write changed and tells every
 /// instance; answers how many instances heard it, and the message.
 static INVALIDATE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
+    script(
         r#"
 local changed = {}
 for i = 3, #ARGV do
@@ -161,14 +154,14 @@ impl Cluster {
 
     fn key(&self, route: Route, generation: u64, variant: &str) -> String {
         self.redis
-            .key(&format!("cache:{}:{generation}:{variant}", route.name()))
+            .keys()
+            .cache_entry(route.name(), generation, variant)
     }
 
     fn lock_key(&self, route: Route, generation: u64, variant: &str) -> String {
-        self.redis.key(&format!(
-            "cache-lock:{}:{generation}:{variant}",
-            route.name()
-        ))
+        self.redis
+            .keys()
+            .cache_lock(route.name(), generation, variant)
     }
 
     /// Loads `route`/`variant` through Redis: a fresh answer there is a hit;
@@ -274,7 +267,7 @@ impl Cluster {
     }
 
     async fn read(&self, route: Route, variant: &str) -> Result<Found, ()> {
-        let prefix = self.redis.key("");
+        let prefix = self.redis.keys().prefix().to_owned();
         let reply = self
             .redis
             .call("cache read", |mut c| async move {
@@ -371,7 +364,7 @@ impl Cluster {
     /// instance at least stops trusting its own copies.
     pub(super) async fn invalidate(&self, routes: &[Route]) {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let prefix = self.redis.key("");
+        let prefix = self.redis.keys().prefix().to_owned();
         let names: Vec<&'static str> = routes.iter().map(|r| r.name()).collect();
         let published = self
             .redis
@@ -418,7 +411,7 @@ impl Cluster {
 
     /// Whether `listeners` instances have applied invalidation `id`.
     async fn acknowledged(&self, id: &str, listeners: u64) -> bool {
-        let key = self.redis.key(&format!("cache:ack:{id}"));
+        let key = self.redis.keys().cache_ack(id);
         let give_up = Instant::now()
             .checked_add(self.redis.timeout().saturating_mul(5))
             .unwrap_or_else(Instant::now);
@@ -481,7 +474,7 @@ fn parse_invalidation(message: &str) -> Option<(&str, Vec<(Route, u64)>)> {
 /// acknowledges it; checks the subscription every [`HEARTBEAT`]; when it is
 /// lost, stops trusting copies of written routes and subscribes again.
 async fn listen(redis: Arc<SharedRedis>, coherence: Weak<Coherence>) {
-    let channel = redis.key("cache:invalidations");
+    let channel = redis.keys().cache_invalidations();
     let mut backoff = Duration::from_millis(50);
     while coherence.strong_count() > 0 {
         match subscribe(&redis, &channel).await {
@@ -549,7 +542,7 @@ async fn subscribe(
             ));
         }
     }
-    let key = redis.key("cache:gen");
+    let key = redis.keys().cache_generations();
     let generations = redis
         .call("cache generations", |mut c| async move {
             redis::cmd("HGETALL")
@@ -581,7 +574,7 @@ async fn apply(redis: &SharedRedis, coherence: &Weak<Coherence>, message: &redis
         .into_iter()
         .for_each(|(route, generation)| alive.observe(route, generation));
     drop(alive);
-    let key = redis.key(&format!("cache:ack:{id}"));
+    let key = redis.keys().cache_ack(id);
     // When the acknowledgement fails, the writer reports the invalidation unconfirmed.
     let _ = redis
         .call("cache acknowledge", |mut c| async move {

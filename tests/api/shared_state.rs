@@ -1,13 +1,21 @@
 //! Several instances, one state: real `redis-server`, two gateways against
 //! one sandbox upstream, over real HTTP.
 
-use gateway::sandbox::{Fault, FaultRule};
+use gateway::{
+    error::ApiError,
+    idempotency::{Claim, IdempotencyStore, Stored},
+    sandbox::{Fault, FaultRule},
+    shared::SharedRedis,
+};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::{
     customers::{CREATE, new_customer},
-    helpers::{KEY, RedisServer, TestApp, assert_problem, get_json, spawn_app_with, spawn_gateway},
+    helpers::{
+        KEY, RedisServer, TestApp, assert_problem, get_json, spawn_app_with, spawn_gateway,
+        wait_until,
+    },
 };
 
 /// Two instances sharing `redis`: the first as a `TestApp` (with the
@@ -96,14 +104,13 @@ async fn a_key_whose_instance_died_mid_write_is_never_sent_again() {
     let redis = RedisServer::start().await;
     let (a, b) = two_instances(&redis).await;
     let body = new_customer("DIED-1");
-    // What an instance that died mid-create leaves behind: the key held,
-    // its lease run out, no answer. The fingerprint is of the parsed body,
-    // fields in the order the gateway writes them.
+    // What an instance that died mid-create leaves behind: the record, no
+    // answer, and no lease (it ran out on Redis's clock). The fingerprint
+    // is of the parsed body, fields in the order the gateway writes them.
     let canonical = r#"{"start_billing_date":"2026-12-01","customer_id":"DIED-1","email":"steve@example.com","first_name":"Steve","last_name":"Harris","address":"126 Mendoza Avenue","zipcode":"33134"}"#;
     let record = json!({
         "fingerprint": hex::encode(Sha256::digest(canonical.as_bytes())),
         "holder": "an-instance-that-died",
-        "lease_until_ms": 0,
         "stored": null
     });
     let key = format!(
@@ -441,4 +448,96 @@ async fn a_stalled_redis_is_noticed_once_and_hits_keep_their_latency() {
     .await;
     let ready = get_json(&app.url("/readyz")).await;
     assert_eq!(ready["checks"]["redis"]["status"], "up", "{ready}");
+}
+
+fn shared_store(redis: &RedisServer, lease: std::time::Duration) -> IdempotencyStore {
+    let shared = SharedRedis::new(&redis.settings()).unwrap();
+    IdempotencyStore::shared(
+        std::sync::Arc::new(shared),
+        &gateway::configuration::IdempotencySettings::default(),
+        lease,
+    )
+}
+
+fn created(id: &str) -> Stored {
+    Stored::Created {
+        body: format!("{{\"id\":\"{id}\"}}"),
+        location: format!("/v1/customers/{id}"),
+    }
+}
+
+#[tokio::test]
+async fn a_lease_runs_out_on_redis_clock_and_a_late_answer_still_lands() {
+    let redis = RedisServer::start().await;
+    let store = shared_store(&redis, std::time::Duration::from_millis(300));
+    let Ok(Claim::Fresh(first)) = store.claim("web", "slow", b"body").await else {
+        panic!("a fresh key is claimed")
+    };
+    assert!(matches!(
+        store.claim("web", "slow", b"body").await,
+        Err(ApiError::Conflict(_))
+    ));
+    // Past the lease, with no answer: the outcome is unknown, never resent.
+    wait_until("the lease runs out", async || {
+        matches!(
+            store.claim("web", "slow", b"body").await,
+            Ok(Claim::Replay(Stored::Failed(p))) if p.status == 500
+        )
+    })
+    .await;
+    // The slow request's answer, when it comes, is still recorded: it is
+    // the same claim.
+    first.finish(created("late")).await;
+    assert!(matches!(
+        store.claim("web", "slow", b"body").await,
+        Ok(Claim::Replay(Stored::Created { location, .. })) if location == "/v1/customers/late"
+    ));
+}
+
+/// Deletes every idempotency key, as if their TTL had passed.
+async fn expire_idempotency_keys(redis: &RedisServer) {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("gateway-test:idempotency:*")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 2, "a record and its lease: {keys:?}");
+    redis::cmd("DEL")
+        .arg(&keys)
+        .query_async::<()>(&mut connection)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn only_the_exact_holder_answers_or_releases_a_key() {
+    let redis = RedisServer::start().await;
+    let store = shared_store(&redis, std::time::Duration::from_secs(30));
+    let mut stale = Vec::new();
+    // Twice the key expires (its TTL) and another request claims it.
+    for _ in 0..2 {
+        let Ok(Claim::Fresh(claim)) = store.claim("web", "k", b"body").await else {
+            panic!("a fresh or expired key is claimed")
+        };
+        stale.push(claim);
+        expire_idempotency_keys(&redis).await;
+    }
+    let Ok(Claim::Fresh(current)) = store.claim("web", "k", b"body").await else {
+        panic!("an expired key is claimed again")
+    };
+    // Earlier holders can neither release the current claim nor answer it.
+    let (released, answered) = (stale.remove(0), stale.remove(0));
+    released.release().await;
+    answered.finish(created("stale")).await;
+    assert!(matches!(
+        store.claim("web", "k", b"body").await,
+        Err(ApiError::Conflict(_))
+    ));
+    current.finish(created("current")).await;
+    assert!(matches!(
+        store.claim("web", "k", b"body").await,
+        Ok(Claim::Replay(Stored::Created { location, .. })) if location == "/v1/customers/current"
+    ));
 }

@@ -26,6 +26,9 @@ use tokio::sync::OnceCell;
 
 use crate::configuration::RedisSettings;
 
+pub mod conventions;
+pub use conventions::Keys;
+
 /// Redis could not be used for this call: down, slow, or refusing.
 #[derive(Debug, thiserror::Error)]
 #[error("redis: {0}")]
@@ -82,7 +85,7 @@ pub struct SharedRedis {
     /// Made on first use, so the gateway starts while Redis is down; once
     /// made, the manager reconnects by itself.
     connection: OnceCell<ConnectionManager>,
-    prefix: String,
+    keys: Keys,
     timeout: Duration,
     health: Arc<Health>,
 }
@@ -97,15 +100,15 @@ impl SharedRedis {
         Ok(Self {
             client,
             connection: OnceCell::new(),
-            prefix: settings.key_prefix.clone(),
+            keys: Keys::new(&settings.key_prefix),
             timeout: Duration::from_millis(settings.timeout_ms),
             health: Arc::default(),
         })
     }
 
-    /// The key `name` under this gateway's prefix.
-    pub fn key(&self, name: &str) -> String {
-        format!("{}{name}", self.prefix)
+    /// The names of this gateway's keys (see [`conventions`]).
+    pub fn keys(&self) -> &Keys {
+        &self.keys
     }
 
     async fn manager(&self) -> Result<ConnectionManager, RedisUnavailable> {

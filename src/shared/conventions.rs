@@ -1,0 +1,126 @@
+//! How the gateway uses Redis, for all three of its protocols in one place:
+//! the keys they own, the clock they read, how their scripts are written.
+//!
+//! **Keys.** Every key is under `redis.key_prefix`, so several gateways can
+//! share one Redis. Caller names and idempotency keys never appear as such.
+//!
+//! | key | protocol | what |
+//! |---|---|---|
+//! | `rate:{hex(key name)}` | rate limits | a key's GCRA theoretical arrival time (µs, Redis's clock) |
+//! | `idempotency:{sha256}` | idempotency | a key's record: body fingerprint, holder, the answer once there is one |
+//! | `idempotency:{sha256}:lease` | idempotency | held (value: the holder) while the first request runs; expires after the lease |
+//! | `cache:gen` | cache | hash: the generation of every route a write has changed |
+//! | `cache:{route}:{generation}:{variant}` | cache | hash: `body`, `etag`, `fetched_ms` (Redis's clock) |
+//! | `cache-lock:{route}:{generation}:{variant}` | cache | the instance loading a cold key |
+//! | `cache:invalidations` | cache | channel: `{id} {route}={generation} …` after a write |
+//! | `cache:ack:{id}` | cache | how many instances have applied invalidation `id` |
+//!
+//! **One clock: Redis's.** Anything that expires or ages is measured by
+//! Redis (`PX` on a key, or `TIME` inside a script through [`CLOCK`]'s
+//! `now_us()` / `now_ms()`), never by an instance's own clock, so instances
+//! whose clocks disagree still agree on every lease, limit and age.
+//!
+//! **Scripts** are built with [`script`], which puts [`CLOCK`] in front of
+//! the body; redis-rs sends each by its SHA and loads it on `NOSCRIPT`.
+//! A script that lets go of something held (a lock, a lease) compares the
+//! holder's exact token, never a substring of a record.
+//!
+//! **Timeouts.** Every call goes through [`super::SharedRedis::call`],
+//! bounded by `redis.timeout_ms` and counted by operation name.
+
+use sha2::{Digest, Sha256};
+
+/// Lua that every script starts with: Redis's clock.
+pub const CLOCK: &str = "\
+local function now_us()
+    local t = redis.call('TIME')
+    return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local function now_ms()
+    return math.floor(now_us() / 1000)
+end
+";
+
+/// A script whose body may call `now_us()` and `now_ms()`.
+pub fn script(body: &str) -> redis::Script {
+    redis::Script::new(&format!("{CLOCK}{body}"))
+}
+
+/// The names of the keys in the table above, under one prefix.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// `redis.key_prefix`: scripts that build cache keys themselves get it.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn rate(&self, key_name: &str) -> String {
+        format!("{}rate:{}", self.prefix, hex::encode(key_name.as_bytes()))
+    }
+
+    /// The record and the lease of an idempotency key `scoped` to its caller.
+    pub fn idempotency(&self, scoped: &str) -> (String, String) {
+        let record = format!(
+            "{}idempotency:{}",
+            self.prefix,
+            hex::encode(Sha256::digest(scoped.as_bytes()))
+        );
+        let lease = format!("{record}:lease");
+        (record, lease)
+    }
+
+    pub fn cache_generations(&self) -> String {
+        format!("{}cache:gen", self.prefix)
+    }
+
+    pub fn cache_entry(&self, route: &str, generation: u64, variant: &str) -> String {
+        format!("{}cache:{route}:{generation}:{variant}", self.prefix)
+    }
+
+    pub fn cache_lock(&self, route: &str, generation: u64, variant: &str) -> String {
+        format!("{}cache-lock:{route}:{generation}:{variant}", self.prefix)
+    }
+
+    pub fn cache_invalidations(&self) -> String {
+        format!("{}cache:invalidations", self.prefix)
+    }
+
+    pub fn cache_ack(&self, id: &str) -> String {
+        format!("{}cache:ack:{id}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_is_under_the_prefix_and_hides_what_callers_sent() {
+        let keys = Keys::new("gw:");
+        let (record, lease) = keys.idempotency("web\u{0}my-key");
+        for key in [
+            keys.rate("web"),
+            record.clone(),
+            lease.clone(),
+            keys.cache_generations(),
+            keys.cache_entry("account", 3, "v"),
+            keys.cache_lock("account", 3, "v"),
+            keys.cache_invalidations(),
+            keys.cache_ack("id"),
+        ] {
+            assert!(key.starts_with("gw:"), "{key}");
+            assert!(!key.contains("my-key"), "{key}");
+        }
+        assert_eq!(lease, format!("{record}:lease"));
+    }
+}
