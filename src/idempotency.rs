@@ -11,23 +11,25 @@
 //! sent again: it answers that the outcome is unknown.
 
 use std::{
+    future::Future,
     sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
 
 use crate::{
     configuration::IdempotencySettings,
-    context::current_request_id,
+    context::{RequestScope, current_request_id},
     error::{ApiError, FieldError, Problem},
     shared::{SharedRedis, conventions::script},
 };
 use actix_web::{
     HttpResponse,
-    http::header::{HeaderName, HeaderValue},
+    http::header::{HeaderMap, HeaderName, HeaderValue},
 };
 use moka::future::Cache;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 /// A finished answer, kept to be replayed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -170,6 +172,92 @@ impl IdempotencyStore {
         match &self.backend {
             Backend::Local(records) => claim_local(records, scoped, fingerprint).await,
             Backend::Shared(keys) => keys.claim(&scoped, fingerprint).await,
+        }
+    }
+}
+
+impl IdempotencyStore {
+    /// The request's `Idempotency-Key`, if it sent one, checked.
+    pub fn key_of(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+        headers
+            .get("idempotency-key")
+            .map(|v| Self::parse_key(v.to_str().unwrap_or_default()).map(str::to_owned))
+            .transpose()
+    }
+
+    /// Runs `write` at most once per `key` (when there is one) and answers
+    /// with what it stored. The state machine of a keyed write:
+    ///
+    /// - a key seen with the same `fingerprint` replays its stored answer;
+    ///   with another, 422; while its first request runs, 409;
+    /// - the write is detached from the request, so a caller hanging up
+    ///   neither cancels it nor keeps its outcome from being recorded;
+    /// - its answer is recorded before it is sent, so a retry on any
+    ///   instance replays it; a failure is recorded too (its outcome at the
+    ///   upstream is unknown), unless `unprocessed` says the upstream
+    ///   provably did not act, when the key is let go for a retry;
+    /// - a panic in the write goes on in this request (the request
+    ///   middleware answers it); the unsettled key then says the outcome is
+    ///   unknown.
+    pub async fn write_once<W>(
+        &self,
+        caller: &str,
+        key: Option<String>,
+        fingerprint: &[u8],
+        write: W,
+        unprocessed: impl FnOnce(&ApiError) -> bool,
+    ) -> Result<HttpResponse, ApiError>
+    where
+        W: Future<Output = Result<Stored, ApiError>> + Send + 'static,
+    {
+        let claim = match key {
+            None => None,
+            Some(key) => {
+                let claimed = self.claim(caller, &key, fingerprint).await;
+                let outcome = match &claimed {
+                    Ok(Claim::Fresh(_)) => "claimed",
+                    Ok(Claim::Replay(_)) => "replayed",
+                    Err(ApiError::Conflict(_)) => "conflict",
+                    Err(ApiError::Unprocessable { .. }) => "body_mismatch",
+                    Err(_) => "unavailable",
+                };
+                metrics::counter!("gateway_idempotency_keys_total", "outcome" => outcome)
+                    .increment(1);
+                match claimed? {
+                    Claim::Replay(stored) => return Ok(stored.replay()),
+                    Claim::Fresh(claim) => Some(claim),
+                }
+            }
+        };
+        let task = tokio::spawn(
+            RequestScope::current()
+                .run(write)
+                .instrument(tracing::Span::current()),
+        );
+        let outcome = match task.await {
+            Ok(outcome) => outcome,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(ApiError::Internal(anyhow::anyhow!(
+                "the write task failed: {e}"
+            ))),
+        };
+        match (outcome, claim) {
+            (Ok(stored), claim) => {
+                let response = stored.replay_first();
+                if let Some(claim) = claim {
+                    claim.finish(stored).await;
+                }
+                Ok(response)
+            }
+            (Err(error), Some(claim)) if unprocessed(&error) => {
+                claim.release().await;
+                Err(error)
+            }
+            (Err(error), Some(claim)) => {
+                claim.finish(Stored::Failed(error.to_problem())).await;
+                Err(error)
+            }
+            (Err(error), None) => Err(error),
         }
     }
 }

@@ -6,18 +6,16 @@ use actix_web::{HttpRequest, HttpResponse, post, web};
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tracing::Instrument;
 use utoipa::ToSchema;
 
 use super::{AuthErrors, BadRequest, UpstreamErrors, parse_body, parse_id};
 use crate::{
     auth::{Caller, Scope},
-    context::RequestScope,
     domain::{
         BillingDate, BodyHints, CustomerId, Email, PersonName, Present, StreetAddress, Zipcode,
     },
     error::{ApiError, FieldError, Problem},
-    idempotency::{Claim, IdempotencyStore, Stored},
+    idempotency::{IdempotencyStore, Stored},
     normalize::rfc3339,
     upstream::{
         UpstreamError,
@@ -230,100 +228,43 @@ pub(crate) async fn create_customer(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Write)?;
     let customer = NewCustomer::parse(body.into_inner())?;
-    let key = match req.headers().get("idempotency-key") {
-        None => None,
-        Some(v) => Some(IdempotencyStore::parse_key(v.to_str().unwrap_or_default())?.to_owned()),
-    };
-    let claim = match &key {
-        None => None,
-        Some(key) => {
-            // The validated request, so `{"a":1,"b":2}` and `{"b":2,"a":1}` are one body.
-            let fingerprint = serde_json::to_vec(&customer).unwrap_or_default();
-            let claimed = keys.claim(&caller.name, key, &fingerprint).await;
-            let outcome = match &claimed {
-                Ok(Claim::Fresh(_)) => "claimed",
-                Ok(Claim::Replay(_)) => "replayed",
-                Err(ApiError::Conflict(_)) => "conflict",
-                Err(ApiError::Unprocessable { .. }) => "body_mismatch",
-                Err(_) => "unavailable",
-            };
-            metrics::counter!("gateway_idempotency_keys_total", "outcome" => outcome).increment(1);
-            match claimed? {
-                Claim::Replay(stored) => return Ok(stored.replay()),
-                Claim::Fresh(claim) => Some(claim),
-            }
-        }
-    };
-    // Detached, so a caller hanging up mid-write neither cancels the write
-    // nor keeps its outcome from being recorded for the key.
-    let scope = RequestScope::current();
-    let task = tokio::spawn(
-        scope
-            .run(async move {
-                let start_billing_date = customer.start_billing_date.as_str();
-                let created = dna
-                    .create_client(&NewClient {
-                        start_billing_date: &start_billing_date,
-                        customer_id: customer.customer_id.as_str(),
-                        email: customer.email.as_str(),
-                        first_name: customer.first_name.as_str(),
-                        last_name: customer.last_name.as_str(),
-                        address: customer.address.as_str(),
-                        zipcode: customer.zipcode.as_str(),
-                        billing: customer
-                            .billing_address
-                            .get()
-                            .map(StreetAddress::as_str)
-                            .zip(customer.billing_zipcode.get().map(Zipcode::as_str)),
-                        subreseller_id: customer.subreseller_id.get().map(CustomerId::as_str),
-                    })
-                    .await
-                    .map_err(dna_error)?;
-                let answer = Customer {
-                    id: created.id,
-                    ns_domain: created.ns_domain,
-                    status: "pending",
-                    customer_id: customer.customer_id.as_str().to_owned(),
-                };
-                let body =
-                    serde_json::to_string(&answer).map_err(|e| ApiError::Internal(e.into()))?;
-                let stored = Stored::Created {
-                    body,
-                    location: format!("/v1/customers/{}", answer.id),
-                };
-                Ok::<_, ApiError>(stored)
+    let key = IdempotencyStore::key_of(req.headers())?;
+    // The validated request, so `{"a":1,"b":2}` and `{"b":2,"a":1}` are one body.
+    let fingerprint = serde_json::to_vec(&customer).unwrap_or_default();
+    let write = async move {
+        let start_billing_date = customer.start_billing_date.as_str();
+        let created = dna
+            .create_client(&NewClient {
+                start_billing_date: &start_billing_date,
+                customer_id: customer.customer_id.as_str(),
+                email: customer.email.as_str(),
+                first_name: customer.first_name.as_str(),
+                last_name: customer.last_name.as_str(),
+                address: customer.address.as_str(),
+                zipcode: customer.zipcode.as_str(),
+                billing: customer
+                    .billing_address
+                    .get()
+                    .map(StreetAddress::as_str)
+                    .zip(customer.billing_zipcode.get().map(Zipcode::as_str)),
+                subreseller_id: customer.subreseller_id.get().map(CustomerId::as_str),
             })
-            .instrument(tracing::Span::current()),
-    );
-    let outcome = match task.await {
-        Ok(outcome) => outcome,
-        // A panic in the create goes on in this request, where the request
-        // middleware answers it (500, logged once with its message); the
-        // unsettled claim marks the key's outcome unknown as it unwinds.
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(ApiError::Internal(anyhow::anyhow!(
-            "the create task failed: {e}"
-        ))),
+            .await
+            .map_err(dna_error)?;
+        let answer = Customer {
+            id: created.id,
+            ns_domain: created.ns_domain,
+            status: "pending",
+            customer_id: customer.customer_id.as_str().to_owned(),
+        };
+        let body = serde_json::to_string(&answer).map_err(|e| ApiError::Internal(e.into()))?;
+        Ok(Stored::Created {
+            body,
+            location: format!("/v1/customers/{}", answer.id),
+        })
     };
-    match (outcome, claim) {
-        (Ok(stored), claim) => {
-            let response = stored.replay_first();
-            // Recorded before answering, so a retry on any instance replays it.
-            if let Some(claim) = claim {
-                claim.finish(stored).await;
-            }
-            Ok(response)
-        }
-        (Err(error), Some(claim)) if provably_unprocessed(&error) => {
-            claim.release().await;
-            Err(error)
-        }
-        (Err(error), Some(claim)) => {
-            claim.finish(Stored::Failed(error.to_problem())).await;
-            Err(error)
-        }
-        (Err(error), None) => Err(error),
-    }
+    keys.write_once(&caller.name, key, &fingerprint, write, provably_unprocessed)
+        .await
 }
 
 async fn change_status(
