@@ -19,7 +19,7 @@ use governor::{
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::{configuration::ApiKeySettings, error::ApiError, shared::SharedRedis};
+use crate::{configuration::ApiKeySettings, error::ApiError, route_table, shared::SharedRedis};
 
 pub use crate::configuration::Scope;
 
@@ -438,8 +438,11 @@ fn entries(settings: &[ApiKeySettings], old: &[Arc<KeyEntry>]) -> Vec<Arc<KeyEnt
 #[derive(Debug, Clone)]
 pub struct CallerName(pub Arc<str>);
 
-/// An authenticated caller. As an extractor it answers 401 itself when the
-/// request carries no valid key; handlers then ask for the scope they need.
+/// An authenticated caller. As an extractor it is the whole admission of a
+/// keyed route: 401 without a valid key, 429 over the key's rate, 403 when
+/// the key lacks a scope the route table gives the route. A handler that
+/// takes a `Caller` (even as `_: Caller`) is admitted; one that does not
+/// takes no key, and the route table must say so.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub name: Arc<str>,
@@ -486,6 +489,17 @@ impl FromRequest for Caller {
                     }
                 }
             }
+            // The scopes are the route table's: no handler checks its own.
+            let route = req.match_name().and_then(route_table::by_name);
+            let Some(route) = route else {
+                return Err(ApiError::internal(
+                    "a route that takes an API key is missing from the route table",
+                ));
+            };
+            route
+                .scopes
+                .iter()
+                .try_for_each(|scope| caller.require(*scope))?;
             Ok(caller)
         })
     }

@@ -31,6 +31,7 @@ pub mod normalize;
 pub mod openapi;
 pub mod otel;
 pub mod reload;
+pub mod route_table;
 pub mod routes;
 pub mod sandbox;
 pub mod shared;

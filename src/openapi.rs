@@ -1,16 +1,25 @@
 //! The OpenAPI document: collected from the handlers' `#[utoipa::path]`
-//! attributes through the same `routes::configure` the server uses.
+//! attributes through the same `routes::configure` the server uses, then
+//! given the route table's facts (security, cache headers) and the headers
+//! every answer carries.
 
 use actix_web::App;
 use utoipa::{
     Modify, OpenApi,
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    openapi::{
+        ObjectBuilder, RefOr, Response, Type,
+        header::{Header, HeaderBuilder},
+        path::Operation,
+        security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme},
+    },
 };
 use utoipa_actix_web::AppExt;
 
 use crate::{
+    configuration::Scope,
     error::{FieldError, Problem},
     normalize::Money,
+    route_table::{ROUTES, RouteSpec},
     routes,
 };
 
@@ -61,10 +70,11 @@ impl Modify for BearerAuth {
 }
 
 /// The complete document, as served at `/openapi.json` and printed by
-/// `gateway openapi`: utoipa's, plus what its attributes cannot say.
+/// `gateway openapi`: utoipa's, with the route table's facts and the
+/// headers every answer carries, plus the schema keywords utoipa cannot say.
 pub fn document() -> serde_json::Value {
     let mut doc = serde_json::to_value(openapi()).unwrap_or_default();
-    contract_fixups(&mut doc);
+    schema_keywords(&mut doc);
     doc
 }
 
@@ -75,15 +85,150 @@ pub fn document_text() -> String {
     text
 }
 
-/// JSON Schema keywords and response headers that utoipa's attributes do not
-/// express, added to the generated document:
+/// What the route table says about each operation: who may call it
+/// (`security`, from its scopes) and, for a cached read, its `304` and the
+/// `ETag`, `X-Cache` and `Cache-Control` of its `200`.
+struct RouteFacts;
+
+impl Modify for RouteFacts {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for route in ROUTES {
+            let Some(operation) = operation_mut(openapi, route) else {
+                continue;
+            };
+            if route.keyed() {
+                let scopes = |extra: Option<Scope>| {
+                    let names = route
+                        .scopes
+                        .iter()
+                        .chain(extra.as_ref())
+                        .map(|s| s.as_str());
+                    SecurityRequirement::new("api_key", names)
+                };
+                let mut security = vec![scopes(None)];
+                security.extend(route.widened_by.map(|scope| scopes(Some(scope))));
+                operation.security = Some(security);
+            }
+            if route.cached.is_some() {
+                let responses = &mut operation.responses.responses;
+                responses.insert(
+                    "304".into(),
+                    Response::new("Not modified since the ETag in If-None-Match.").into(),
+                );
+                if let Some(RefOr::T(ok)) = responses.get_mut("200") {
+                    ok.headers.insert(
+                        "X-Cache".into(),
+                        header_one_of(
+                            "HIT (from cache), MISS (fetched now) or STALE (Slitz failed; an expired answer within cache.stale_seconds)",
+                            &["HIT", "MISS", "STALE"],
+                        ),
+                    );
+                    ok.headers.insert(
+                        "ETag".into(),
+                        header("Strong validator of the answer; send it back in If-None-Match for a 304."),
+                    );
+                    ok.headers.insert(
+                        "Cache-Control".into(),
+                        header("private, max-age = seconds the answer stays fresh (0 when STALE)."),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The headers answers carry whatever the route: `X-Request-Id` on all;
+/// the rate-limit fields on every answer to a key (401s aside);
+/// `Retry-After` on 409s, 429s and 503s; `ETag` on a 304.
+struct CommonHeaders;
+
+impl Modify for CommonHeaders {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let keyed = operation.security.is_some();
+                for (status, response) in &mut operation.responses.responses {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    let headers = &mut response.headers;
+                    headers.insert(
+                        "X-Request-Id".into(),
+                        header("The request's id: the caller's own when it sent a plain one (at most 128 of A-Za-z0-9-_.:), else a new UUID. Quote it when reporting a problem."),
+                    );
+                    if keyed && status != "401" {
+                        headers.insert(
+                            "RateLimit-Policy".into(),
+                            header("Only for a key with `rate_per_second`: its quota policy (draft-ietf-httpapi-ratelimit-headers), e.g. `\"per-key\";q=20;w=2`: a burst of q requests, refilled over w seconds."),
+                        );
+                        headers.insert(
+                            "RateLimit".into(),
+                            header("Only for a key with `rate_per_second`: where it stands now, e.g. `\"per-key\";r=19;t=1`: r requests may be sent at once, and the whole burst is back after t seconds. With `[redis]`, counted for all instances together."),
+                        );
+                    }
+                    if status == "304" {
+                        headers.insert("ETag".into(), header("The validator that matched."));
+                    }
+                    if matches!(status.as_str(), "409" | "429" | "503") {
+                        headers.insert(
+                            "Retry-After".into(),
+                            header("Seconds to wait before retrying, when known."),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The operation the route table's `route` names in the document.
+fn operation_mut<'a>(
+    openapi: &'a mut utoipa::openapi::OpenApi,
+    route: &RouteSpec,
+) -> Option<&'a mut Operation> {
+    let item = openapi.paths.paths.get_mut(route.path)?;
+    match route.method {
+        "GET" => item.get.as_mut(),
+        "POST" => item.post.as_mut(),
+        "PUT" => item.put.as_mut(),
+        "PATCH" => item.patch.as_mut(),
+        "DELETE" => item.delete.as_mut(),
+        _ => None,
+    }
+}
+
+fn header(description: &str) -> Header {
+    HeaderBuilder::new()
+        .schema(ObjectBuilder::new().schema_type(Type::String))
+        .description(Some(description))
+        .build()
+}
+
+fn header_one_of(description: &str, values: &[&str]) -> Header {
+    HeaderBuilder::new()
+        .schema(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(values.iter().copied())),
+        )
+        .description(Some(description))
+        .build()
+}
+
+/// JSON Schema keywords utoipa's attributes and builders cannot express,
+/// added to the generated document:
 /// - `PATCH /v1/account` needs at least one field (`minProperties`; utoipa
 ///   5.5 writes its `min_properties` attribute as `maxProperties`);
 /// - a billing address and zipcode come together (`dependentRequired`);
-/// - every answer carries `X-Request-Id`; 409s, 429s and 503s say `Retry-After`;
-/// - cached reads (those documenting a 304) carry `X-Cache`, `ETag` and
-///   `Cache-Control` on their 200.
-fn contract_fixups(doc: &mut serde_json::Value) {
+/// - a documented field of an inline schema reads as its plain schema.
+fn schema_keywords(doc: &mut serde_json::Value) {
     use serde_json::json;
     for schema in ["AccountChanges", "NewCustomer"] {
         if let Some(properties) = doc
@@ -110,85 +255,6 @@ fn contract_fixups(doc: &mut serde_json::Value) {
             "billing_zipcode": ["billing_address"]
         }),
     );
-    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
-        return;
-    };
-    for item in paths.values_mut() {
-        let Some(operations) = item.as_object_mut() else {
-            continue;
-        };
-        for operation in operations.values_mut() {
-            // Answers to a key carry its rate-limit budget.
-            let keyed = operation.get("security").is_some();
-            let Some(responses) = operation
-                .get_mut("responses")
-                .and_then(|r| r.as_object_mut())
-            else {
-                continue;
-            };
-            let cached = responses.contains_key("304");
-            for (status, response) in responses.iter_mut() {
-                let headers = response
-                    .as_object_mut()
-                    .map(|r| r.entry("headers").or_insert_with(|| json!({})));
-                let Some(headers) = headers.and_then(|h| h.as_object_mut()) else {
-                    continue;
-                };
-                headers.insert(
-                    "X-Request-Id".into(),
-                    json!({
-                        "description": "The request's id: the caller's own when it sent a plain one (at most 128 of A-Za-z0-9-_.:), else a new UUID. Quote it when reporting a problem.",
-                        "schema": {"type": "string"}
-                    }),
-                );
-                if cached && status == "200" {
-                    headers.insert(
-                        "X-Cache".into(),
-                        json!({"description": "HIT (from cache), MISS (fetched now) or STALE (Slitz failed; an expired answer within cache.stale_seconds)", "schema": {"type": "string", "enum": ["HIT", "MISS", "STALE"]}}),
-                    );
-                    headers.insert(
-                        "ETag".into(),
-                        json!({"description": "Strong validator of the answer; send it back in If-None-Match for a 304.", "schema": {"type": "string"}}),
-                    );
-                    headers.insert(
-                        "Cache-Control".into(),
-                        json!({"description": "private, max-age = seconds the answer stays fresh (0 when STALE).", "schema": {"type": "string"}}),
-                    );
-                }
-                if keyed && status != "401" {
-                    headers.insert(
-                        "RateLimit-Policy".into(),
-                        json!({
-                            "description": "Only for a key with `rate_per_second`: its quota policy (draft-ietf-httpapi-ratelimit-headers), e.g. `\"per-key\";q=20;w=2`: a burst of q requests, refilled over w seconds.",
-                            "schema": {"type": "string"}
-                        }),
-                    );
-                    headers.insert(
-                        "RateLimit".into(),
-                        json!({
-                            "description": "Only for a key with `rate_per_second`: where it stands now, e.g. `\"per-key\";r=19;t=1`: r requests may be sent at once, and the whole burst is back after t seconds. With `[redis]`, counted for all instances together.",
-                            "schema": {"type": "string"}
-                        }),
-                    );
-                }
-                if status == "304" {
-                    headers.insert(
-                        "ETag".into(),
-                        json!({"description": "The validator that matched.", "schema": {"type": "string"}}),
-                    );
-                }
-                if status == "409" || status == "429" || status == "503" {
-                    headers.insert(
-                        "Retry-After".into(),
-                        json!({
-                            "description": "Seconds to wait before retrying, when known.",
-                            "schema": {"type": "string"}
-                        }),
-                    );
-                }
-            }
-        }
-    }
 }
 
 /// utoipa writes an inline field schema with a doc comment as
@@ -212,10 +278,12 @@ fn unwrap_single_one_of(property: &mut serde_json::Value) {
 
 /// The document as utoipa builds it from the handlers.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, api) = App::new()
+    let (_, mut api) = App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .configure(routes::configure)
         .split_for_parts();
+    RouteFacts.modify(&mut api);
+    CommonHeaders.modify(&mut api);
     api
 }

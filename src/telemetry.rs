@@ -367,11 +367,17 @@ pub async fn request_context(
         log_span: log_span.clone(),
     };
     let started = Instant::now();
-    // Label by route pattern, never the raw path: ids would explode cardinality.
-    // Read before serving: a request that panics is gone after.
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
+    // Label by route pattern, never the raw path: ids would explode
+    // cardinality. The route table's path for its routes (no allocation);
+    // actix's pattern for the rest (Swagger UI, the document). Read before
+    // serving: a request that panics is gone after.
+    let route: std::borrow::Cow<'static, str> =
+        match req.match_name().and_then(crate::route_table::by_name) {
+            Some(route) => route.path.into(),
+            None => req
+                .match_pattern()
+                .map_or("unmatched".into(), std::borrow::Cow::Owned),
+        };
     let method = method_label(req.method());
     let trace = if exported {
         span.record("otel.name", format!("{method} {route}"));

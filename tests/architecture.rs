@@ -131,13 +131,19 @@ fn the_layers_point_one_way() {
         !graph["configuration"].contains("sandbox"),
         "production configuration knows no sandbox"
     );
+    // The route table is facts, read by auth, cache, openapi and telemetry.
+    assert_eq!(
+        graph["route_table"],
+        BTreeSet::from(["configuration".to_owned()]),
+        "the route table names configuration's enums only"
+    );
     for lower in ["upstream", "error", "sandbox", "model"] {
         assert!(!graph[lower].contains("routes"), "{lower} imports routes");
     }
     // The upstream clients know HTTP through reqwest only, never the server framework.
     let mut files = Vec::new();
     collect(Path::new("src/upstream"), &mut files);
-    for leaf in ["configuration", "context", "domain"] {
+    for leaf in ["configuration", "context", "domain", "route_table"] {
         files.push(Path::new("src").join(format!("{leaf}.rs")));
     }
     for path in files {

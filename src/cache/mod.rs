@@ -40,14 +40,11 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    configuration::CacheSettings, error::ApiError, shared::SharedRedis, upstream::UpstreamError,
+    configuration::CacheSettings, error::ApiError, route_table, shared::SharedRedis,
+    upstream::UpstreamError,
 };
 
 pub use crate::configuration::Route;
-
-/// The routes whose answers a write through the gateway changes
-/// (`PATCH /v1/account`: the account, and the invoices that embed it).
-pub const CHANGED_BY_ACCOUNT_WRITE: [Route; 2] = [Route::Account, Route::Invoice];
 
 /// A route and what distinguishes one answer of it from another: path and
 /// query parameters, and the caller's view where answers differ by scope.
@@ -212,7 +209,7 @@ impl Coherence {
     /// instance has been hearing every invalidation since.
     fn current(&self, route: Route, entry: &Cached) -> bool {
         entry.tag.generation == self.generation(route)
-            && (!CHANGED_BY_ACCOUNT_WRITE.contains(&route)
+            && (!route_table::written(route)
                 || (self.listening.load(Ordering::Acquire)
                     && entry.tag.epoch == self.epoch.load(Ordering::Acquire)))
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::{AuthErrors, UpstreamErrors, parse_body};
 use crate::{
-    auth::{Caller, Scope},
+    auth::Caller,
     cache::{self, CacheKey, CacheStatus, Cached, ResponseCache, Route},
     domain::{
         AccountField, AccountType, BodyHints, Change, City, CompanyName, CountryCode, OrgNumber,
@@ -16,6 +16,7 @@ use crate::{
     },
     error::{ApiError, FieldError, Problem},
     model::Account,
+    route_table,
     upstream::{UpstreamError, slitz::SlitzClient},
 };
 
@@ -27,20 +28,17 @@ use crate::{
     tag = "account",
     responses(
         (status = 200, description = "The account.", body = Account),
-        (status = 304, description = "Not modified since the ETag in If-None-Match."),
         AuthErrors,
         UpstreamErrors,
-    ),
-    security(("api_key" = ["read"]))
+    )
 )]
 #[get("/account")]
 pub(crate) async fn get_account(
     req: HttpRequest,
-    caller: Caller,
+    _: Caller,
     slitz: web::Data<SlitzClient>,
     cache: web::Data<ResponseCache>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Scope::Read)?;
     let (entry, status) = cached_account(&slitz, &cache).await?;
     Ok(cache::respond(&req, &entry, status))
 }
@@ -226,17 +224,15 @@ fn current(account: &Account, field: AccountField) -> Option<&str> {
         (status = 504, description = "Slitz did not answer within the configured timeout.",
          body = Problem, content_type = "application/problem+json"),
         AuthErrors,
-    ),
-    security(("api_key" = ["write"]))
+    )
 )]
 #[patch("/account")]
 pub(crate) async fn patch_account(
-    caller: Caller,
+    _: Caller,
     body: web::Json<serde_json::Value>,
     slitz: web::Data<SlitzClient>,
     cache: web::Data<ResponseCache>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Scope::Write)?;
     let changes: AccountChanges = parse_body(body.into_inner())?;
     let changes = changes.changes();
     if changes.is_empty() {
@@ -267,7 +263,9 @@ pub(crate) async fn patch_account(
     })?;
     // The account and the invoices that embed it are now out of date, here
     // and on every other instance, before this answers.
-    cache.after_write(&cache::CHANGED_BY_ACCOUNT_WRITE).await;
+    cache
+        .after_write(route_table::PATCH_ACCOUNT.invalidates)
+        .await;
     let (entry, _) = cache
         .get_or_load(account_key(), || fetch_account(&slitz))
         .await?;

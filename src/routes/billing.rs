@@ -10,7 +10,7 @@ use super::{
     parse_id,
 };
 use crate::{
-    auth::{Caller, Scope},
+    auth::Caller,
     cache::{self, CacheKey, CacheStatus, Cached, ResponseCache, Route},
     error::ApiError,
     model::{Balance, Invoice, InvoiceSummary},
@@ -24,20 +24,17 @@ use crate::{
     tag = "billing",
     responses(
         (status = 200, description = "Balance and credit.", body = Balance),
-        (status = 304, description = "Not modified since the ETag in If-None-Match."),
         AuthErrors,
         UpstreamErrors,
-    ),
-    security(("api_key" = ["read"]))
+    )
 )]
 #[get("/billing/balance")]
 pub(crate) async fn get_balance(
     req: HttpRequest,
-    caller: Caller,
+    _: Caller,
     slitz: web::Data<SlitzClient>,
     cache: web::Data<ResponseCache>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Scope::Read)?;
     let (entry, status) = cached_balance(&slitz, &cache).await?;
     Ok(cache::respond(&req, &entry, status))
 }
@@ -63,22 +60,19 @@ pub(crate) async fn cached_balance(
     params(ListQuery),
     responses(
         (status = 200, description = "One page of invoices.", body = Page<InvoiceSummary>),
-        (status = 304, description = "Not modified since the ETag in If-None-Match."),
         BadRequest,
         AuthErrors,
         UpstreamErrors,
-    ),
-    security(("api_key" = ["read"]))
+    )
 )]
 #[get("/billing/invoices")]
 pub(crate) async fn list_invoices(
     req: HttpRequest,
-    caller: Caller,
+    _: Caller,
     query: web::Query<ListQuery>,
     slitz: web::Data<SlitzClient>,
     cache: web::Data<ResponseCache>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Scope::Read)?;
     let listing = query.validate()?;
     let (entry, status) = cached_invoices(&slitz, &cache, &listing).await?;
     Ok(cache::respond(&req, &entry, status))
@@ -108,23 +102,20 @@ pub(crate) async fn cached_invoices(
     params(("id" = i64, Path, minimum = 1, description = "Invoice id.")),
     responses(
         (status = 200, description = "The invoice.", body = Invoice),
-        (status = 304, description = "Not modified since the ETag in If-None-Match."),
         BadRequest,
         NotFound,
         AuthErrors,
         UpstreamErrors,
-    ),
-    security(("api_key" = ["read"]))
+    )
 )]
 #[get("/billing/invoices/{id}")]
 pub(crate) async fn get_invoice(
     req: HttpRequest,
-    caller: Caller,
+    _: Caller,
     id: web::Path<String>,
     slitz: web::Data<SlitzClient>,
     cache: web::Data<ResponseCache>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Scope::Read)?;
     let id = parse_id("id", &id)?;
     cache
         .serve(

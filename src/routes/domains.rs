@@ -12,7 +12,7 @@ use super::{
     parse_id,
 };
 use crate::{
-    auth::{Caller, Scope},
+    auth::Caller,
     cache::{self, CacheKey, CacheStatus, Cached, ResponseCache, Route},
     domain::{DomainName, Parse},
     error::ApiError,
@@ -53,22 +53,19 @@ pub struct AvailabilityQuery {
     params(ListQuery),
     responses(
         (status = 200, description = "One page of domains.", body = Page<DomainSummary>),
-        (status = 304, description = "Not modified since the ETag in If-None-Match."),
         BadRequest,
         AuthErrors,
         UpstreamErrors,
-    ),
-    security(("api_key" = ["read"]))
+    )
 )]
 #[get("/domains")]
 pub(crate) async fn list_domains(
     req: HttpRequest,
-    caller: Caller,
+    _: Caller,
     query: web::Query<ListQuery>,
     slitz: web::Data<SlitzClient>,
     cache: web::Data<ResponseCache>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Scope::Read)?;
     let listing = query.validate()?;
     let (entry, status) = cached_domains(&slitz, &cache, &listing).await?;
     Ok(cache::respond(&req, &entry, status))
@@ -98,23 +95,20 @@ pub(crate) async fn cached_domains(
     params(("id" = i64, Path, minimum = 1, description = "Domain id.")),
     responses(
         (status = 200, description = "The domain.", body = Domain),
-        (status = 304, description = "Not modified since the ETag in If-None-Match."),
         BadRequest,
         NotFound,
         AuthErrors,
         UpstreamErrors,
-    ),
-    security(("api_key" = ["read"]))
+    )
 )]
 #[get("/domains/{id}")]
 pub(crate) async fn get_domain(
     req: HttpRequest,
-    caller: Caller,
+    _: Caller,
     id: web::Path<String>,
     slitz: web::Data<SlitzClient>,
     cache: web::Data<ResponseCache>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Scope::Read)?;
     let id = parse_id("id", &id)?;
     cache
         .serve(
@@ -134,22 +128,19 @@ pub(crate) async fn get_domain(
     params(AvailabilityQuery),
     responses(
         (status = 200, description = "Whether the name is free.", body = Availability),
-        (status = 304, description = "Not modified since the ETag in If-None-Match."),
         BadRequest,
         AuthErrors,
         UpstreamErrors,
-    ),
-    security(("api_key" = ["read"]))
+    )
 )]
 #[get("/domains/availability")]
 pub(crate) async fn get_availability(
     req: HttpRequest,
-    caller: Caller,
+    _: Caller,
     query: web::Query<AvailabilityQuery>,
     slitz: web::Data<SlitzClient>,
     cache: web::Data<ResponseCache>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Scope::Read)?;
     let name = match query.name.as_deref() {
         None | Some("") => {
             return Err(ApiError::bad_field(

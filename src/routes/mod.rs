@@ -40,7 +40,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(billing::get_invoice)
                 .service(support::list_tickets)
                 .service(support::get_ticket)
-                // Before `/domains/{id}`, which would otherwise claim "availability".
+                // Before `/domains/{id}` (see `route_table::ROUTES`).
                 .service(domains::get_availability)
                 .service(domains::list_domains)
                 .service(domains::get_domain)

@@ -24,6 +24,7 @@ mod panicking;
 mod problem_types;
 mod reload;
 mod resilience;
+mod route_table;
 mod sandbox_dna;
 mod sandbox_slitz;
 mod shared_cache;

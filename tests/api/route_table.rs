@@ -1,0 +1,191 @@
+//! The route table is the single source of each route's facts: the served
+//! document agrees with it, and the running gateway enforces its scopes.
+
+use gateway::{
+    auth::{Scope, sha256_hex},
+    configuration::{ApiKeySettings, Upstream},
+    route_table::{ROUTES, RouteSpec},
+};
+use serde_json::Value;
+
+use crate::helpers::{KEY, TestApp, assert_problem, spawn_app_with};
+
+/// A concrete path for a route's template.
+fn concrete(route: &RouteSpec) -> String {
+    let path = route.path.replace("{id}", "1").replace("{number}", "1");
+    // Availability needs its query to reach the handler's checks; the scope
+    // is checked before any of them.
+    if route.name == "get_availability" {
+        format!("{path}?name=example.se")
+    } else {
+        path
+    }
+}
+
+fn call(app: &TestApp, route: &RouteSpec, key: Option<&str>) -> reqwest::RequestBuilder {
+    let method = reqwest::Method::from_bytes(route.method.as_bytes()).unwrap();
+    let mut request = app.client.request(method, app.url(&concrete(route)));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    if route.method != "GET" {
+        request = request.json(&serde_json::json!({"first_name": "Ada"}));
+    }
+    request
+}
+
+#[tokio::test]
+async fn the_served_document_says_what_the_table_says() {
+    let app = spawn_app_with(|_| {}).await;
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut documented = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            documented += 1;
+            let name = operation["operationId"].as_str().unwrap();
+            let route = ROUTES
+                .iter()
+                .find(|r| r.name == name)
+                .unwrap_or_else(|| panic!("{method} {path} ({name}) is not in the route table"));
+            assert_eq!(route.path, path, "{name}");
+            assert_eq!(route.method, method.to_uppercase(), "{name}");
+
+            let security: Vec<Vec<&str>> = operation["security"]
+                .as_array()
+                .map(|alternatives| {
+                    alternatives
+                        .iter()
+                        .map(|a| {
+                            a["api_key"]
+                                .as_array()
+                                .unwrap()
+                                .iter()
+                                .map(|s| s.as_str().unwrap())
+                                .collect()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut expected: Vec<Vec<&str>> = Vec::new();
+            if route.keyed() {
+                let scopes: Vec<&str> = route.scopes.iter().map(|s| s.as_str()).collect();
+                expected.push(scopes.clone());
+                if let Some(wider) = route.widened_by {
+                    expected.push(scopes.into_iter().chain([wider.as_str()]).collect());
+                }
+            }
+            assert_eq!(security, expected, "{name}: security");
+
+            let responses = &operation["responses"];
+            let cached = route.cached.is_some();
+            assert_eq!(responses.get("304").is_some(), cached, "{name}: 304");
+            for header in ["ETag", "X-Cache", "Cache-Control"] {
+                assert_eq!(
+                    responses["200"]["headers"].get(header).is_some(),
+                    cached,
+                    "{name}: {header}"
+                );
+            }
+            if route.keyed() {
+                for status in ["401", "403", "429"] {
+                    assert!(responses.get(status).is_some(), "{name} documents {status}");
+                }
+            }
+        }
+    }
+    assert_eq!(documented, ROUTES.len(), "every table route is documented");
+}
+
+#[test]
+fn every_upstream_operation_is_reached_by_a_route_and_every_named_one_exists() {
+    for (upstream, operations) in [
+        (Upstream::Dna, gateway::upstream::dna::OPERATIONS),
+        (Upstream::Slitz, gateway::upstream::slitz::OPERATIONS),
+    ] {
+        for operation in operations {
+            assert!(
+                ROUTES
+                    .iter()
+                    .any(|r| r.upstream.contains(&(upstream, *operation))),
+                "no route reaches {upstream} {operation}"
+            );
+        }
+        for route in ROUTES {
+            for (named_upstream, operation) in route.upstream {
+                if *named_upstream == upstream {
+                    assert!(
+                        operations.contains(operation),
+                        "{} names {upstream} {operation}, which its client does not make",
+                        route.name
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_keyed_route_refuses_a_key_without_its_scope_before_any_upstream_call() {
+    // One key per scope: each route is tried with every key lacking one of
+    // its scopes, and without a key at all.
+    let scopes = [Scope::Read, Scope::Write, Scope::Secrets];
+    let app = spawn_app_with(|s| {
+        for scope in scopes {
+            s.auth.api_keys.push(ApiKeySettings {
+                name: format!("only-{}", scope.as_str()),
+                sha256: sha256_hex(&format!("only-{}-key", scope.as_str())),
+                scopes: [scope].into(),
+                rate_per_second: 0,
+                burst: 0,
+            });
+        }
+    })
+    .await;
+    let mut refused = 0;
+    for route in ROUTES.iter().filter(|r| r.keyed()) {
+        let answer = call(&app, route, None).send().await.unwrap();
+        assert_problem(answer, 401).await;
+        for scope in scopes.iter().filter(|s| !route.scopes.contains(s)) {
+            let key = format!("only-{}-key", scope.as_str());
+            let answer = call(&app, route, Some(&key)).send().await.unwrap();
+            let problem = assert_problem(answer, 403).await;
+            let missing = route.scopes.first().unwrap().as_str();
+            assert!(
+                problem["detail"].as_str().unwrap().contains(missing),
+                "{}: {problem}",
+                route.name
+            );
+            refused += 1;
+        }
+    }
+    assert!(refused >= ROUTES.len(), "every keyed route was tried");
+    assert!(
+        app.sandbox.control.all_calls().is_empty(),
+        "nothing reached an upstream: {:?}",
+        app.sandbox.control.all_calls()
+    );
+    // The operational routes take no key.
+    for route in ROUTES.iter().filter(|r| !r.keyed()) {
+        let answer = call(&app, route, None).send().await.unwrap();
+        assert!(
+            answer.status().is_success(),
+            "{}: {}",
+            route.name,
+            answer.status()
+        );
+    }
+    // And the full key is let through everywhere it has the scopes.
+    let answer = call(&app, &gateway::route_table::GET_ACCOUNT, Some(KEY))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+}
