@@ -27,7 +27,7 @@ wait_for_invalidations() {
 }
 
 # The sandbox's public credentials, read where the simulators define them.
-sandbox_constant() { grep -o "$1: &str = \"[^\"]*" src/sandbox/data.rs | cut -d'"' -f2; }
+sandbox_constant() { grep -o "$1: &str = \"[^\"]*" crates/sandbox/src/data.rs | cut -d'"' -f2; }
 
 # The bench's one API key (`sandbox-key`, every scope) at 1,000,000/s: so
 # nothing is refused but every request is counted against a rate.

@@ -34,8 +34,7 @@ source bench/lib.sh "$out"
 ulimit -n 8192 2>/dev/null || true # 1,000 connections at once, each end
 
 cargo build --release --locked --quiet --bin gateway
-CARGO_TARGET_DIR=$PWD/target/bench-bare cargo build --release --locked --quiet \
-  --manifest-path bench/bare/Cargo.toml
+cargo build --release --locked --quiet -p bare
 
 # The simulated upstreams, in a process of their own.
 target/release/gateway sandbox-upstreams --listen 127.0.0.1:0 >"$out/upstreams.log" 2>&1 &
@@ -86,7 +85,7 @@ curl -sf -H "$auth" "$gw/v1/services" >"$out/services.json"
 curl -sf "$gw/healthz" >"$out/healthz.json"
 
 # The framework limit: the same bytes from a bare handler.
-target/bench-bare/release/bare 2 "/v1/services=$out/services.json" "/healthz=$out/healthz.json" \
+target/release/bare 2 "/v1/services=$out/services.json" "/healthz=$out/healthz.json" \
   >"$out/bare.log" 2>&1 &
 pids+=($!)
 bare="http://127.0.0.1:$(wait_for "$out/bare.log" 'port=[0-9]*' | cut -d= -f2)"

@@ -125,7 +125,7 @@ async fn serve(
             let sandbox = Sandbox::start(SocketAddr::from(([127, 0, 0, 1], 0)))
                 .context("Failed to start the sandbox upstreams")?;
             let listen = SocketAddr::from(([127, 0, 0, 1], 8080));
-            let settings = sandbox.settings(listen);
+            let settings = crate::sandbox::settings(&sandbox, listen);
             (settings, Some(sandbox))
         }
     };

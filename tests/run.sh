@@ -20,4 +20,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 cargo nextest --version >/dev/null 2>&1 || cargo install cargo-nextest --locked
-exec cargo nextest run --locked "$@"
+# --workspace: the simulated upstreams' own tests run too.
+exec cargo nextest run --workspace --locked "$@"

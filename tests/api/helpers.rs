@@ -28,7 +28,7 @@ pub async fn spawn_app() -> TestApp {
 /// As [`spawn_app`], letting the test adjust the settings first.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let sandbox = Sandbox::start(loopback()).expect("sandbox starts");
-    let mut settings = sandbox.settings(loopback());
+    let mut settings = gateway::sandbox::settings(&sandbox, loopback());
     settings.server.workers = 1;
     adjust(&mut settings);
     let app = Application::build(settings).expect("gateway builds");

@@ -134,7 +134,8 @@ async fn every_family_appears_after_the_scenario_and_promtool_finds_nothing_to_f
     app.sandbox.control.clear_faults();
     // A second instance whose Redis refuses every connection: Redis errors
     // and every fallback. It also mounts a route that panics.
-    let mut settings = app.sandbox.settings(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let mut settings =
+        gateway::sandbox::settings(&app.sandbox, SocketAddr::from(([127, 0, 0, 1], 0)));
     settings.redis = Some(RedisSettings::new(
         "redis://127.0.0.1:0/0",
         "gateway-test:",
@@ -175,7 +176,8 @@ async fn every_family_appears_after_the_scenario_and_promtool_finds_nothing_to_f
 
     // A third instance on a real Redis: a change confirmed by every instance.
     let redis = RedisServer::start().await;
-    let mut settings = app.sandbox.settings(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let mut settings =
+        gateway::sandbox::settings(&app.sandbox, SocketAddr::from(([127, 0, 0, 1], 0)));
     settings.redis = Some(redis.settings());
     let shared = spawn_gateway(settings).await;
     wait_until("the instance hears invalidations", async || {

@@ -51,7 +51,7 @@ fn with_key(s: &mut Settings, scopes: &[Scope], rate: u32) {
 async fn panicking_gateway() -> (String, Sandbox) {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let sandbox = Sandbox::start(loopback).unwrap();
-    let settings = sandbox.settings(loopback);
+    let settings = gateway::sandbox::settings(&sandbox, loopback);
     let app =
         Application::build_with_routes(settings, TcpListener::bind(loopback).unwrap(), |cfg| {
             cfg.route(

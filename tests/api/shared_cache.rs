@@ -35,9 +35,10 @@ async fn instances(
     .await;
     let mut bases = vec![first.address.clone()];
     for _ in 1..n {
-        let mut settings = first
-            .sandbox
-            .settings(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        let mut settings = gateway::sandbox::settings(
+            &first.sandbox,
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        );
         settings.server.workers = 1;
         settings.redis = Some(redis.clone());
         adjust(&mut settings);
@@ -159,9 +160,10 @@ async fn a_new_instance_serves_warm_from_redis() {
     let etag = header(&first, "etag");
 
     // A new instance (as the HPA starts one) answers from Redis at once.
-    let mut settings = app
-        .sandbox
-        .settings(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let mut settings = gateway::sandbox::settings(
+        &app.sandbox,
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+    );
     settings.redis = Some(redis.settings());
     let fresh = spawn_gateway(settings).await;
     hears_invalidations(&fresh, true).await;

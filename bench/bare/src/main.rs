@@ -15,22 +15,20 @@ async fn main() -> std::io::Result<()> {
         routes.push((path.to_owned(), web::Bytes::from(std::fs::read(file)?)));
     }
     let server = HttpServer::new(move || {
-        routes
-            .iter()
-            .fold(App::new(), |app, (path, body)| {
-                let body = body.clone();
-                app.route(
-                    path,
-                    web::get().to(move || {
-                        let body = body.clone();
-                        async move {
-                            HttpResponse::Ok()
-                                .content_type("application/json")
-                                .body(body)
-                        }
-                    }),
-                )
-            })
+        routes.iter().fold(App::new(), |app, (path, body)| {
+            let body = body.clone();
+            app.route(
+                path,
+                web::get().to(move || {
+                    let body = body.clone();
+                    async move {
+                        HttpResponse::Ok()
+                            .content_type("application/json")
+                            .body(body)
+                    }
+                }),
+            )
+        })
     })
     .workers(workers)
     .bind(("127.0.0.1", 0))?;

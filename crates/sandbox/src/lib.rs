@@ -4,6 +4,25 @@
 //! gateway's quirk handling is exercised for real, and they carry test knobs:
 //! token lifetime, added latency, injected faults per path, and per-route
 //! call counters, reachable from Rust and over HTTP under `/__sandbox`.
+//!
+//! Its own crate: it knows nothing of the gateway (the gateway builds its
+//! sandbox-mode settings from [`Sandbox::dna_base_url`],
+//! [`Sandbox::slitz_base_url`] and [`data`]), and the gateway's library
+//! code never calls it outside sandbox mode.
+#![warn(unreachable_pub)]
+// What the gateway holds itself to: a simulator that panics would make the
+// gateway look broken.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::string_slice,
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::arithmetic_side_effects
+    )
+)]
 
 pub mod data;
 mod dna;
@@ -25,10 +44,6 @@ use actix_web::{
 };
 use serde::{Deserialize, Serialize};
 use url::Url;
-
-use crate::configuration::{
-    ApiKeySettings, AuthSettings, DnaSettings, Scope, ServerSettings, Settings, SlitzSettings,
-};
 
 /// The API key sandbox mode accepts.
 pub const SANDBOX_API_KEY: &str = "sandbox-key";
@@ -360,50 +375,6 @@ impl Sandbox {
 
     pub fn slitz_base_url(&self) -> Url {
         base_url(self.addr, "/slitz/api")
-    }
-
-    /// Gateway settings for these simulators: their URLs, their credentials,
-    /// and the well-known key [`SANDBOX_API_KEY`] with every scope, no rate
-    /// limit (load tests and fuzzers run against the sandbox) and CORS open
-    /// to any origin (a frontend on its own dev server may call it).
-    pub fn settings(&self, listen: SocketAddr) -> Settings {
-        Settings {
-            server: ServerSettings {
-                listen,
-                cors_allowed_origins: vec!["*".to_owned()],
-                ..ServerSettings::default()
-            },
-            auth: AuthSettings {
-                api_keys: vec![ApiKeySettings {
-                    name: "sandbox".to_owned(),
-                    sha256: crate::auth::sha256_hex(SANDBOX_API_KEY),
-                    scopes: [Scope::Read, Scope::Write, Scope::Secrets].into(),
-                    rate_per_second: 0,
-                    burst: 0,
-                }],
-            },
-            dna: DnaSettings::new(
-                self.dna_base_url(),
-                data::DNA_CLIENT_ID.to_owned(),
-                data::DNA_CLIENT_SECRET.into(),
-                data::DNA_USERNAME.to_owned(),
-                data::DNA_PASSWORD.into(),
-                data::DNA_SCOPE.to_owned(),
-            ),
-            slitz: SlitzSettings::new(
-                self.slitz_base_url(),
-                data::SLITZ_EMAIL.to_owned(),
-                data::SLITZ_PASSWORD.into(),
-                data::ZONE,
-                "SEK".to_owned(),
-            ),
-            cache: Default::default(),
-            upstream: Default::default(),
-            log: Default::default(),
-            idempotency: Default::default(),
-            overview: Default::default(),
-            redis: None,
-        }
     }
 
     /// Revokes every DNA token, as an upstream restart or an admin would.
