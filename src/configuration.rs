@@ -619,6 +619,9 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// A `tracing` filter such as `info` or `gateway=debug,info`; `RUST_LOG` wins.
     pub filter: String,
+    /// Whether each request is logged on the access log (one line per
+    /// request, apart from the diagnostic lines `filter` selects).
+    pub access: bool,
 }
 
 impl Default for LogSettings {
@@ -626,6 +629,7 @@ impl Default for LogSettings {
         Self {
             format: LogFormat::Auto,
             filter: "info".to_owned(),
+            access: true,
         }
     }
 }

@@ -11,17 +11,8 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// The W3C Trace Context header, to the gateway and from it upstream.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 
-/// What a request's tasks carry for its log lines: its id, and (with JSON
-/// logs and no span export, where no `tracing` span is made per request)
-/// the JSON `span` object each of its lines shows, written once.
-#[derive(Debug, Clone)]
-pub(crate) struct RequestLocal {
-    pub(crate) id: Arc<str>,
-    pub(crate) log_span: Option<Arc<str>>,
-}
-
 tokio::task_local! {
-    pub(crate) static REQUEST_ID: RequestLocal;
+    pub(crate) static REQUEST_ID: Arc<str>;
     pub(crate) static DEADLINE: Instant;
     pub(crate) static TRACE: TraceContext;
 }
@@ -161,16 +152,13 @@ pub fn current_trace() -> Option<TraceContext> {
 
 /// The id of the request being served on this task, if any.
 pub fn current_request_id() -> Option<String> {
-    REQUEST_ID.try_with(|local| local.id.to_string()).ok()
+    with_request_id(str::to_owned)
 }
 
-/// The JSON `span` object of the request being served on this task, when
-/// its lines carry one without a `tracing` span (see [`RequestLocal`]).
-pub(crate) fn current_log_span() -> Option<Arc<str>> {
-    REQUEST_ID
-        .try_with(|local| local.log_span.clone())
-        .ok()
-        .flatten()
+/// `f` of the id of the request being served on this task, if any, without
+/// copying it.
+pub fn with_request_id<T>(f: impl FnOnce(&str) -> T) -> Option<T> {
+    REQUEST_ID.try_with(|id| f(id)).ok()
 }
 
 /// What is left of the request's time budget (`upstream.deadline_ms`), if
@@ -184,7 +172,7 @@ pub fn remaining_budget() -> Option<std::time::Duration> {
 /// The request context of this task, to carry onto another task.
 #[derive(Debug, Clone)]
 pub struct RequestScope {
-    id: Option<RequestLocal>,
+    id: Option<Arc<str>>,
     deadline: Option<Instant>,
     trace: Option<TraceContext>,
 }

@@ -25,7 +25,6 @@ pub mod context;
 pub mod domain;
 pub mod error;
 pub mod idempotency;
-pub mod log_json;
 pub mod model;
 pub mod normalize;
 pub mod openapi;

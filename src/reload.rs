@@ -40,7 +40,7 @@ impl Reloader {
     /// changed since start and needs a restart.
     pub fn apply(&self, settings: &Settings) -> Reloaded {
         self.keys.replace(&settings.auth.api_keys);
-        let filter_kept = telemetry::reload_filter(&settings.log.filter).err();
+        let filter_kept = telemetry::reload(&settings.log).err();
         Reloaded {
             restart_needed: restart_needed(&self.started, settings),
             filter_kept,

@@ -124,5 +124,6 @@ async fn a_panic_is_a_500_problem_logged_once_and_the_worker_keeps_serving() {
             .contains("tests/support/panicking.rs"),
         "{line}"
     );
+    // This test's own subscriber shows the request's span (text-log mode).
     assert_eq!(line["span"]["request_id"], "panic-1", "{line}");
 }

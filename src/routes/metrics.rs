@@ -157,6 +157,10 @@ fn describe() {
         "Redis calls not made because Redis stopped answering (the caller took its fallback at once), by operation."
     );
     describe_counter!(
+        "gateway_access_log_dropped_total",
+        "Access log lines dropped because stdout could not keep up (more than 4 MiB of lines waiting); requests are never held up by the log."
+    );
+    describe_counter!(
         "gateway_panics_total",
         "Panics caught while serving a request (each answered with a 500 problem)."
     );
@@ -205,6 +209,9 @@ pub(crate) async fn metrics(
     }
     if let Some(left) = dna.token_expires_in() {
         ::metrics::gauge!("gateway_dna_token_expires_in_seconds").set(left.as_secs_f64());
+    }
+    if let Some(dropped) = crate::telemetry::access_log::dropped() {
+        ::metrics::counter!("gateway_access_log_dropped_total").absolute(dropped);
     }
     let (entries, bytes) = cache.usage().await;
     ::metrics::gauge!("gateway_cache_entries").set(entries as f64);

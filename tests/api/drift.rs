@@ -99,10 +99,13 @@ async fn each_kind_of_slitz_drift_is_served_counted_and_warned_about_once() {
     );
 
     // One warning per drift, naming the field, however often it is seen.
-    // The log is written in order by its own thread: once the last
-    // request's line is there, every warning before it is too.
-    wait_until("the four requests' log lines are written", async || {
-        gateway.lines_with("request finished") >= 4
+    // The diagnostic log is written in order by its own thread: once a line
+    // logged after the four requests is out (a reload's), every warning
+    // before it is too.
+    let config_text = config(&sandbox, &[("frontend", "drift-key", "")], "info", &dna);
+    gateway.reload(&config_text);
+    wait_until("the diagnostic lines are written", async || {
+        gateway.lines_with("configuration reloaded") == 1
     })
     .await;
     let warned = |field: &str, kind: &str| {
@@ -125,7 +128,8 @@ async fn each_kind_of_slitz_drift_is_served_counted_and_warned_about_once() {
         "{}",
         gateway.log()
     );
-    // A line logged inside a request shows the request, as its access line does.
+    // A line logged inside a request names the request; its access line
+    // (another stream) says which one it was.
     let lines: Vec<Value> = gateway
         .log()
         .lines()
@@ -135,17 +139,24 @@ async fn each_kind_of_slitz_drift_is_served_counted_and_warned_about_once() {
         .iter()
         .find(|e| e["fields"]["field"] == "details.acc_pending")
         .unwrap();
-    assert_eq!(warning["span"]["path"], "/v1/billing/balance", "{warning}");
-    assert_eq!(warning["span"]["method"], "GET", "{warning}");
-    assert_eq!(warning["span"]["name"], "request", "{warning}");
-    let finished = lines
-        .iter()
-        .find(|e| {
-            e["fields"]["message"] == "request finished"
-                && e["span"]["path"] == "/v1/billing/balance"
-        })
+    let request_id = warning["request_id"].as_str().unwrap();
+    assert!(warning["trace_id"].is_string(), "{warning}");
+    wait_until("the request's access line is written", async || {
+        gateway.lines_with(&format!("\"request_id\":\"{request_id}\"")) == 2
+    })
+    .await;
+    let access = gateway
+        .log()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|e| e["log"] == "access" && e["request_id"] == request_id)
         .unwrap();
-    assert_eq!(warning["span"], finished["span"], "{warning} {finished}");
+    assert_eq!(access["path"], "/v1/billing/balance", "{access}");
+    assert_eq!(access["method"], "GET", "{access}");
+    assert_eq!(
+        access["trace_id"], warning["trace_id"],
+        "{access} {warning}"
+    );
     assert_eq!(warned("tickets[].ticket_number", "retyped"), 1);
     assert_eq!(warned("invoice.notes", "missing"), 1);
     assert!(

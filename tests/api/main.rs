@@ -1,6 +1,7 @@
 //! Integration tests: the gateway on a random loopback port against the
 //! sandbox simulators, called over real HTTP.
 
+mod access_log;
 mod account;
 mod account_patch;
 mod auth;

@@ -198,7 +198,7 @@ async fn three_instances_behind_nginx_survive_a_sigterm_and_a_sigkill_without_fa
     wait_until("an instance logged the request", async || {
         instances.iter().any(|i| {
             i.log.lock().unwrap().lines().any(|line| {
-                line.contains("request finished")
+                line.contains(r#""log":"access""#)
                     && line.contains("\"request_id\":\"through-nginx-1\"")
                     && line.contains("\"client_ip\":\"203.0.113.7\"")
             })

@@ -70,21 +70,18 @@ fn status_attribute(span: &Span) -> Option<i64> {
         })
 }
 
-/// The `trace_id` and `span_id` the request's "request finished" log line
-/// carries, once the log writer has written it.
+/// The `trace_id` and `span_id` the request's access line carries, once
+/// the access log has written it.
 async fn logged_ids(gateway: &Gateway, request_id: &str) -> (String, String) {
     let find = || {
         let event: Value = gateway
             .log()
             .lines()
             .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .find(|e| {
-                e["span"]["request_id"] == request_id
-                    && e["fields"]["message"] == "request finished"
-            })?;
+            .find(|e| e["request_id"] == request_id && e["log"] == "access")?;
         Some((
-            event["span"]["trace_id"].as_str()?.to_owned(),
-            event["span"]["span_id"].as_str()?.to_owned(),
+            event["trace_id"].as_str()?.to_owned(),
+            event["span_id"].as_str()?.to_owned(),
         ))
     };
     wait_until("the request's log line is written", async || {

@@ -1,64 +1,68 @@
-//! Span fields for the JSON log, formatted straight to text.
-//!
-//! tracing-subscriber's `JsonFields` collects a span's fields into a map of
-//! `serde_json::Value`s and serializes it, for every span: on the request
-//! span, made for every request, that was a tenth of a cache hit. The JSON
-//! event formatter re-parses whatever object text it stored, so the line
-//! written is the same with these fields (sorted by name, as it sorts them);
-//! only the object text is written here without the map in between.
+//! The diagnostic log's JSON lines, in a format the gateway owns (see
+//! `docs/operations.md`): one object per event with `timestamp`, `level`,
+//! `target`, the event's `fields` (its `message` among them) and, when the
+//! event happens while a request is served, that request's `request_id`,
+//! `trace_id` and `span_id`, read from the task (not from `tracing` spans:
+//! none is made per request in this mode). It plugs into tracing-subscriber
+//! as a `FormatEvent`, its public extension point; the fields are written
+//! by this module's own visitor.
 
 use std::fmt::{self, Write};
 
 use tracing::field::{Field, Visit};
 use tracing_subscriber::{
-    field::RecordFields,
-    fmt::{FormatFields, FormattedFields, format::Writer},
+    fmt::{FmtContext, FormatEvent, FormatFields, format::Writer},
+    registry::LookupSpan,
 };
 
-/// The JSON log's span-field formatter: see the module's documentation.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SpanFields;
+use crate::context::{current_trace, with_request_id};
 
-impl<'writer> FormatFields<'writer> for SpanFields {
-    fn format_fields<R: RecordFields>(
+/// The JSON event format of the diagnostic log.
+pub(super) struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'w> FormatFields<'w> + 'static,
+{
+    fn format_event(
         &self,
-        mut writer: Writer<'writer>,
-        fields: R,
+        _: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
     ) -> fmt::Result {
-        writer.write_char('{')?;
+        let meta = event.metadata();
+        write!(
+            writer,
+            "{{\"timestamp\":\"{}\",\"level\":\"{}\",\"target\":",
+            super::timestamp(),
+            meta.level()
+        )?;
+        write_str(&mut writer, meta.target())?;
+        writer.write_str(",\"fields\":{")?;
         let mut object = Object {
             writer: &mut writer,
             empty: true,
             result: Ok(()),
         };
-        fields.record(&mut object);
+        event.record(&mut object);
         object.result?;
-        writer.write_char('}')
-    }
-
-    /// Fields recorded after the span was made: appended inside the object.
-    /// A name recorded twice appears twice; the formatter's parse keeps the
-    /// last, as `JsonFields` does.
-    fn add_fields(
-        &self,
-        current: &'writer mut FormattedFields<Self>,
-        fields: &tracing::span::Record<'_>,
-    ) -> fmt::Result {
-        if current.fields.pop() != Some('}') {
-            current.fields.clear();
-            return self.format_fields(current.as_writer(), fields);
-        }
-        let empty = current.fields == "{";
-        let mut writer = current.as_writer();
-        let mut object = Object {
-            writer: &mut writer,
-            empty,
-            result: Ok(()),
-        };
-        fields.record(&mut object);
-        let result = object.result;
         writer.write_char('}')?;
-        result
+        with_request_id(|id| {
+            writer
+                .write_str(",\"request_id\":")
+                .and_then(|()| write_str(&mut writer, id))
+        })
+        .unwrap_or(Ok(()))?;
+        if let Some(trace) = current_trace() {
+            write!(
+                writer,
+                ",\"trace_id\":\"{}\",\"span_id\":\"{}\"",
+                trace.trace_id_hex(),
+                trace.span_id_hex()
+            )?;
+        }
+        writer.write_str("}\n")
     }
 }
 
@@ -163,7 +167,7 @@ impl<W: Write> Visit for Object<'_, W> {
 }
 
 /// `value` as a JSON string, quoted and escaped.
-pub fn write_str(writer: &mut impl Write, value: &str) -> fmt::Result {
+pub(super) fn write_str(writer: &mut impl Write, value: &str) -> fmt::Result {
     writer.write_char('"')?;
     Escaped(&mut *writer).write_str(value)?;
     writer.write_char('"')
@@ -228,101 +232,94 @@ mod tests {
     use tracing_subscriber::{fmt, layer::SubscriberExt};
 
     use super::{test_support::Captured, *};
+    use crate::context::{REQUEST_ID, TRACE, TraceContext};
 
-    /// The lines a JSON subscriber writes for a span with these fields (one
-    /// recorded after the span is made) and an event in it, with
-    /// tracing-subscriber's own field formatter or with [`SpanFields`];
-    /// timestamps cut off.
-    fn lines(ours: bool, text: &str, number: i64, float: f64, later: &str) -> Vec<String> {
+    /// What `run` logs through the diagnostic JSON format.
+    fn logged(run: impl FnOnce()) -> Vec<serde_json::Value> {
         let captured = Captured::default();
         let writer = captured.clone();
         let layer = fmt::layer()
-            .json()
-            .with_current_span(true)
-            .with_span_list(true)
+            .event_format(JsonLines)
             .with_writer(move || writer.clone());
-        let run = || {
-            let span = tracing::info_span!(
-                "request",
-                text,
-                shown = %text,
-                debugged = ?text,
-                number,
-                float,
-                flag = true,
-                bytes = &b"ab"[..],
-                r#type = "kind",
-                later = tracing::field::Empty,
-            );
-            span.record("later", later);
-            span.in_scope(|| {
-                let inner = tracing::info_span!("inner");
-                inner.in_scope(|| tracing::info!(number, "an event"));
-            });
-            span.record("text", "recorded again");
-            span.in_scope(|| tracing::warn!("after"));
-        };
-        if ours {
-            let subscriber = tracing_subscriber::registry().with(layer.fmt_fields(SpanFields));
-            tracing::subscriber::with_default(subscriber, run);
-        } else {
-            let subscriber = tracing_subscriber::registry().with(layer);
-            tracing::subscriber::with_default(subscriber, run);
-        }
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), run);
         let bytes = captured.0.lock().unwrap().clone();
         String::from_utf8(bytes)
             .unwrap()
             .lines()
-            .map(|line| {
-                let mut value: serde_json::Value = serde_json::from_str(line).unwrap();
-                value["timestamp"] = serde_json::Value::Null;
-                value.to_string()
-            })
+            .map(|line| serde_json::from_str(line).unwrap())
             .collect()
     }
 
     #[test]
-    fn lines_are_the_same_as_with_the_subscribers_own_fields() {
-        for text in [
-            "plain",
-            "",
-            "quote \" back \\ nl \n tab \t nul \0 \u{1f}",
-            "é ü 😀 \u{2028}",
-        ] {
-            let theirs = lines(false, text, -42, 0.1 + 0.2, "later");
-            assert_eq!(theirs.len(), 2);
-            assert_eq!(lines(true, text, -42, 0.1 + 0.2, "later"), theirs);
-        }
-        assert_eq!(
-            lines(true, "x", i64::MIN, f64::NAN, "y"),
-            lines(false, "x", i64::MIN, f64::NAN, "y")
-        );
+    fn an_event_is_one_object_with_its_fields() {
+        let lines = logged(|| {
+            tracing::warn!(
+                text = "a \"quoted\"\nline",
+                number = -3,
+                big = 7_u64,
+                float = 1.5,
+                nan = f64::NAN,
+                flag = true,
+                bytes = &b"ab"[..],
+                shown = %"displayed",
+                debugged = ?Some(1),
+                r#type = "kind",
+                "something happened"
+            );
+        });
+        let [line] = &lines[..] else {
+            panic!("{lines:?}")
+        };
+        assert_eq!(line["level"], "WARN");
+        assert_eq!(line["target"], module_path!());
+        assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+        let fields = &line["fields"];
+        assert_eq!(fields["message"], "something happened");
+        assert_eq!(fields["text"], "a \"quoted\"\nline");
+        assert_eq!(fields["number"], -3);
+        assert_eq!(fields["big"], 7);
+        assert_eq!(fields["float"], 1.5);
+        assert!(fields["nan"].is_null());
+        assert_eq!(fields["flag"], true);
+        assert_eq!(fields["bytes"], serde_json::json!([97, 98]));
+        assert_eq!(fields["shown"], "displayed");
+        assert_eq!(fields["debugged"], "Some(1)");
+        assert_eq!(fields["type"], "kind");
+        assert!(line.get("request_id").is_none(), "outside a request");
+    }
+
+    #[test]
+    fn an_event_while_a_request_is_served_names_the_request() {
+        let trace =
+            TraceContext::continued("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+                .unwrap();
+        let lines = logged(|| {
+            REQUEST_ID.sync_scope("req-1".into(), || {
+                TRACE.sync_scope(trace, || tracing::info!("inside"));
+            });
+        });
+        let [line] = &lines[..] else {
+            panic!("{lines:?}")
+        };
+        assert_eq!(line["request_id"], "req-1");
+        assert_eq!(line["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(line["span_id"], trace.span_id_hex().to_string());
     }
 
     proptest! {
         #[test]
-        fn any_text_makes_the_same_lines(
-            text in any::<String>(),
-            later in any::<String>(),
-            number in any::<i64>(),
-            // Not any f64: the formatter re-parses span fields with
-            // serde_json, whose float parsing is not exact far from 1, and
-            // `JsonFields` re-parses them once more when a field is recorded
-            // later, so its own lines disagree with each other there.
-            float in -1e6..1e6_f64,
-        ) {
-            prop_assert_eq!(
-                lines(true, &text, number, float, &later),
-                lines(false, &text, number, float, &later)
-            );
-        }
-
-        #[test]
-        fn escaped_text_reads_back_as_itself(text in any::<String>()) {
-            let mut out = String::new();
-            write_str(&mut out, &text).unwrap();
-            prop_assert_eq!(serde_json::from_str::<String>(&out).unwrap(), text.clone());
-            prop_assert_eq!(out, serde_json::to_string(&text).unwrap());
+        fn any_text_is_one_valid_json_line(text in any::<String>(), id in "[A-Za-z0-9._:-]{1,128}") {
+            let lines = logged(|| {
+                REQUEST_ID.sync_scope(id.as_str().into(), || {
+                    tracing::info!(text = %text, debugged = ?text, "{text}");
+                });
+            });
+            prop_assert_eq!(lines.len(), 1);
+            prop_assert_eq!(lines[0]["fields"]["text"].as_str(), Some(text.as_str()));
+            prop_assert_eq!(lines[0]["fields"]["message"].as_str(), Some(text.as_str()));
+            let debugged = format!("{text:?}");
+            prop_assert_eq!(lines[0]["fields"]["debugged"].as_str(), Some(debugged.as_str()));
+            prop_assert_eq!(lines[0]["request_id"].as_str(), Some(id.as_str()));
         }
     }
 }
