@@ -1,4 +1,4 @@
-//! The configuration contract (README.md, "Configuration reference"): a TOML file, overridden by
+//! The configuration contract (docs/configuration.md): a TOML file, overridden by
 //! `GATEWAY__SECTION__KEY` environment variables, with credentials also
 //! readable from files (`*_file` keys, or `GATEWAY__SECTION__KEY_FILE`) for
 //! container secrets. Unknown keys are errors, so a typo fails at start.
@@ -417,7 +417,7 @@ pub struct UpstreamSettings {
     /// Whether the calls allowed in flight follow the upstream's latency
     /// (a gradient limit under `max_concurrency`): when it slows down, fewer
     /// calls go out and callers beyond them get a 503 at once instead of
-    /// queueing. Off by default: see the README.
+    /// queueing. Off by default: see docs/operations.md.
     pub adaptive_concurrency: bool,
     /// `[upstream.dna]`: DNA's own values for any key above.
     pub dna: UpstreamOverrides,

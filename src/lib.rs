@@ -1,5 +1,5 @@
 //! The unified gateway: one normalized API in front of the Nexogy DNA and
-//! Internetport Slitz APIs. README.md is the contract.
+//! Internetport Slitz APIs. README.md and docs/ are the contract; ARCHITECTURE.md maps the code.
 #![warn(unreachable_pub)]
 // No input may crash a connection: slicing, indexing, unwrap/expect and
 // panic! are denied outside tests. Start-up code that may fail loudly says so

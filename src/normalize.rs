@@ -1,4 +1,4 @@
-//! The normalization rules (README.md) as small functions, so every route
+//! The normalization rules (docs/api-guide.md) as small functions, so every route
 //! turns upstream values into gateway values the same way:
 //! string-or-number scalars, sentinel dates to `null`, `"1"`/`"0"` to
 //! booleans, money as a two-place decimal string with a currency, zone-less

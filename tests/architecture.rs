@@ -152,6 +152,55 @@ fn the_layers_point_one_way() {
     }
 }
 
+/// The code map of ARCHITECTURE.md: each module's row and the modules it
+/// may import.
+fn code_map() -> BTreeMap<String, BTreeSet<String>> {
+    let text = std::fs::read_to_string("ARCHITECTURE.md").unwrap();
+    let section = text
+        .split("## Code map")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("ARCHITECTURE.md has a code map");
+    let mut map = BTreeMap::new();
+    for row in section.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let module = cells[1].trim_matches('`').to_owned();
+        let allowed = cells[cells.len() - 2];
+        let allowed: BTreeSet<String> = if allowed == "nothing" {
+            BTreeSet::new()
+        } else {
+            allowed
+                .split(',')
+                .map(|m| m.trim().trim_matches('`').to_owned())
+                .collect()
+        };
+        map.insert(module, allowed);
+    }
+    map
+}
+
+#[test]
+fn every_module_imports_only_what_architecture_md_allows() {
+    let graph = module_graph();
+    let map = code_map();
+    for (module, imports) in &graph {
+        let allowed = map
+            .get(module)
+            .unwrap_or_else(|| panic!("`{module}` has no row in ARCHITECTURE.md's code map"));
+        let extra: Vec<&String> = imports.difference(allowed).collect();
+        assert!(
+            extra.is_empty(),
+            "`{module}` imports {extra:?}, which ARCHITECTURE.md's code map does not allow"
+        );
+    }
+    for module in map.keys() {
+        assert!(
+            graph.contains_key(module),
+            "ARCHITECTURE.md maps `{module}`, which is not a module of src/"
+        );
+    }
+}
+
 #[test]
 fn references_are_read_from_paths_and_groups() {
     let refs = crate_references(
