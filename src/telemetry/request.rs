@@ -211,8 +211,10 @@ pub async fn request_context(
         caller = name;
     }
     let status = outcome.status().as_u16();
-    let elapsed = started.elapsed().as_secs_f64();
-    let latency_ms = elapsed * 1000.0;
+    let elapsed = started.elapsed();
+    // Whole microseconds, so the line says `0.412`, not `0.41200000000000003`.
+    let latency_ms = elapsed.as_micros() as f64 / 1000.0;
+    let elapsed = elapsed.as_secs_f64();
     record_request(method, &route, status, elapsed);
     let caller = caller.as_deref();
     if exported {
