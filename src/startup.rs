@@ -84,105 +84,17 @@ impl Application {
         extra: fn(&mut web::ServiceConfig),
     ) -> anyhow::Result<Self> {
         telemetry::install_panic_hook();
-        // First: counters registered below (the cache's) need the recorder.
-        let metrics = web::Data::new(routes::metrics::recorder());
         let port = listener.local_addr()?.port();
-        let (dna_policy, slitz_policy) = (
-            settings.upstream.of(Upstream::Dna),
-            settings.upstream.of(Upstream::Slitz),
-        );
-        let slitz = web::Data::new(SlitzClient::new(&settings.slitz, &slitz_policy)?);
-        let dna = web::Data::new(DnaClient::new(&settings.dna, &dna_policy)?);
-        let redis = settings
-            .redis
-            .as_ref()
-            .map(SharedRedis::new)
-            .transpose()?
-            .map(Arc::new);
-        // A load another instance holds the lock for is waited on at most as
-        // long as that load may take.
-        let upstream_deadline = Duration::from_millis(slitz_policy.deadline_ms);
-        let cache = web::Data::new(match &redis {
-            Some(redis) => ResponseCache::shared(
-                &settings.cache,
-                Arc::clone(redis),
-                upstream_deadline.saturating_add(Duration::from_secs(1)),
-            ),
-            None => ResponseCache::new(&settings.cache),
-        });
-        let idempotency = web::Data::new(match &redis {
-            // A create runs within the request deadline; the lease outlasts it.
-            Some(redis) => IdempotencyStore::shared(
-                Arc::clone(redis),
-                &settings.idempotency,
-                Duration::from_millis(dna_policy.deadline_ms)
-                    .saturating_add(Duration::from_secs(10)),
-            ),
-            None => IdempotencyStore::new(&settings.idempotency),
-        });
-        let overview = web::Data::new(settings.overview.clone());
-        // A request's budget: each upstream's calls are bounded by their own
-        // deadline within it.
-        let deadline = web::Data::new(Deadline(Duration::from_millis(
-            settings.upstream.longest_deadline_ms(),
-        )));
-        let keys = ApiKeys::new(&settings.auth.api_keys);
-        let keys = web::Data::new(match &redis {
-            Some(redis) => keys.with_shared_limits(Arc::clone(redis)),
-            None => keys,
-        });
-        let reloader = Reloader::new(keys.clone(), &settings);
-        let readiness = web::Data::new(Readiness::new(
-            &[
-                (
-                    "dna",
-                    &settings.dna.base_url,
-                    Duration::from_millis(dna_policy.connect_timeout_ms),
-                ),
-                (
-                    "slitz",
-                    &settings.slitz.base_url,
-                    Duration::from_millis(slitz_policy.connect_timeout_ms),
-                ),
-            ],
-            redis.clone(),
-        ));
-        let proxies = web::Data::new(TrustedProxies(settings.server.trusted_proxies.clone()));
-        let body_limit = web::Data::new(BodyLimit(settings.server.max_body_bytes));
-        let draining = Draining::default();
-        let draining_data = web::Data::new(draining.clone());
-        let api = openapi::openapi();
+        let state = State::build(&settings)?;
+        let (draining, reloader) = (state.draining.clone(), state.reloader.clone());
         let document = openapi::document();
-        let allowed = web::Data::new(AllowedMethods::from_openapi(&api));
-        let max_body = settings.server.max_body_bytes;
         let origins = settings.server.cors_allowed_origins.clone();
-
-        let mut server = HttpServer::new(move || {
+        let server = HttpServer::new(move || {
             let (app, _) = App::new()
                 .into_utoipa_app()
                 .configure(routes::configure)
                 .split_for_parts();
-            app.app_data(slitz.clone())
-                .app_data(cache.clone())
-                .app_data(dna.clone())
-                .app_data(idempotency.clone())
-                .app_data(overview.clone())
-                .app_data(deadline.clone())
-                .app_data(keys.clone())
-                .app_data(readiness.clone())
-                .app_data(proxies.clone())
-                .app_data(body_limit.clone())
-                .app_data(metrics.clone())
-                .app_data(allowed.clone())
-                .app_data(draining_data.clone())
-                .app_data(
-                    web::JsonConfig::default()
-                        .limit(max_body)
-                        .error_handler(json_error),
-                )
-                .app_data(web::PayloadConfig::new(max_body))
-                .app_data(web::QueryConfig::default().error_handler(query_error))
-                .app_data(web::PathConfig::default().error_handler(path_error))
+            app.configure(|cfg| state.register(cfg))
                 .service(
                     SwaggerUi::new("/docs/{_:.*}")
                         .external_url_unchecked("/openapi.json", document.clone()),
@@ -192,21 +104,21 @@ impl Application {
                 .default_service(web::to(routes::fallback))
                 .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
                 .wrap(from_fn(telemetry::request_context))
-        })
+        });
         // Signals are the caller's (see `shutdown_handle`), so `/readyz` can
         // say the gateway is going away before it stops.
-        .disable_signals()
-        .shutdown_timeout(settings.server.shutdown_grace_seconds)
-        .client_request_timeout(Duration::from_millis(
-            settings.server.client_request_timeout_ms,
-        ))
-        .keep_alive(match settings.server.keep_alive_seconds {
-            0 => KeepAlive::Disabled,
-            seconds => KeepAlive::Timeout(Duration::from_secs(seconds)),
-        })
-        .max_connections(settings.server.max_connections);
-        if settings.server.workers > 0 {
-            server = server.workers(settings.server.workers);
+        let limits = &settings.server;
+        let mut server = server
+            .disable_signals()
+            .shutdown_timeout(limits.shutdown_grace_seconds)
+            .client_request_timeout(Duration::from_millis(limits.client_request_timeout_ms))
+            .keep_alive(match limits.keep_alive_seconds {
+                0 => KeepAlive::Disabled,
+                seconds => KeepAlive::Timeout(Duration::from_secs(seconds)),
+            })
+            .max_connections(limits.max_connections);
+        if limits.workers > 0 {
+            server = server.workers(limits.workers);
         }
         let server = server.listen(listener)?.run();
         Ok(Self {
@@ -273,4 +185,130 @@ fn cors(origins: &[String]) -> Cors {
         }
     }
     cors
+}
+
+/// What every worker's app shares: the clients, stores and settings its
+/// handlers and middleware take as app data.
+#[derive(Clone)]
+struct State {
+    metrics: web::Data<metrics_exporter_prometheus::PrometheusHandle>,
+    slitz: web::Data<SlitzClient>,
+    dna: web::Data<DnaClient>,
+    cache: web::Data<ResponseCache>,
+    idempotency: web::Data<IdempotencyStore>,
+    overview: web::Data<crate::configuration::OverviewSettings>,
+    deadline: web::Data<Deadline>,
+    keys: web::Data<ApiKeys>,
+    readiness: web::Data<Readiness>,
+    proxies: web::Data<TrustedProxies>,
+    body_limit: web::Data<BodyLimit>,
+    allowed: web::Data<AllowedMethods>,
+    draining: Draining,
+    max_body: usize,
+    reloader: Reloader,
+}
+
+impl State {
+    fn build(settings: &Settings) -> anyhow::Result<Self> {
+        // First: counters registered below (the cache's) need the recorder.
+        let metrics = web::Data::new(routes::metrics::recorder());
+        let (dna_policy, slitz_policy) = (
+            settings.upstream.of(Upstream::Dna),
+            settings.upstream.of(Upstream::Slitz),
+        );
+        let redis = settings
+            .redis
+            .as_ref()
+            .map(SharedRedis::new)
+            .transpose()?
+            .map(Arc::new);
+        // A load another instance holds the lock for is waited on at most as
+        // long as that load may take.
+        let upstream_deadline = Duration::from_millis(slitz_policy.deadline_ms);
+        let cache = match &redis {
+            Some(redis) => ResponseCache::shared(
+                &settings.cache,
+                Arc::clone(redis),
+                upstream_deadline.saturating_add(Duration::from_secs(1)),
+            ),
+            None => ResponseCache::new(&settings.cache),
+        };
+        let idempotency = match &redis {
+            // A create runs within the request deadline; the lease outlasts it.
+            Some(redis) => IdempotencyStore::shared(
+                Arc::clone(redis),
+                &settings.idempotency,
+                Duration::from_millis(dna_policy.deadline_ms)
+                    .saturating_add(Duration::from_secs(10)),
+            ),
+            None => IdempotencyStore::new(&settings.idempotency),
+        };
+        let keys = ApiKeys::new(&settings.auth.api_keys);
+        let keys = web::Data::new(match &redis {
+            Some(redis) => keys.with_shared_limits(Arc::clone(redis)),
+            None => keys,
+        });
+        let readiness = Readiness::new(
+            &[
+                (
+                    "dna",
+                    &settings.dna.base_url,
+                    Duration::from_millis(dna_policy.connect_timeout_ms),
+                ),
+                (
+                    "slitz",
+                    &settings.slitz.base_url,
+                    Duration::from_millis(slitz_policy.connect_timeout_ms),
+                ),
+            ],
+            redis.clone(),
+        );
+        Ok(Self {
+            metrics,
+            slitz: web::Data::new(SlitzClient::new(&settings.slitz, &slitz_policy)?),
+            dna: web::Data::new(DnaClient::new(&settings.dna, &dna_policy)?),
+            cache: web::Data::new(cache),
+            idempotency: web::Data::new(idempotency),
+            overview: web::Data::new(settings.overview.clone()),
+            // A request's budget: each upstream's calls are bounded by their
+            // own deadline within it.
+            deadline: web::Data::new(Deadline(Duration::from_millis(
+                settings.upstream.longest_deadline_ms(),
+            ))),
+            reloader: Reloader::new(keys.clone(), settings),
+            keys,
+            readiness: web::Data::new(readiness),
+            proxies: web::Data::new(TrustedProxies(settings.server.trusted_proxies.clone())),
+            body_limit: web::Data::new(BodyLimit(settings.server.max_body_bytes)),
+            allowed: web::Data::new(AllowedMethods::from_openapi(&openapi::openapi())),
+            draining: Draining::default(),
+            max_body: settings.server.max_body_bytes,
+        })
+    }
+
+    /// Gives one worker's app the shared state, and problem+json for the
+    /// extractors' errors.
+    fn register(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(self.slitz.clone())
+            .app_data(self.cache.clone())
+            .app_data(self.dna.clone())
+            .app_data(self.idempotency.clone())
+            .app_data(self.overview.clone())
+            .app_data(self.deadline.clone())
+            .app_data(self.keys.clone())
+            .app_data(self.readiness.clone())
+            .app_data(self.proxies.clone())
+            .app_data(self.body_limit.clone())
+            .app_data(self.metrics.clone())
+            .app_data(self.allowed.clone())
+            .app_data(web::Data::new(self.draining.clone()))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(self.max_body)
+                    .error_handler(json_error),
+            )
+            .app_data(web::PayloadConfig::new(self.max_body))
+            .app_data(web::QueryConfig::default().error_handler(query_error))
+            .app_data(web::PathConfig::default().error_handler(path_error));
+    }
 }

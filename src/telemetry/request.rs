@@ -89,20 +89,8 @@ pub async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let id = req
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(sane_request_id)
-        .unwrap_or_else(new_request_id);
-    let client_ip = req
-        .app_data::<web::Data<TrustedProxies>>()
-        .and_then(|proxies| {
-            let forwarded = req
-                .headers()
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok());
-            proxies.client_ip(req.peer_addr().map(|a| a.ip()), forwarded)
-        });
+    let id = request_id(&req);
+    let client_ip = client_ip(&req);
     let trace = req
         .headers()
         .get(TRACEPARENT_HEADER)
@@ -124,17 +112,8 @@ pub async fn request_context(
     let uri = req.uri().clone();
     let method_seen = req.method().clone();
     let started = Instant::now();
-    // Label by route pattern, never the raw path: ids would explode
-    // cardinality. The route table's path for its routes (no allocation);
-    // actix's pattern for the rest (Swagger UI, the document). Read before
-    // serving: a request that panics is gone after.
-    let route: std::borrow::Cow<'static, str> =
-        match req.match_name().and_then(crate::route_table::by_name) {
-            Some(route) => route.path.into(),
-            None => req
-                .match_pattern()
-                .map_or("unmatched".into(), std::borrow::Cow::Owned),
-        };
+    // Read before serving: a request that panics is gone after.
+    let route = route_label(&req);
     let method = method_label(req.method());
     let trace = if exported {
         span.record("otel.name", format!("{method} {route}"));
@@ -147,75 +126,20 @@ pub async fn request_context(
         trace
     };
 
-    let mut outcome = match body_too_large(&req) {
-        Some(error) => {
-            let response = REQUEST_ID.sync_scope(id.clone(), || error.error_response());
-            Outcome::Served(req.into_response(response))
-        }
-        None => {
-            let budget = req
-                .app_data::<web::Data<Deadline>>()
-                .map_or(std::time::Duration::from_secs(3600), |d| d.0);
-            // The budget is bounded at load (`upstream.deadline_ms`), so this always adds.
-            let deadline = started.checked_add(budget).unwrap_or(started);
-            // A panic while serving (building the handler's future or polling
-            // it) becomes a 500 problem; the worker and the connection live on.
-            let served = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                span.in_scope(|| {
-                    REQUEST_ID.sync_scope(id.clone(), || {
-                        TRACE.sync_scope(trace, || DEADLINE.sync_scope(deadline, || next.call(req)))
-                    })
-                })
-            }));
-            let result = match served {
-                Ok(future) => {
-                    AssertUnwindSafe(REQUEST_ID.scope(
-                        id.clone(),
-                        TRACE.scope(trace, DEADLINE.scope(deadline, future)),
-                    ))
-                    .catch_unwind()
-                    .instrument(span.clone())
-                    .await
-                }
-                Err(payload) => Err(payload),
-            };
-            match result {
-                // Handlers and extractors turn their errors into responses themselves;
-                // an `Err` here could only come from inner middleware, of which there is none.
-                Ok(result) => Outcome::Served(result?.map_into_boxed_body()),
-                Err(payload) => {
-                    Outcome::Panicked(span.in_scope(|| {
-                        REQUEST_ID.sync_scope(id.clone(), || panicked(payload.as_ref()))
-                    }))
-                }
-            }
-        }
+    let context = Context {
+        id: &id,
+        trace,
+        span: &span,
+        started,
     };
+    let mut outcome = serve(req, next, &context).await?;
     if let Ok(value) = HeaderValue::from_str(&id) {
         outcome.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
-    let mut caller = None;
-    if let Outcome::Served(response) = &mut outcome {
-        let (budget, name) = {
-            let extensions = actix_web::HttpMessage::extensions(response.request());
-            (
-                extensions.get::<crate::auth::Budget>().copied(),
-                extensions
-                    .get::<crate::auth::CallerName>()
-                    .map(|c| c.0.clone()),
-            )
-        };
-        if let Some(budget) = budget {
-            budget.write(response.headers_mut());
-        }
-        caller = name;
-    }
+    let caller = outcome.admitted_caller();
     let status = outcome.status().as_u16();
     let elapsed = started.elapsed();
-    // Whole microseconds, so the line says `0.412`, not `0.41200000000000003`.
-    let latency_ms = elapsed.as_micros() as f64 / 1000.0;
-    let elapsed = elapsed.as_secs_f64();
-    record_request(method, &route, status, elapsed);
+    record_request(method, &route, status, elapsed.as_secs_f64());
     let caller = caller.as_deref();
     if exported {
         span.record("caller", caller);
@@ -231,7 +155,8 @@ pub async fn request_context(
         path: uri.path(),
         route: &route,
         status,
-        latency_ms,
+        // Whole microseconds, so the line says `0.412`, not `0.41200000000000003`.
+        latency_ms: elapsed.as_micros() as f64 / 1000.0,
         caller,
         client_ip,
     });
@@ -246,6 +171,97 @@ pub async fn request_context(
     }
 }
 
+/// The request's id: the caller's when plain, else a new one.
+fn request_id(req: &ServiceRequest) -> Arc<str> {
+    req.headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(sane_request_id)
+        .unwrap_or_else(new_request_id)
+}
+
+/// The client's address, behind the trusted proxies.
+fn client_ip(req: &ServiceRequest) -> Option<IpAddr> {
+    let proxies = req.app_data::<web::Data<TrustedProxies>>()?;
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    proxies.client_ip(req.peer_addr().map(|a| a.ip()), forwarded)
+}
+
+/// The route's label: its pattern, never the raw path (ids would explode
+/// cardinality). The route table's path for its routes (no allocation);
+/// the framework's pattern for the rest (Swagger UI, the document).
+fn route_label(req: &ServiceRequest) -> std::borrow::Cow<'static, str> {
+    match req.match_name().and_then(crate::route_table::by_name) {
+        Some(route) => route.path.into(),
+        None => req
+            .match_pattern()
+            .map_or("unmatched".into(), std::borrow::Cow::Owned),
+    }
+}
+
+/// What the request is served within.
+struct Context<'a> {
+    id: &'a Arc<str>,
+    trace: TraceContext,
+    span: &'a tracing::Span,
+    started: Instant,
+}
+
+/// Serves the request inside its context (task-locals: id, trace,
+/// deadline; and its span), refusing a body over the limit first. A panic
+/// while serving (building the handler's future or polling it) becomes a
+/// 500 problem; the worker and the connection live on.
+async fn serve(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+    context: &Context<'_>,
+) -> Result<Outcome, actix_web::Error> {
+    let Context {
+        id,
+        trace,
+        span,
+        started,
+    } = *context;
+    if let Some(error) = body_too_large(&req) {
+        let response = REQUEST_ID.sync_scope(id.clone(), || error.error_response());
+        return Ok(Outcome::Served(req.into_response(response)));
+    }
+    let budget = req
+        .app_data::<web::Data<Deadline>>()
+        .map_or(std::time::Duration::from_secs(3600), |d| d.0);
+    // The budget is bounded at load (`upstream.deadline_ms`), so this always adds.
+    let deadline = started.checked_add(budget).unwrap_or(started);
+    let served = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        span.in_scope(|| {
+            REQUEST_ID.sync_scope(id.clone(), || {
+                TRACE.sync_scope(trace, || DEADLINE.sync_scope(deadline, || next.call(req)))
+            })
+        })
+    }));
+    let result = match served {
+        Ok(future) => {
+            AssertUnwindSafe(REQUEST_ID.scope(
+                id.clone(),
+                TRACE.scope(trace, DEADLINE.scope(deadline, future)),
+            ))
+            .catch_unwind()
+            .instrument(span.clone())
+            .await
+        }
+        Err(payload) => Err(payload),
+    };
+    Ok(match result {
+        // Handlers and extractors turn their errors into responses themselves;
+        // an `Err` here could only come from inner middleware, of which there is none.
+        Ok(result) => Outcome::Served(result?.map_into_boxed_body()),
+        Err(payload) => Outcome::Panicked(
+            span.in_scope(|| REQUEST_ID.sync_scope(id.clone(), || panicked(payload.as_ref()))),
+        ),
+    })
+}
+
 /// What serving a request came to.
 enum Outcome {
     Served(ServiceResponse<BoxBody>),
@@ -253,6 +269,27 @@ enum Outcome {
 }
 
 impl Outcome {
+    /// The admitted key's name, and its rate-limit budget written into the
+    /// answer, whatever the handler answered.
+    fn admitted_caller(&mut self) -> Option<Arc<str>> {
+        let Self::Served(response) = self else {
+            return None;
+        };
+        let (budget, name) = {
+            let extensions = actix_web::HttpMessage::extensions(response.request());
+            (
+                extensions.get::<crate::auth::Budget>().copied(),
+                extensions
+                    .get::<crate::auth::CallerName>()
+                    .map(|c| c.0.clone()),
+            )
+        };
+        if let Some(budget) = budget {
+            budget.write(response.headers_mut());
+        }
+        name
+    }
+
     fn headers_mut(&mut self) -> &mut actix_web::http::header::HeaderMap {
         match self {
             Self::Served(response) => response.headers_mut(),
