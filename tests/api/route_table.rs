@@ -8,7 +8,7 @@ use gateway::{
 };
 use serde_json::Value;
 
-use crate::helpers::{KEY, TestApp, assert_problem, spawn_app_with};
+use crate::helpers::{KEY, TestApp, assert_problem, get_json, spawn_app_with};
 
 /// A concrete path for a route's template.
 fn concrete(route: &RouteSpec) -> String {
@@ -37,15 +37,7 @@ fn call(app: &TestApp, route: &RouteSpec, key: Option<&str>) -> reqwest::Request
 #[tokio::test]
 async fn the_served_document_says_what_the_table_says() {
     let app = spawn_app_with(|_| {}).await;
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = get_json(&app.url("/openapi.json")).await;
     let mut documented = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
