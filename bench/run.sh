@@ -227,4 +227,4 @@ report "peak RSS" "$(awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$gateway/
 echo
 echo "== figures ($(git rev-parse --short HEAD), $(date -u +%FT%TZ), $(nproc) cores)"
 printf '%s\n' "${summary[@]}"
-echo "gateway access log lines: $(grep -c '"message":"request finished"' "$out/gateway.log" || true)"
+echo "gateway access log lines: $(grep -c '"log":"access"' "$out/gateway.log" || true)"

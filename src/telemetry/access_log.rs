@@ -4,9 +4,10 @@
 //!
 //! A request formats its line on its own thread and appends it to a shared
 //! buffer; one writer thread takes everything queued and writes it to stdout
-//! in one call. Requests never wait on stdout and never wake the writer while
-//! it is busy (only when it sleeps on an empty queue), so under load lines go
-//! out in large batches. The queue is bounded ([`QUEUE_LIMIT`]): when stdout
+//! in one call. Requests never wait on stdout and wake the writer only when
+//! it sleeps on an empty queue; woken, it lets lines gather for [`GATHER`]
+//! before it writes, so a busy gateway makes a few hundred writes and
+//! wake-ups a second, not one per request. The queue is bounded ([`QUEUE_LIMIT`]): when stdout
 //! cannot keep up, lines past it are dropped and counted in
 //! `gateway_access_log_dropped_total` rather than growing memory or stalling
 //! requests. [`close`] writes out what is queued, for shutdown.
@@ -27,6 +28,11 @@ use crate::context::TraceContext;
 /// How many bytes of lines may wait for stdout before lines are dropped:
 /// about 16,000 lines, a second of a busy gateway's traffic.
 pub const QUEUE_LIMIT: usize = 4 * 1024 * 1024;
+
+/// How long the writer lets lines gather once the first one arrives: a
+/// busy gateway then wakes it and writes at most this often, whatever its
+/// rate; an idle one has each line out within this.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// One answered request.
 pub(crate) struct Entry<'a> {
@@ -160,7 +166,7 @@ fn write_out(mut out: impl std::io::Write) {
     };
     let mut batch = Vec::with_capacity(64 * 1024);
     loop {
-        let closed = {
+        let closing = {
             let mut queue = lock(&sink.queue);
             while queue.lines.is_empty() && !queue.closed {
                 queue.sleeping = true;
@@ -169,6 +175,13 @@ fn write_out(mut out: impl std::io::Write) {
                     .wait(queue)
                     .unwrap_or_else(PoisonError::into_inner);
             }
+            queue.closed
+        };
+        if !closing {
+            std::thread::sleep(GATHER);
+        }
+        let closed = {
+            let mut queue = lock(&sink.queue);
             std::mem::swap(&mut batch, &mut queue.lines);
             queue.closed
         };

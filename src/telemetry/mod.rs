@@ -137,6 +137,53 @@ pub fn reload(settings: &LogSettings) -> Result<(), String> {
 }
 
 /// Now, as both logs write it: RFC 3339, UTC, microseconds.
-fn timestamp() -> impl std::fmt::Display {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ")
+fn timestamp() -> Timestamp {
+    Timestamp(std::time::SystemTime::now())
+}
+
+/// An instant written as `2026-12-02T08:00:00.123456Z`. The part down to
+/// the second is formatted once a second per thread, not once a line.
+struct Timestamp(std::time::SystemTime);
+
+thread_local! {
+    /// The last second formatted on this thread, and its text.
+    static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+}
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let since = self
+            .0
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let (secs, micros) = (since.as_secs(), since.subsec_micros());
+        SECOND.with_borrow_mut(|(second, text)| {
+            if *second != secs {
+                *second = secs;
+                *text = i64::try_from(secs)
+                    .ok()
+                    .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+                    .map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string())
+                    .unwrap_or_default();
+            }
+            write!(f, "{text}.{micros:06}Z")
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    #[test]
+    fn timestamps_read_as_rfc_3339_with_microseconds() {
+        for micros in [0, 1, 999_999, 1_764_662_400_123_456, 1_764_662_401_000_001] {
+            let at = UNIX_EPOCH + Duration::from_micros(micros);
+            let expected = chrono::DateTime::<chrono::Utc>::from(at)
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            assert_eq!(Timestamp(at).to_string(), expected);
+        }
+    }
 }
