@@ -6,7 +6,6 @@ use gateway::{
     configuration::{ApiKeySettings, Upstream},
     route_table::{ROUTES, RouteSpec},
 };
-use serde_json::Value;
 
 use crate::helpers::{KEY, TestApp, assert_problem, get_json, spawn_app_with};
 
