@@ -7,7 +7,7 @@ use gateway::{
     route_table::{ROUTES, RouteSpec},
 };
 
-use crate::helpers::{KEY, TestApp, assert_problem, get_json, spawn_app_with};
+use crate::helpers::{KEY, TestApp, assert_problem, get_json, get_text, samples, spawn_app_with};
 
 /// A concrete path for a route's template.
 fn concrete(route: &RouteSpec) -> String {
@@ -179,4 +179,53 @@ async fn every_keyed_route_refuses_a_key_without_its_scope_before_any_upstream_c
         .await
         .unwrap();
     assert_eq!(answer.status().as_u16(), 200);
+}
+
+/// A path with a record the sandbox has, for each cached read.
+fn with_a_record(route: &RouteSpec) -> String {
+    let id = match route.name {
+        "get_invoice" => "310002",
+        "get_ticket" => "437928",
+        "get_domain" => "548",
+        "get_service" => "33301",
+        _ => "",
+    };
+    let path = route.path.replace("{id}", id).replace("{number}", id);
+    if route.name == "get_availability" {
+        format!("{path}?name=surely-free-4711.se")
+    } else {
+        path
+    }
+}
+
+#[tokio::test]
+async fn every_cached_read_is_cached_under_the_table_s_route() {
+    let app = spawn_app_with(|_| {}).await;
+    let cached: Vec<&RouteSpec> = ROUTES.iter().filter(|r| r.cached.is_some()).collect();
+    assert_eq!(cached.len(), 11);
+    for route in &cached {
+        let path = with_a_record(route);
+        for expected in ["MISS", "HIT"] {
+            let answer = app.get(&path).await;
+            assert_eq!(answer.status().as_u16(), 200, "{path}");
+            assert_eq!(answer.headers()["x-cache"], expected, "{path}");
+        }
+    }
+    // Each hit was counted under the cache route the table names, and
+    // under no other.
+    let scrape = get_text(&app.url("/metrics")).await;
+    let counted: std::collections::BTreeSet<String> =
+        samples(&scrape, "gateway_cache_lookups_total")
+            .into_iter()
+            .filter(|line| line.contains(r#"outcome="hit""#))
+            .map(|line| {
+                assert!(line.ends_with(" 1"), "one hit each: {line}");
+                line.split('"').nth(1).unwrap().to_owned()
+            })
+            .collect();
+    let named: std::collections::BTreeSet<String> = cached
+        .iter()
+        .map(|route| route.cached.unwrap().name().to_owned())
+        .collect();
+    assert_eq!(counted, named, "{scrape}");
 }
