@@ -545,6 +545,60 @@ impl<T: Parse> utoipa::__dev::ComposeSchema for Present<T> {
 
 impl<T: Parse> ToSchema for Present<T> {}
 
+/// An optional field of a create: left out or `null`, it is absent (what
+/// TypeScript forms and most JSON encoders send for an empty optional
+/// field); a string must parse. Documented as nullable. Use with
+/// `#[serde(default)]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Optional<T>(Option<T>);
+
+impl<T> Default for Optional<T> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<T> Optional<T> {
+    pub fn get(&self) -> Option<&T> {
+        self.0.as_ref()
+    }
+
+    pub fn is_sent(&self) -> bool {
+        self.0.is_some()
+    }
+
+    pub fn is_absent(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl<T: Serialize> Serialize for Optional<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de, T: Parse> Deserialize<'de> for Optional<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(Self(None)),
+            Some(raw) => T::parse(&raw)
+                .map(|v| Self(Some(v)))
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl<T: Parse> utoipa::__dev::ComposeSchema for Optional<T> {
+    fn compose(_generics: Vec<RefOr<Schema>>) -> RefOr<Schema> {
+        string_schema(T::PATTERN, T::MAX_CHARS, T::EXAMPLE, T::FORMAT)
+            .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+            .into()
+    }
+}
+
+impl<T: Parse> ToSchema for Optional<T> {}
+
 /// Hints for fields a caller may send by mistake: a field the body does not
 /// take, but that deserves more than "unknown field".
 pub trait BodyHints {

@@ -84,7 +84,7 @@ async fn invalid_bodies_are_422s_naming_each_field_and_never_reach_dna() {
         with("email", json!("x")),
         with("email", json!("é@\u{301}.se")),
         with("billing_address", json!("D")),
-        with("subreseller_id", json!(null)),
+        with("subreseller_id", json!(42)),
         with("same_billing_address", json!(true)),
         with("first_name", json!("tº²R\u{7}")),
     ] {
@@ -130,6 +130,33 @@ async fn a_duplicate_customer_id_is_a_409_naming_the_field() {
             .unwrap()
             .contains("already been taken")
     );
+}
+
+#[tokio::test]
+async fn null_optional_fields_read_as_absent() {
+    let app = spawn_app().await;
+    let mut body = new_customer("NULLS-1");
+    for field in ["billing_address", "billing_zipcode", "subreseller_id"] {
+        body[field] = Value::Null;
+    }
+    // Absent billing: the simulator refuses same_billing_address = 0
+    // without billing_*, and has_subreseller_id = 1 without an id, as DNA's
+    // validation does; a 201 says the flags were derived from "absent".
+    let created = create(&app, &body, Some("nulls")).await;
+    assert_eq!(created.status().as_u16(), 201);
+    // The same body without the null fields is the same request for its key.
+    let replayed = create(&app, &new_customer("NULLS-1"), Some("nulls")).await;
+    assert_eq!(replayed.headers()["idempotent-replayed"], "true");
+    // A pair half sent is still refused, naming the half that is missing.
+    let mut half = new_customer("NULLS-2");
+    half["billing_address"] = Value::Null;
+    half["billing_zipcode"] = json!("33308");
+    let problem = assert_problem(create(&app, &half, None).await, 422).await;
+    assert_eq!(
+        problem["errors"][0]["field"], "billing_address",
+        "{problem}"
+    );
+    assert_eq!(app.sandbox.control.calls(CREATE), 1);
 }
 
 #[tokio::test]
