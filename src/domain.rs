@@ -594,7 +594,12 @@ impl<T: Parse> utoipa::__dev::ComposeSchema for Optional<T> {
         // `anyOf` rather than `type: [string, null]`: the type list sends
         // Schemathesis's coverage phase into an internal error.
         utoipa::openapi::schema::AnyOfBuilder::new()
-            .item(string_schema(T::PATTERN, T::MAX_CHARS, T::EXAMPLE, T::FORMAT))
+            .item(string_schema(
+                T::PATTERN,
+                T::MAX_CHARS,
+                T::EXAMPLE,
+                T::FORMAT,
+            ))
             .item(ObjectBuilder::new().schema_type(SchemaType::Type(Type::Null)))
             .into()
     }
