@@ -493,36 +493,45 @@ impl<T: Parse> utoipa::__dev::ComposeSchema for Change<T> {
 
 impl<T: Parse> ToSchema for Change<T> {}
 
+/// What [`Present`] and [`Optional`] share: a field that may be left out
+/// (`Default` is absent), its accessors, and serializing what was sent. They
+/// differ only in how `null` deserializes and is documented.
+macro_rules! optional_field {
+    ($name:ident) => {
+        impl<T> Default for $name<T> {
+            fn default() -> Self {
+                Self(None)
+            }
+        }
+
+        impl<T> $name<T> {
+            pub fn get(&self) -> Option<&T> {
+                self.0.as_ref()
+            }
+
+            pub fn is_sent(&self) -> bool {
+                self.0.is_some()
+            }
+
+            pub fn is_absent(&self) -> bool {
+                self.0.is_none()
+            }
+        }
+
+        impl<T: Serialize> Serialize for $name<T> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                self.0.serialize(s)
+            }
+        }
+    };
+}
+
 /// A field that may be left out but, when sent, must hold a value: `null` is
 /// refused with a message saying so. Use with `#[serde(default)]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Present<T>(Option<T>);
 
-impl<T> Default for Present<T> {
-    fn default() -> Self {
-        Self(None)
-    }
-}
-
-impl<T> Present<T> {
-    pub fn get(&self) -> Option<&T> {
-        self.0.as_ref()
-    }
-
-    pub fn is_sent(&self) -> bool {
-        self.0.is_some()
-    }
-
-    pub fn is_absent(&self) -> bool {
-        self.0.is_none()
-    }
-}
-
-impl<T: Serialize> Serialize for Present<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
-    }
-}
+optional_field!(Present);
 
 impl<'de, T: Parse> Deserialize<'de> for Present<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -552,31 +561,7 @@ impl<T: Parse> ToSchema for Present<T> {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Optional<T>(Option<T>);
 
-impl<T> Default for Optional<T> {
-    fn default() -> Self {
-        Self(None)
-    }
-}
-
-impl<T> Optional<T> {
-    pub fn get(&self) -> Option<&T> {
-        self.0.as_ref()
-    }
-
-    pub fn is_sent(&self) -> bool {
-        self.0.is_some()
-    }
-
-    pub fn is_absent(&self) -> bool {
-        self.0.is_none()
-    }
-}
-
-impl<T: Serialize> Serialize for Optional<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
-    }
-}
+optional_field!(Optional);
 
 impl<'de, T: Parse> Deserialize<'de> for Optional<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
