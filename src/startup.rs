@@ -280,7 +280,7 @@ impl State {
             readiness: web::Data::new(readiness),
             proxies: web::Data::new(TrustedProxies(settings.server.trusted_proxies.clone())),
             body_limit: web::Data::new(BodyLimit(settings.server.max_body_bytes)),
-            allowed: web::Data::new(AllowedMethods::from_openapi(&openapi::openapi())),
+            allowed: web::Data::new(AllowedMethods::from_route_table()),
             draining: Draining::default(),
             max_body: settings.server.max_body_bytes,
         })

@@ -53,41 +53,27 @@ pub fn configure(cfg: &mut ServiceConfig) {
         );
 }
 
-/// Which methods each route pattern answers, taken from the OpenAPI
-/// document so the `Allow` header of a 405 is always true.
-pub struct AllowedMethods(BTreeMap<String, Vec<Method>>);
+/// Which methods each route pattern answers, from the route table, so the
+/// `Allow` header of a 405 is always true.
+pub struct AllowedMethods(BTreeMap<&'static str, Vec<Method>>);
 
 impl AllowedMethods {
-    pub fn from_openapi(api: &utoipa::openapi::OpenApi) -> Self {
-        use utoipa::openapi::HttpMethod;
-        let mut map = BTreeMap::new();
-        for (path, item) in &api.paths.paths {
-            let mut methods = BTreeSet::new();
-            let ops = [
-                (HttpMethod::Get, item.get.is_some()),
-                (HttpMethod::Post, item.post.is_some()),
-                (HttpMethod::Put, item.put.is_some()),
-                (HttpMethod::Patch, item.patch.is_some()),
-                (HttpMethod::Delete, item.delete.is_some()),
-            ];
-            for (method, present) in ops {
-                if present {
-                    methods.insert(match method {
-                        HttpMethod::Get => "GET",
-                        HttpMethod::Post => "POST",
-                        HttpMethod::Put => "PUT",
-                        HttpMethod::Patch => "PATCH",
-                        _ => "DELETE",
-                    });
-                }
-            }
-            let methods = methods
-                .into_iter()
-                .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
-                .collect();
-            map.insert(path.clone(), methods);
+    pub fn from_route_table() -> Self {
+        let mut map: BTreeMap<&'static str, BTreeSet<&'static str>> = BTreeMap::new();
+        for route in crate::route_table::ROUTES {
+            map.entry(route.path).or_default().insert(route.method);
         }
-        Self(map)
+        Self(
+            map.into_iter()
+                .map(|(path, methods)| {
+                    let methods = methods
+                        .into_iter()
+                        .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+                        .collect();
+                    (path, methods)
+                })
+                .collect(),
+        )
     }
 }
 
@@ -99,7 +85,7 @@ pub async fn fallback(req: HttpRequest, allowed: web::Data<AllowedMethods>) -> H
         Some(pattern) => ApiError::MethodNotAllowed {
             allow: allowed
                 .0
-                .get(&pattern)
+                .get(pattern.as_str())
                 .cloned()
                 .unwrap_or_else(|| vec![Method::GET]),
         },
