@@ -599,6 +599,14 @@ pub trait BodyHints {
     fn unknown_field(_name: &str) -> Option<&'static str> {
         None
     }
+
+    /// Rules across fields, checked on the members as sent so their errors
+    /// come with every other field's: `(field, what is wrong)` pairs.
+    fn across_fields(
+        _members: &serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<(&'static str, &'static str)> {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
     "status": 400,
     "detail": "`id` must be a positive integer",
     "request_id": "9f0c2a4e-6d1b-4a53-8f0e-2b7c1d3e4f56",
-    "errors": [{"field": "id", "message": "must be a positive integer"}]
+    "errors": [{"parameter": "id", "detail": "must be a positive integer", "field": "id", "message": "must be a positive integer"}]
 }))]
 pub struct Problem {
     /// A URI naming the kind of problem; stable, for code to switch on.
@@ -209,19 +209,69 @@ impl ProblemType {
     }
 }
 
-/// One field of the request and what is wrong with it.
+/// One field of the request and what is wrong with it (RFC 9457 §3's
+/// `errors` style): a body member by its JSON `pointer`, a query, path or
+/// header parameter by its name in `parameter`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"pointer": "#/email", "detail": "must be an email address such as steve@example.com", "field": "email", "message": "must be an email address such as steve@example.com"}))]
 pub struct FieldError {
-    /// The field, query parameter or path parameter, by its gateway name.
+    /// The body member at fault as a JSON Pointer (RFC 6901) in URI
+    /// fragment form: `#/email`, `#/billing/zipcode`; `#` is the body as a
+    /// whole. Absent for parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
+    /// The query, path or header parameter at fault (`page`,
+    /// `Idempotency-Key`). Absent for body members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+    /// What is wrong with it, fit to show beside the form field.
+    pub detail: String,
+    /// The field or parameter by its gateway name (`billing.zipcode` for a
+    /// nested member, `body` for the whole body). Kept for clients written
+    /// before `pointer`.
     pub field: String,
+    /// The same text as `detail`, kept for clients written before it.
     pub message: String,
 }
 
 impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    /// A member of the body, by its dotted path (`email`, `billing.zipcode`);
+    /// `body` is the body as a whole.
+    pub fn body(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let field = field.into();
+        let pointer = if field == "body" {
+            "#".to_owned()
+        } else {
+            field
+                .split('.')
+                .fold(String::from("#"), |mut pointer, key| {
+                    pointer.push('/');
+                    // RFC 6901: `~` and `/` inside a key are escaped.
+                    pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                    pointer
+                })
+        };
+        Self::with(Some(pointer), None, field, message.into())
+    }
+
+    /// A query, path or header parameter.
+    pub fn parameter(name: impl Into<String>, message: impl Into<String>) -> Self {
+        let name = name.into();
+        Self::with(None, Some(name.clone()), name, message.into())
+    }
+
+    fn with(
+        pointer: Option<String>,
+        parameter: Option<String>,
+        field: String,
+        message: String,
+    ) -> Self {
         Self {
-            field: field.into(),
-            message: message.into(),
+            pointer,
+            parameter,
+            detail: message.clone(),
+            field,
+            message,
         }
     }
 }
@@ -283,21 +333,21 @@ impl ApiError {
     /// A 422 listing every field that failed, its detail summing them up.
     pub fn invalid_fields(errors: Vec<FieldError>) -> Self {
         Self::Unprocessable {
-            detail: errors
-                .iter()
-                .map(|e| format!("`{}` {}", e.field, e.message))
-                .collect::<Vec<_>>()
-                .join("; "),
+            detail: summary(&errors),
             errors,
         }
     }
 
-    /// A 400 naming one field.
+    /// A 400 naming one parameter.
     pub fn bad_field(field: &str, message: impl Into<String>) -> Self {
-        let message = message.into();
+        Self::bad_parameters(vec![FieldError::parameter(field, message)])
+    }
+
+    /// A 400 listing every parameter that failed, its detail summing them up.
+    pub fn bad_parameters(errors: Vec<FieldError>) -> Self {
         Self::BadRequest {
-            detail: format!("`{field}` {message}"),
-            errors: vec![FieldError::new(field, message)],
+            detail: summary(&errors),
+            errors,
         }
     }
 
@@ -524,6 +574,15 @@ fn upstream_detail(e: &UpstreamError) -> String {
     }
 }
 
+/// One line naming every field at fault: "`email` must be …; `zipcode` …".
+fn summary(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("`{}` {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Turns the framework's JSON body errors into problems.
 pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
     let api = match err {
@@ -537,16 +596,16 @@ pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error
             let field = field_in_serde_message(&message).unwrap_or_else(|| "body".to_owned());
             ApiError::Unprocessable {
                 detail: format!("the body does not fit the schema: {message}"),
-                errors: vec![FieldError::new(field, message)],
+                errors: vec![FieldError::body(field, message)],
             }
         }
         JsonPayloadError::Deserialize(e) => ApiError::BadRequest {
             detail: format!("the body is not valid JSON: {e}"),
-            errors: vec![FieldError::new("body", "not valid JSON")],
+            errors: vec![FieldError::body("body", "not valid JSON")],
         },
         other => ApiError::BadRequest {
             detail: format!("the body could not be read: {other}"),
-            errors: vec![FieldError::new("body", other.to_string())],
+            errors: vec![FieldError::body("body", other.to_string())],
         },
     };
     api.into()
@@ -561,7 +620,7 @@ pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Err
     let field = field_in_serde_message(&message).unwrap_or_else(|| "query".to_owned());
     ApiError::BadRequest {
         detail: format!("the query string is not valid: {message}"),
-        errors: vec![FieldError::new(field, message)],
+        errors: vec![FieldError::parameter(field, message)],
     }
     .into()
 }
@@ -570,7 +629,7 @@ pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Err
 pub fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
     ApiError::BadRequest {
         detail: format!("the path is not valid: {err}"),
-        errors: vec![FieldError::new("path", err.to_string())],
+        errors: vec![FieldError::parameter("path", err.to_string())],
     }
     .into()
 }

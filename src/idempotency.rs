@@ -100,7 +100,7 @@ fn reused_with_another_body() -> ApiError {
     ApiError::Unprocessable {
         detail: "this Idempotency-Key was used with a different request body; use a new key for a new request"
             .into(),
-        errors: vec![FieldError::new(
+        errors: vec![FieldError::parameter(
             "Idempotency-Key",
             "already used with a different body",
         )],

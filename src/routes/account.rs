@@ -236,7 +236,7 @@ pub(crate) async fn patch_account(
     let changes: AccountChanges = parse_body(body.into_inner())?;
     let changes = changes.changes();
     if changes.is_empty() {
-        return Err(ApiError::invalid_fields(vec![FieldError::new(
+        return Err(ApiError::invalid_fields(vec![FieldError::body(
             "body",
             "names no field to change",
         )]));
@@ -257,7 +257,7 @@ pub(crate) async fn patch_account(
     slitz.update_details(&changed).await.map_err(|e| match e {
         UpstreamError::Rejected { message, .. } => ApiError::Unprocessable {
             detail: format!("slitz refused the change: {message}"),
-            errors: vec![FieldError::new("body", message)],
+            errors: vec![FieldError::body("body", message)],
         },
         other => other.into(),
     })?;
@@ -281,6 +281,8 @@ fn no_store(mut builder: actix_web::HttpResponseBuilder) -> actix_web::HttpRespo
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     fn changes(json: serde_json::Value) -> Result<Vec<(AccountField, Option<String>)>, String> {
@@ -332,6 +334,47 @@ mod tests {
             assert_eq!(changes(body).unwrap_err(), field, "{field}: {value}");
         }
         assert_eq!(changes(serde_json::json!([])).unwrap_err(), "body");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// For any subset of the account's fields made invalid, the 422
+        /// names exactly that subset, each by its JSON pointer.
+        #[test]
+        fn a_422_names_exactly_the_fields_made_invalid(
+            mask in 1_u16..(1 << 15),
+            ways in proptest::collection::vec(0_usize..5, 15),
+        ) {
+            let fields = [
+                "first_name", "last_name", "company_name", "address", "address2", "city",
+                "state", "zipcode", "country", "phone", "mobile_phone", "account_type",
+                "eu_vat_number", "org_number", "reference",
+            ];
+            let bad = [
+                serde_json::json!(5),
+                serde_json::json!(false),
+                serde_json::json!(["x"]),
+                serde_json::json!("a\u{0}b"),
+                Value::String("é".repeat(10_001)),
+            ];
+            let mut body = serde_json::json!({"city": "Lund"});
+            let mut expected = std::collections::BTreeSet::new();
+            for (i, name) in fields.iter().enumerate() {
+                if mask & (1 << i) != 0 {
+                    body[*name] = bad[ways[i]].clone();
+                    expected.insert(format!("#/{name}"));
+                }
+            }
+            match parse_body::<AccountChanges>(body) {
+                Err(ApiError::Unprocessable { errors, .. }) => {
+                    let named: Vec<String> = errors.iter().filter_map(|e| e.pointer.clone()).collect();
+                    let set: std::collections::BTreeSet<String> = named.iter().cloned().collect();
+                    proptest::prop_assert_eq!(named.len(), set.len(), "named twice: {:?}", named);
+                    proptest::prop_assert_eq!(set, expected);
+                }
+                other => proptest::prop_assert!(false, "{other:?}"),
+            }
+        }
     }
 
     proptest::proptest! {

@@ -6,8 +6,8 @@ use actix_web::{HttpRequest, HttpResponse, get, web};
 use std::sync::Arc;
 
 use super::{
-    AuthErrors, BadRequest, ListQuery, Listing, NotFound, Page, UpstreamErrors, cached_listing,
-    parse_id,
+    AuthErrors, BadRequest, ListQuery, Listing, NotFound, Page, Query, UpstreamErrors,
+    cached_listing, parse_id,
 };
 use crate::{
     auth::Caller,
@@ -69,11 +69,11 @@ pub(crate) async fn cached_balance(
 pub(crate) async fn list_invoices(
     req: HttpRequest,
     _: Caller,
-    query: web::Query<ListQuery>,
+    query: Query<ListQuery>,
     slitz: web::Data<SlitzClient>,
     cache: web::Data<ResponseCache>,
 ) -> Result<HttpResponse, ApiError> {
-    let listing = query.validate()?;
+    let listing = query.listing();
     let (entry, status) = cached_invoices(&slitz, &cache, &listing).await?;
     Ok(cache::respond(&req, &entry, status))
 }

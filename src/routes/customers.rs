@@ -5,7 +5,7 @@
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::{AuthErrors, BadRequest, UpstreamErrors, parse_body, parse_id};
@@ -78,26 +78,23 @@ impl BodyHints for NewCustomer {
             _ => Some("is not a field of a new customer"),
         }
     }
+
+    fn across_fields(members: &Map<String, Value>) -> Vec<(&'static str, &'static str)> {
+        // `null` is absent, as for the fields themselves.
+        let sent = |name: &str| members.get(name).is_some_and(|v| !v.is_null());
+        match (sent("billing_address"), sent("billing_zipcode")) {
+            (true, false) => vec![("billing_zipcode", "is required with billing_address")],
+            (false, true) => vec![("billing_address", "is required with billing_zipcode")],
+            _ => Vec::new(),
+        }
+    }
 }
 
 impl NewCustomer {
-    /// Parses a body: every field by its type, then the billing pair.
+    /// Parses a body: every field by its type and the billing pair, every
+    /// fault named in one 422.
     fn parse(body: Value) -> Result<Self, ApiError> {
-        let customer: Self = parse_body(body)?;
-        match (
-            customer.billing_address.is_sent(),
-            customer.billing_zipcode.is_sent(),
-        ) {
-            (true, false) => Err(ApiError::invalid_fields(vec![FieldError::new(
-                "billing_zipcode",
-                "is required with billing_address",
-            )])),
-            (false, true) => Err(ApiError::invalid_fields(vec![FieldError::new(
-                "billing_address",
-                "is required with billing_zipcode",
-            )])),
-            _ => Ok(customer),
-        }
+        parse_body(body)
     }
 }
 
@@ -148,7 +145,7 @@ fn dna_error(error: DnaError) -> ApiError {
             let errors: Vec<FieldError> = v
                 .errors
                 .iter()
-                .map(|(field, message)| FieldError::new(gateway_field(field), message.clone()))
+                .map(|(field, message)| FieldError::body(gateway_field(field), message.clone()))
                 .collect();
             ApiError::Duplicate {
                 detail: format!(
@@ -166,7 +163,7 @@ fn dna_error(error: DnaError) -> ApiError {
             let errors: Vec<FieldError> = v
                 .errors
                 .iter()
-                .map(|(field, message)| FieldError::new(gateway_field(field), message.clone()))
+                .map(|(field, message)| FieldError::body(gateway_field(field), message.clone()))
                 .collect();
             ApiError::Unprocessable {
                 detail: format!("dna refused the data: {}", v.message),
@@ -401,6 +398,86 @@ mod tests {
         let mut half = valid();
         half["billing_address"] = serde_json::json!("x");
         assert_eq!(field(half), "billing_zipcode");
+    }
+
+    /// A value no field of a body takes: the wrong JSON type, a control
+    /// character, or far too long; `null` and leaving out only where the
+    /// field is required.
+    fn invalid(which: usize, required: bool) -> Option<Value> {
+        let choices = [
+            Some(serde_json::json!(5)),
+            Some(serde_json::json!(true)),
+            Some(serde_json::json!([])),
+            Some(serde_json::json!({"a": 1})),
+            Some(serde_json::json!("a\u{7}b")),
+            Some(Value::String("é".repeat(10_001))),
+        ];
+        let for_required = [Some(Value::Null), None];
+        let count = choices.len() + if required { for_required.len() } else { 0 };
+        let which = which % count;
+        choices
+            .get(which)
+            .cloned()
+            .unwrap_or_else(|| for_required[which - choices.len()].clone())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// For any subset of a new customer's fields made invalid (each in
+        /// its own way), the 422 names exactly that subset, each by its
+        /// JSON pointer: never one at a time, never another field.
+        #[test]
+        fn a_422_names_exactly_the_fields_made_invalid(
+            mask in 0_u16..(1 << 10),
+            ways in proptest::collection::vec(0_usize..8, 10),
+            unknown in proptest::option::of("[a-z]{1,8}x"),
+        ) {
+            let fields = [
+                ("start_billing_date", true), ("customer_id", true), ("email", true),
+                ("first_name", true), ("last_name", true), ("address", true), ("zipcode", true),
+                ("billing_address", false), ("billing_zipcode", false), ("subreseller_id", false),
+            ];
+            let mut body = valid();
+            body["billing_address"] = serde_json::json!("2121 Ponce de Leon");
+            body["billing_zipcode"] = serde_json::json!("33308");
+            body["subreseller_id"] = serde_json::json!("R-1");
+            let mut expected = std::collections::BTreeSet::new();
+            for (i, (name, required)) in fields.iter().enumerate() {
+                if mask & (1 << i) != 0 {
+                    match invalid(ways[i], *required) {
+                        Some(value) => body[*name] = value,
+                        None => { body.as_object_mut().unwrap().remove(*name); }
+                    }
+                    expected.insert(format!("#/{name}"));
+                }
+            }
+            if let Some(name) = &unknown {
+                body[name.as_str()] = serde_json::json!(1);
+                expected.insert(format!("#/{name}"));
+            }
+            match NewCustomer::parse(body) {
+                Ok(_) => proptest::prop_assert!(expected.is_empty()),
+                Err(ApiError::Unprocessable { errors, .. }) => {
+                    let named: Vec<String> = errors.iter().filter_map(|e| e.pointer.clone()).collect();
+                    let set: std::collections::BTreeSet<String> = named.iter().cloned().collect();
+                    proptest::prop_assert_eq!(named.len(), set.len(), "named twice: {:?}", named);
+                    proptest::prop_assert_eq!(set, expected);
+                }
+                Err(other) => proptest::prop_assert!(false, "{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_billing_pair_half_sent_is_named_with_the_other_faults() {
+        let mut body = valid();
+        body["billing_address"] = serde_json::json!("2121 Ponce de Leon");
+        body["email"] = serde_json::json!("nope");
+        assert_eq!(field(body), "billing_zipcode,email");
+        let mut body = valid();
+        body["billing_zipcode"] = serde_json::json!("33308");
+        body["billing_address"] = Value::Null;
+        assert_eq!(field(body), "billing_address");
     }
 
     proptest::proptest! {

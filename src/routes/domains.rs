@@ -8,8 +8,8 @@ use utoipa::{IntoParams, ToSchema};
 use std::sync::Arc;
 
 use super::{
-    AuthErrors, BadRequest, ListQuery, Listing, NotFound, Page, UpstreamErrors, cached_listing,
-    parse_id,
+    AuthErrors, BadRequest, ListQuery, Listing, NotFound, Page, Query, UpstreamErrors,
+    cached_listing, parse_id,
 };
 use crate::{
     auth::Caller,
@@ -44,6 +44,8 @@ pub struct AvailabilityQuery {
     name: Option<String>,
 }
 
+impl crate::domain::BodyHints for AvailabilityQuery {}
+
 /// List domains
 ///
 /// Every domain of the account, optionally only those with one status, one
@@ -62,11 +64,11 @@ pub struct AvailabilityQuery {
 pub(crate) async fn list_domains(
     req: HttpRequest,
     _: Caller,
-    query: web::Query<ListQuery>,
+    query: Query<ListQuery>,
     slitz: web::Data<SlitzClient>,
     cache: web::Data<ResponseCache>,
 ) -> Result<HttpResponse, ApiError> {
-    let listing = query.validate()?;
+    let listing = query.listing();
     let (entry, status) = cached_domains(&slitz, &cache, &listing).await?;
     Ok(cache::respond(&req, &entry, status))
 }
@@ -137,7 +139,7 @@ pub(crate) async fn get_domain(
 pub(crate) async fn get_availability(
     req: HttpRequest,
     _: Caller,
-    query: web::Query<AvailabilityQuery>,
+    query: Query<AvailabilityQuery>,
     slitz: web::Data<SlitzClient>,
     cache: web::Data<ResponseCache>,
 ) -> Result<HttpResponse, ApiError> {

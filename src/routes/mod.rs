@@ -20,9 +20,13 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use std::sync::Arc;
 
+mod input;
+
+pub(crate) use input::{Query, parse_body};
+
 use crate::{
     cache::{CacheKey, CacheStatus, Cached, ResponseCache, Route},
-    error::{ApiError, FieldError, Problem},
+    error::{ApiError, Problem},
     upstream::UpstreamError,
 };
 
@@ -175,38 +179,6 @@ where
         .await
 }
 
-/// Deserializes a JSON body into its parsed type. A value that does not
-/// parse is a 422 naming its field, by its path in the body.
-pub(crate) fn parse_body<T: serde::de::DeserializeOwned + crate::domain::BodyHints>(
-    body: serde_json::Value,
-) -> Result<T, ApiError> {
-    // serde would also read a struct from an array of its fields in order.
-    if !body.is_object() {
-        return Err(ApiError::invalid_fields(vec![FieldError::new(
-            "body",
-            "must be a JSON object",
-        )]));
-    }
-    serde_path_to_error::deserialize::<_, T>(body).map_err(|error| {
-        let message = error.inner().to_string();
-        let path = error.path().to_string();
-        let unknown = crate::error::field_in_serde_message(&message);
-        let (field, message) = match unknown {
-            Some(field) if message.starts_with("unknown field") => {
-                let hint = T::unknown_field(&field)
-                    .map_or_else(|| "is not a field of this body".to_owned(), str::to_owned);
-                (field, hint)
-            }
-            Some(field) if message.starts_with("missing field") => {
-                (field, "is required".to_owned())
-            }
-            _ if path == "." => ("body".to_owned(), message),
-            _ => (path, message),
-        };
-        ApiError::invalid_fields(vec![FieldError::new(field, message)])
-    })
-}
-
 /// A numeric path id: ASCII digits only, at least 1, at most `i64::MAX`.
 /// Anything else (`abc`, `-1`, `1e9999`, 20 digits, `..%2F`) is a 400 that
 /// never reaches an upstream.
@@ -226,24 +198,61 @@ pub const DEFAULT_PER_PAGE: u32 = 25;
 pub const MAX_PER_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1_000_000;
 
-/// `?page=&per_page=&status=` of every list. Read as text so a bad value is
-/// a 400 naming its parameter, not a framework message.
+/// `?page=&per_page=&status=` of every list. Each parameter parses itself,
+/// so every bad one is named in one 400, never a framework message.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Page to return, from 1.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000000, default = 1)]
-    page: Option<String>,
+    page: Option<Count<MAX_PAGE>>,
     /// Items per page.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 25)]
-    per_page: Option<String>,
+    per_page: Option<Count<MAX_PER_PAGE>>,
     /// Only items with this status (snake_case, as in the answers, e.g. `unpaid`).
-    #[param(pattern = "^[a-z0-9_]{1,40}$", max_length = 40)]
-    status: Option<String>,
+    #[param(value_type = Option<String>, pattern = "^[a-z0-9_]{1,40}$", max_length = 40)]
+    status: Option<StatusFilter>,
 }
 
-/// A validated [`ListQuery`].
+impl crate::domain::BodyHints for ListQuery {}
+
+/// A whole number from 1 to `MAX`, in ASCII digits only.
+#[derive(Debug, Clone, Copy)]
+pub struct Count<const MAX: u32>(u32);
+
+impl<'de, const MAX: u32> Deserialize<'de> for Count<MAX> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX).contains(n) && text.bytes().all(|b| b.is_ascii_digit()))
+            .map(Self)
+            .ok_or_else(|| serde::de::Error::custom(format!("must be an integer from 1 to {MAX}")))
+    }
+}
+
+/// A snake_case status to filter by: a-z, 0-9 and `_`, 1 to 40 of them.
+#[derive(Debug, Clone)]
+pub struct StatusFilter(String);
+
+impl<'de> Deserialize<'de> for StatusFilter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if (1..=40).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            Ok(Self(s))
+        } else {
+            Err(serde::de::Error::custom(
+                "must be a snake_case status such as `unpaid` (a-z, 0-9, _; at most 40)",
+            ))
+        }
+    }
+}
+
+/// A [`ListQuery`], read.
 #[derive(Debug, Clone)]
 pub struct Listing {
     pub page: u32,
@@ -252,40 +261,12 @@ pub struct Listing {
 }
 
 impl ListQuery {
-    pub fn validate(&self) -> Result<Listing, ApiError> {
-        let number = |field: &str, raw: &Option<String>, default: u32, max: u32| match raw {
-            None => Ok(default),
-            Some(text) => text
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=max).contains(n) && text.bytes().all(|b| b.is_ascii_digit()))
-                .ok_or_else(|| {
-                    ApiError::bad_field(field, format!("must be an integer from 1 to {max}"))
-                }),
-        };
-        let page = number("page", &self.page, 1, MAX_PAGE)?;
-        let per_page = number("per_page", &self.per_page, DEFAULT_PER_PAGE, MAX_PER_PAGE)?;
-        let status = match &self.status {
-            None => None,
-            Some(s)
-                if (1..=40).contains(&s.len())
-                    && s.bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') =>
-            {
-                Some(s.clone())
-            }
-            Some(_) => {
-                return Err(ApiError::bad_field(
-                    "status",
-                    "must be a snake_case status such as `unpaid` (a-z, 0-9, _; at most 40)",
-                ));
-            }
-        };
-        Ok(Listing {
-            page,
-            per_page,
-            status,
-        })
+    pub fn listing(&self) -> Listing {
+        Listing {
+            page: self.page.map_or(1, |c| c.0),
+            per_page: self.per_page.map_or(DEFAULT_PER_PAGE, |c| c.0),
+            status: self.status.as_ref().map(|s| s.0.clone()),
+        }
     }
 }
 
@@ -395,14 +376,19 @@ mod tests {
         }
     }
 
+    fn read_listing(raw: &str) -> Result<Listing, Vec<String>> {
+        match input::parse_query::<ListQuery>(raw) {
+            Ok(q) => Ok(q.listing()),
+            Err(ApiError::BadRequest { errors, .. }) => {
+                Err(errors.into_iter().map(|e| e.field).collect())
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn listing_pages_and_filters() {
-        let q = ListQuery {
-            page: Some("2".into()),
-            per_page: Some("2".into()),
-            status: Some("unpaid".into()),
-        };
-        let listing = q.validate().unwrap();
+        let listing = read_listing("page=2&per_page=2&status=unpaid").unwrap();
         let items = vec![
             ("a", "unpaid"),
             ("b", "paid"),
@@ -416,27 +402,27 @@ mod tests {
             page.items.iter().map(|i| i.0).collect::<Vec<_>>(),
             vec!["d", "e"]
         );
+        let defaults = read_listing("").unwrap();
+        assert_eq!((defaults.page, defaults.per_page), (1, DEFAULT_PER_PAGE));
     }
 
     #[test]
-    fn bad_listing_parameters_name_themselves() {
-        for (page, per_page, status, field) in [
-            (Some("0"), None, None, "page"),
-            (Some("x"), None, None, "page"),
-            (None, Some("101"), None, "per_page"),
-            (None, Some("-1"), None, "per_page"),
-            (None, None, Some("Unpaid"), "status"),
-            (None, None, Some(""), "status"),
+    fn bad_listing_parameters_name_themselves_all_at_once() {
+        for (raw, fields) in [
+            ("page=0", vec!["page"]),
+            ("page=x", vec!["page"]),
+            ("per_page=101", vec!["per_page"]),
+            ("per_page=-1", vec!["per_page"]),
+            ("status=Unpaid", vec!["status"]),
+            ("status=", vec!["status"]),
+            (
+                "page=0&per_page=0&status=X",
+                vec!["page", "per_page", "status"],
+            ),
         ] {
-            let q = ListQuery {
-                page: page.map(Into::into),
-                per_page: per_page.map(Into::into),
-                status: status.map(Into::into),
-            };
-            match q.validate() {
-                Err(ApiError::BadRequest { errors, .. }) => assert_eq!(errors[0].field, field),
-                other => panic!("{field}: {other:?}"),
-            }
+            let mut found = read_listing(raw).unwrap_err();
+            found.sort();
+            assert_eq!(found, fields, "{raw}");
         }
     }
 }

@@ -215,3 +215,33 @@ async fn a_failed_write_is_a_problem_never_a_success() {
 }
 
 use gateway::sandbox::{Fault, FaultRule};
+
+#[tokio::test]
+async fn a_patch_with_several_bad_fields_names_them_all_and_changes_nothing() {
+    let app = spawn_app().await;
+    let response = app
+        .authed(reqwest::Method::PATCH, "/v1/account")
+        .json(&json!({
+            "country": "Sweden", "phone": "070", "city": "", "email": "a@b.se", "zipcode": "222 20"
+        }))
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(response, 422).await;
+    let mut pointers: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pointer"].as_str().unwrap())
+        .collect();
+    pointers.sort_unstable();
+    assert_eq!(
+        pointers,
+        ["#/city", "#/country", "#/email", "#/phone"],
+        "{problem}"
+    );
+    assert!(
+        app.sandbox.control.all_calls().is_empty(),
+        "nothing reached Slitz"
+    );
+}

@@ -349,3 +349,44 @@ async fn bad_list_parameters_are_400s_naming_the_parameter() {
     }
     assert_eq!(app.sandbox.control.calls("GET /slitz/api/invoice"), 0);
 }
+
+#[tokio::test]
+async fn every_bad_query_parameter_is_named_in_one_400() {
+    let app = spawn_app().await;
+    let response = app
+        .authed(
+            reqwest::Method::GET,
+            "/v1/billing/invoices?page=0&per_page=500&status=Unpaid&sort=date&page=2",
+        )
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(response, 400).await;
+    let mut named: Vec<(&str, &str)> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert!(e.get("pointer").is_none(), "a parameter has no pointer");
+            (
+                e["parameter"].as_str().unwrap(),
+                e["detail"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    named.sort_unstable();
+    assert_eq!(
+        named,
+        [
+            ("page", "is given more than once"),
+            ("per_page", "must be an integer from 1 to 100"),
+            ("sort", "is not a parameter of this route"),
+            (
+                "status",
+                "must be a snake_case status such as `unpaid` (a-z, 0-9, _; at most 40)"
+            ),
+        ],
+        "{problem}"
+    );
+    assert!(app.sandbox.control.all_calls().is_empty());
+}
