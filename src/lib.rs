@@ -30,6 +30,7 @@ pub mod normalize;
 pub mod openapi;
 pub mod otel;
 pub mod reload;
+pub mod representation;
 pub mod route_table;
 pub mod routes;
 pub mod sandbox;

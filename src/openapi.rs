@@ -19,6 +19,7 @@ use crate::{
     configuration::Scope,
     error::{FieldError, Problem},
     normalize::Money,
+    representation,
     route_table::{ROUTES, RouteSpec},
     routes,
 };
@@ -75,6 +76,7 @@ impl Modify for BearerAuth {
 pub fn document() -> serde_json::Value {
     let mut doc = serde_json::to_value(openapi()).unwrap_or_default();
     schema_keywords(&mut doc);
+    fields_parameters(&mut doc);
     doc
 }
 
@@ -255,6 +257,62 @@ fn schema_keywords(doc: &mut serde_json::Value) {
             "billing_zipcode": ["billing_address"]
         }),
     );
+}
+
+/// Every read route takes `?fields=`: its names are read from the route's
+/// own `200` schema (`representation::fields`), the same list the server
+/// checks against, and an unknown one is a 400.
+fn fields_parameters(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    let problem = json!({
+        "description": "A parameter is not valid; `errors` names it. Nothing was sent upstream.",
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    });
+    for (route, set) in representation::fields::read_routes(doc) {
+        let path = route.path.replace('~', "~0").replace('/', "~1");
+        let Some(operation) = doc
+            .pointer_mut(&format!("/paths/{path}/get"))
+            .and_then(|o| o.as_object_mut())
+        else {
+            continue;
+        };
+        let shape = if set.list {
+            "of each item (the page's `total`, `page` and `per_page` stay)"
+        } else {
+            "of the answer"
+        };
+        let parameter = json!({
+            "name": representation::fields::PARAMETER,
+            "in": "query",
+            "required": false,
+            "description": format!(
+                "Only these fields {shape}, comma-separated: `?fields=id,status`. A dotted name \
+                 selects inside an object (`total.amount`). An unknown name is a 400 naming it. \
+                 The answer has an `ETag` of its own."
+            ),
+            "style": "form",
+            "explode": false,
+            "schema": {
+                "type": "array",
+                "minItems": 1,
+                "uniqueItems": true,
+                "items": {"type": "string", "enum": set.names}
+            }
+        });
+        if let Some(parameters) = operation
+            .entry("parameters")
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
+        {
+            parameters.push(parameter);
+        }
+        if let Some(responses) = operation
+            .get_mut("responses")
+            .and_then(|r| r.as_object_mut())
+        {
+            responses.entry("400").or_insert_with(|| problem.clone());
+        }
+    }
 }
 
 /// utoipa writes an inline field schema with a doc comment as

@@ -24,6 +24,7 @@ use crate::{
     idempotency::IdempotencyStore,
     openapi,
     reload::Reloader,
+    representation,
     routes::{self, AllowedMethods, health::Readiness},
     shared::SharedRedis,
     telemetry::{self, BodyLimit, Deadline, TrustedProxies},
@@ -88,6 +89,7 @@ impl Application {
         let state = State::build(&settings)?;
         let (draining, reloader) = (state.draining.clone(), state.reloader.clone());
         let document = openapi::document();
+        let fieldsets = web::Data::new(representation::Fieldsets::from_document(&document));
         let origins = settings.server.cors_allowed_origins.clone();
         let server = HttpServer::new(move || {
             let (app, _) = App::new()
@@ -95,6 +97,7 @@ impl Application {
                 .configure(routes::configure)
                 .split_for_parts();
             app.configure(|cfg| state.register(cfg))
+                .app_data(fieldsets.clone())
                 .service(
                     SwaggerUi::new("/docs/{_:.*}")
                         .external_url_unchecked("/openapi.json", document.clone()),
@@ -102,6 +105,7 @@ impl Application {
                 .route("/docs", web::get().to(routes::docs_redirect))
                 .configure(extra)
                 .default_service(web::to(routes::fallback))
+                .wrap(from_fn(representation::represent))
                 .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
                 .wrap(from_fn(telemetry::request_context))
         });

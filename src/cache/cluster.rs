@@ -109,6 +109,7 @@ impl Found {
         let generation = self.generation;
         self.stored.map(|(body, etag, age)| {
             Arc::new(Cached {
+                forms: super::Forms::of(&body),
                 body: body.into(),
                 etag_header: super::etag_header(&etag),
                 etag,

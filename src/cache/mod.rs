@@ -37,10 +37,13 @@ use actix_web::{
 };
 use moka::{Expiry, future::Cache, ops::compute::CompResult, ops::compute::Op};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::{
-    configuration::CacheSettings, error::ApiError, route_table, shared::SharedRedis,
+    configuration::CacheSettings,
+    error::ApiError,
+    representation::{self, Coding},
+    route_table,
+    shared::SharedRedis,
     upstream::UpstreamError,
 };
 
@@ -87,6 +90,8 @@ pub struct Cached {
     pub etag: String,
     /// `etag` as a header value, made once for every answer sent from it.
     etag_header: Option<header::HeaderValue>,
+    /// The body compressed, once, with each coding that makes it smaller.
+    forms: Forms,
     /// When this instance got it, and how old it was then (an answer read
     /// from Redis was fetched earlier, maybe by another instance).
     received: Instant,
@@ -98,9 +103,9 @@ pub struct Cached {
 
 impl Cached {
     fn new(body: Vec<u8>, ttl: Duration, tag: Tag) -> Self {
-        let digest = Sha256::digest(&body);
-        let etag = format!("\"{}\"", hex::encode(digest.get(..16).unwrap_or_default()));
+        let etag = representation::etag_of(&body);
         Self {
+            forms: Forms::of(&body),
             etag_header: etag_header(&etag),
             etag,
             body: Bytes::from(body),
@@ -122,6 +127,30 @@ impl Cached {
 
     fn is_fresh(&self) -> bool {
         self.age() < self.ttl
+    }
+}
+
+/// A cached body in each content coding that makes it smaller: made when
+/// the entry is, so a hit never compresses, and weighed with it.
+#[derive(Debug, Default)]
+pub(crate) struct Forms(Vec<(Coding, Bytes)>);
+
+impl Forms {
+    pub(crate) fn of(body: &[u8]) -> Self {
+        Self(
+            Coding::ALL
+                .into_iter()
+                .filter_map(|coding| coding.compress(body).map(|packed| (coding, packed)))
+                .collect(),
+        )
+    }
+
+    fn get(&self, coding: Coding) -> Option<&Bytes> {
+        self.0.iter().find(|(c, _)| *c == coding).map(|(_, b)| b)
+    }
+
+    fn bytes(&self) -> usize {
+        self.0.iter().map(|(_, b)| b.len()).sum()
     }
 }
 
@@ -384,6 +413,7 @@ impl ResponseCache {
                 let bytes = value
                     .body
                     .len()
+                    .saturating_add(value.forms.bytes())
                     .saturating_add(value.etag.len())
                     .saturating_add(key.variant.len())
                     .saturating_add(96);
@@ -619,9 +649,10 @@ fn etag_header(etag: &str) -> Option<header::HeaderValue> {
     header::HeaderValue::from_str(etag).ok()
 }
 
-/// The HTTP answer for a cached entry: 200 with the body, or 304 when the
-/// caller's `If-None-Match` already names it; always `ETag`, `X-Cache` and a
-/// `Cache-Control` matching the time left.
+/// The HTTP answer for a cached entry: 200 with the body (in the coding
+/// the caller accepts, from the entry's kept forms), or 304 when the
+/// caller's `If-None-Match` already names it; always `ETag`, `X-Cache`, a
+/// `Cache-Control` matching the time left, and `Vary`.
 pub fn respond(req: &HttpRequest, entry: &Cached, status: CacheStatus) -> HttpResponse {
     let max_age = match status {
         CacheStatus::Stale => 0,
@@ -631,7 +662,7 @@ pub fn respond(req: &HttpRequest, entry: &Cached, status: CacheStatus) -> HttpRe
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| etag_matches(v, &entry.etag));
+        .is_some_and(|v| representation::etag_matches(v, &entry.etag));
     let mut response = HttpResponse::build(if not_modified {
         StatusCode::NOT_MODIFIED
     } else {
@@ -646,25 +677,26 @@ pub fn respond(req: &HttpRequest, entry: &Cached, status: CacheStatus) -> HttpRe
             header::HeaderValue::from_static(status.as_str()),
         ))
         .insert_header((header::CACHE_CONTROL, format!("private, max-age={max_age}")))
-        // Answers differ by caller (the `secrets` scope).
+        // Answers differ by caller (the `secrets` scope) and by coding.
         .insert_header((
             header::VARY,
-            header::HeaderValue::from_static("Authorization"),
+            header::HeaderValue::from_static("Authorization, Accept-Encoding"),
         ));
     if not_modified {
-        response.finish()
-    } else {
-        response
-            .content_type("application/json")
-            .body(entry.body.clone())
+        return response.finish();
     }
-}
-
-/// `If-None-Match` uses the weak comparison: `W/` prefixes are ignored, `*` matches anything.
-fn etag_matches(header: &str, etag: &str) -> bool {
-    header.split(',').map(str::trim).any(|candidate| {
-        candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
-    })
+    let packed = representation::negotiate(req.headers())
+        .and_then(|coding| entry.forms.get(coding).map(|bytes| (coding, bytes)));
+    let mut response = response
+        .content_type("application/json")
+        .body(match packed {
+            Some((_, bytes)) => bytes.clone(),
+            None => entry.body.clone(),
+        });
+    if let Some((coding, _)) = packed {
+        representation::mark_encoded(response.headers_mut(), coding);
+    }
+    response
 }
 
 #[cfg(test)]
@@ -766,10 +798,10 @@ mod tests {
 
     #[test]
     fn if_none_match_uses_weak_comparison() {
-        assert!(etag_matches("\"abc\"", "\"abc\""));
-        assert!(etag_matches("W/\"abc\"", "\"abc\""));
-        assert!(etag_matches("\"x\", \"abc\"", "\"abc\""));
-        assert!(etag_matches("*", "\"abc\""));
-        assert!(!etag_matches("\"abd\"", "\"abc\""));
+        assert!(representation::etag_matches("\"abc\"", "\"abc\""));
+        assert!(representation::etag_matches("W/\"abc\"", "\"abc\""));
+        assert!(representation::etag_matches("\"x\", \"abc\"", "\"abc\""));
+        assert!(representation::etag_matches("*", "\"abc\""));
+        assert!(!representation::etag_matches("\"abd\"", "\"abc\""));
     }
 }

@@ -24,6 +24,7 @@ mod overview;
 mod panicking;
 mod problem_types;
 mod reload;
+mod representation;
 mod resilience;
 mod route_table;
 mod sandbox_dna;

@@ -182,7 +182,7 @@ async fn every_keyed_route_refuses_a_key_without_its_scope_before_any_upstream_c
 }
 
 /// A path with a record the sandbox has, for each cached read.
-fn with_a_record(route: &RouteSpec) -> String {
+pub fn with_a_record(route: &RouteSpec) -> String {
     let id = match route.name {
         "get_invoice" => "310002",
         "get_ticket" => "437928",

@@ -54,8 +54,22 @@ echo "    $base"
 echo "--> 2. Swagger UI in Chromium (first: fuzzing changes the sandbox account)"
 GATEWAY_URL="$base" SCREENSHOT="$out/swagger-ui.png" node tests/contract/swagger-ui.mjs
 
+# Schemathesis fuzzes the document without the `fields` parameter of the
+# read routes: its response-schema check cannot know that an answer cut to
+# the fields asked for leaves out required members by request.
+# tests/api/representation.rs calls every read route with every documented
+# name, and unknown ones, over HTTP.
+"$out/venv/bin/python" - "$base/openapi.json" "$out/openapi-without-fields.json" <<'PY'
+import json, sys, urllib.request
+document = json.load(urllib.request.urlopen(sys.argv[1]))
+for item in document["paths"].values():
+    for operation in item.values():
+        if isinstance(operation, dict) and "parameters" in operation:
+            operation["parameters"] = [p for p in operation["parameters"] if p.get("name") != "fields"]
+json.dump(document, open(sys.argv[2], "w"))
+PY
 schemathesis() {
-  "$out/venv/bin/st" --config-file tests/contract/schemathesis.toml run "$base/openapi.json" \
+  "$out/venv/bin/st" --config-file tests/contract/schemathesis.toml run "$out/openapi-without-fields.json" --url "$base" \
     --header "Authorization: Bearer sandbox-key" \
     --checks all --workers 2 --request-timeout 20 --no-color "$@"
 }

@@ -1,0 +1,237 @@
+//! How an answer is represented on the wire, after the handler made it:
+//! cut to the fields asked for (`?fields=`, [`fields`]) and compressed as
+//! the caller accepts (`Accept-Encoding`, [`encoding`]).
+//!
+//! One middleware, [`represent`], in this order:
+//!
+//! 1. `?fields=` on a read route is read against the route's fieldset; an
+//!    unknown name is a 400 before the handler runs (nothing reaches an
+//!    upstream). The handler then answers the whole, uncompressed
+//!    representation (the cache keeps whole answers): the request's
+//!    `If-None-Match` and `Accept-Encoding` are held back from it.
+//! 2. The answer is cut to the selection, gets an `ETag` of its own (a
+//!    hash of the selected bytes), and a 304 when `If-None-Match` names it.
+//! 3. An answer of [`encoding::MIN_BYTES`] or more, of a text or JSON type,
+//!    is compressed with the coding negotiated from `Accept-Encoding`,
+//!    unless the handler already did (a cache hit sends the compressed form
+//!    its entry keeps, compressed once). A compressed answer's `ETag` is
+//!    the same tag made weak (`W/"…"`), as nginx does: the compressed and
+//!    identity forms are the same content, `If-None-Match` compares weakly,
+//!    so a caller revalidating either form gets its 304; a strong tag must
+//!    name one exact byte sequence. Every answer but an event stream gets
+//!    `Vary: Accept-Encoding`.
+//!
+//! An event stream, or any answer whose length is not known up front, goes
+//! out as it is written: never held back to be compressed or cut.
+
+pub mod encoding;
+pub mod fields;
+
+use actix_web::{
+    HttpResponse, ResponseError,
+    body::{BodySize, BoxBody, MessageBody},
+    dev::{ServiceRequest, ServiceResponse},
+    http::{
+        StatusCode,
+        header::{self, HeaderMap, HeaderValue},
+    },
+    middleware::Next,
+    web,
+};
+use sha2::{Digest, Sha256};
+
+pub use encoding::{Coding, negotiate};
+pub use fields::{Fieldsets, Selection};
+
+use crate::error::ApiError;
+
+/// The middleware: see the module's documentation.
+pub async fn represent(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let coding = negotiate(req.headers());
+    let selection = match selection_of(&req) {
+        Ok(selection) => selection,
+        Err(error) => {
+            let response = error.error_response();
+            return Ok(finish(req.into_response(response), coding).await);
+        }
+    };
+    let mut if_none_match: Vec<HeaderValue> = Vec::new();
+    if selection.is_some() {
+        let headers = req.headers_mut();
+        headers.remove(header::ACCEPT_ENCODING);
+        if_none_match.extend(headers.remove(header::IF_NONE_MATCH));
+    }
+    let response = next.call(req).await?.map_into_boxed_body();
+    let response = match selection {
+        Some((selection, list)) => select(response, &selection, list, &if_none_match).await,
+        None => response,
+    };
+    Ok(finish(response, coding).await)
+}
+
+/// The selection `?fields=` asks for, with whether the route answers a
+/// list; `None` when there is none or the route has no fieldset.
+fn selection_of(req: &ServiceRequest) -> Result<Option<(Selection, bool)>, ApiError> {
+    if req.method() != actix_web::http::Method::GET {
+        return Ok(None);
+    }
+    let mut raw: Option<String> = None;
+    let mut repeated = false;
+    for (name, value) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+        if name == fields::PARAMETER {
+            repeated |= raw.is_some();
+            raw = Some(value.into_owned());
+        }
+    }
+    let Some(raw) = raw else { return Ok(None) };
+    let Some(set) = req
+        .app_data::<web::Data<Fieldsets>>()
+        .and_then(|sets| sets.find(req.path()))
+    else {
+        return Ok(None);
+    };
+    if repeated {
+        return Err(ApiError::bad_field(
+            fields::PARAMETER,
+            "is given more than once; name every field in one, comma-separated",
+        ));
+    }
+    Selection::parse(&raw, set)
+        .map(|selection| Some((selection, set.list)))
+        .map_err(|error| ApiError::bad_parameters(vec![error]))
+}
+
+/// A strong ETag of `body`: the first 16 bytes of its SHA-256, as the cache
+/// tags whole answers.
+pub fn etag_of(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    format!("\"{}\"", hex::encode(digest.get(..16).unwrap_or_default()))
+}
+
+/// `If-None-Match` uses the weak comparison: `W/` prefixes are ignored, `*`
+/// matches anything.
+pub fn etag_matches(header: &str, etag: &str) -> bool {
+    let etag = etag.strip_prefix("W/").unwrap_or(etag);
+    header.split(',').map(str::trim).any(|candidate| {
+        candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
+    })
+}
+
+/// A strong tag made weak; a weak one as it is.
+pub fn weak(etag: &HeaderValue) -> HeaderValue {
+    match etag.to_str() {
+        Ok(text) if !text.starts_with("W/") => {
+            HeaderValue::from_str(&format!("W/{text}")).unwrap_or_else(|_| etag.clone())
+        }
+        _ => etag.clone(),
+    }
+}
+
+/// A 200 JSON answer cut to `selection`, with its own ETag (and a 304 when
+/// `if_none_match` names it). Any other answer as it is.
+async fn select(
+    response: ServiceResponse<BoxBody>,
+    selection: &Selection,
+    list: bool,
+    if_none_match: &[HeaderValue],
+) -> ServiceResponse<BoxBody> {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if response.status() != StatusCode::OK || !is_json {
+        return response;
+    }
+    let (req, response) = response.into_parts();
+    let (head, body) = response.into_parts();
+    let Ok(bytes) = actix_web::body::to_bytes(body).await else {
+        return ServiceResponse::new(req, HttpResponse::InternalServerError().finish());
+    };
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return ServiceResponse::new(req, head.set_body(BoxBody::new(bytes)));
+    };
+    let cut = serde_json::to_vec(&selection.apply(value, list)).unwrap_or_default();
+    let etag = etag_of(&cut);
+    let not_modified = if_none_match
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| etag_matches(v, &etag));
+    let mut response = if not_modified {
+        let mut not_modified = head.set_body(BoxBody::new(()));
+        *not_modified.status_mut() = StatusCode::NOT_MODIFIED;
+        not_modified.headers_mut().remove(header::CONTENT_TYPE);
+        not_modified
+    } else {
+        head.set_body(BoxBody::new(cut))
+    };
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    ServiceResponse::new(req, response)
+}
+
+/// Step 3: compresses when it should, and says the answer varies with
+/// `Accept-Encoding`.
+async fn finish(
+    response: ServiceResponse<BoxBody>,
+    coding: Option<Coding>,
+) -> ServiceResponse<BoxBody> {
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let streaming = matches!(response.response().body().size(), BodySize::Stream);
+    if content_type.starts_with("text/event-stream") || streaming {
+        return response;
+    }
+    let (req, mut response) = response.into_parts();
+    vary_on_encoding(response.headers_mut());
+    let worth_it = matches!(
+        response.body().size(),
+        BodySize::Sized(n) if n >= encoding::MIN_BYTES as u64
+    );
+    let already = response.headers().contains_key(header::CONTENT_ENCODING);
+    let Some(coding) =
+        coding.filter(|_| worth_it && !already && encoding::compressible(&content_type))
+    else {
+        return ServiceResponse::new(req, response);
+    };
+    let (head, body) = response.into_parts();
+    let Ok(bytes) = actix_web::body::to_bytes(body).await else {
+        return ServiceResponse::new(req, HttpResponse::InternalServerError().finish());
+    };
+    let Some(packed) = coding.compress(&bytes) else {
+        return ServiceResponse::new(req, head.set_body(BoxBody::new(bytes)));
+    };
+    let mut response = head.set_body(BoxBody::new(packed));
+    mark_encoded(response.headers_mut(), coding);
+    ServiceResponse::new(req, response)
+}
+
+/// The headers of an answer sent with `coding`: `Content-Encoding`, and a
+/// weak `ETag`.
+pub fn mark_encoded(headers: &mut HeaderMap, coding: Coding) {
+    headers.insert(header::CONTENT_ENCODING, coding.header_value());
+    if let Some(etag) = headers.get(header::ETAG).map(weak) {
+        headers.insert(header::ETAG, etag);
+    }
+}
+
+/// Adds `Accept-Encoding` to `Vary`, once.
+pub fn vary_on_encoding(headers: &mut HeaderMap) {
+    let present = headers.get_all(header::VARY).any(|v| {
+        v.to_str().is_ok_and(|t| {
+            t.split(',')
+                .any(|n| n.trim().eq_ignore_ascii_case("accept-encoding") || n.trim() == "*")
+        })
+    });
+    if !present {
+        headers.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+}
