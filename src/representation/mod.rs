@@ -28,7 +28,7 @@ pub mod encoding;
 pub mod fields;
 
 use actix_web::{
-    HttpResponse, ResponseError,
+    ResponseError,
     body::{BodySize, BoxBody, MessageBody},
     dev::{ServiceRequest, ServiceResponse},
     http::{
@@ -149,7 +149,7 @@ async fn select(
     let (req, response) = response.into_parts();
     let (head, body) = response.into_parts();
     let Ok(bytes) = actix_web::body::to_bytes(body).await else {
-        return ServiceResponse::new(req, HttpResponse::InternalServerError().finish());
+        return unreadable(req);
     };
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
         return ServiceResponse::new(req, head.set_body(BoxBody::new(bytes)));
@@ -204,13 +204,20 @@ async fn finish(
     };
     let (head, body) = response.into_parts();
     let Ok(bytes) = actix_web::body::to_bytes(body).await else {
-        return ServiceResponse::new(req, HttpResponse::InternalServerError().finish());
+        return unreadable(req);
     };
     let Some(packed) = coding.compress(&bytes) else {
         return ServiceResponse::new(req, head.set_body(BoxBody::new(bytes)));
     };
     let mut response = head.set_body(BoxBody::new(packed));
     mark_encoded(response.headers_mut(), coding);
+    ServiceResponse::new(req, response)
+}
+
+/// A handler's body that could not be read back (only a body stream that
+/// fails would): a 500 problem, as any other bug.
+fn unreadable(req: actix_web::HttpRequest) -> ServiceResponse<BoxBody> {
+    let response = ApiError::internal("an answer's body could not be read").error_response();
     ServiceResponse::new(req, response)
 }
 

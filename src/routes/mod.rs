@@ -425,4 +425,49 @@ mod tests {
             assert_eq!(found, fields, "{raw}");
         }
     }
+
+    proptest::proptest! {
+        /// For any subset of a list's parameters made invalid, and any
+        /// unknown ones added, the 400 names exactly those parameters.
+        #[test]
+        fn a_400_names_exactly_the_parameters_made_invalid(
+            mask in 0_u8..8,
+            page in proptest::sample::select(vec!["0", "x", "1000001", "-1", "1.5", "", "٣"]),
+            per_page in proptest::sample::select(vec!["0", "101", "abc", " 5", "+5"]),
+            status in proptest::sample::select(vec!["Unpaid", "", "a b", "é", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"]),
+            unknown in proptest::collection::btree_set("[a-z]{1,6}z", 0..3),
+        ) {
+            let mut query = vec![
+                format!("page={}", if mask & 1 != 0 { page } else { "2" }),
+                format!("per_page={}", if mask & 2 != 0 { per_page } else { "10" }),
+                format!("status={}", if mask & 4 != 0 { status } else { "unpaid" }),
+            ];
+            let mut expected: Vec<String> = ["page", "per_page", "status"]
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, n)| (*n).to_owned())
+                .collect();
+            for name in &unknown {
+                query.push(format!("{name}=1"));
+                expected.push(name.clone());
+            }
+            expected.sort();
+            let raw = query
+                .iter()
+                .map(|pair| {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    format!("{k}={}", url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>())
+                })
+                .collect::<Vec<_>>()
+                .join("&");
+            match read_listing(&raw) {
+                Ok(_) => proptest::prop_assert!(expected.is_empty(), "{raw}"),
+                Err(mut named) => {
+                    named.sort();
+                    proptest::prop_assert_eq!(named, expected, "{}", raw);
+                }
+            }
+        }
+    }
 }

@@ -328,3 +328,15 @@ pub fn samples<'a>(scrape: &'a str, family: &str) -> Vec<&'a str> {
         })
         .collect()
 }
+
+/// The `pointer` of each entry of a problem's `errors`, sorted.
+pub fn pointers(problem: &serde_json::Value) -> Vec<String> {
+    let mut found: Vec<String> = problem["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["pointer"].as_str().expect("a pointer").to_owned())
+        .collect();
+    found.sort_unstable();
+    found
+}
