@@ -115,6 +115,8 @@ pub struct Settings {
     pub idempotency: IdempotencySettings,
     #[serde(default)]
     pub overview: OverviewSettings,
+    #[serde(default)]
+    pub events: EventSettings,
     /// Shared state for several instances; absent: each instance keeps its own.
     #[serde(default)]
     pub redis: Option<RedisSettings>,
@@ -171,6 +173,36 @@ pub struct OverviewSettings {
 impl Default for OverviewSettings {
     fn default() -> Self {
         Self { expiring_days: 30 }
+    }
+}
+
+/// `[events]`: the change stream (`GET /v1/events`) and the watcher that
+/// polls Slitz for it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventSettings {
+    /// How often the watcher reads Slitz's lists while anyone is subscribed.
+    pub poll_seconds: u64,
+    /// A comment line this often on an idle stream, so proxies keep it open.
+    pub heartbeat_seconds: u64,
+    /// How many recent events `Last-Event-ID` can replay.
+    pub replay: u64,
+    /// Events a subscriber may fall behind by before it is dropped with a
+    /// `reset` (its buffer; the others and the watcher never wait for it).
+    pub buffer: u64,
+    /// Open streams one API key may hold at once.
+    pub max_subscribers_per_key: u64,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self {
+            poll_seconds: 30,
+            heartbeat_seconds: 15,
+            replay: 1000,
+            buffer: 256,
+            max_subscribers_per_key: 16,
+        }
     }
 }
 
@@ -853,6 +885,17 @@ impl Settings {
         let i = &self.idempotency;
         within("idempotency.ttl_seconds", i.ttl_seconds, 1, MONTH_S)?;
         within("idempotency.max_keys", i.max_keys, 1, 100_000_000)?;
+        let e = &self.events;
+        within("events.poll_seconds", e.poll_seconds, 1, 3_600)?;
+        within("events.heartbeat_seconds", e.heartbeat_seconds, 1, 300)?;
+        within("events.replay", e.replay, 1, 100_000)?;
+        within("events.buffer", e.buffer, 1, 100_000)?;
+        within(
+            "events.max_subscribers_per_key",
+            e.max_subscribers_per_key,
+            1,
+            100_000,
+        )?;
         within(
             "overview.expiring_days",
             self.overview.expiring_days.into(),

@@ -297,6 +297,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    #[error("too many streams: {limit}")]
+    TooManyStreams { limit: u64 },
     #[error("rate limited")]
     RateLimited {
         retry_after: std::time::Duration,
@@ -365,6 +367,9 @@ impl ApiError {
             Self::Conflict(_) => (P::IdempotencyKeyInUse, S::CONFLICT),
             Self::Duplicate { .. } => (P::Duplicate, S::CONFLICT),
             Self::RateLimited { .. } => (P::RateLimited, S::TOO_MANY_REQUESTS),
+            // A limit of the key like its rate: the same type, so clients of
+            // the released contract know it (a new type would break them).
+            Self::TooManyStreams { .. } => (P::RateLimited, S::TOO_MANY_REQUESTS),
             Self::MethodNotAllowed { .. } => (P::MethodNotAllowed, S::METHOD_NOT_ALLOWED),
             Self::PayloadTooLarge { .. } => (P::PayloadTooLarge, S::PAYLOAD_TOO_LARGE),
             Self::UnsupportedMediaType(_) => (P::UnsupportedMediaType, S::UNSUPPORTED_MEDIA_TYPE),
@@ -398,6 +403,7 @@ impl ApiError {
         use std::time::Duration;
         match self {
             Self::Conflict(_) | Self::StateUnavailable(_) => Some(Duration::from_secs(1)),
+            Self::TooManyStreams { .. } => Some(Duration::from_secs(5)),
             Self::RateLimited { retry_after, .. } => Some(*retry_after),
             Self::Upstream(UpstreamError::Throttled { retry_after, .. }) => *retry_after,
             Self::Upstream(UpstreamError::CircuitOpen { retry_after, .. }) => Some(*retry_after),
@@ -451,6 +457,14 @@ impl ApiError {
                         .map(Method::as_str)
                         .collect::<Vec<_>>()
                         .join(", ")
+                )),
+                vec![],
+                None,
+            ),
+            Self::TooManyStreams { limit } => (
+                Some(format!(
+                    "this API key holds {limit} open event streams, as many as it may \
+                     (events.max_subscribers_per_key); close one, or share one stream per page"
                 )),
                 vec![],
                 None,

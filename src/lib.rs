@@ -24,6 +24,7 @@ pub mod configuration;
 pub mod context;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod idempotency;
 pub mod model;
 pub mod normalize;

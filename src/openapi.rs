@@ -18,6 +18,7 @@ use utoipa_actix_web::AppExt;
 use crate::{
     configuration::Scope,
     error::{FieldError, Problem},
+    events::EventType,
     normalize::Money,
     representation,
     route_table::{ROUTES, RouteSpec},
@@ -44,6 +45,7 @@ with a `request_id`; every response carries `X-Request-Id`."
         (name = "domains", description = "Registered domains and availability (Slitz)."),
         (name = "services", description = "Hosting, VPS and other services (Slitz)."),
         (name = "overview", description = "One call for a dashboard, across every Slitz source."),
+        (name = "events", description = "Live changes as Server-Sent Events: from writes through the gateway, and from Slitz, read while anyone follows."),
         (name = "customers", description = "Residential VoIP customers (DNA). The gateway holds and refreshes the DNA token."),
         (name = "operations", description = "Health and readiness, for orchestrators; no API key needed."),
     )
@@ -77,6 +79,7 @@ pub fn document() -> serde_json::Value {
     let mut doc = serde_json::to_value(openapi()).unwrap_or_default();
     schema_keywords(&mut doc);
     fields_parameters(&mut doc);
+    event_schemas(&mut doc);
     doc
 }
 
@@ -312,6 +315,100 @@ fn fields_parameters(doc: &mut serde_json::Value) {
         {
             responses.entry("400").or_insert_with(|| problem.clone());
         }
+    }
+}
+
+/// A schema per event type of `GET /v1/events` (`CustomerCreatedEvent`, …,
+/// and `ResetEvent`), `ChangeEvent` as their union by `type`, and the
+/// stream's media type pointing at it (`x-event-data`: OpenAPI 3.1 has no
+/// keyword for the items of a stream).
+fn event_schemas(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    let mut refs = Vec::new();
+    let mut mapping = serde_json::Map::new();
+    let mut add = Vec::new();
+    for event_type in EventType::ALL {
+        let name = event_type.as_str();
+        let schema_name: String = name
+            .split('.')
+            .map(|part| {
+                let mut chars = part.chars();
+                chars.next().map_or_else(String::new, |first| {
+                    first.to_uppercase().chain(chars).collect()
+                })
+            })
+            .chain(["Event".to_owned()])
+            .collect();
+        let resource = match name.split('.').next().unwrap_or_default() {
+            "customer" => "`Customer` (created) or `StatusChange`",
+            "account" => "`Account`",
+            "invoice" => "`InvoiceSummary`",
+            "ticket" => "`TicketSummary`",
+            "service" => "`ServiceSummary`",
+            _ => "`DomainSummary`",
+        };
+        let changed = if name.ends_with(".created") {
+            format!("Every field of the new record, as in {resource}.")
+        } else {
+            format!("Each field that changed, with its new value, as in {resource}.")
+        };
+        add.push((
+            schema_name.clone(),
+            json!({
+                "type": "object",
+                "description": event_type.description(),
+                "required": ["type", "id", "changed", "seen_at"],
+                "properties": {
+                    "type": {"type": "string", "const": name},
+                    "id": {"type": "integer", "format": "int64", "description": "The record's id (a ticket's number)."},
+                    "changed": {"type": "object", "additionalProperties": true, "description": changed},
+                    "seen_at": {"type": "string", "format": "date-time", "description": "When the gateway saw the change."}
+                }
+            }),
+        ));
+        let reference = format!("#/components/schemas/{schema_name}");
+        mapping.insert(name.to_owned(), json!(reference));
+        refs.push(json!({"$ref": reference}));
+    }
+    add.push((
+        "ResetEvent".to_owned(),
+        json!({
+            "type": "object",
+            "description": "`event: reset`: events were missed (a `Last-Event-ID` too old or from before a restart, or a reader too slow): refetch what you show, then follow the stream.",
+            "required": ["reason", "detail"],
+            "properties": {
+                "reason": {"type": "string", "enum": ["unknown-id", "too-old", "fell-behind"]},
+                "detail": {"type": "string"}
+            }
+        }),
+    ));
+    add.push((
+        "ChangeEvent".to_owned(),
+        json!({
+            "description": "The `data` of an event of `GET /v1/events`, by its `type` (also its SSE `event:` name).",
+            "oneOf": refs,
+            "discriminator": {"propertyName": "type", "mapping": mapping}
+        }),
+    ));
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(|s| s.as_object_mut())
+    {
+        for (name, schema) in add {
+            schemas.insert(name, schema);
+        }
+    }
+    if let Some(media) = doc
+        .pointer_mut("/paths/~1v1~1events/get/responses/200/content/text~1event-stream")
+        .and_then(|m| m.as_object_mut())
+    {
+        media.insert(
+            "x-event-data".to_owned(),
+            json!({"oneOf": [
+                {"$ref": "#/components/schemas/ChangeEvent"},
+                {"$ref": "#/components/schemas/ResetEvent"}
+            ]}),
+        );
     }
 }
 

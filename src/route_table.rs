@@ -213,6 +213,23 @@ pub const GET_OVERVIEW: RouteSpec = RouteSpec {
     invalidates: &[],
 };
 
+pub const STREAM_EVENTS: RouteSpec = RouteSpec {
+    name: "stream_events",
+    method: "GET",
+    path: "/v1/events",
+    scopes: &[Scope::Read],
+    widened_by: None,
+    cached: None,
+    // The watcher's reads, while the stream is open.
+    upstream: &[
+        (Upstream::Slitz, "GET /invoice"),
+        (Upstream::Slitz, "GET /tickets"),
+        (Upstream::Slitz, "GET /domain"),
+        (Upstream::Slitz, "GET /service"),
+    ],
+    invalidates: &[],
+};
+
 /// Every route, in the order the server registers them.
 pub const ROUTES: &[RouteSpec] = &[
     HEALTHZ,
@@ -235,6 +252,7 @@ pub const ROUTES: &[RouteSpec] = &[
     ACTIVATE_CUSTOMER,
     SUSPEND_CUSTOMER,
     GET_OVERVIEW,
+    STREAM_EVENTS,
 ];
 
 /// For each cached route (by its place in `Route::ALL`), whether some

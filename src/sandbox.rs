@@ -50,6 +50,7 @@ pub fn settings(sandbox: &Sandbox, listen: SocketAddr) -> Settings {
         log: Default::default(),
         idempotency: Default::default(),
         overview: Default::default(),
+        events: Default::default(),
         redis: None,
     }
 }

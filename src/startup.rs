@@ -21,6 +21,7 @@ use crate::{
     configuration::{Settings, Upstream},
     context::Draining,
     error::{json_error, path_error, query_error},
+    events::EventHub,
     idempotency::IdempotencyStore,
     openapi,
     reload::Reloader,
@@ -207,6 +208,7 @@ struct State {
     proxies: web::Data<TrustedProxies>,
     body_limit: web::Data<BodyLimit>,
     allowed: web::Data<AllowedMethods>,
+    events: web::Data<EventHub>,
     draining: Draining,
     max_body: usize,
     reloader: Reloader,
@@ -267,8 +269,10 @@ impl State {
             ],
             redis.clone(),
         );
+        let draining = Draining::default();
         Ok(Self {
             metrics,
+            events: web::Data::new(EventHub::new(&settings.events, draining.clone())),
             slitz: web::Data::new(SlitzClient::new(&settings.slitz, &slitz_policy)?),
             dna: web::Data::new(DnaClient::new(&settings.dna, &dna_policy)?),
             cache: web::Data::new(cache),
@@ -285,7 +289,7 @@ impl State {
             proxies: web::Data::new(TrustedProxies(settings.server.trusted_proxies.clone())),
             body_limit: web::Data::new(BodyLimit(settings.server.max_body_bytes)),
             allowed: web::Data::new(AllowedMethods::from_route_table()),
-            draining: Draining::default(),
+            draining,
             max_body: settings.server.max_body_bytes,
         })
     }
@@ -305,6 +309,7 @@ impl State {
             .app_data(self.body_limit.clone())
             .app_data(self.metrics.clone())
             .app_data(self.allowed.clone())
+            .app_data(self.events.clone())
             .app_data(web::Data::new(self.draining.clone()))
             .app_data(
                 web::JsonConfig::default()

@@ -15,6 +15,7 @@ use crate::{
         PersonName, Phone, Present, Reference, Region, StreetAddress, VatNumber, Zipcode,
     },
     error::{ApiError, FieldError, Problem},
+    events::{EventHub, EventType},
     model::Account,
     route_table,
     upstream::{UpstreamError, slitz::SlitzClient},
@@ -232,6 +233,7 @@ pub(crate) async fn patch_account(
     body: web::Json<serde_json::Value>,
     slitz: web::Data<SlitzClient>,
     cache: web::Data<ResponseCache>,
+    events: web::Data<EventHub>,
 ) -> Result<HttpResponse, ApiError> {
     let changes: AccountChanges = parse_body(body.into_inner())?;
     let changes = changes.changes();
@@ -269,9 +271,30 @@ pub(crate) async fn patch_account(
     let (entry, _) = cache
         .get_or_load(account_key(), || fetch_account(&slitz))
         .await?;
+    publish_changes(&events, &current_account, &entry.body);
     Ok(no_store(HttpResponse::Ok())
         .content_type("application/json")
         .body(entry.body.clone()))
+}
+
+/// `account.updated`: each member of the account that differs from before
+/// the write, with its value as the account now reads (normalized, as
+/// `GET /v1/account` answers it).
+fn publish_changes(events: &EventHub, before: &Account, after: &[u8]) {
+    let (Ok(serde_json::Value::Object(before)), Ok(serde_json::Value::Object(after))) = (
+        serde_json::to_value(before),
+        serde_json::from_slice::<serde_json::Value>(after),
+    ) else {
+        return;
+    };
+    let id = after.get("id").cloned().unwrap_or(serde_json::Value::Null);
+    let changed: serde_json::Map<String, serde_json::Value> = after
+        .into_iter()
+        .filter(|(name, value)| before.get(name) != Some(value))
+        .collect();
+    if !changed.is_empty() {
+        events.publish(EventType::AccountUpdated, id, changed);
+    }
 }
 
 fn no_store(mut builder: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {

@@ -15,6 +15,7 @@ use crate::{
         BillingDate, BodyHints, CustomerId, Email, Optional, PersonName, StreetAddress, Zipcode,
     },
     error::{ApiError, FieldError, Problem},
+    events::{EventHub, EventType},
     idempotency::{IdempotencyStore, Stored},
     normalize::rfc3339,
     upstream::{
@@ -223,6 +224,7 @@ pub(crate) async fn create_customer(
     body: web::Json<Value>,
     dna: web::Data<DnaClient>,
     keys: web::Data<IdempotencyStore>,
+    events: web::Data<EventHub>,
 ) -> Result<HttpResponse, ApiError> {
     let customer = NewCustomer::parse(body.into_inner())?;
     let key = IdempotencyStore::key_of(req.headers())?;
@@ -255,6 +257,10 @@ pub(crate) async fn create_customer(
             customer_id: customer.customer_id.as_str().to_owned(),
         };
         let body = serde_json::to_string(&answer).map_err(|e| ApiError::Internal(e.into()))?;
+        // Only a create that was made: a replay of its key publishes nothing.
+        if let Ok(Value::Object(fields)) = serde_json::to_value(&answer) {
+            events.publish(EventType::CustomerCreated, answer.id.into(), fields);
+        }
         Ok(Stored::Created {
             body,
             location: format!("/v1/customers/{}", answer.id),
@@ -267,8 +273,8 @@ pub(crate) async fn create_customer(
 async fn change_status(
     id: &str,
     dna: &DnaClient,
-    action: &str,
-    status: &'static str,
+    events: &EventHub,
+    (action, status, event): (&str, &'static str, EventType),
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id("id", id)?;
     let timestamp = dna.change_status(id, action).await.map_err(dna_error)?;
@@ -282,11 +288,16 @@ async fn change_status(
             ))
         })?
         .fixed_offset();
-    Ok(HttpResponse::Ok().json(StatusChange {
+    let change = StatusChange {
         id,
         status,
         changed_at,
-    }))
+    };
+    if let Ok(Value::Object(mut fields)) = serde_json::to_value(&change) {
+        fields.remove("id");
+        events.publish(event, id.into(), fields);
+    }
+    Ok(HttpResponse::Ok().json(change))
 }
 
 /// Activate a customer
@@ -308,8 +319,10 @@ pub(crate) async fn activate_customer(
     _: Caller,
     id: web::Path<String>,
     dna: web::Data<DnaClient>,
+    events: web::Data<EventHub>,
 ) -> Result<HttpResponse, ApiError> {
-    change_status(&id, &dna, "activate", "active").await
+    let change = ("activate", "active", EventType::CustomerActivated);
+    change_status(&id, &dna, &events, change).await
 }
 
 /// Suspend a customer
@@ -331,8 +344,10 @@ pub(crate) async fn suspend_customer(
     _: Caller,
     id: web::Path<String>,
     dna: web::Data<DnaClient>,
+    events: web::Data<EventHub>,
 ) -> Result<HttpResponse, ApiError> {
-    change_status(&id, &dna, "suspend", "suspended").await
+    let change = ("suspend", "suspended", EventType::CustomerSuspended);
+    change_status(&id, &dna, &events, change).await
 }
 
 #[cfg(test)]

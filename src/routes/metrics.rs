@@ -172,6 +172,22 @@ fn describe() {
         "gateway_config_reloads_total",
         "Configuration reloads on SIGHUP, by outcome (ok, failed)."
     );
+    describe_counter!(
+        "gateway_events_published_total",
+        "Change events published on this instance, by type (customer.created, ticket.updated, …)."
+    );
+    describe_gauge!(
+        "gateway_event_subscribers",
+        "Event streams (GET /v1/events) open on this instance."
+    );
+    describe_counter!(
+        "gateway_event_subscribers_dropped_total",
+        "Event streams ended because their reader fell further behind than events.buffer (each got a reset event)."
+    );
+    describe_counter!(
+        "gateway_event_polls_total",
+        "Reads of a Slitz list by the event watcher, by list (invoices, tickets, domains, services) and outcome (ok, failed)."
+    );
     describe_gauge!(
         "gateway_build_info",
         "Always 1; the labels say which build runs."

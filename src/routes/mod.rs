@@ -5,6 +5,7 @@ pub mod account;
 pub mod billing;
 pub mod customers;
 pub mod domains;
+pub mod events;
 pub mod health;
 pub mod metrics;
 pub mod overview;
@@ -53,7 +54,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(customers::create_customer)
                 .service(customers::activate_customer)
                 .service(customers::suspend_customer)
-                .service(overview::get_overview),
+                .service(overview::get_overview)
+                .service(events::stream_events),
         );
 }
 

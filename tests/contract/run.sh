@@ -58,10 +58,13 @@ GATEWAY_URL="$base" SCREENSHOT="$out/swagger-ui.png" node tests/contract/swagger
 # read routes: its response-schema check cannot know that an answer cut to
 # the fields asked for leaves out required members by request.
 # tests/api/representation.rs calls every read route with every documented
-# name, and unknown ones, over HTTP.
+# name, and unknown ones, over HTTP. Nor does it fuzz `GET /v1/events`: a
+# stream that never ends is, to it, a request that times out;
+# tests/api/events.rs reads it.
 "$out/venv/bin/python" - "$base/openapi.json" "$out/openapi-without-fields.json" <<'PY'
 import json, sys, urllib.request
 document = json.load(urllib.request.urlopen(sys.argv[1]))
+document["paths"].pop("/v1/events", None)
 for item in document["paths"].values():
     for operation in item.values():
         if isinstance(operation, dict) and "parameters" in operation:

@@ -320,6 +320,7 @@ pub struct Sandbox {
     pub addr: SocketAddr,
     pub control: Arc<Control>,
     dna: web::Data<dna::DnaState>,
+    slitz: web::Data<slitz::SlitzState>,
     handle: ServerHandle,
 }
 
@@ -337,11 +338,12 @@ impl Sandbox {
         let today = chrono::Utc::now().with_timezone(&data::ZONE).date_naive();
         let slitz_state = web::Data::new(slitz::SlitzState::seeded(today));
         let dna_for_app = dna_state.clone();
+        let slitz_for_app = slitz_state.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(control_data.clone())
                 .app_data(dna_for_app.clone())
-                .app_data(slitz_state.clone())
+                .app_data(slitz_for_app.clone())
                 .service(web::scope("/__sandbox").configure(admin_routes))
                 .service(
                     web::scope("/dna/api")
@@ -365,6 +367,7 @@ impl Sandbox {
             addr,
             control,
             dna: dna_state,
+            slitz: slitz_state,
             handle,
         })
     }
@@ -375,6 +378,21 @@ impl Sandbox {
 
     pub fn slitz_base_url(&self) -> Url {
         base_url(self.addr, "/slitz/api")
+    }
+
+    /// Changes one field of a Slitz record in place (`list` is `invoices`,
+    /// `tickets`, `domains` or `services`; a ticket by its number), as a
+    /// change made in the client area would: the next read shows it. The
+    /// value is Slitz's raw one (`"Paid"`, not the gateway's `paid`). False
+    /// when there is no such record.
+    pub fn change_slitz_record(
+        &self,
+        list: &str,
+        id: &str,
+        field: &str,
+        value: serde_json::Value,
+    ) -> bool {
+        self.slitz.change(list, id, field, value)
     }
 
     /// Revokes every DNA token, as an upstream restart or an admin would.

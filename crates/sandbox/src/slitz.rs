@@ -40,6 +40,37 @@ impl SlitzState {
     }
 }
 
+impl SlitzState {
+    /// Sets `field` of one record of a list (`invoices`, `tickets`,
+    /// `domains`, `services`, by its id; a ticket by its number), as a change
+    /// made in the client area would. False when there is no such record.
+    pub(super) fn change(&self, list: &str, id: &str, field: &str, value: Value) -> bool {
+        let mut store = lock(&self.store);
+        let record = match list {
+            "invoices" => store.invoices.iter_mut().find(|r| r["id"] == id),
+            "tickets" => store
+                .tickets
+                .iter_mut()
+                .map(|(ticket, _)| ticket)
+                .find(|r| r["ticket_number"] == id),
+            "domains" => store.domains.iter_mut().find(|r| r["id"] == id),
+            "services" => store
+                .services
+                .iter_mut()
+                .map(|(service, _)| service)
+                .find(|r| r["id"] == id),
+            _ => None,
+        };
+        match record.and_then(Value::as_object_mut) {
+            Some(fields) => {
+                fields.insert(field.to_owned(), value);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/details", web::get().to(get_details))
         .route("/details", web::post().to(post_details))

@@ -1,0 +1,599 @@
+//! Live change events: what changed, as a Server-Sent Events stream
+//! (`GET /v1/events`).
+//!
+//! Two sources publish into one [`EventHub`]: the writes the gateway makes
+//! (a customer created, activated or suspended; the account changed) and
+//! the [`watcher`], which reads Slitz's lists while anyone is subscribed and
+//! publishes one event per record that appeared or changed.
+//!
+//! Each event is formatted once, as its SSE frame, and kept in a bounded
+//! ring for `Last-Event-ID` to replay. Subscribers receive from a broadcast
+//! channel whose capacity is each one's buffer: publishing never waits for
+//! a subscriber, and one that falls further behind than its buffer gets a
+//! final `reset` event and is dropped, without the others noticing.
+//!
+//! Event ids are `<boot>-<sequence>`: the instance's start time and a
+//! counter. An id from another boot, or older than the ring holds, cannot be
+//! replayed: the subscriber gets a `reset` event (refetch, then follow).
+
+pub mod watcher;
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use actix_web::web::Bytes;
+use chrono::{SecondsFormat, Utc};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value, json};
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use crate::{configuration::EventSettings, context::Draining, error::ApiError};
+
+/// The kinds of event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    CustomerCreated,
+    CustomerActivated,
+    CustomerSuspended,
+    AccountUpdated,
+    InvoiceCreated,
+    InvoiceUpdated,
+    TicketCreated,
+    TicketUpdated,
+    ServiceCreated,
+    ServiceUpdated,
+    DomainCreated,
+    DomainUpdated,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 12] = [
+        Self::CustomerCreated,
+        Self::CustomerActivated,
+        Self::CustomerSuspended,
+        Self::AccountUpdated,
+        Self::InvoiceCreated,
+        Self::InvoiceUpdated,
+        Self::TicketCreated,
+        Self::TicketUpdated,
+        Self::ServiceCreated,
+        Self::ServiceUpdated,
+        Self::DomainCreated,
+        Self::DomainUpdated,
+    ];
+
+    /// The SSE `event:` name: `resource.change`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CustomerCreated => "customer.created",
+            Self::CustomerActivated => "customer.activated",
+            Self::CustomerSuspended => "customer.suspended",
+            Self::AccountUpdated => "account.updated",
+            Self::InvoiceCreated => "invoice.created",
+            Self::InvoiceUpdated => "invoice.updated",
+            Self::TicketCreated => "ticket.created",
+            Self::TicketUpdated => "ticket.updated",
+            Self::ServiceCreated => "service.created",
+            Self::ServiceUpdated => "service.updated",
+            Self::DomainCreated => "domain.created",
+            Self::DomainUpdated => "domain.updated",
+        }
+    }
+
+    /// What the event says happened, for the document.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::CustomerCreated => "A customer was created through the gateway.",
+            Self::CustomerActivated => "A customer was activated through the gateway.",
+            Self::CustomerSuspended => "A customer was suspended through the gateway.",
+            Self::AccountUpdated => "The account was changed through the gateway.",
+            Self::InvoiceCreated => "A new invoice appeared in Slitz.",
+            Self::InvoiceUpdated => "An invoice changed in Slitz (its status, its total…).",
+            Self::TicketCreated => "A new support ticket appeared in Slitz.",
+            Self::TicketUpdated => "A ticket changed in Slitz (a reply, its status…).",
+            Self::ServiceCreated => "A new service appeared in Slitz.",
+            Self::ServiceUpdated => "A service changed in Slitz (suspended, renewed…).",
+            Self::DomainCreated => "A new domain appeared in Slitz.",
+            Self::DomainUpdated => "A domain changed in Slitz (its status, its expiry…).",
+        }
+    }
+}
+
+/// `?types=`: the event types a subscriber wants. Each comma-separated item
+/// is a type (`ticket.updated`), a resource's every type (`invoice.*`) or
+/// `*`. Parses itself, so an unknown item is a 400 naming it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeFilter(Vec<EventType>);
+
+impl TypeFilter {
+    pub fn all() -> Self {
+        Self(EventType::ALL.to_vec())
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut wanted = Vec::new();
+        let mut unknown = Vec::new();
+        for item in raw.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let matching: Vec<EventType> = EventType::ALL
+                .into_iter()
+                .filter(|t| {
+                    item == "*"
+                        || t.as_str() == item
+                        || item
+                            .strip_suffix(".*")
+                            .is_some_and(|resource| t.as_str().split('.').next() == Some(resource))
+                })
+                .collect();
+            if matching.is_empty() {
+                unknown.push(format!("`{item}`"));
+            }
+            for t in matching {
+                if !wanted.contains(&t) {
+                    wanted.push(t);
+                }
+            }
+        }
+        if !unknown.is_empty() {
+            let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+            return Err(format!(
+                "names {} that is no event type; the types are: {} (or `resource.*`, or `*`)",
+                unknown.join(", "),
+                known.join(", ")
+            ));
+        }
+        if wanted.is_empty() {
+            return Err("names no event type; leave it out for every type".to_owned());
+        }
+        Ok(Self(wanted))
+    }
+
+    pub fn wants(&self, event_type: EventType) -> bool {
+        self.0.contains(&event_type)
+    }
+}
+
+impl<'de> Deserialize<'de> for TypeFilter {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One published event: its type and its SSE frame, formatted once.
+#[derive(Debug)]
+pub struct Event {
+    pub seq: u64,
+    pub event_type: EventType,
+    pub frame: Bytes,
+}
+
+/// The hub every publisher and subscriber of this instance shares.
+pub struct EventHub {
+    boot: String,
+    seq: AtomicU64,
+    settings: EventSettings,
+    /// The recent events, oldest first, for `Last-Event-ID`; also the lock
+    /// under which an event is numbered, kept and sent, so a subscriber that
+    /// joins under it misses nothing and sees nothing twice.
+    ring: Mutex<VecDeque<Arc<Event>>>,
+    live: broadcast::Sender<Arc<Event>>,
+    subscribers: Mutex<HashMap<String, u64>>,
+    total: AtomicUsize,
+    watching: AtomicBool,
+    draining: Draining,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl EventHub {
+    pub fn new(settings: &EventSettings, draining: Draining) -> Self {
+        let buffer = usize::try_from(settings.buffer)
+            .unwrap_or(usize::MAX)
+            .max(1);
+        let (live, _) = broadcast::channel(buffer);
+        Self {
+            boot: Utc::now().timestamp_millis().to_string(),
+            seq: AtomicU64::new(0),
+            settings: settings.clone(),
+            ring: Mutex::new(VecDeque::new()),
+            live,
+            subscribers: Mutex::new(HashMap::new()),
+            total: AtomicUsize::new(0),
+            watching: AtomicBool::new(false),
+            draining,
+        }
+    }
+
+    pub fn settings(&self) -> &EventSettings {
+        &self.settings
+    }
+
+    /// Open streams on this instance.
+    pub fn subscribers(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Publishes that `resource` (its id) changed: `changed` holds the
+    /// fields that changed with their new, normalized values.
+    pub fn publish(&self, event_type: EventType, resource: Value, changed: Map<String, Value>) {
+        let mut ring = lock(&self.ring);
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        let data = json!({
+            "type": event_type.as_str(),
+            "id": resource,
+            "changed": changed,
+            "seen_at": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        });
+        let frame = format!(
+            "id: {}-{seq}\nevent: {}\ndata: {}\n\n",
+            self.boot,
+            event_type.as_str(),
+            data
+        );
+        let event = Arc::new(Event {
+            seq,
+            event_type,
+            frame: Bytes::from(frame),
+        });
+        ring.push_back(Arc::clone(&event));
+        let keep = usize::try_from(self.settings.replay).unwrap_or(usize::MAX);
+        while ring.len() > keep {
+            ring.pop_front();
+        }
+        // No receiver is not an error: nobody is listening.
+        let _ = self.live.send(event);
+        metrics::counter!("gateway_events_published_total", "type" => event_type.as_str())
+            .increment(1);
+    }
+
+    /// Opens a stream for `key`: what `last_event_id` missed (or a `reset`
+    /// when it cannot be replayed), then every event as it is published.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        key: &str,
+        last_event_id: Option<&str>,
+        filter: TypeFilter,
+    ) -> Result<Subscription, ApiError> {
+        let guard = SubscriberGuard::enter(self, key)?;
+        let ring = lock(&self.ring);
+        let live = self.live.subscribe();
+        let mut backlog = VecDeque::new();
+        let mut reset = None;
+        let mut after = self.seq.load(Ordering::Relaxed);
+        if let Some(last) = last_event_id.map(str::trim).filter(|l| !l.is_empty()) {
+            match self.replayable(&ring, last) {
+                Ok(seq) => {
+                    backlog.extend(ring.iter().filter(|e| e.seq > seq).cloned());
+                    after = seq.max(ring.back().map_or(seq, |e| e.seq));
+                }
+                Err(reason) => reset = Some(reason),
+            }
+        }
+        drop(ring);
+        Ok(Subscription {
+            hub: Arc::clone(self),
+            filter,
+            backlog,
+            after,
+            live,
+            reset,
+            started: false,
+            done: false,
+            _guard: guard,
+        })
+    }
+
+    /// The sequence after which `last` resumes, or why it cannot.
+    fn replayable(&self, ring: &VecDeque<Arc<Event>>, last: &str) -> Result<u64, &'static str> {
+        let (boot, seq) = last.split_once('-').ok_or("unknown-id")?;
+        let seq: u64 = seq.parse().map_err(|_| "unknown-id")?;
+        if boot != self.boot || seq > self.seq.load(Ordering::Relaxed) {
+            return Err("unknown-id");
+        }
+        let oldest_kept = ring.front().map_or(seq.saturating_add(1), |e| e.seq);
+        // Resumable when the event right after `seq` is still kept (or
+        // nothing was published since).
+        if seq.saturating_add(1) < oldest_kept {
+            return Err("too-old");
+        }
+        Ok(seq)
+    }
+
+    /// Whether the watcher should start: true once, for the subscriber that
+    /// finds it stopped.
+    fn claim_watching(&self) -> bool {
+        !self.watching.swap(true, Ordering::AcqRel)
+    }
+}
+
+/// Counts an open stream against its key and the instance; uncounts it
+/// when the stream ends, however it ends.
+struct SubscriberGuard {
+    hub: Arc<EventHub>,
+    key: String,
+}
+
+impl SubscriberGuard {
+    fn enter(hub: &Arc<EventHub>, key: &str) -> Result<Self, ApiError> {
+        let mut counts = lock(&hub.subscribers);
+        let count = counts.entry(key.to_owned()).or_insert(0);
+        if *count >= hub.settings.max_subscribers_per_key {
+            return Err(ApiError::TooManyStreams {
+                limit: hub.settings.max_subscribers_per_key,
+            });
+        }
+        *count = count.saturating_add(1);
+        let total = hub.total.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        metrics::gauge!("gateway_event_subscribers").set(total as f64);
+        Ok(Self {
+            hub: Arc::clone(hub),
+            key: key.to_owned(),
+        })
+    }
+}
+
+impl Drop for SubscriberGuard {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.hub.subscribers);
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
+        let total = self
+            .hub
+            .total
+            .fetch_sub(1, Ordering::Relaxed)
+            .saturating_sub(1);
+        metrics::gauge!("gateway_event_subscribers").set(total as f64);
+    }
+}
+
+/// One subscriber's stream, as SSE frames.
+pub struct Subscription {
+    hub: Arc<EventHub>,
+    filter: TypeFilter,
+    backlog: VecDeque<Arc<Event>>,
+    /// The last sequence already handed over (replayed or skipped).
+    after: u64,
+    live: broadcast::Receiver<Arc<Event>>,
+    reset: Option<&'static str>,
+    started: bool,
+    done: bool,
+    _guard: SubscriberGuard,
+}
+
+/// How long a reader waits for a new event before it checks whether the
+/// gateway is draining.
+const DRAIN_CHECK: Duration = Duration::from_millis(500);
+
+fn reset_frame(reason: &str) -> Bytes {
+    Bytes::from(format!(
+        "event: reset\ndata: {}\n\n",
+        json!({"reason": reason, "detail": "events were missed: refetch what you show, then follow this stream"})
+    ))
+}
+
+impl Subscription {
+    /// The next frame to send, waiting for one; `None` when the stream ends
+    /// (the gateway drains, or this subscriber fell behind and got its
+    /// `reset`).
+    pub async fn next_frame(&mut self) -> Option<Bytes> {
+        if self.done {
+            return None;
+        }
+        if !self.started {
+            self.started = true;
+            // The reconnection delay a client should use (ms).
+            let mut first = String::from("retry: 3000\n\n");
+            if let Some(reason) = self.reset.take() {
+                first.push_str(&String::from_utf8_lossy(&reset_frame(reason)));
+            }
+            return Some(Bytes::from(first));
+        }
+        while let Some(event) = self.backlog.pop_front() {
+            if self.filter.wants(event.event_type) {
+                return Some(event.frame.clone());
+            }
+        }
+        let heartbeat = Duration::from_secs(self.hub.settings.heartbeat_seconds);
+        let now = tokio::time::Instant::now();
+        // The heartbeat is bounded at load (300 s), so this always adds.
+        let deadline = now.checked_add(heartbeat).unwrap_or(now);
+        loop {
+            if self.hub.draining.is_set() {
+                self.done = true;
+                return None;
+            }
+            let wait = deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .min(DRAIN_CHECK);
+            match tokio::time::timeout(wait, self.live.recv()).await {
+                Ok(Ok(event)) => {
+                    if event.seq <= self.after {
+                        continue;
+                    }
+                    self.after = event.seq;
+                    if self.filter.wants(event.event_type) {
+                        return Some(event.frame.clone());
+                    }
+                }
+                Ok(Err(RecvError::Lagged(_))) => {
+                    // Too slow for its buffer: told, and dropped.
+                    self.done = true;
+                    metrics::counter!("gateway_event_subscribers_dropped_total").increment(1);
+                    return Some(reset_frame("fell-behind"));
+                }
+                Ok(Err(RecvError::Closed)) => {
+                    self.done = true;
+                    return None;
+                }
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    return Some(Bytes::from_static(b": heartbeat\n\n"));
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn hub(replay: u64, buffer: u64) -> Arc<EventHub> {
+        Arc::new(EventHub::new(
+            &EventSettings {
+                replay,
+                buffer,
+                heartbeat_seconds: 1,
+                ..EventSettings::default()
+            },
+            Draining::default(),
+        ))
+    }
+
+    fn text(bytes: &Bytes) -> String {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+
+    #[test]
+    fn type_filters_take_types_resources_and_star() {
+        let f = TypeFilter::parse("invoice.*, ticket.updated").unwrap();
+        assert!(f.wants(EventType::InvoiceCreated) && f.wants(EventType::InvoiceUpdated));
+        assert!(f.wants(EventType::TicketUpdated) && !f.wants(EventType::TicketCreated));
+        assert_eq!(TypeFilter::parse("*").unwrap(), TypeFilter::all());
+        let error = TypeFilter::parse("invoice.paid,nope.*").unwrap_err();
+        assert!(
+            error.starts_with("names `invoice.paid`, `nope.*` that"),
+            "{error}"
+        );
+        assert!(TypeFilter::parse(" , ").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_gets_what_is_published_after_it_joined_filtered() {
+        let hub = hub(10, 10);
+        hub.publish(EventType::InvoiceUpdated, json!(1), Map::new());
+        let mut sub = hub
+            .subscribe("k", None, TypeFilter::parse("ticket.*").unwrap())
+            .unwrap();
+        assert!(text(&sub.next_frame().await.unwrap()).starts_with("retry: "));
+        hub.publish(EventType::InvoiceUpdated, json!(2), Map::new());
+        hub.publish(EventType::TicketUpdated, json!(3), Map::new());
+        let frame = text(&sub.next_frame().await.unwrap());
+        assert!(frame.contains("event: ticket.updated\n"), "{frame}");
+        assert!(frame.contains(r#""id":3"#), "{frame}");
+        assert_eq!(hub.subscribers(), 1);
+        drop(sub);
+        assert_eq!(hub.subscribers(), 0);
+    }
+
+    #[tokio::test]
+    async fn last_event_id_replays_what_was_missed_or_resets() {
+        let hub = hub(3, 10);
+        for id in 1..=5 {
+            hub.publish(EventType::TicketUpdated, json!(id), Map::new());
+        }
+        let boot = hub.boot.clone();
+        // 3 is kept (3, 4, 5): after 3 come 4 and 5.
+        let mut sub = hub
+            .subscribe("k", Some(&format!("{boot}-3")), TypeFilter::all())
+            .unwrap();
+        assert!(text(&sub.next_frame().await.unwrap()).starts_with("retry: "));
+        assert!(text(&sub.next_frame().await.unwrap()).contains(&format!("id: {boot}-4\n")));
+        assert!(text(&sub.next_frame().await.unwrap()).contains(&format!("id: {boot}-5\n")));
+        hub.publish(EventType::TicketUpdated, json!(6), Map::new());
+        assert!(text(&sub.next_frame().await.unwrap()).contains(&format!("id: {boot}-6\n")));
+        for stale in [
+            format!("{boot}-1"),
+            "0-1".to_owned(),
+            "garbage".to_owned(),
+            format!("{boot}-99"),
+        ] {
+            let mut sub = hub.subscribe("k", Some(&stale), TypeFilter::all()).unwrap();
+            let first = text(&sub.next_frame().await.unwrap());
+            assert!(first.contains("event: reset\n"), "{stale}: {first}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_gets_a_reset_and_ends() {
+        let hub = hub(100, 2);
+        let mut slow = hub.subscribe("k", None, TypeFilter::all()).unwrap();
+        let mut fast = hub.subscribe("k", None, TypeFilter::all()).unwrap();
+        slow.next_frame().await.unwrap();
+        fast.next_frame().await.unwrap();
+        for id in 1..=5 {
+            hub.publish(EventType::TicketUpdated, json!(id), Map::new());
+            // The fast one keeps up.
+            assert!(text(&fast.next_frame().await.unwrap()).contains(&format!(r#""id":{id}"#)));
+        }
+        let frame = text(&slow.next_frame().await.unwrap());
+        assert!(
+            frame.contains("event: reset\n") && frame.contains("fell-behind"),
+            "{frame}"
+        );
+        assert!(slow.next_frame().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_idle_stream_gets_heartbeats_and_a_draining_one_ends() {
+        let draining = Draining::default();
+        let hub = Arc::new(EventHub::new(
+            &EventSettings {
+                heartbeat_seconds: 1,
+                ..EventSettings::default()
+            },
+            draining.clone(),
+        ));
+        let mut sub = hub.subscribe("k", None, TypeFilter::all()).unwrap();
+        sub.next_frame().await.unwrap();
+        assert_eq!(text(&sub.next_frame().await.unwrap()), ": heartbeat\n\n");
+        draining.set();
+        assert!(sub.next_frame().await.is_none());
+    }
+
+    #[test]
+    fn streams_per_key_are_limited() {
+        let hub = Arc::new(EventHub::new(
+            &EventSettings {
+                max_subscribers_per_key: 2,
+                ..EventSettings::default()
+            },
+            Draining::default(),
+        ));
+        let a = hub.subscribe("k", None, TypeFilter::all()).unwrap();
+        let _b = hub.subscribe("k", None, TypeFilter::all()).unwrap();
+        assert!(matches!(
+            hub.subscribe("k", None, TypeFilter::all()),
+            Err(ApiError::TooManyStreams { limit: 2 })
+        ));
+        assert!(hub.subscribe("other", None, TypeFilter::all()).is_ok());
+        drop(a);
+        assert!(hub.subscribe("k", None, TypeFilter::all()).is_ok());
+    }
+
+    proptest! {
+        /// Any text as `?types=` or `Last-Event-ID`: parsed or refused,
+        /// never a panic.
+        #[test]
+        fn any_types_or_last_event_id_text_is_handled(raw in ".{0,60}") {
+            let _ = TypeFilter::parse(&raw);
+            let hub = hub(5, 5);
+            hub.publish(EventType::TicketUpdated, json!(1), Map::new());
+            prop_assert!(hub.subscribe("k", Some(&raw), TypeFilter::all()).is_ok());
+        }
+    }
+}
