@@ -377,7 +377,7 @@ fn event_schemas(doc: &mut serde_json::Value) {
             "description": "`event: reset`: events were missed (a `Last-Event-ID` too old or from before a restart, or a reader too slow): refetch what you show, then follow the stream.",
             "required": ["reason", "detail"],
             "properties": {
-                "reason": {"type": "string", "enum": ["unknown-id", "too-old", "fell-behind"]},
+                "reason": {"type": "string", "enum": ["unknown-id", "too-old", "fell-behind", "interrupted"]},
                 "detail": {"type": "string"}
             }
         }),

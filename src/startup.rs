@@ -272,7 +272,11 @@ impl State {
         let draining = Draining::default();
         Ok(Self {
             metrics,
-            events: web::Data::new(EventHub::new(&settings.events, draining.clone())),
+            events: web::Data::new(EventHub::with_redis(
+                &settings.events,
+                draining.clone(),
+                redis.clone(),
+            )),
             slitz: web::Data::new(SlitzClient::new(&settings.slitz, &slitz_policy)?),
             dna: web::Data::new(DnaClient::new(&settings.dna, &dna_policy)?),
             cache: web::Data::new(cache),

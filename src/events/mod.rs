@@ -12,10 +12,14 @@
 //! a subscriber, and one that falls further behind than its buffer gets a
 //! final `reset` event and is dropped, without the others noticing.
 //!
-//! Event ids are `<boot>-<sequence>`: the instance's start time and a
-//! counter. An id from another boot, or older than the ring holds, cannot be
-//! replayed: the subscriber gets a `reset` event (refetch, then follow).
+//! Event ids are `<boot>-<sequence>` alone (the instance's start time and a
+//! counter). With `[redis]` ([`shared`]) every event goes through a Redis
+//! stream and its id is the stream's (`<ms>-<n>`): every instance hears every
+//! event in one order, and `Last-Event-ID` replays from the stream on any
+//! instance. An id that cannot be replayed (another boot, older than what is
+//! kept, or unknown) gets a `reset` event: refetch, then follow.
 
+pub mod shared;
 pub mod watcher;
 
 use std::{
@@ -33,7 +37,9 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use crate::{configuration::EventSettings, context::Draining, error::ApiError};
+use crate::{
+    configuration::EventSettings, context::Draining, error::ApiError, shared::SharedRedis,
+};
 
 /// The kinds of event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -165,18 +171,61 @@ impl<'de> Deserialize<'de> for TypeFilter {
     }
 }
 
-/// One published event: its type and its SSE frame, formatted once.
+/// An event's id: `<boot>-<sequence>` on one instance, the Redis stream's
+/// `<ms>-<n>` with `[redis]`; ordered as the pair of numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EventId(u64, u64);
+
+impl EventId {
+    pub fn parse(text: &str) -> Option<Self> {
+        let (major, minor) = text.trim().split_once('-')?;
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        if !digits(major) || !digits(minor) {
+            return None;
+        }
+        Some(Self(major.parse().ok()?, minor.parse().ok()?))
+    }
+}
+
+impl std::fmt::Display for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.0, self.1)
+    }
+}
+
+/// One published event: its id, its type and its SSE frame, formatted once.
 #[derive(Debug)]
 pub struct Event {
-    pub seq: u64,
+    pub id: EventId,
     pub event_type: EventType,
     pub frame: Bytes,
 }
 
+impl Event {
+    fn new(id: EventId, event_type: EventType, data: &str) -> Self {
+        Self {
+            id,
+            event_type,
+            frame: Bytes::from(format!(
+                "id: {id}\nevent: {}\ndata: {data}\n\n",
+                event_type.as_str()
+            )),
+        }
+    }
+}
+
+impl EventType {
+    fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
 /// The hub every publisher and subscriber of this instance shares.
 pub struct EventHub {
-    boot: String,
+    boot: u64,
     seq: AtomicU64,
+    /// With `[redis]`: events go through it, for every instance.
+    shared: Option<shared::Shared>,
     settings: EventSettings,
     /// The recent events, oldest first, for `Last-Event-ID`; also the lock
     /// under which an event is numbered, kept and sent, so a subscriber that
@@ -195,13 +244,23 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl EventHub {
     pub fn new(settings: &EventSettings, draining: Draining) -> Self {
+        Self::with_redis(settings, draining, None)
+    }
+
+    /// A hub whose events go through `redis` when given.
+    pub fn with_redis(
+        settings: &EventSettings,
+        draining: Draining,
+        redis: Option<Arc<SharedRedis>>,
+    ) -> Self {
         let buffer = usize::try_from(settings.buffer)
             .unwrap_or(usize::MAX)
             .max(1);
         let (live, _) = broadcast::channel(buffer);
         Self {
-            boot: Utc::now().timestamp_millis().to_string(),
+            boot: u64::try_from(Utc::now().timestamp_millis()).unwrap_or_default(),
             seq: AtomicU64::new(0),
+            shared: redis.map(|redis| shared::Shared::new(redis, settings)),
             settings: settings.clone(),
             ring: Mutex::new(VecDeque::new()),
             live,
@@ -222,27 +281,35 @@ impl EventHub {
     }
 
     /// Publishes that `resource` (its id) changed: `changed` holds the
-    /// fields that changed with their new, normalized values.
+    /// fields that changed with their new, normalized values. Never waits:
+    /// with `[redis]` the event is handed to this instance's publisher,
+    /// which adds it to the stream in order.
     pub fn publish(&self, event_type: EventType, resource: Value, changed: Map<String, Value>) {
-        let mut ring = lock(&self.ring);
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed).saturating_add(1);
         let data = json!({
             "type": event_type.as_str(),
             "id": resource,
             "changed": changed,
             "seen_at": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-        });
-        let frame = format!(
-            "id: {}-{seq}\nevent: {}\ndata: {}\n\n",
-            self.boot,
-            event_type.as_str(),
-            data
-        );
-        let event = Arc::new(Event {
-            seq,
-            event_type,
-            frame: Bytes::from(frame),
-        });
+        })
+        .to_string();
+        metrics::counter!("gateway_events_published_total", "type" => event_type.as_str())
+            .increment(1);
+        match &self.shared {
+            Some(shared) => shared.publish(event_type, data, &self.live),
+            None => {
+                let mut ring = lock(&self.ring);
+                let seq = self.seq.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+                self.deliver_locked(
+                    &mut ring,
+                    Event::new(EventId(self.boot, seq), event_type, &data),
+                );
+            }
+        }
+    }
+
+    /// Keeps `event` for replay and sends it to every subscriber here.
+    fn deliver_locked(&self, ring: &mut VecDeque<Arc<Event>>, event: Event) {
+        let event = Arc::new(event);
         ring.push_back(Arc::clone(&event));
         let keep = usize::try_from(self.settings.replay).unwrap_or(usize::MAX);
         while ring.len() > keep {
@@ -250,34 +317,54 @@ impl EventHub {
         }
         // No receiver is not an error: nobody is listening.
         let _ = self.live.send(event);
-        metrics::counter!("gateway_events_published_total", "type" => event_type.as_str())
-            .increment(1);
+    }
+
+    /// An event heard from the shared stream.
+    fn deliver(&self, event: Event) {
+        let mut ring = lock(&self.ring);
+        self.deliver_locked(&mut ring, event);
     }
 
     /// Opens a stream for `key`: what `last_event_id` missed (or a `reset`
     /// when it cannot be replayed), then every event as it is published.
-    pub fn subscribe(
+    pub async fn subscribe(
         self: &Arc<Self>,
         key: &str,
         last_event_id: Option<&str>,
         filter: TypeFilter,
     ) -> Result<Subscription, ApiError> {
         let guard = SubscriberGuard::enter(self, key)?;
-        let ring = lock(&self.ring);
-        let live = self.live.subscribe();
-        let mut backlog = VecDeque::new();
-        let mut reset = None;
-        let mut after = self.seq.load(Ordering::Relaxed);
-        if let Some(last) = last_event_id.map(str::trim).filter(|l| !l.is_empty()) {
-            match self.replayable(&ring, last) {
-                Ok(seq) => {
-                    backlog.extend(ring.iter().filter(|e| e.seq > seq).cloned());
-                    after = seq.max(ring.back().map_or(seq, |e| e.seq));
-                }
-                Err(reason) => reset = Some(reason),
+        let last = last_event_id.map(str::trim).filter(|l| !l.is_empty());
+        let (live, backlog, after, reset) = match &self.shared {
+            None => {
+                let ring = lock(&self.ring);
+                let live = self.live.subscribe();
+                let newest = EventId(self.boot, self.seq.load(Ordering::Relaxed));
+                let (backlog, after, reset) = match last.map(|l| self.replayable(&ring, l)) {
+                    None => (VecDeque::new(), newest, None),
+                    Some(Ok(from)) => (
+                        ring.iter().filter(|e| e.id > from).cloned().collect(),
+                        newest,
+                        None,
+                    ),
+                    Some(Err(reason)) => (VecDeque::new(), newest, Some(reason)),
+                };
+                (live, backlog, after, reset)
             }
-        }
-        drop(ring);
+            Some(shared) => {
+                // Heard live first, then read back: nothing published in
+                // between is missed (duplicates are skipped by id).
+                shared.listen(self).await?;
+                let live = self.live.subscribe();
+                let (backlog, after, reset) = shared.replay(last).await?;
+                (
+                    live,
+                    backlog.into_iter().map(Arc::new).collect(),
+                    after,
+                    reset,
+                )
+            }
+        };
         Ok(Subscription {
             hub: Arc::clone(self),
             filter,
@@ -291,20 +378,21 @@ impl EventHub {
         })
     }
 
-    /// The sequence after which `last` resumes, or why it cannot.
-    fn replayable(&self, ring: &VecDeque<Arc<Event>>, last: &str) -> Result<u64, &'static str> {
-        let (boot, seq) = last.split_once('-').ok_or("unknown-id")?;
-        let seq: u64 = seq.parse().map_err(|_| "unknown-id")?;
-        if boot != self.boot || seq > self.seq.load(Ordering::Relaxed) {
+    /// The id after which `last` resumes from this instance's ring, or why
+    /// it cannot.
+    fn replayable(&self, ring: &VecDeque<Arc<Event>>, last: &str) -> Result<EventId, &'static str> {
+        let id = EventId::parse(last).ok_or("unknown-id")?;
+        let newest = EventId(self.boot, self.seq.load(Ordering::Relaxed));
+        if id.0 != self.boot || id > newest {
             return Err("unknown-id");
         }
-        let oldest_kept = ring.front().map_or(seq.saturating_add(1), |e| e.seq);
-        // Resumable when the event right after `seq` is still kept (or
+        // Resumable when the event right after `id` is still kept (or
         // nothing was published since).
-        if seq.saturating_add(1) < oldest_kept {
-            return Err("too-old");
+        let next = EventId(id.0, id.1.saturating_add(1));
+        match ring.front() {
+            Some(oldest) if next < oldest.id => Err("too-old"),
+            _ => Ok(id),
         }
-        Ok(seq)
     }
 
     /// Whether the watcher should start: true once, for the subscriber that
@@ -363,8 +451,8 @@ pub struct Subscription {
     hub: Arc<EventHub>,
     filter: TypeFilter,
     backlog: VecDeque<Arc<Event>>,
-    /// The last sequence already handed over (replayed or skipped).
-    after: u64,
+    /// The last event already handed over (replayed or skipped).
+    after: EventId,
     live: broadcast::Receiver<Arc<Event>>,
     reset: Option<&'static str>,
     started: bool,
@@ -376,7 +464,7 @@ pub struct Subscription {
 /// gateway is draining.
 const DRAIN_CHECK: Duration = Duration::from_millis(500);
 
-fn reset_frame(reason: &str) -> Bytes {
+pub(crate) fn reset_frame(reason: &str) -> Bytes {
     Bytes::from(format!(
         "event: reset\ndata: {}\n\n",
         json!({"reason": reason, "detail": "events were missed: refetch what you show, then follow this stream"})
@@ -418,11 +506,15 @@ impl Subscription {
                 .saturating_duration_since(tokio::time::Instant::now())
                 .min(DRAIN_CHECK);
             match tokio::time::timeout(wait, self.live.recv()).await {
+                Ok(Ok(event)) if event.is_reset() => {
+                    self.done = true;
+                    return Some(event.frame.clone());
+                }
                 Ok(Ok(event)) => {
-                    if event.seq <= self.after {
+                    if event.id <= self.after {
                         continue;
                     }
-                    self.after = event.seq;
+                    self.after = event.id;
                     if self.filter.wants(event.event_type) {
                         return Some(event.frame.clone());
                     }
@@ -488,6 +580,7 @@ mod tests {
         hub.publish(EventType::InvoiceUpdated, json!(1), Map::new());
         let mut sub = hub
             .subscribe("k", None, TypeFilter::parse("ticket.*").unwrap())
+            .await
             .unwrap();
         assert!(text(&sub.next_frame().await.unwrap()).starts_with("retry: "));
         hub.publish(EventType::InvoiceUpdated, json!(2), Map::new());
@@ -506,10 +599,11 @@ mod tests {
         for id in 1..=5 {
             hub.publish(EventType::TicketUpdated, json!(id), Map::new());
         }
-        let boot = hub.boot.clone();
+        let boot = hub.boot;
         // 3 is kept (3, 4, 5): after 3 come 4 and 5.
         let mut sub = hub
             .subscribe("k", Some(&format!("{boot}-3")), TypeFilter::all())
+            .await
             .unwrap();
         assert!(text(&sub.next_frame().await.unwrap()).starts_with("retry: "));
         assert!(text(&sub.next_frame().await.unwrap()).contains(&format!("id: {boot}-4\n")));
@@ -522,7 +616,10 @@ mod tests {
             "garbage".to_owned(),
             format!("{boot}-99"),
         ] {
-            let mut sub = hub.subscribe("k", Some(&stale), TypeFilter::all()).unwrap();
+            let mut sub = hub
+                .subscribe("k", Some(&stale), TypeFilter::all())
+                .await
+                .unwrap();
             let first = text(&sub.next_frame().await.unwrap());
             assert!(first.contains("event: reset\n"), "{stale}: {first}");
         }
@@ -531,8 +628,8 @@ mod tests {
     #[tokio::test]
     async fn a_subscriber_that_falls_behind_gets_a_reset_and_ends() {
         let hub = hub(100, 2);
-        let mut slow = hub.subscribe("k", None, TypeFilter::all()).unwrap();
-        let mut fast = hub.subscribe("k", None, TypeFilter::all()).unwrap();
+        let mut slow = hub.subscribe("k", None, TypeFilter::all()).await.unwrap();
+        let mut fast = hub.subscribe("k", None, TypeFilter::all()).await.unwrap();
         slow.next_frame().await.unwrap();
         fast.next_frame().await.unwrap();
         for id in 1..=5 {
@@ -558,15 +655,15 @@ mod tests {
             },
             draining.clone(),
         ));
-        let mut sub = hub.subscribe("k", None, TypeFilter::all()).unwrap();
+        let mut sub = hub.subscribe("k", None, TypeFilter::all()).await.unwrap();
         sub.next_frame().await.unwrap();
         assert_eq!(text(&sub.next_frame().await.unwrap()), ": heartbeat\n\n");
         draining.set();
         assert!(sub.next_frame().await.is_none());
     }
 
-    #[test]
-    fn streams_per_key_are_limited() {
+    #[tokio::test]
+    async fn streams_per_key_are_limited() {
         let hub = Arc::new(EventHub::new(
             &EventSettings {
                 max_subscribers_per_key: 2,
@@ -574,15 +671,19 @@ mod tests {
             },
             Draining::default(),
         ));
-        let a = hub.subscribe("k", None, TypeFilter::all()).unwrap();
-        let _b = hub.subscribe("k", None, TypeFilter::all()).unwrap();
+        let a = hub.subscribe("k", None, TypeFilter::all()).await.unwrap();
+        let _b = hub.subscribe("k", None, TypeFilter::all()).await.unwrap();
         assert!(matches!(
-            hub.subscribe("k", None, TypeFilter::all()),
+            hub.subscribe("k", None, TypeFilter::all()).await,
             Err(ApiError::TooManyStreams { limit: 2 })
         ));
-        assert!(hub.subscribe("other", None, TypeFilter::all()).is_ok());
+        assert!(
+            hub.subscribe("other", None, TypeFilter::all())
+                .await
+                .is_ok()
+        );
         drop(a);
-        assert!(hub.subscribe("k", None, TypeFilter::all()).is_ok());
+        assert!(hub.subscribe("k", None, TypeFilter::all()).await.is_ok());
     }
 
     proptest! {
@@ -593,7 +694,9 @@ mod tests {
             let _ = TypeFilter::parse(&raw);
             let hub = hub(5, 5);
             hub.publish(EventType::TicketUpdated, json!(1), Map::new());
-            prop_assert!(hub.subscribe("k", Some(&raw), TypeFilter::all()).is_ok());
+            // Without Redis nothing in it waits.
+            let subscribed = futures_util::FutureExt::now_or_never(hub.subscribe("k", Some(&raw), TypeFilter::all()));
+            prop_assert!(matches!(subscribed, Some(Ok(_))));
         }
     }
 }

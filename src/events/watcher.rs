@@ -135,9 +135,23 @@ async fn run(hub: Arc<EventHub>, slitz: Arc<SlitzClient>) {
                 .store(false, std::sync::atomic::Ordering::Release);
             // A subscriber that came in between found it running: keep on.
             if hub.subscribers() == 0 || !hub.claim_watching() {
+                if let Some(shared) = &hub.shared {
+                    shared.let_go().await;
+                }
                 tracing::info!("event watcher stopped: no subscriber");
                 return;
             }
+        }
+        // With `[redis]`, one instance polls for the cluster; another's
+        // baseline is stale by the time it takes over, so it starts anew.
+        let leads = match &hub.shared {
+            Some(shared) => shared.lead(period).await,
+            None => true,
+        };
+        if !leads {
+            last.clear();
+            tokio::time::sleep(period).await;
+            continue;
         }
         for source in Source::ALL {
             match source.read(&slitz).await {

@@ -69,7 +69,7 @@ pub(crate) async fn stream_events(
         .and_then(|v| v.to_str().ok());
     let filter = query.0.types.unwrap_or_else(TypeFilter::all);
     let hub = hub.into_inner();
-    let subscription = hub.subscribe(&caller.name, last, filter)?;
+    let subscription = hub.subscribe(&caller.name, last, filter).await?;
     watcher::ensure_running(&hub, &slitz.into_inner());
     let frames = futures_util::stream::unfold(subscription, |mut subscription| async move {
         let frame = subscription.next_frame().await?;

@@ -185,6 +185,14 @@ fn describe() {
         "Event streams ended because their reader fell further behind than events.buffer (each got a reset event)."
     );
     describe_counter!(
+        "gateway_events_lost_total",
+        "Events that could not be added to the shared stream on Redis (or heard from it): this instance's subscribers got a reset event."
+    );
+    describe_gauge!(
+        "gateway_event_watcher_leader",
+        "1 while this instance holds the watcher lease and polls Slitz for the cluster (with [redis]); 0 otherwise."
+    );
+    describe_counter!(
         "gateway_event_polls_total",
         "Reads of a Slitz list by the event watcher, by list (invoices, tickets, domains, services) and outcome (ok, failed)."
     );

@@ -1,4 +1,4 @@
-//! How the gateway uses Redis, for all three of its protocols in one place:
+//! How the gateway uses Redis, for all four of its protocols in one place:
 //! the keys they own, the clock they read, how their scripts are written.
 //!
 //! **Keys.** Every key is under `redis.key_prefix`, so several gateways can
@@ -14,6 +14,9 @@
 //! | `cache-lock:{route}:{generation}:{variant}` | cache | the instance loading a cold key |
 //! | `cache:invalidations` | cache | channel: `{id} {route}={generation} …` after a write |
 //! | `cache:ack:{id}` | cache | how many instances have applied invalidation `id` |
+//! | `events` | events | stream: the last `events.replay` events (`type`, `data`), for `Last-Event-ID` |
+//! | `events:live` | events | channel: `{stream id} {type} {data}`, each event as it is added |
+//! | `events:watcher` | events | the instance polling Slitz for the cluster (its token); expires unless renewed |
 //!
 //! **One clock: Redis's.** Anything that expires or ages is measured by
 //! Redis (`PX` on a key, or `TIME` inside a script through [`CLOCK`]'s
@@ -97,6 +100,18 @@ impl Keys {
 
     pub fn cache_ack(&self, id: &str) -> String {
         format!("{}cache:ack:{id}", self.prefix)
+    }
+
+    pub fn events(&self) -> String {
+        format!("{}events", self.prefix)
+    }
+
+    pub fn events_live(&self) -> String {
+        format!("{}events:live", self.prefix)
+    }
+
+    pub fn events_watcher(&self) -> String {
+        format!("{}events:watcher", self.prefix)
     }
 }
 

@@ -265,3 +265,96 @@ async fn bad_filters_are_a_400_and_streams_per_key_are_limited() {
     })
     .await;
 }
+
+/// Two instances on one Redis and one sandbox, polling every second: the
+/// first as a `TestApp`, the second's base URL.
+async fn two_instances(redis: &crate::helpers::RedisServer) -> (TestApp, TestApp) {
+    let settings = redis.settings();
+    let a = spawn_app_with(|s| {
+        s.redis = Some(settings.clone());
+        s.events.poll_seconds = 1;
+        s.events.heartbeat_seconds = 1;
+    })
+    .await;
+    let mut b =
+        gateway::sandbox::settings(&a.sandbox, std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    b.server.workers = 1;
+    b.redis = Some(redis.settings());
+    b.events.poll_seconds = 1;
+    b.events.heartbeat_seconds = 1;
+    let address = crate::helpers::spawn_gateway(b).await;
+    // The second shares the first's sandbox; its own is never called.
+    let b = TestApp {
+        address,
+        client: a.client.clone(),
+        sandbox: gateway::sandbox::Sandbox::start(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .unwrap(),
+    };
+    (a, b)
+}
+
+#[tokio::test]
+async fn with_redis_a_write_on_one_instance_reaches_a_subscriber_on_the_other_and_replays_there() {
+    let redis = crate::helpers::RedisServer::start().await;
+    let (a, b) = two_instances(&redis).await;
+    let mut on_b = Stream::open(&b, "/v1/events?types=customer.*", &[]).await;
+    let created = create(&a, &new_customer("EV-X1"), None).await;
+    let id = created.json::<Value>().await.unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(activate(&a, id).await.status().as_u16(), 200);
+    let first = on_b.next_event().await;
+    assert_eq!(first.event.as_deref(), Some("customer.created"));
+    assert_eq!(first.data.unwrap()["id"], id);
+    let second = on_b.next_event().await;
+    assert_eq!(second.event.as_deref(), Some("customer.activated"));
+    // The ids are the shared stream's: resuming on A after B's first event
+    // replays the second there.
+    let mut on_a = Stream::open(
+        &a,
+        "/v1/events?types=customer.*",
+        &[("Last-Event-ID", first.id.as_deref().unwrap())],
+    )
+    .await;
+    let replayed = on_a.next_event().await;
+    assert_eq!(replayed.id, second.id);
+    assert_eq!(replayed.event.as_deref(), Some("customer.activated"));
+}
+
+#[tokio::test]
+async fn with_redis_twenty_subscribers_on_two_instances_make_one_slitz_poll_per_interval() {
+    let redis = crate::helpers::RedisServer::start().await;
+    let (a, b) = two_instances(&redis).await;
+    let mut streams = Vec::new();
+    for i in 0..20 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        streams.push(Stream::open(app, "/v1/events?types=ticket.*", &[]).await);
+    }
+    crate::helpers::wait_until("the watcher read the tickets once", async || {
+        a.sandbox.control.calls("GET /slitz/api/tickets") >= 1
+    })
+    .await;
+    assert!(
+        a.sandbox
+            .change_slitz_record("tickets", "437928", "status", json!("Closed"))
+    );
+    for stream in &mut streams {
+        let event = stream.next_event().await;
+        assert_eq!(event.event.as_deref(), Some("ticket.updated"));
+        assert_eq!(event.data.unwrap()["changed"]["status"], "closed");
+    }
+    // Over five intervals the lease holder alone reads Slitz: at most one
+    // read per second (plus the one under way), where two pollers would
+    // make twice as many. A slow machine only makes fewer. (The instances
+    // share this process's metrics recorder, so only Slitz can tell.)
+    let before = a.sandbox.control.calls("GET /slitz/api/tickets");
+    let started = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let reads = a.sandbox.control.calls("GET /slitz/api/tickets") - before;
+    let seconds = started.elapsed().as_secs();
+    assert!(reads >= 1, "someone polls");
+    assert!(
+        reads <= seconds + 1,
+        "{reads} reads of Slitz's tickets in {seconds} s: one poller for the cluster, not one per instance"
+    );
+}
