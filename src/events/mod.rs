@@ -257,6 +257,11 @@ impl EventHub {
             .unwrap_or(usize::MAX)
             .max(1);
         let (live, _) = broadcast::channel(buffer);
+        // There from the start, so rates and alerts see zero, not nothing.
+        metrics::gauge!("gateway_event_subscribers").set(0.0);
+        metrics::gauge!("gateway_event_watcher_leader").set(0.0);
+        metrics::counter!("gateway_event_subscribers_dropped_total").increment(0);
+        metrics::counter!("gateway_events_lost_total").increment(0);
         Self {
             boot: u64::try_from(Utc::now().timestamp_millis()).unwrap_or_default(),
             seq: AtomicU64::new(0),

@@ -13,29 +13,36 @@ use crate::{
 };
 
 /// Reads a `text/event-stream` answer frame by frame.
-struct Stream {
-    response: Response,
+pub struct Stream {
+    pub response: Response,
     buffer: String,
 }
 
 /// One frame: its `id`, `event` and `data` (JSON), or a comment.
 #[derive(Debug, Clone, Default)]
-struct Frame {
-    id: Option<String>,
-    event: Option<String>,
-    data: Option<Value>,
-    comment: Option<String>,
-    retry: Option<u64>,
+pub struct Frame {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: Option<Value>,
+    pub comment: Option<String>,
+    pub retry: Option<u64>,
 }
 
 impl Stream {
     async fn open(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> Self {
-        let mut request = app.authed(Method::GET, path);
+        Self::open_at(&app.url(path), headers).await
+    }
+
+    /// A stream at any address (behind nginx, say), with the test key.
+    pub async fn open_at(url: &str, headers: &[(&str, &str)]) -> Self {
+        let mut request = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(crate::helpers::KEY);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
         let response = request.send().await.unwrap();
-        assert_eq!(response.status().as_u16(), 200, "{path}");
+        assert_eq!(response.status().as_u16(), 200, "{url}");
         let content_type = response.headers()["content-type"].to_str().unwrap();
         assert!(
             content_type.starts_with("text/event-stream"),
@@ -49,7 +56,7 @@ impl Stream {
 
     /// The next frame, waiting at most a generous bound (a test that hangs
     /// fails instead).
-    async fn next(&mut self) -> Frame {
+    pub async fn next(&mut self) -> Frame {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let raw: String = self.buffer.drain(..end + 2).collect();
@@ -65,7 +72,7 @@ impl Stream {
     }
 
     /// The next event (heartbeats and `retry:` skipped).
-    async fn next_event(&mut self) -> Frame {
+    pub async fn next_event(&mut self) -> Frame {
         loop {
             let frame = self.next().await;
             if frame.event.is_some() {

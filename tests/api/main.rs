@@ -13,7 +13,7 @@ mod customers;
 mod dna_token;
 mod drift;
 mod errors;
-mod events;
+pub mod events;
 mod health;
 mod helpers;
 mod nginx;

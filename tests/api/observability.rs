@@ -48,6 +48,12 @@ const FAMILIES: &[&str] = &[
     "gateway_redis_up",
     "gateway_panics_total",
     "gateway_upstream_drift_total",
+    "gateway_event_subscribers",
+    "gateway_event_subscribers_dropped_total",
+    "gateway_events_published_total",
+    "gateway_event_polls_total",
+    "gateway_event_watcher_leader",
+    "gateway_events_lost_total",
     "gateway_build_info",
 ];
 
@@ -194,6 +200,16 @@ async fn every_family_appears_after_the_scenario_and_promtool_finds_nothing_to_f
         .await
         .unwrap();
     assert_eq!(changed.status().as_u16(), 200);
+    // A stream open: the watcher reads Slitz's lists (the PATCH above was
+    // published as account.updated).
+    let stream = app.get("/v1/events").await;
+    assert_eq!(stream.status().as_u16(), 200);
+    wait_until("the event watcher polled", async || {
+        get_text(&app.url("/metrics"))
+            .await
+            .contains("gateway_event_polls_total{")
+    })
+    .await;
 
     let text = get_text(&app.url("/metrics")).await;
     for family in FAMILIES {

@@ -246,3 +246,6 @@ function retrying(
     }
   };
 }
+
+export { subscribe, parseFrames } from "./events.js";
+export type { ChangeEvent, EventType, ResetEvent, StreamItem, SubscribeOptions } from "./events.js";
