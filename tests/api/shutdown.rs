@@ -145,3 +145,49 @@ async fn sigterm_finishes_requests_in_flight_then_exits_0() {
         "{log:#?}"
     );
 }
+
+/// SIGTERM with an event stream open: the stream ends at once (its client
+/// reconnects elsewhere with `Last-Event-ID`) instead of holding the
+/// process for the whole grace, and the process exits 0.
+#[tokio::test]
+async fn sigterm_ends_event_streams_promptly_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox =
+        gateway::sandbox::Sandbox::start(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let text = crate::binary::config(
+        &sandbox,
+        &[("web", "web-key", "")],
+        "info",
+        sandbox.dna_base_url().as_str(),
+    )
+    .replace(
+        "workers = 1\n",
+        "workers = 1\nshutdown_grace_seconds = 60\n",
+    );
+    let mut gateway = crate::binary::Gateway::start(dir.path(), &text);
+    let mut stream = reqwest::Client::new()
+        .get(format!("{}/v1/events", gateway.base))
+        .bearer_auth("web-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status().as_u16(), 200);
+    let first = stream.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("retry: "));
+    let started = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || gateway.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    // Ended by the gateway, not cut at the 60 s grace.
+    let ended = tokio::time::timeout(Duration::from_secs(5), stream.chunk()).await;
+    assert!(
+        matches!(ended, Ok(Ok(None)) | Ok(Err(_))),
+        "the stream ended: {ended:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "exited in {:?}, not after the grace",
+        started.elapsed()
+    );
+}
