@@ -4,7 +4,8 @@
 // sets, with `Last-Event-ID`, so nothing is missed while the gap is within
 // what the gateway keeps; when it is not, a `reset` item says to refetch.
 
-import { GatewayProblem, isProblem, retryAfterMs, type components } from "./index.js";
+import { GatewayProblem, isProblem, retryAfterMs } from "./problem.js";
+import type { components } from "./schema.js";
 
 export type ChangeEvent = components["schemas"]["ChangeEvent"];
 export type ResetEvent = components["schemas"]["ResetEvent"];
