@@ -227,7 +227,18 @@ pub const STREAM_EVENTS: RouteSpec = RouteSpec {
         (Upstream::Slitz, "GET /domain"),
         (Upstream::Slitz, "GET /service"),
     ],
-    invalidates: &[],
+    // A change the watcher sees is forgotten from the cache as it is
+    // published, so a subscriber that refetches reads it.
+    invalidates: &[
+        Cached::Invoices,
+        Cached::Invoice,
+        Cached::Tickets,
+        Cached::Ticket,
+        Cached::Domains,
+        Cached::Domain,
+        Cached::Services,
+        Cached::Service,
+    ],
 };
 
 /// Every route, in the order the server registers them.

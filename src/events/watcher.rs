@@ -6,7 +6,9 @@
 //!
 //! It reads through the same Slitz client as every route (breakers,
 //! concurrency limits, drift detection), not through the cache: a cached
-//! list would hide a change for up to its TTL. Its first read of a list is
+//! list would hide a change for up to its TTL. A change it sees is
+//! forgotten from the cache (on every instance) before it is published, so
+//! a subscriber that refetches on the event reads it. Its first read of a list is
 //! the baseline and publishes nothing; a read that fails is skipped (the
 //! next one compares with the last good one). It stops when the last
 //! subscriber leaves, and the next subscriber starts it again (with a new
@@ -18,7 +20,11 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{EventHub, EventType};
-use crate::upstream::{UpstreamError, slitz::SlitzClient};
+use crate::{
+    cache::ResponseCache,
+    configuration::Route,
+    upstream::{UpstreamError, slitz::SlitzClient},
+};
 
 /// One list the watcher reads: its events, and the member that identifies
 /// a record.
@@ -47,6 +53,16 @@ impl Source {
         match self {
             Self::Tickets => "number",
             _ => "id",
+        }
+    }
+
+    /// The cached routes whose answers a change of this list changes.
+    fn cached(self) -> &'static [Route] {
+        match self {
+            Self::Invoices => &[Route::Invoices, Route::Invoice],
+            Self::Tickets => &[Route::Tickets, Route::Ticket],
+            Self::Domains => &[Route::Domains, Route::Domain],
+            Self::Services => &[Route::Services, Route::Service],
         }
     }
 
@@ -119,13 +135,13 @@ fn differences(
 }
 
 /// Starts the watcher unless one runs on this instance.
-pub fn ensure_running(hub: &Arc<EventHub>, slitz: &Arc<SlitzClient>) {
+pub fn ensure_running(hub: &Arc<EventHub>, slitz: &Arc<SlitzClient>, cache: &Arc<ResponseCache>) {
     if hub.claim_watching() {
-        tokio::spawn(run(Arc::clone(hub), Arc::clone(slitz)));
+        tokio::spawn(run(Arc::clone(hub), Arc::clone(slitz), Arc::clone(cache)));
     }
 }
 
-async fn run(hub: Arc<EventHub>, slitz: Arc<SlitzClient>) {
+async fn run(hub: Arc<EventHub>, slitz: Arc<SlitzClient>, cache: Arc<ResponseCache>) {
     let period = Duration::from_secs(hub.settings().poll_seconds);
     let mut last: BTreeMap<&'static str, Snapshot> = BTreeMap::new();
     tracing::info!(poll_seconds = period.as_secs(), "event watcher started");
@@ -158,7 +174,14 @@ async fn run(hub: Arc<EventHub>, slitz: Arc<SlitzClient>) {
                 Ok(records) => {
                     let now = snapshot(source, records);
                     if let Some(before) = last.get(source.label()) {
-                        for (event_type, id, changed) in differences(source, before, &now) {
+                        let events = differences(source, before, &now);
+                        if !events.is_empty() {
+                            // Forgotten first (on every instance, with
+                            // Redis), so a subscriber that refetches on the
+                            // event reads the change, not the cached answer.
+                            cache.after_write(source.cached()).await;
+                        }
+                        for (event_type, id, changed) in events {
                             hub.publish(event_type, id, changed);
                         }
                     }

@@ -7,6 +7,7 @@ use utoipa::IntoParams;
 use super::{AuthErrors, BadRequest, Query};
 use crate::{
     auth::Caller,
+    cache::ResponseCache,
     error::{ApiError, Problem},
     events::{EventHub, TypeFilter, watcher},
     upstream::slitz::SlitzClient,
@@ -62,6 +63,7 @@ pub(crate) async fn stream_events(
     query: Query<EventsQuery>,
     hub: web::Data<EventHub>,
     slitz: web::Data<SlitzClient>,
+    cache: web::Data<ResponseCache>,
 ) -> Result<HttpResponse, ApiError> {
     let last = req
         .headers()
@@ -70,7 +72,7 @@ pub(crate) async fn stream_events(
     let filter = query.0.types.unwrap_or_else(TypeFilter::all);
     let hub = hub.into_inner();
     let subscription = hub.subscribe(&caller.name, last, filter).await?;
-    watcher::ensure_running(&hub, &slitz.into_inner());
+    watcher::ensure_running(&hub, &slitz.into_inner(), &cache.into_inner());
     let frames = futures_util::stream::unfold(subscription, |mut subscription| async move {
         let frame = subscription.next_frame().await?;
         Some((Ok::<_, actix_web::Error>(frame), subscription))

@@ -140,13 +140,19 @@ async fn writes_through_the_gateway_reach_a_subscriber_in_order() {
 #[tokio::test]
 async fn a_change_made_in_slitz_reaches_every_subscriber_within_a_poll_with_one_poll_for_all() {
     let app = quick_app().await;
+    // Cached before the change: the event must make the cache forget it.
+    let before = app.get("/v1/billing/invoices?per_page=100").await;
+    assert_eq!(before.headers()["x-cache"], "MISS");
+    let again = app.get("/v1/billing/invoices?per_page=100").await;
+    assert_eq!(again.headers()["x-cache"], "HIT");
+    let read_by_routes = app.sandbox.control.calls("GET /slitz/api/invoice");
     let mut streams = Vec::new();
     for _ in 0..10 {
         streams.push(Stream::open(&app, "/v1/events?types=invoice.*", &[]).await);
     }
     // The watcher's first read is its baseline: wait for it.
     crate::helpers::wait_until("the watcher read the invoices once", async || {
-        app.sandbox.control.calls("GET /slitz/api/invoice") >= 1
+        app.sandbox.control.calls("GET /slitz/api/invoice") > read_by_routes
     })
     .await;
     assert!(
@@ -164,9 +170,22 @@ async fn a_change_made_in_slitz_reaches_every_subscriber_within_a_poll_with_one_
             "only what changed, normalized"
         );
     }
+    // A subscriber refetching on the event reads the change, not the
+    // cached list.
+    let refetched = app.get("/v1/billing/invoices?per_page=100").await;
+    assert_eq!(refetched.headers()["x-cache"], "MISS");
+    let page: Value = refetched.json().await.unwrap();
+    let invoice = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == 310002)
+        .unwrap()
+        .clone();
+    assert_eq!(invoice["status"], "cancelled");
     // Ten subscribers, one watcher: its reads are one per poll, not per
     // subscriber. Polls are 1 s apart, so the reads so far are few.
-    let polls = app.sandbox.control.calls("GET /slitz/api/invoice");
+    let polls = app.sandbox.control.calls("GET /slitz/api/invoice") - read_by_routes - 1;
     let tickets = app.sandbox.control.calls("GET /slitz/api/tickets");
     assert!(
         polls <= tickets + 1 && tickets <= polls + 1,
