@@ -334,6 +334,15 @@ async fn with_redis_a_write_on_one_instance_reaches_a_subscriber_on_the_other_an
     assert_eq!(first.data.unwrap()["id"], id);
     let second = on_b.next_event().await;
     assert_eq!(second.event.as_deref(), Some("customer.activated"));
+    let suspended = a
+        .authed(Method::POST, &format!("/v1/customers/{id}/suspend"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(suspended.status().as_u16(), 200);
+    let third = on_b.next_event().await;
+    assert_eq!(third.event.as_deref(), Some("customer.suspended"));
+    assert_eq!(third.data.unwrap()["changed"]["status"], "suspended");
     // The ids are the shared stream's: resuming on A after B's first event
     // replays the second there.
     let mut on_a = Stream::open(
