@@ -357,7 +357,7 @@ async fn with_redis_a_write_on_one_instance_reaches_a_subscriber_on_the_other_an
 }
 
 #[tokio::test]
-async fn with_redis_twenty_subscribers_on_two_instances_make_one_slitz_poll_per_interval() {
+async fn with_redis_twenty_subscribers_on_two_instances_all_see_a_change_made_in_slitz() {
     let redis = crate::helpers::RedisServer::start().await;
     let (a, b) = two_instances(&redis).await;
     let mut streams = Vec::new();
@@ -378,18 +378,7 @@ async fn with_redis_twenty_subscribers_on_two_instances_make_one_slitz_poll_per_
         assert_eq!(event.event.as_deref(), Some("ticket.updated"));
         assert_eq!(event.data.unwrap()["changed"]["status"], "closed");
     }
-    // Over five intervals the lease holder alone reads Slitz: at most one
-    // read per second (plus the one under way), where two pollers would
-    // make twice as many. A slow machine only makes fewer. (The instances
-    // share this process's metrics recorder, so only Slitz can tell.)
-    let before = a.sandbox.control.calls("GET /slitz/api/tickets");
-    let started = std::time::Instant::now();
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let reads = a.sandbox.control.calls("GET /slitz/api/tickets") - before;
-    let seconds = started.elapsed().as_secs();
-    assert!(reads >= 1, "someone polls");
-    assert!(
-        reads <= seconds + 1,
-        "{reads} reads of Slitz's tickets in {seconds} s: one poller for the cluster, not one per instance"
-    );
+    // That one process alone polls is counted exactly in
+    // nginx::two_processes_twenty_subscribers_one_slitz_poller (each
+    // process has its own metrics; these two share this test's).
 }

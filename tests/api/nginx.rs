@@ -23,6 +23,18 @@ struct GatewayProcess {
 
 impl GatewayProcess {
     fn start(dir: &Path, name: &str, sandbox: &Sandbox, redis: &RedisServer) -> Self {
+        Self::start_with(dir, name, sandbox, redis, &[])
+    }
+
+    /// As [`GatewayProcess::start`], with these environment variables
+    /// (`GATEWAY__SECTION__KEY` overrides).
+    fn start_with(
+        dir: &Path,
+        name: &str,
+        sandbox: &Sandbox,
+        redis: &RedisServer,
+        env: &[(&str, &str)],
+    ) -> Self {
         let config = format!(
             r#"
 [server]
@@ -73,7 +85,11 @@ format = "json"
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, config).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
-        command.arg("--config").arg(&path).env("RUST_LOG", "info");
+        command
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied());
         let (child, port, log) = crate::helpers::spawn_logged(command);
         Self { child, port, log }
     }
@@ -356,4 +372,84 @@ async fn the_event_stream_passes_nginx_with_heartbeats_and_events_as_they_come()
     let event = stream.next_event().await;
     assert_eq!(event.event.as_deref(), Some("customer.created"));
     assert_eq!(event.data.unwrap()["changed"]["customer_id"], "NGX-1");
+}
+
+/// One gateway process's own count of a family's samples matching `labels`.
+async fn count(port: u16, family: &str, labels: &[&str]) -> f64 {
+    let scrape = crate::helpers::get_text(&format!("http://127.0.0.1:{port}/metrics")).await;
+    crate::helpers::samples(&scrape, family)
+        .into_iter()
+        .filter(|line| labels.iter().all(|l| line.contains(l)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Two gateway processes on one Redis, ten subscribers each: a change in
+/// Slitz reaches all twenty, and exactly one process polls Slitz (the
+/// lease holder): by each process's own count of its polls, and by
+/// Slitz's count of the calls it got.
+#[tokio::test]
+async fn two_processes_twenty_subscribers_one_slitz_poller() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start().await;
+    let sandbox = Sandbox::start(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let env = [
+        ("GATEWAY__EVENTS__POLL_SECONDS", "1"),
+        ("GATEWAY__EVENTS__HEARTBEAT_SECONDS", "1"),
+    ];
+    let a = GatewayProcess::start_with(dir.path(), "a", &sandbox, &redis, &env);
+    let b = GatewayProcess::start_with(dir.path(), "b", &sandbox, &redis, &env);
+    let mut streams = Vec::new();
+    for i in 0..20 {
+        let port = if i % 2 == 0 { a.port } else { b.port };
+        streams.push(
+            crate::events::Stream::open_at(
+                &format!("http://127.0.0.1:{port}/v1/events?types=ticket.*"),
+                &[],
+            )
+            .await,
+        );
+    }
+    let tickets = [r#"list="tickets""#, r#"outcome="ok""#];
+    wait_until("the watcher read the tickets once", async || {
+        count(a.port, "gateway_event_polls_total", &tickets).await
+            + count(b.port, "gateway_event_polls_total", &tickets).await
+            >= 1.0
+    })
+    .await;
+    assert!(sandbox.change_slitz_record("tickets", "437928", "status", json!("Closed")));
+    for stream in &mut streams {
+        let event = stream.next_event().await;
+        assert_eq!(event.event.as_deref(), Some("ticket.updated"));
+        assert_eq!(event.data.unwrap()["changed"]["status"], "closed");
+    }
+    let (a0, b0) = (
+        count(a.port, "gateway_event_polls_total", &tickets).await,
+        count(b.port, "gateway_event_polls_total", &tickets).await,
+    );
+    let slitz0 = sandbox.control.calls("GET /slitz/api/tickets");
+    wait_until("three more polls", async || {
+        sandbox.control.calls("GET /slitz/api/tickets") >= slitz0 + 3
+    })
+    .await;
+    let (a1, b1) = (
+        count(a.port, "gateway_event_polls_total", &tickets).await,
+        count(b.port, "gateway_event_polls_total", &tickets).await,
+    );
+    let slitz1 = sandbox.control.calls("GET /slitz/api/tickets");
+    let (on_a, on_b) = (a1 - a0, b1 - b0);
+    assert!(
+        on_a == 0.0 || on_b == 0.0,
+        "both processes polled: {on_a} on a, {on_b} on b"
+    );
+    // Slitz's count and the poller's own agree (give or take the poll
+    // under way while the counters were read).
+    let by_slitz = (slitz1 - slitz0) as f64;
+    assert!(
+        (on_a + on_b - by_slitz).abs() <= 1.0,
+        "{on_a} + {on_b} polls, {by_slitz} calls"
+    );
+    let leaders = count(a.port, "gateway_event_watcher_leader", &[]).await
+        + count(b.port, "gateway_event_watcher_leader", &[]).await;
+    assert_eq!(leaders, 1.0, "exactly one process holds the lease");
 }
