@@ -3,7 +3,7 @@
 
 use actix_web::{
     HttpRequest, HttpResponse, ResponseError,
-    error::{JsonPayloadError, PathError, QueryPayloadError},
+    error::{JsonPayloadError, PathError},
     http::{Method, StatusCode, header},
 };
 use serde::{Deserialize, Serialize};
@@ -623,20 +623,6 @@ pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error
         },
     };
     api.into()
-}
-
-/// Query strings that do not fit the route's parameters.
-pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    let message = match &err {
-        QueryPayloadError::Deserialize(e) => e.to_string(),
-        other => other.to_string(),
-    };
-    let field = field_in_serde_message(&message).unwrap_or_else(|| "query".to_owned());
-    ApiError::BadRequest {
-        detail: format!("the query string is not valid: {message}"),
-        errors: vec![FieldError::parameter(field, message)],
-    }
-    .into()
 }
 
 /// Path segments that do not fit the route's parameters.

@@ -20,7 +20,7 @@ use crate::{
     cache::ResponseCache,
     configuration::{Settings, Upstream},
     context::Draining,
-    error::{json_error, path_error, query_error},
+    error::{json_error, path_error},
     events::EventHub,
     idempotency::IdempotencyStore,
     openapi,
@@ -321,7 +321,6 @@ impl State {
                     .error_handler(json_error),
             )
             .app_data(web::PayloadConfig::new(self.max_body))
-            .app_data(web::QueryConfig::default().error_handler(query_error))
             .app_data(web::PathConfig::default().error_handler(path_error));
     }
 }

@@ -193,6 +193,20 @@ impl std::fmt::Display for EventId {
     }
 }
 
+/// The members of `after` whose value differs from `before` (or that
+/// `before` lacks), with their new values: what an `*.updated` event says
+/// changed.
+pub fn changed_members(
+    before: &Map<String, Value>,
+    after: &Map<String, Value>,
+) -> Map<String, Value> {
+    after
+        .iter()
+        .filter(|(name, value)| before.get(*name) != Some(value))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
+}
+
 /// One published event: its id, its type and its SSE frame, formatted once.
 #[derive(Debug)]
 pub struct Event {

@@ -19,7 +19,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{EventHub, EventType};
+use super::{EventHub, EventType, changed_members};
 use crate::{
     cache::ResponseCache,
     configuration::Route,
@@ -120,11 +120,7 @@ fn differences(
         match before.get(id) {
             None => events.push((created, resource, fields.clone())),
             Some(old) => {
-                let changed: Map<String, Value> = fields
-                    .iter()
-                    .filter(|(name, value)| old.get(*name) != Some(value))
-                    .map(|(name, value)| (name.clone(), value.clone()))
-                    .collect();
+                let changed = changed_members(old, fields);
                 if !changed.is_empty() {
                     events.push((updated, resource, changed));
                 }

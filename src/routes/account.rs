@@ -15,7 +15,7 @@ use crate::{
         PersonName, Phone, Present, Reference, Region, StreetAddress, VatNumber, Zipcode,
     },
     error::{ApiError, FieldError, Problem},
-    events::{EventHub, EventType},
+    events::{EventHub, EventType, changed_members},
     model::Account,
     route_table,
     upstream::{UpstreamError, slitz::SlitzClient},
@@ -288,10 +288,7 @@ fn publish_changes(events: &EventHub, before: &Account, after: &[u8]) {
         return;
     };
     let id = after.get("id").cloned().unwrap_or(serde_json::Value::Null);
-    let changed: serde_json::Map<String, serde_json::Value> = after
-        .into_iter()
-        .filter(|(name, value)| before.get(name) != Some(value))
-        .collect();
+    let changed = changed_members(&before, &after);
     if !changed.is_empty() {
         events.publish(EventType::AccountUpdated, id, changed);
     }
