@@ -180,26 +180,26 @@ async fn finish(
     response: ServiceResponse<BoxBody>,
     coding: Option<Coding>,
 ) -> ServiceResponse<BoxBody> {
+    // Decided on the borrowed headers, before the answer is taken apart: no
+    // copy of its content type on every answer, and the media type is read
+    // only for an answer that could be compressed at all.
     let content_type = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let streaming = matches!(response.response().body().size(), BodySize::Stream);
-    if content_type.starts_with("text/event-stream") || streaming {
+        .unwrap_or_default();
+    let size = response.response().body().size();
+    if content_type.starts_with("text/event-stream") || matches!(size, BodySize::Stream) {
         return response;
     }
+    let coding = coding.filter(|_| {
+        matches!(size, BodySize::Sized(n) if n >= encoding::MIN_BYTES as u64)
+            && !response.headers().contains_key(header::CONTENT_ENCODING)
+            && encoding::compressible(content_type)
+    });
     let (req, mut response) = response.into_parts();
     vary_on_encoding(response.headers_mut());
-    let worth_it = matches!(
-        response.body().size(),
-        BodySize::Sized(n) if n >= encoding::MIN_BYTES as u64
-    );
-    let already = response.headers().contains_key(header::CONTENT_ENCODING);
-    let Some(coding) =
-        coding.filter(|_| worth_it && !already && encoding::compressible(&content_type))
-    else {
+    let Some(coding) = coding else {
         return ServiceResponse::new(req, response);
     };
     let (head, body) = response.into_parts();
