@@ -8,9 +8,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, http::header, web};
+use actix_web::{
+    FromRequest, HttpMessage, HttpRequest, ResponseError,
+    body::{BoxBody, MessageBody},
+    dev::{Payload, ServiceRequest, ServiceResponse},
+    http::header,
+    middleware::Next,
+    web,
+};
 use arc_swap::ArcSwap;
-use futures_util::future::LocalBoxFuture;
 use governor::{
     DefaultDirectRateLimiter, Quota, RateLimiter,
     clock::{Clock, DefaultClock},
@@ -19,7 +25,9 @@ use governor::{
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::{configuration::ApiKeySettings, error::ApiError, route_table, shared::SharedRedis};
+use crate::{
+    configuration::ApiKeySettings, error::ApiError, route_table::RouteSpec, shared::SharedRedis,
+};
 
 pub use crate::configuration::Scope;
 
@@ -276,11 +284,11 @@ impl ApiKeys {
     /// a map (one lookup however many keys), then compared in constant time.
     /// The lookup's timing can only tell about digests, and learning a
     /// configured digest does not give its key.
-    pub fn authenticate(&self, presented: &str) -> Option<Caller> {
+    pub fn authenticate(&self, presented: &str) -> Option<Principal> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let keys = self.keys.load();
         let key = keys.by_digest.get(&digest)?;
-        bool::from(key.digest.ct_eq(&digest)).then(|| Caller {
+        bool::from(key.digest.ct_eq(&digest)).then(|| Principal {
             name: key.name.clone(),
             key: Arc::clone(key),
         })
@@ -288,7 +296,7 @@ impl ApiKeys {
 
     /// Counts one request against the caller's rate: its budget after it
     /// (`None` for a key without a limit), or the refusal saying how long to wait.
-    pub async fn admit(&self, caller: &Caller) -> Result<Option<Budget>, Box<Refused>> {
+    pub async fn admit(&self, caller: &Principal) -> Result<Option<Budget>, Box<Refused>> {
         let key = &caller.key;
         let Some(limiter) = &key.limiter else {
             return Ok(None);
@@ -433,30 +441,23 @@ fn entries(settings: &[ApiKeySettings], old: &[Arc<KeyEntry>]) -> Vec<Arc<KeyEnt
         .collect()
 }
 
-/// The configured name of the key a request came with, left on the request
-/// for its access log line.
+/// Who is calling, as admission found them: today an API key, known by its
+/// configured name. Admission puts it on the request; a handler that needs
+/// it takes it as an extractor, which only reads what admission left.
 #[derive(Debug, Clone)]
-pub struct CallerName(pub Arc<str>);
-
-/// An authenticated caller. As an extractor it is the whole admission of a
-/// keyed route: 401 without a valid key, 429 over the key's rate, 403 when
-/// the key lacks a scope the route table gives the route. A handler that
-/// takes a `Caller` (even as `_: Caller`) is admitted; one that does not
-/// takes no key, and the route table must say so.
-#[derive(Debug, Clone)]
-pub struct Caller {
+pub struct Principal {
     pub name: Arc<str>,
     /// The key's entry as it was when the request came: its scopes and
     /// budget, unchanged by a reload while the request runs.
     key: Arc<KeyEntry>,
 }
 
-impl Caller {
+impl Principal {
     pub fn has(&self, scope: Scope) -> bool {
         self.key.scopes.contains(&scope)
     }
 
-    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+    fn require(&self, scope: Scope) -> Result<(), ApiError> {
         if self.has(scope) {
             Ok(())
         } else {
@@ -465,50 +466,116 @@ impl Caller {
     }
 }
 
-impl FromRequest for Caller {
-    type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+/// What admission found out about a request, for its metrics and access
+/// line: the route (resolved once, by the router) and the caller's name
+/// (even when refused). The request middleware puts one on the request
+/// before serving and reads it after, also when the request panicked.
+#[derive(Debug, Default)]
+pub struct Seen {
+    route: std::cell::Cell<Option<&'static RouteSpec>>,
+    caller: std::cell::RefCell<Option<Arc<str>>>,
+}
 
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let keys = req.app_data::<web::Data<ApiKeys>>().cloned();
-        let caller = authenticate(req, keys.as_ref().map(|k| k.get_ref()));
-        let req = req.clone();
-        Box::pin(async move {
-            let caller = caller?;
-            if let Some(keys) = keys {
-                // The budget rides on the request; the request middleware
-                // writes it into the answer, whatever the handler answers.
-                match keys.admit(&caller).await {
-                    Ok(Some(budget)) => {
-                        req.extensions_mut().insert(budget);
-                    }
-                    Ok(None) => {}
-                    Err(refused) => {
-                        req.extensions_mut().insert(refused.budget);
-                        return Err(refused.error);
-                    }
-                }
-            }
-            // The scopes are the route table's: no handler checks its own.
-            let route = req.match_name().and_then(route_table::by_name);
-            let Some(route) = route else {
-                return Err(ApiError::internal(
-                    "a route that takes an API key is missing from the route table",
-                ));
-            };
-            route
-                .scopes
-                .iter()
-                .try_for_each(|scope| caller.require(*scope))?;
-            Ok(caller)
-        })
+impl Seen {
+    pub fn route(&self) -> Option<&'static RouteSpec> {
+        self.route.get()
+    }
+
+    pub fn caller(&self) -> Option<Arc<str>> {
+        self.caller.borrow().clone()
     }
 }
 
-fn authenticate(req: &HttpRequest, keys: Option<&ApiKeys>) -> Result<Caller, ApiError> {
-    let Some(keys) = keys else {
-        return Err(ApiError::internal("API keys are not configured in the app"));
+/// The [`Seen`] of a request, shared between the request middleware and admission.
+#[derive(Debug, Clone, Default)]
+pub struct SeenSlot(pub std::rc::Rc<Seen>);
+
+/// The route a request was admitted to, on the request for what runs after
+/// admission.
+#[derive(Debug, Clone, Copy)]
+pub struct Admitted(pub &'static RouteSpec);
+
+/// Admission, the middleware every declared route is wrapped in
+/// (`routes::endpoint`): a public route passes; a keyed one needs a valid
+/// key (401), within its rate (429), with every scope the route declares
+/// (403), before anything of the handler runs, extractors included. What it
+/// admits, the [`Principal`] and the [`Admitted`] route, rides on the
+/// request; the key's `RateLimit` fields go on whatever the answer is.
+pub async fn admit<B: MessageBody + 'static>(
+    spec: &'static RouteSpec,
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    req.extensions_mut().insert(Admitted(spec));
+    if let Some(seen) = req.extensions().get::<SeenSlot>() {
+        seen.0.route.set(Some(spec));
+    }
+    if !spec.keyed() {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    }
+    let keys = req.app_data::<web::Data<ApiKeys>>().cloned();
+    let (budget, admitted) = match keys {
+        Some(keys) => admit_key(&keys, spec, req.request()).await,
+        None => (
+            None,
+            Err(ApiError::internal("API keys are not configured in the app")),
+        ),
     };
+    let mut response = match admitted {
+        Ok(principal) => {
+            req.extensions_mut().insert(principal);
+            next.call(req).await?.map_into_boxed_body()
+        }
+        Err(error) => req.into_response(error.error_response()),
+    };
+    if let Some(budget) = budget {
+        budget.write(response.headers_mut());
+    }
+    Ok(response)
+}
+
+/// The principal a request's key makes, and the budget to show: 401, 429 or
+/// 403 when it makes none.
+async fn admit_key(
+    keys: &ApiKeys,
+    spec: &RouteSpec,
+    req: &HttpRequest,
+) -> (Option<Budget>, Result<Principal, ApiError>) {
+    let principal = match authenticate(req, keys) {
+        Ok(principal) => principal,
+        Err(error) => return (None, Err(error)),
+    };
+    // Named in the access line even when refused below.
+    if let Some(seen) = req.extensions().get::<SeenSlot>() {
+        *seen.0.caller.borrow_mut() = Some(Arc::clone(&principal.name));
+    }
+    let budget = match keys.admit(&principal).await {
+        Ok(budget) => budget,
+        Err(refused) => return (Some(refused.budget), Err(refused.error)),
+    };
+    let allowed = spec
+        .scopes
+        .iter()
+        .try_for_each(|scope| principal.require(*scope));
+    (budget, allowed.map(|()| principal))
+}
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    /// What admission found. A handler of a public route has none: asking
+    /// for one there is refused as unauthenticated, never served.
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(req.extensions().get::<Principal>().cloned().ok_or(
+            ApiError::Unauthenticated {
+                key_presented: false,
+            },
+        ))
+    }
+}
+
+fn authenticate(req: &HttpRequest, keys: &ApiKeys) -> Result<Principal, ApiError> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Err(ApiError::Unauthenticated {
             key_presented: false,
@@ -521,16 +588,11 @@ fn authenticate(req: &HttpRequest, keys: Option<&ApiKeys>) -> Result<Caller, Api
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, key)| key.trim())
         .filter(|key| !key.is_empty());
-    match presented.and_then(|key| keys.authenticate(key)) {
-        Some(caller) => {
-            req.extensions_mut()
-                .insert(CallerName(Arc::clone(&caller.name)));
-            Ok(caller)
-        }
-        None => Err(ApiError::Unauthenticated {
+    presented
+        .and_then(|key| keys.authenticate(key))
+        .ok_or(ApiError::Unauthenticated {
             key_presented: true,
-        }),
-    }
+        })
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
-//! The OpenAPI document: collected from the handlers' `#[utoipa::path]`
-//! attributes through the same `routes::configure` the server uses, then
-//! given the route table's facts (security, cache headers) and the headers
-//! every answer carries.
+//! The OpenAPI document: collected from the endpoints' declarations
+//! (`routes::ENDPOINTS`, the same list the server registers), then given
+//! each route's facts (security and auth errors, cache headers) and the
+//! headers every answer carries.
 
-use actix_web::App;
+use actix_web::http::Method;
 use utoipa::{
-    Modify, OpenApi,
+    IntoResponses, Modify, OpenApi,
     openapi::{
         ObjectBuilder, RefOr, Response, Type,
         header::{Header, HeaderBuilder},
@@ -13,7 +13,6 @@ use utoipa::{
         security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme},
     },
 };
-use utoipa_actix_web::AppExt;
 
 use crate::{
     configuration::Scope,
@@ -21,8 +20,8 @@ use crate::{
     events::EventType,
     normalize::Money,
     representation,
-    route_table::{ROUTES, RouteSpec},
-    routes,
+    route_table::RouteSpec,
+    routes::{self, AuthErrors},
 };
 
 #[derive(OpenApi)]
@@ -97,11 +96,19 @@ struct RouteFacts;
 
 impl Modify for RouteFacts {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for route in ROUTES {
+        for route in routes::routes() {
             let Some(operation) = operation_mut(openapi, route) else {
                 continue;
             };
             if route.keyed() {
+                // 401, 403 and 429, unless the route says more of one.
+                for (status, response) in AuthErrors::responses() {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status)
+                        .or_insert(response);
+                }
                 let scopes = |extra: Option<Scope>| {
                     let names = route
                         .scopes
@@ -200,11 +207,11 @@ fn operation_mut<'a>(
 ) -> Option<&'a mut Operation> {
     let item = openapi.paths.paths.get_mut(route.path)?;
     match route.method {
-        "GET" => item.get.as_mut(),
-        "POST" => item.post.as_mut(),
-        "PUT" => item.put.as_mut(),
-        "PATCH" => item.patch.as_mut(),
-        "DELETE" => item.delete.as_mut(),
+        Method::GET => item.get.as_mut(),
+        Method::POST => item.post.as_mut(),
+        Method::PUT => item.put.as_mut(),
+        Method::PATCH => item.patch.as_mut(),
+        Method::DELETE => item.delete.as_mut(),
         _ => None,
     }
 }
@@ -271,7 +278,7 @@ fn fields_parameters(doc: &mut serde_json::Value) {
         "description": "A parameter is not valid; `errors` names it. Nothing was sent upstream.",
         "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
     });
-    for (route, set) in representation::fields::read_routes(doc) {
+    for (route, set) in representation::fields::read_routes(doc, routes::routes()) {
         let path = route.path.replace('~', "~0").replace('/', "~1");
         let Some(operation) = doc
             .pointer_mut(&format!("/paths/{path}/get"))
@@ -431,13 +438,12 @@ fn unwrap_single_one_of(property: &mut serde_json::Value) {
     }
 }
 
-/// The document as utoipa builds it from the handlers.
+/// The document as utoipa builds it from the endpoints' declarations.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, mut api) = App::new()
-        .into_utoipa_app()
-        .openapi(ApiDoc::openapi())
-        .configure(routes::configure)
-        .split_for_parts();
+    let mut api = ApiDoc::openapi();
+    for endpoint in routes::ENDPOINTS {
+        (endpoint.document)(&mut api);
+    }
     RouteFacts.modify(&mut api);
     CommonHeaders.modify(&mut api);
     api

@@ -8,7 +8,7 @@ use secrecy::ExposeSecret;
 
 use crate::{
     auth::ApiKeys,
-    configuration::{Settings, Upstream},
+    configuration::{LogSettings, Settings, Upstream},
     telemetry,
 };
 
@@ -49,17 +49,38 @@ impl Reloader {
 }
 
 /// The sections (and secrets) that differ from the configuration the
-/// gateway started with, other than the reloadable ones.
+/// gateway started with, other than the reloadable ones. Both settings are
+/// taken apart whole: a new section does not compile until it is said here
+/// whether it reloads.
 fn restart_needed(old: &Settings, new: &Settings) -> Vec<&'static str> {
     // Debug shows every field but redacts secrets; secrets are compared apart.
     let same =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
-    let mut changed = Vec::new();
-    let sections: [(&'static str, bool); 10] = [
-        ("server", same(&old.server, &new.server)),
-        ("dna", same(&old.dna, &new.dna)),
-        ("slitz", same(&old.slitz, &new.slitz)),
-        ("cache", same(&old.cache, &new.cache)),
+    let Settings {
+        server,
+        // Reloaded: the keys, their scopes and rates.
+        auth: _,
+        dna,
+        slitz,
+        cache,
+        upstream: _,
+        log:
+            LogSettings {
+                format,
+                // Reloaded.
+                filter: _,
+                access: _,
+            },
+        idempotency,
+        overview,
+        events,
+        redis,
+    } = new;
+    let sections: [(&'static str, bool); 11] = [
+        ("server", same(&old.server, server)),
+        ("dna", same(&old.dna, dna)),
+        ("slitz", same(&old.slitz, slitz)),
+        ("cache", same(&old.cache, cache)),
         // Each upstream's policy as it resolves: a change to [upstream]
         // names every upstream that inherits it.
         (
@@ -70,33 +91,34 @@ fn restart_needed(old: &Settings, new: &Settings) -> Vec<&'static str> {
             "upstream.slitz",
             old.upstream.of(Upstream::Slitz) == new.upstream.of(Upstream::Slitz),
         ),
-        ("idempotency", same(&old.idempotency, &new.idempotency)),
-        ("overview", same(&old.overview, &new.overview)),
-        ("redis", same(&old.redis, &new.redis)),
-        ("log.format", same(&old.log.format, &new.log.format)),
+        ("idempotency", same(&old.idempotency, idempotency)),
+        ("overview", same(&old.overview, overview)),
+        ("events", same(&old.events, events)),
+        ("redis", same(&old.redis, redis)),
+        ("log.format", same(&old.log.format, format)),
     ];
-    for (name, unchanged) in sections {
-        if !unchanged {
-            changed.push(name);
-        }
-    }
+    let mut changed: Vec<&'static str> = sections
+        .into_iter()
+        .filter(|(_, unchanged)| !unchanged)
+        .map(|(name, _)| name)
+        .collect();
     let secrets = [
         (
             "dna.client_secret",
-            old.dna.client_secret.expose_secret() == new.dna.client_secret.expose_secret(),
+            old.dna.client_secret.expose_secret() == dna.client_secret.expose_secret(),
         ),
         (
             "dna.password",
-            old.dna.password.expose_secret() == new.dna.password.expose_secret(),
+            old.dna.password.expose_secret() == dna.password.expose_secret(),
         ),
         (
             "slitz.password",
-            old.slitz.password.expose_secret() == new.slitz.password.expose_secret(),
+            old.slitz.password.expose_secret() == slitz.password.expose_secret(),
         ),
         (
             "redis.url",
             old.redis.as_ref().map(|r| r.url.expose_secret())
-                == new.redis.as_ref().map(|r| r.url.expose_secret()),
+                == redis.as_ref().map(|r| r.url.expose_secret()),
         ),
     ];
     for (name, unchanged) in secrets {
@@ -156,5 +178,14 @@ password = "p"
             ("GATEWAY__UPSTREAM__RETRIES", "0"),
         ]);
         assert_eq!(restart_needed(&started, &shielded), ["upstream.slitz"]);
+    }
+
+    #[test]
+    fn an_events_change_needs_a_restart_and_says_so() {
+        let started = settings(&[]);
+        let events = settings(&[("GATEWAY__EVENTS__POLL_SECONDS", "7")]);
+        assert_eq!(restart_needed(&started, &events), ["events"]);
+        let filter = settings(&[("GATEWAY__LOG__FILTER", "debug")]);
+        assert!(restart_needed(&started, &filter).is_empty());
     }
 }

@@ -12,7 +12,6 @@ use actix_web::{
     web,
 };
 use anyhow::Context;
-use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
@@ -26,6 +25,7 @@ use crate::{
     openapi,
     reload::Reloader,
     representation,
+    route_table::Written,
     routes::{self, AllowedMethods, health::Readiness},
     shared::SharedRedis,
     telemetry::{self, BodyLimit, Deadline, TrustedProxies},
@@ -90,14 +90,15 @@ impl Application {
         let state = State::build(&settings)?;
         let (draining, reloader) = (state.draining.clone(), state.reloader.clone());
         let document = openapi::document();
-        let fieldsets = web::Data::new(representation::Fieldsets::from_document(&document));
+        let fieldsets = web::Data::new(representation::Fieldsets::from_document(
+            &document,
+            routes::routes(),
+        ));
         let origins = settings.server.cors_allowed_origins.clone();
         let server = HttpServer::new(move || {
-            let (app, _) = App::new()
-                .into_utoipa_app()
+            App::new()
                 .configure(routes::configure)
-                .split_for_parts();
-            app.configure(|cfg| state.register(cfg))
+                .configure(|cfg| state.register(cfg))
                 .app_data(fieldsets.clone())
                 .service(
                     SwaggerUi::new("/docs/{_:.*}")
@@ -231,13 +232,15 @@ impl State {
         // A load another instance holds the lock for is waited on at most as
         // long as that load may take.
         let upstream_deadline = Duration::from_millis(slitz_policy.deadline_ms);
+        let written = Written::from_routes(routes::routes());
         let cache = match &redis {
             Some(redis) => ResponseCache::shared(
                 &settings.cache,
+                written,
                 Arc::clone(redis),
                 upstream_deadline.saturating_add(Duration::from_secs(1)),
             ),
-            None => ResponseCache::new(&settings.cache),
+            None => ResponseCache::new(&settings.cache, written),
         };
         let idempotency = match &redis {
             // A create runs within the request deadline; the lease outlasts it.
@@ -292,7 +295,7 @@ impl State {
             readiness: web::Data::new(readiness),
             proxies: web::Data::new(TrustedProxies(settings.server.trusted_proxies.clone())),
             body_limit: web::Data::new(BodyLimit(settings.server.max_body_bytes)),
-            allowed: web::Data::new(AllowedMethods::from_route_table()),
+            allowed: web::Data::new(AllowedMethods::from_routes()),
             draining,
             max_body: settings.server.max_body_bytes,
         })

@@ -42,7 +42,7 @@ use crate::{
     configuration::CacheSettings,
     error::ApiError,
     representation::{self, Coding},
-    route_table,
+    route_table::Written,
     shared::SharedRedis,
     upstream::UpstreamError,
 };
@@ -205,11 +205,15 @@ struct Coherence {
     /// Bumped whenever the subscription is lost or made again: an answer
     /// cached in another epoch may have missed an invalidation.
     epoch: AtomicU64,
+    /// The routes some write changes: only their answers depend on hearing
+    /// invalidations.
+    written: Written,
 }
 
 impl Coherence {
-    fn new(listening: bool) -> Self {
+    fn new(listening: bool, written: Written) -> Self {
         Self {
+            written,
             generations: std::array::from_fn(|_| AtomicU64::new(0)),
             listening: AtomicBool::new(listening),
             epoch: AtomicU64::new(0),
@@ -238,7 +242,7 @@ impl Coherence {
     /// instance has been hearing every invalidation since.
     fn current(&self, route: Route, entry: &Cached) -> bool {
         entry.tag.generation == self.generation(route)
-            && (!route_table::written(route)
+            && (!self.written.get(route)
                 || (self.listening.load(Ordering::Acquire)
                     && entry.tag.epoch == self.epoch.load(Ordering::Acquire)))
     }
@@ -375,16 +379,21 @@ pub struct ResponseCache {
 }
 
 impl ResponseCache {
-    /// A cache of this instance alone.
-    pub fn new(settings: &CacheSettings) -> Self {
-        Self::build(settings, Arc::new(Coherence::new(true)), None)
+    /// A cache of this instance alone. `written`: the routes a write changes.
+    pub fn new(settings: &CacheSettings, written: Written) -> Self {
+        Self::build(settings, Arc::new(Coherence::new(true, written)), None)
     }
 
     /// A cache in front of the one the instances share on Redis. Starts the
     /// subscription to invalidations (so: call within a Tokio runtime); a
     /// load waiting for another instance gives up after `lease`.
-    pub fn shared(settings: &CacheSettings, redis: Arc<SharedRedis>, lease: Duration) -> Self {
-        let coherence = Arc::new(Coherence::new(false));
+    pub fn shared(
+        settings: &CacheSettings,
+        written: Written,
+        redis: Arc<SharedRedis>,
+        lease: Duration,
+    ) -> Self {
+        let coherence = Arc::new(Coherence::new(false, written));
         let cluster = cluster::Cluster::start(redis, Arc::clone(&coherence), lease);
         Self::build(settings, coherence, Some(cluster))
     }
@@ -718,7 +727,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_miss_then_a_hit_loads_once() {
-        let cache = ResponseCache::new(&settings(60, 0));
+        let cache = ResponseCache::new(
+            &settings(60, 0),
+            Written::from_routes(crate::routes::routes()),
+        );
         let (_, first) = cache
             .get_or_load(key(), || async { Ok::<_, ApiError>(1) })
             .await
@@ -735,7 +747,10 @@ mod tests {
 
     #[tokio::test]
     async fn an_expired_entry_is_served_stale_when_the_upstream_fails() {
-        let cache = ResponseCache::new(&settings(0, 600));
+        let cache = ResponseCache::new(
+            &settings(0, 600),
+            Written::from_routes(crate::routes::routes()),
+        );
         cache
             .get_or_load(key(), || async { Ok::<_, ApiError>("old") })
             .await
@@ -755,7 +770,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_not_found_is_never_papered_over_with_a_stale_answer() {
-        let cache = ResponseCache::new(&settings(0, 600));
+        let cache = ResponseCache::new(
+            &settings(0, 600),
+            Written::from_routes(crate::routes::routes()),
+        );
         cache
             .get_or_load(key(), || async { Ok::<_, ApiError>("old") })
             .await
@@ -778,7 +796,7 @@ mod tests {
     async fn the_bound_is_bytes_not_entries() {
         let mut small = settings(60, 0);
         small.max_bytes = 10_000;
-        let cache = ResponseCache::new(&small);
+        let cache = ResponseCache::new(&small, Written::from_routes(crate::routes::routes()));
         // Twenty answers of about 1 KiB each: only about ten fit.
         for i in 0..20 {
             let key = CacheKey::new(Route::Invoice, i.to_string());

@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use actix_web::dev::ResourceDef;
 use serde_json::{Map, Value};
 
-use crate::{error::FieldError, route_table};
+use actix_web::http::Method;
+
+use crate::{error::FieldError, route_table::RouteSpec};
 
 /// The query parameter.
 pub const PARAMETER: &str = "fields";
@@ -107,10 +109,13 @@ pub fn of_operation(document: &Value, operation: &Value) -> Option<Fieldset> {
 
 /// Every read route of the API (a `GET` under `/v1/` answering JSON) and
 /// its fieldset.
-pub fn read_routes(document: &Value) -> Vec<(&'static route_table::RouteSpec, Fieldset)> {
-    route_table::ROUTES
-        .iter()
-        .filter(|route| route.method == "GET" && route.path.starts_with("/v1/"))
+pub fn read_routes(
+    document: &Value,
+    routes: impl IntoIterator<Item = &'static RouteSpec>,
+) -> Vec<(&'static RouteSpec, Fieldset)> {
+    routes
+        .into_iter()
+        .filter(|route| route.method == Method::GET && route.path.starts_with("/v1/"))
         .filter_map(|route| {
             let path = route.path.replace('~', "~0").replace('/', "~1");
             let operation = document.pointer(&format!("/paths/{path}/get"))?;
@@ -125,9 +130,12 @@ pub struct Fieldsets {
 }
 
 impl Fieldsets {
-    pub fn from_document(document: &Value) -> Self {
+    pub fn from_document(
+        document: &Value,
+        routes: impl IntoIterator<Item = &'static RouteSpec>,
+    ) -> Self {
         Self {
-            routes: read_routes(document)
+            routes: read_routes(document, routes)
                 .into_iter()
                 .map(|(route, set)| (ResourceDef::new(route.path), set))
                 .collect(),
@@ -319,7 +327,7 @@ mod tests {
     #[test]
     fn names_come_from_the_documented_schema() {
         let document = crate::openapi::document();
-        let sets: BTreeMap<&str, Fieldset> = read_routes(&document)
+        let sets: BTreeMap<&str, Fieldset> = read_routes(&document, crate::routes::routes())
             .into_iter()
             .map(|(route, set)| (route.name, set))
             .collect();
@@ -339,10 +347,9 @@ mod tests {
         );
         assert!(!sets["get_account"].list);
         // Every read route answering JSON (the event stream answers SSE).
-        let reads = route_table::ROUTES
-            .iter()
+        let reads = crate::routes::routes()
             .filter(|r| {
-                r.method == "GET" && r.path.starts_with("/v1/") && r.name != "stream_events"
+                r.method == Method::GET && r.path.starts_with("/v1/") && r.name != "stream_events"
             })
             .count();
         assert_eq!(sets.len(), reads, "every read route has a fieldset");

@@ -1,15 +1,14 @@
 //! `/v1/account`: the Slitz client-area account (upstream `GET /details`).
 
-use actix_web::{HttpRequest, HttpResponse, get, patch, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use std::sync::Arc;
 
-use super::{AuthErrors, UpstreamErrors, parse_body};
+use super::{UpstreamErrors, parse_body};
 use crate::{
-    auth::Caller,
-    cache::{self, CacheKey, CacheStatus, Cached, ResponseCache, Route},
+    cache::{self, CacheKey, CacheStatus, Cached, ResponseCache},
     domain::{
         AccountField, AccountType, BodyHints, Change, City, CompanyName, CountryCode, OrgNumber,
         PersonName, Phone, Present, Reference, Region, StreetAddress, VatNumber, Zipcode,
@@ -17,31 +16,25 @@ use crate::{
     error::{ApiError, FieldError, Problem},
     events::{EventHub, EventType, changed_members},
     model::Account,
-    route_table,
     upstream::{UpstreamError, slitz::SlitzClient},
 };
 
-/// The account
-///
-/// Registration details of the client-area account the gateway is
-/// configured with: names, address, contact, credit and last login. Cached.
-#[utoipa::path(
-    tag = "account",
-    responses(
-        (status = 200, description = "The account.", body = Account),
-        AuthErrors,
-        UpstreamErrors,
-    )
-)]
-#[get("/account")]
-pub(crate) async fn get_account(
-    req: HttpRequest,
-    _: Caller,
-    slitz: web::Data<SlitzClient>,
-    cache: web::Data<ResponseCache>,
-) -> Result<HttpResponse, ApiError> {
-    let (entry, status) = cached_account(&slitz, &cache).await?;
-    Ok(cache::respond(&req, &entry, status))
+crate::endpoint! {
+    /// The account
+    ///
+    /// Registration details of the client-area account the gateway is
+    /// configured with: names, address, contact, credit and last login. Cached.
+    #[route(get "/v1/account", scopes = [Read], cached = Account, upstream = [(Slitz, "GET /details")], ok = (Account, "The account."))]
+    #[openapi(tag = "account",)]
+    #[responses(UpstreamErrors)]
+    pub(crate) async fn get_account(
+        req: HttpRequest,
+        slitz: web::Data<SlitzClient>,
+        cache: web::Data<ResponseCache>,
+    ) -> Result<HttpResponse, ApiError> {
+        let (entry, status) = cached_account(&slitz, &cache).await?;
+        Ok(cache::respond(&req, &entry, status))
+    }
 }
 
 /// The account, through the cache.
@@ -55,7 +48,7 @@ pub(crate) async fn cached_account(
 }
 
 fn account_key() -> CacheKey {
-    CacheKey::new(Route::Account, "")
+    CacheKey::new(get_account::CACHE, "")
 }
 
 async fn fetch_account(slitz: &SlitzClient) -> Result<Account, ApiError> {
@@ -202,79 +195,69 @@ fn current(account: &Account, field: AccountField) -> Option<&str> {
     }
 }
 
-/// Change the account
-///
-/// Changes the named fields and answers with the account as Slitz then has it.
-/// Only fields whose value differs are sent to Slitz; a request that changes
-/// nothing makes no upstream write. `email` cannot be changed here: it is the
-/// login the gateway uses.
-#[utoipa::path(
-    tag = "account",
-    request_body(content = AccountChanges, content_type = "application/json"),
-    responses(
-        (status = 200, description = "The account after the change.", body = Account),
-        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is larger than `server.max_body_bytes`.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is not valid or Slitz refused the change; `errors` names the fields. Nothing was changed.",
-         body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Slitz failed, sent an unreadable answer, or rejected the gateway's own credentials (`upstream` names it).",
-         body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Slitz cannot be reached; or, with `[redis]`, the gateway cannot reach Redis to tell the other instances about the change (type `urn:gateway:problem:shared-state-unavailable`): nothing was sent, retry after `Retry-After` seconds.",
-         body = Problem, content_type = "application/problem+json"),
-        (status = 504, description = "Slitz did not answer within the configured timeout.",
-         body = Problem, content_type = "application/problem+json"),
-        AuthErrors,
-    )
-)]
-#[patch("/account")]
-pub(crate) async fn patch_account(
-    _: Caller,
-    body: web::Json<serde_json::Value>,
-    slitz: web::Data<SlitzClient>,
-    cache: web::Data<ResponseCache>,
-    events: web::Data<EventHub>,
-) -> Result<HttpResponse, ApiError> {
-    let changes: AccountChanges = parse_body(body.into_inner())?;
-    let changes = changes.changes();
-    if changes.is_empty() {
-        return Err(ApiError::invalid_fields(vec![FieldError::body(
-            "body",
-            "names no field to change",
-        )]));
+crate::endpoint! {
+    /// Change the account
+    ///
+    /// Changes the named fields and answers with the account as Slitz then has it.
+    /// Only fields whose value differs are sent to Slitz; a request that changes
+    /// nothing makes no upstream write. `email` cannot be changed here: it is the
+    /// login the gateway uses.
+    #[route(patch "/v1/account", scopes = [Write], upstream = [(Slitz, "GET /details"), (Slitz, "POST /details")],
+        // The account, and the invoices that embed it.
+        invalidates = [Account, Invoice], ok = (Account, "The account after the change."))]
+    #[openapi(tag = "account", request_body(content = AccountChanges, content_type = "application/json"),)]
+    #[responses((status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"), (status = 413, description = "The body is larger than `server.max_body_bytes`.", body = Problem, content_type = "application/problem+json"), (status = 415, description = "The body is not `application/json`.", body = Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid or Slitz refused the change; `errors` names the fields. Nothing was changed.",
+         body = Problem, content_type = "application/problem+json"), (status = 502, description = "Slitz failed, sent an unreadable answer, or rejected the gateway's own credentials (`upstream` names it).",
+         body = Problem, content_type = "application/problem+json"), (status = 503, description = "Slitz cannot be reached; or, with `[redis]`, the gateway cannot reach Redis to tell the other instances about the change (type `urn:gateway:problem:shared-state-unavailable`): nothing was sent, retry after `Retry-After` seconds.",
+         body = Problem, content_type = "application/problem+json"), (status = 504, description = "Slitz did not answer within the configured timeout.",
+         body = Problem, content_type = "application/problem+json"))]
+    pub(crate) async fn patch_account(
+        body: web::Json<serde_json::Value>,
+        slitz: web::Data<SlitzClient>,
+        cache: web::Data<ResponseCache>,
+        events: web::Data<EventHub>,
+    ) -> Result<HttpResponse, ApiError> {
+        let changes: AccountChanges = parse_body(body.into_inner())?;
+        let changes = changes.changes();
+        if changes.is_empty() {
+            return Err(ApiError::invalid_fields(vec![FieldError::body(
+                "body",
+                "names no field to change",
+            )]));
+        }
+        // With Redis, a change every instance cannot be told about is not made.
+        cache.before_write().await?;
+        // Compare with what Slitz has now, not with the cache, so nothing that
+        // changed elsewhere is overwritten by accident and nothing unchanged is sent.
+        let current_account = fetch_account(&slitz).await?;
+        let changed: Vec<(AccountField, &str)> = changes
+            .into_iter()
+            .filter(|(field, value)| current(&current_account, *field) != *value)
+            .map(|(field, value)| (field, value.unwrap_or_default()))
+            .collect();
+        if changed.is_empty() {
+            return Ok(no_store(HttpResponse::Ok()).json(current_account));
+        }
+        slitz.update_details(&changed).await.map_err(|e| match e {
+            UpstreamError::Rejected { message, .. } => ApiError::Unprocessable {
+                detail: format!("slitz refused the change: {message}"),
+                errors: vec![FieldError::body("body", message)],
+            },
+            other => other.into(),
+        })?;
+        // The account and the invoices that embed it are now out of date, here
+        // and on every other instance, before this answers.
+        cache
+            .after_write(ENDPOINT.spec.invalidates)
+            .await;
+        let (entry, _) = cache
+            .get_or_load(account_key(), || fetch_account(&slitz))
+            .await?;
+        publish_changes(&events, &current_account, &entry.body);
+        Ok(no_store(HttpResponse::Ok())
+            .content_type("application/json")
+            .body(entry.body.clone()))
     }
-    // With Redis, a change every instance cannot be told about is not made.
-    cache.before_write().await?;
-    // Compare with what Slitz has now, not with the cache, so nothing that
-    // changed elsewhere is overwritten by accident and nothing unchanged is sent.
-    let current_account = fetch_account(&slitz).await?;
-    let changed: Vec<(AccountField, &str)> = changes
-        .into_iter()
-        .filter(|(field, value)| current(&current_account, *field) != *value)
-        .map(|(field, value)| (field, value.unwrap_or_default()))
-        .collect();
-    if changed.is_empty() {
-        return Ok(no_store(HttpResponse::Ok()).json(current_account));
-    }
-    slitz.update_details(&changed).await.map_err(|e| match e {
-        UpstreamError::Rejected { message, .. } => ApiError::Unprocessable {
-            detail: format!("slitz refused the change: {message}"),
-            errors: vec![FieldError::body("body", message)],
-        },
-        other => other.into(),
-    })?;
-    // The account and the invoices that embed it are now out of date, here
-    // and on every other instance, before this answers.
-    cache
-        .after_write(route_table::PATCH_ACCOUNT.invalidates)
-        .await;
-    let (entry, _) = cache
-        .get_or_load(account_key(), || fetch_account(&slitz))
-        .await?;
-    publish_changes(&events, &current_account, &entry.body);
-    Ok(no_store(HttpResponse::Ok())
-        .content_type("application/json")
-        .body(entry.body.clone()))
 }
 
 /// `account.updated`: each member of the account that differs from before

@@ -2,15 +2,15 @@
 //! `/residential/client/{id}/activate`, `/suspend`). The DNA token is the
 //! gateway's business; callers never see it.
 
-use actix_web::{HttpRequest, HttpResponse, post, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::{AuthErrors, BadRequest, UpstreamErrors, parse_body, parse_id};
+use super::{BadRequest, UpstreamErrors, parse_body, parse_id};
 use crate::{
-    auth::Caller,
+    auth::Principal,
     domain::{
         BillingDate, BodyHints, CustomerId, Email, Optional, PersonName, StreetAddress, Zipcode,
     },
@@ -187,87 +187,76 @@ fn provably_unprocessed(error: &ApiError) -> bool {
     )
 }
 
-/// Create a customer
-///
-/// Creates a residential customer on DNA. Every field is checked before DNA is
-/// called. Send an `Idempotency-Key` to make retries safe: the same key and
-/// body replay the first answer without calling DNA again; the same key with
-/// another body is a 422; while the first request with the key is still being
-/// processed, a 409. A request whose outcome at DNA is unknown (a timeout, a
-/// DNA failure) is never sent again: its answer is replayed for its key.
-#[utoipa::path(
-    tag = "customers",
-    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$",
-            description = "Any unique string (a UUID): retries with the same key never create a second customer. Remembered for 24 hours.")),
-    request_body(content = NewCustomer, content_type = "application/json"),
-    responses(
-        (status = 201, description = "Created.", body = Customer, headers(
+crate::endpoint! {
+    /// Create a customer
+    ///
+    /// Creates a residential customer on DNA. Every field is checked before DNA is
+    /// called. Send an `Idempotency-Key` to make retries safe: the same key and
+    /// body replay the first answer without calling DNA again; the same key with
+    /// another body is a 422; while the first request with the key is still being
+    /// processed, a 409. A request whose outcome at DNA is unknown (a timeout, a
+    /// DNA failure) is never sent again: its answer is replayed for its key.
+    #[route(post "/v1/customers", scopes = [Write], upstream = [(Dna, "POST /oauth/token"), (Dna, "POST /residential/client")])]
+    #[openapi(tag = "customers", params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$",
+            description = "Any unique string (a UUID): retries with the same key never create a second customer. Remembered for 24 hours.")), request_body(content = NewCustomer, content_type = "application/json"),)]
+    #[responses((status = 201, description = "Created.", body = Customer, headers(
             ("Location" = String, description = "/v1/customers/{id}"),
             ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer of an earlier request with the same key"),
-        )),
-        BadRequest,
-        (status = 409, description = "DNA already has a customer with this `customer_id` (type `urn:gateway:problem:duplicate`), or a request with this Idempotency-Key is still being processed (type `urn:gateway:problem:idempotency-key-in-use`; retry after `Retry-After` seconds).",
+        )), BadRequest, (status = 409, description = "DNA already has a customer with this `customer_id` (type `urn:gateway:problem:duplicate`), or a request with this Idempotency-Key is still being processed (type `urn:gateway:problem:idempotency-key-in-use`; retry after `Retry-After` seconds).",
          body = Problem, content_type = "application/problem+json",
-         headers(("Retry-After" = String))),
-        (status = 413, description = "The body is larger than `server.max_body_bytes`.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is not valid (checked here or by DNA), or the Idempotency-Key was used with another body; `errors` names the fields.",
-         body = Problem, content_type = "application/problem+json"),
-        AuthErrors,
-        UpstreamErrors,
-    )
-)]
-#[post("/customers")]
-pub(crate) async fn create_customer(
-    req: HttpRequest,
-    caller: Caller,
-    body: web::Json<Value>,
-    dna: web::Data<DnaClient>,
-    keys: web::Data<IdempotencyStore>,
-    events: web::Data<EventHub>,
-) -> Result<HttpResponse, ApiError> {
-    let customer = NewCustomer::parse(body.into_inner())?;
-    let key = IdempotencyStore::key_of(req.headers())?;
-    // The validated request, so `{"a":1,"b":2}` and `{"b":2,"a":1}` are one body.
-    let fingerprint = serde_json::to_vec(&customer).unwrap_or_default();
-    let write = async move {
-        let start_billing_date = customer.start_billing_date.as_str();
-        let created = dna
-            .create_client(&NewClient {
-                start_billing_date: &start_billing_date,
-                customer_id: customer.customer_id.as_str(),
-                email: customer.email.as_str(),
-                first_name: customer.first_name.as_str(),
-                last_name: customer.last_name.as_str(),
-                address: customer.address.as_str(),
-                zipcode: customer.zipcode.as_str(),
-                billing: customer
-                    .billing_address
-                    .get()
-                    .map(StreetAddress::as_str)
-                    .zip(customer.billing_zipcode.get().map(Zipcode::as_str)),
-                subreseller_id: customer.subreseller_id.get().map(CustomerId::as_str),
+         headers(("Retry-After" = String))), (status = 413, description = "The body is larger than `server.max_body_bytes`.", body = Problem, content_type = "application/problem+json"), (status = 415, description = "The body is not `application/json`.", body = Problem, content_type = "application/problem+json"), (status = 422, description = "A field is not valid (checked here or by DNA), or the Idempotency-Key was used with another body; `errors` names the fields.",
+         body = Problem, content_type = "application/problem+json"), UpstreamErrors)]
+    pub(crate) async fn create_customer(
+        req: HttpRequest,
+        caller: Principal,
+        body: web::Json<Value>,
+        dna: web::Data<DnaClient>,
+        keys: web::Data<IdempotencyStore>,
+        events: web::Data<EventHub>,
+    ) -> Result<HttpResponse, ApiError> {
+        let customer = NewCustomer::parse(body.into_inner())?;
+        let key = IdempotencyStore::key_of(req.headers())?;
+        // The validated request, so `{"a":1,"b":2}` and `{"b":2,"a":1}` are one body.
+        let fingerprint = serde_json::to_vec(&customer).unwrap_or_default();
+        let write = async move {
+            let start_billing_date = customer.start_billing_date.as_str();
+            let created = dna
+                .create_client(&NewClient {
+                    start_billing_date: &start_billing_date,
+                    customer_id: customer.customer_id.as_str(),
+                    email: customer.email.as_str(),
+                    first_name: customer.first_name.as_str(),
+                    last_name: customer.last_name.as_str(),
+                    address: customer.address.as_str(),
+                    zipcode: customer.zipcode.as_str(),
+                    billing: customer
+                        .billing_address
+                        .get()
+                        .map(StreetAddress::as_str)
+                        .zip(customer.billing_zipcode.get().map(Zipcode::as_str)),
+                    subreseller_id: customer.subreseller_id.get().map(CustomerId::as_str),
+                })
+                .await
+                .map_err(dna_error)?;
+            let answer = Customer {
+                id: created.id,
+                ns_domain: created.ns_domain,
+                status: "pending",
+                customer_id: customer.customer_id.as_str().to_owned(),
+            };
+            let body = serde_json::to_string(&answer).map_err(|e| ApiError::Internal(e.into()))?;
+            // Only a create that was made: a replay of its key publishes nothing.
+            if let Ok(Value::Object(fields)) = serde_json::to_value(&answer) {
+                events.publish(EventType::CustomerCreated, answer.id.into(), fields);
+            }
+            Ok(Stored::Created {
+                body,
+                location: format!("/v1/customers/{}", answer.id),
             })
-            .await
-            .map_err(dna_error)?;
-        let answer = Customer {
-            id: created.id,
-            ns_domain: created.ns_domain,
-            status: "pending",
-            customer_id: customer.customer_id.as_str().to_owned(),
         };
-        let body = serde_json::to_string(&answer).map_err(|e| ApiError::Internal(e.into()))?;
-        // Only a create that was made: a replay of its key publishes nothing.
-        if let Ok(Value::Object(fields)) = serde_json::to_value(&answer) {
-            events.publish(EventType::CustomerCreated, answer.id.into(), fields);
-        }
-        Ok(Stored::Created {
-            body,
-            location: format!("/v1/customers/{}", answer.id),
-        })
-    };
-    keys.write_once(&caller.name, key, &fingerprint, write, provably_unprocessed)
-        .await
+        keys.write_once(&caller.name, key, &fingerprint, write, provably_unprocessed)
+            .await
+    }
 }
 
 async fn change_status(
@@ -300,54 +289,40 @@ async fn change_status(
     Ok(HttpResponse::Ok().json(change))
 }
 
-/// Activate a customer
-///
-/// Activates a DNA customer by DNA's id (the `id` of the create answer).
-#[utoipa::path(
-    tag = "customers",
-    params(("id" = i64, Path, minimum = 1, description = "DNA customer id.")),
-    responses(
-        (status = 200, description = "Active.", body = StatusChange),
-        BadRequest,
-        (status = 404, description = "DNA has no such customer.", body = Problem, content_type = "application/problem+json"),
-        AuthErrors,
-        UpstreamErrors,
-    )
-)]
-#[post("/customers/{id}/activate")]
-pub(crate) async fn activate_customer(
-    _: Caller,
-    id: web::Path<String>,
-    dna: web::Data<DnaClient>,
-    events: web::Data<EventHub>,
-) -> Result<HttpResponse, ApiError> {
-    let change = ("activate", "active", EventType::CustomerActivated);
-    change_status(&id, &dna, &events, change).await
+crate::endpoint! {
+    /// Activate a customer
+    ///
+    /// Activates a DNA customer by DNA's id (the `id` of the create answer).
+    #[route(post "/v1/customers/{id}/activate", scopes = [Write],
+        upstream = [(Dna, "POST /oauth/token"), (Dna, "POST /residential/client/{id}/{action}")], ok = (StatusChange, "Active."))]
+    #[openapi(tag = "customers", params(("id" = i64, Path, minimum = 1, description = "DNA customer id.")),)]
+    #[responses(BadRequest, (status = 404, description = "DNA has no such customer.", body = Problem, content_type = "application/problem+json"), UpstreamErrors)]
+    pub(crate) async fn activate_customer(
+        id: web::Path<String>,
+        dna: web::Data<DnaClient>,
+        events: web::Data<EventHub>,
+    ) -> Result<HttpResponse, ApiError> {
+        let change = ("activate", "active", EventType::CustomerActivated);
+        change_status(&id, &dna, &events, change).await
+    }
 }
 
-/// Suspend a customer
-///
-/// Suspends a DNA customer by DNA's id.
-#[utoipa::path(
-    tag = "customers",
-    params(("id" = i64, Path, minimum = 1, description = "DNA customer id.")),
-    responses(
-        (status = 200, description = "Suspended.", body = StatusChange),
-        BadRequest,
-        (status = 404, description = "DNA has no such customer.", body = Problem, content_type = "application/problem+json"),
-        AuthErrors,
-        UpstreamErrors,
-    )
-)]
-#[post("/customers/{id}/suspend")]
-pub(crate) async fn suspend_customer(
-    _: Caller,
-    id: web::Path<String>,
-    dna: web::Data<DnaClient>,
-    events: web::Data<EventHub>,
-) -> Result<HttpResponse, ApiError> {
-    let change = ("suspend", "suspended", EventType::CustomerSuspended);
-    change_status(&id, &dna, &events, change).await
+crate::endpoint! {
+    /// Suspend a customer
+    ///
+    /// Suspends a DNA customer by DNA's id.
+    #[route(post "/v1/customers/{id}/suspend", scopes = [Write],
+        upstream = [(Dna, "POST /oauth/token"), (Dna, "POST /residential/client/{id}/{action}")], ok = (StatusChange, "Suspended."))]
+    #[openapi(tag = "customers", params(("id" = i64, Path, minimum = 1, description = "DNA customer id.")),)]
+    #[responses(BadRequest, (status = 404, description = "DNA has no such customer.", body = Problem, content_type = "application/problem+json"), UpstreamErrors)]
+    pub(crate) async fn suspend_customer(
+        id: web::Path<String>,
+        dna: web::Data<DnaClient>,
+        events: web::Data<EventHub>,
+    ) -> Result<HttpResponse, ApiError> {
+        let change = ("suspend", "suspended", EventType::CustomerSuspended);
+        change_status(&id, &dna, &events, change).await
+    }
 }
 
 #[cfg(test)]

@@ -1,19 +1,17 @@
 //! `/v1/domains`: registered domains and availability (Slitz `GET /domain`,
 //! `GET /domain/{id}`, `POST /domainorder/status`).
 
-use actix_web::{HttpRequest, HttpResponse, get, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use std::sync::Arc;
 
 use super::{
-    AuthErrors, BadRequest, ListQuery, Listing, NotFound, Page, Query, UpstreamErrors,
-    cached_listing, parse_id,
+    BadRequest, ListQuery, Listing, NotFound, Page, Query, UpstreamErrors, cached_listing, parse_id,
 };
 use crate::{
-    auth::Caller,
-    cache::{self, CacheKey, CacheStatus, Cached, ResponseCache, Route},
+    cache::{self, CacheKey, CacheStatus, Cached, ResponseCache},
     domain::{DomainName, Parse},
     error::ApiError,
     model::{Domain, DomainSummary},
@@ -46,31 +44,24 @@ pub struct AvailabilityQuery {
 
 impl crate::domain::BodyHints for AvailabilityQuery {}
 
-/// List domains
-///
-/// Every domain of the account, optionally only those with one status, one
-/// page at a time. Cached.
-#[utoipa::path(
-    tag = "domains",
-    params(ListQuery),
-    responses(
-        (status = 200, description = "One page of domains.", body = Page<DomainSummary>),
-        BadRequest,
-        AuthErrors,
-        UpstreamErrors,
-    )
-)]
-#[get("/domains")]
-pub(crate) async fn list_domains(
-    req: HttpRequest,
-    _: Caller,
-    query: Query<ListQuery>,
-    slitz: web::Data<SlitzClient>,
-    cache: web::Data<ResponseCache>,
-) -> Result<HttpResponse, ApiError> {
-    let listing = query.listing();
-    let (entry, status) = cached_domains(&slitz, &cache, &listing).await?;
-    Ok(cache::respond(&req, &entry, status))
+crate::endpoint! {
+    /// List domains
+    ///
+    /// Every domain of the account, optionally only those with one status, one
+    /// page at a time. Cached.
+    #[route(get "/v1/domains", scopes = [Read], cached = Domains, upstream = [(Slitz, "GET /domain")], ok = (Page<DomainSummary>, "One page of domains."))]
+    #[openapi(tag = "domains", params(ListQuery),)]
+    #[responses(BadRequest, UpstreamErrors)]
+    pub(crate) async fn list_domains(
+        req: HttpRequest,
+        query: Query<ListQuery>,
+        slitz: web::Data<SlitzClient>,
+        cache: web::Data<ResponseCache>,
+    ) -> Result<HttpResponse, ApiError> {
+        let listing = query.listing();
+        let (entry, status) = cached_domains(&slitz, &cache, &listing).await?;
+        Ok(cache::respond(&req, &entry, status))
+    }
 }
 
 /// A listing of domains, through the cache.
@@ -81,7 +72,7 @@ pub(crate) async fn cached_domains(
 ) -> Result<(Arc<Cached>, CacheStatus), ApiError> {
     cached_listing(
         cache,
-        Route::Domains,
+        list_domains::CACHE,
         listing,
         || slitz.domains(),
         |d: &DomainSummary| d.status.as_deref(),
@@ -89,85 +80,70 @@ pub(crate) async fn cached_domains(
     .await
 }
 
-/// One domain
-///
-/// A domain with its billing dates, WHOIS protection and name servers. Cached.
-#[utoipa::path(
-    tag = "domains",
-    params(("id" = i64, Path, minimum = 1, description = "Domain id.")),
-    responses(
-        (status = 200, description = "The domain.", body = Domain),
-        BadRequest,
-        NotFound,
-        AuthErrors,
-        UpstreamErrors,
-    )
-)]
-#[get("/domains/{id}")]
-pub(crate) async fn get_domain(
-    req: HttpRequest,
-    _: Caller,
-    id: web::Path<String>,
-    slitz: web::Data<SlitzClient>,
-    cache: web::Data<ResponseCache>,
-) -> Result<HttpResponse, ApiError> {
-    let id = parse_id("id", &id)?;
-    cache
-        .serve(
-            &req,
-            CacheKey::new(Route::Domain, id.to_string()),
-            || async { Ok::<Domain, ApiError>(slitz.domain(id).await?) },
-        )
-        .await
+crate::endpoint! {
+    /// One domain
+    ///
+    /// A domain with its billing dates, WHOIS protection and name servers. Cached.
+    #[route(get "/v1/domains/{id}", scopes = [Read], cached = Domain, upstream = [(Slitz, "GET /domain/{id}")], ok = (Domain, "The domain."))]
+    #[openapi(tag = "domains", params(("id" = i64, Path, minimum = 1, description = "Domain id.")),)]
+    #[responses(BadRequest, NotFound, UpstreamErrors)]
+    pub(crate) async fn get_domain(
+        req: HttpRequest,
+        id: web::Path<String>,
+        slitz: web::Data<SlitzClient>,
+        cache: web::Data<ResponseCache>,
+    ) -> Result<HttpResponse, ApiError> {
+        let id = parse_id("id", &id)?;
+        cache
+            .serve(
+                &req,
+                CacheKey::new(CACHE, id.to_string()),
+                || async { Ok::<Domain, ApiError>(slitz.domain(id).await?) },
+            )
+            .await
+    }
 }
 
-/// Check availability
-///
-/// Whether a domain name can be registered. Slitz answers an empty body for a
-/// taken name; the gateway answers `available: false`. Cached briefly.
-#[utoipa::path(
-    tag = "domains",
-    params(AvailabilityQuery),
-    responses(
-        (status = 200, description = "Whether the name is free.", body = Availability),
-        BadRequest,
-        AuthErrors,
-        UpstreamErrors,
-    )
-)]
-#[get("/domains/availability")]
-pub(crate) async fn get_availability(
-    req: HttpRequest,
-    _: Caller,
-    query: Query<AvailabilityQuery>,
-    slitz: web::Data<SlitzClient>,
-    cache: web::Data<ResponseCache>,
-) -> Result<HttpResponse, ApiError> {
-    let name = match query.name.as_deref() {
-        None | Some("") => {
-            return Err(ApiError::bad_field(
-                "name",
-                "is required, e.g. `example.se`",
-            ));
-        }
-        Some(raw) => DomainName::parse(raw)
-            .map_err(|message| ApiError::bad_field("name", message))?
-            .as_str()
-            .to_owned(),
-    };
-    cache
-        .serve(
-            &req,
-            CacheKey::new(Route::Availability, name.clone()),
-            || async {
-                let available = slitz.domain_available(&name).await?;
-                Ok(Availability {
-                    name: name.clone(),
-                    available,
-                })
-            },
-        )
-        .await
+crate::endpoint! {
+    /// Check availability
+    ///
+    /// Whether a domain name can be registered. Slitz answers an empty body for a
+    /// taken name; the gateway answers `available: false`. Cached briefly.
+    #[route(get "/v1/domains/availability", scopes = [Read], cached = Availability, upstream = [(Slitz, "POST /domainorder/status")], ok = (Availability, "Whether the name is free."))]
+    #[openapi(tag = "domains", params(AvailabilityQuery),)]
+    #[responses(BadRequest, UpstreamErrors)]
+    pub(crate) async fn get_availability(
+        req: HttpRequest,
+        query: Query<AvailabilityQuery>,
+        slitz: web::Data<SlitzClient>,
+        cache: web::Data<ResponseCache>,
+    ) -> Result<HttpResponse, ApiError> {
+        let name = match query.name.as_deref() {
+            None | Some("") => {
+                return Err(ApiError::bad_field(
+                    "name",
+                    "is required, e.g. `example.se`",
+                ));
+            }
+            Some(raw) => DomainName::parse(raw)
+                .map_err(|message| ApiError::bad_field("name", message))?
+                .as_str()
+                .to_owned(),
+        };
+        cache
+            .serve(
+                &req,
+                CacheKey::new(CACHE, name.clone()),
+                || async {
+                    let available = slitz.domain_available(&name).await?;
+                    Ok(Availability {
+                        name: name.clone(),
+                        available,
+                    })
+                },
+            )
+            .await
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use actix_web::{HttpResponse, get, http::header, web};
+use actix_web::{HttpResponse, http::header, web};
 use serde::Serialize;
 use url::Url;
 use utoipa::ToSchema;
@@ -141,117 +141,115 @@ pub struct Ready {
     pub checks: BTreeMap<&'static str, Check>,
 }
 
-/// Liveness
-///
-/// Answers 200 while the process runs; it checks nothing else, so an
-/// orchestrator restarts the gateway only when it is truly stuck.
-#[utoipa::path(
-    tag = "operations",
-    responses((status = 200, description = "Alive.", body = Health, example = json!({"status": "ok"})))
-)]
-#[get("/healthz")]
-pub(crate) async fn healthz() -> web::Json<Health> {
-    web::Json(Health { status: "ok" })
+crate::endpoint! {
+    /// Liveness
+    ///
+    /// Answers 200 while the process runs; it checks nothing else, so an
+    /// orchestrator restarts the gateway only when it is truly stuck.
+    #[route(get "/healthz", public)]
+    #[openapi(tag = "operations",)]
+    #[responses((status = 200, description = "Alive.", body = Health, example = json!({"status": "ok"})))]
+    pub(crate) async fn healthz(
+    ) -> web::Json<Health> {
+        web::Json(Health { status: "ok" })
+    }
 }
 
-/// Readiness
-///
-/// 200 when every upstream accepts connections; otherwise a 503 problem whose
-/// `checks` member says which one does not. An upstream whose connections
-/// failed until its breaker opened is down; operations whose own breaker is
-/// open are listed in `open_operations` and do not make the gateway unready.
-#[utoipa::path(
-    tag = "operations",
-    responses(
-        (status = 200, description = "Ready to serve.", body = Ready),
-        (status = 503, description = "An upstream is unreachable; `checks` tells which.", body = Problem,
-         content_type = "application/problem+json"),
-    )
-)]
-#[get("/readyz")]
-pub(crate) async fn readyz(
-    readiness: web::Data<Readiness>,
-    dna: web::Data<DnaClient>,
-    slitz: web::Data<SlitzClient>,
-    draining: Option<web::Data<crate::context::Draining>>,
-    cache: Option<web::Data<crate::cache::ResponseCache>>,
-) -> HttpResponse {
-    if draining.is_some_and(|d| d.is_set()) {
-        let mut response = ApiError::NotReady(
-            "the gateway is shutting down; requests in flight are being finished".into(),
-        )
-        .to_problem()
-        .respond();
+crate::endpoint! {
+    /// Readiness
+    ///
+    /// 200 when every upstream accepts connections; otherwise a 503 problem whose
+    /// `checks` member says which one does not. An upstream whose connections
+    /// failed until its breaker opened is down; operations whose own breaker is
+    /// open are listed in `open_operations` and do not make the gateway unready.
+    #[route(get "/readyz", public, ok = (Ready, "Ready to serve."))]
+    #[openapi(tag = "operations",)]
+    #[responses((status = 503, description = "An upstream is unreachable; `checks` tells which.", body = Problem,
+         content_type = "application/problem+json"))]
+    pub(crate) async fn readyz(
+        readiness: web::Data<Readiness>,
+        dna: web::Data<DnaClient>,
+        slitz: web::Data<SlitzClient>,
+        draining: Option<web::Data<crate::context::Draining>>,
+        cache: Option<web::Data<crate::cache::ResponseCache>>,
+    ) -> HttpResponse {
+        if draining.is_some_and(|d| d.is_set()) {
+            let mut response = ApiError::NotReady(
+                "the gateway is shutting down; requests in flight are being finished".into(),
+            )
+            .to_problem()
+            .respond();
+            response.headers_mut().insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-store"),
+            );
+            return response;
+        }
+        let mut checks = readiness.check().await;
+        // An operation's open breaker is shown, not judged: the upstream's other
+        // operations (and stale cache) still serve. The whole upstream's is judged.
+        for (name, breakers) in [("dna", dna.breakers()), ("slitz", slitz.breakers())] {
+            if let Some(check) = checks.get_mut(name) {
+                check.show_breakers(name, breakers);
+            }
+        }
+        // Once DNA has refused the gateway's credentials, stay not-ready until a
+        // token can be had again; each probe tries once, so a fixed secret heals.
+        if dna.credentials_rejected() {
+            let check = match dna.check_credentials().await {
+                Ok(()) => Check::up(),
+                Err(_) => Check::down(
+                    "dna rejects the gateway's credentials (dna.client_id/secret, username/password)"
+                        .into(),
+                ),
+            };
+            checks.insert("dna_credentials", check);
+        }
+        // Redis is named, not judged: without it every instance still serves
+        // reads (creates with an Idempotency-Key fail closed), and pulling every
+        // instance out of the balancer at once would turn that into an outage.
+        let redis = match &readiness.redis {
+            None => None,
+            Some(redis) => Some(match redis.ping().await {
+                Ok(()) => Check::up(),
+                Err(e) => Check::down(e.to_string()),
+            }),
+        };
+        let invalidations = cache
+            .and_then(|c| c.hears_invalidations())
+            .map(|listening| match listening {
+                true => Check::up(),
+                false => Check::down(
+                    "not subscribed to cache invalidations: account and invoice reads go to Slitz, account changes answer 503"
+                        .into(),
+                ),
+            });
+        let all_up = checks.values().all(|c| c.status == "up");
+        if let Some(redis) = redis {
+            checks.insert("redis", redis);
+        }
+        if let Some(invalidations) = invalidations {
+            checks.insert("cache_invalidations", invalidations);
+        }
+        if all_up {
+            return HttpResponse::Ok().json(Ready {
+                status: "ready",
+                checks,
+            });
+        }
+        let down: Vec<&str> = checks
+            .iter()
+            .filter(|(name, c)| c.status != "up" && !SHOWN_NOT_JUDGED.contains(*name))
+            .map(|(name, _)| *name)
+            .collect();
+        let mut response = ApiError::NotReady(format!("unreachable: {}", down.join(", ")))
+            .to_problem()
+            .with("checks", &checks)
+            .respond();
         response.headers_mut().insert(
             header::CACHE_CONTROL,
             header::HeaderValue::from_static("no-store"),
         );
-        return response;
+        response
     }
-    let mut checks = readiness.check().await;
-    // An operation's open breaker is shown, not judged: the upstream's other
-    // operations (and stale cache) still serve. The whole upstream's is judged.
-    for (name, breakers) in [("dna", dna.breakers()), ("slitz", slitz.breakers())] {
-        if let Some(check) = checks.get_mut(name) {
-            check.show_breakers(name, breakers);
-        }
-    }
-    // Once DNA has refused the gateway's credentials, stay not-ready until a
-    // token can be had again; each probe tries once, so a fixed secret heals.
-    if dna.credentials_rejected() {
-        let check = match dna.check_credentials().await {
-            Ok(()) => Check::up(),
-            Err(_) => Check::down(
-                "dna rejects the gateway's credentials (dna.client_id/secret, username/password)"
-                    .into(),
-            ),
-        };
-        checks.insert("dna_credentials", check);
-    }
-    // Redis is named, not judged: without it every instance still serves
-    // reads (creates with an Idempotency-Key fail closed), and pulling every
-    // instance out of the balancer at once would turn that into an outage.
-    let redis = match &readiness.redis {
-        None => None,
-        Some(redis) => Some(match redis.ping().await {
-            Ok(()) => Check::up(),
-            Err(e) => Check::down(e.to_string()),
-        }),
-    };
-    let invalidations = cache
-        .and_then(|c| c.hears_invalidations())
-        .map(|listening| match listening {
-            true => Check::up(),
-            false => Check::down(
-                "not subscribed to cache invalidations: account and invoice reads go to Slitz, account changes answer 503"
-                    .into(),
-            ),
-        });
-    let all_up = checks.values().all(|c| c.status == "up");
-    if let Some(redis) = redis {
-        checks.insert("redis", redis);
-    }
-    if let Some(invalidations) = invalidations {
-        checks.insert("cache_invalidations", invalidations);
-    }
-    if all_up {
-        return HttpResponse::Ok().json(Ready {
-            status: "ready",
-            checks,
-        });
-    }
-    let down: Vec<&str> = checks
-        .iter()
-        .filter(|(name, c)| c.status != "up" && !SHOWN_NOT_JUDGED.contains(*name))
-        .map(|(name, _)| *name)
-        .collect();
-    let mut response = ApiError::NotReady(format!("unreachable: {}", down.join(", ")))
-        .to_problem()
-        .with("checks", &checks)
-        .respond();
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    response
 }

@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpResponse, web};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::{
@@ -202,45 +202,45 @@ fn describe() {
     );
 }
 
-/// Metrics
-///
-/// Every family the gateway keeps (requests, upstream calls, cache, token,
-/// breakers, idempotency, rate limits, Redis), in Prometheus text format.
-#[utoipa::path(
-    tag = "operations",
-    responses((status = 200, description = "Prometheus text exposition format.", body = String, content_type = "text/plain"))
-)]
-#[get("/metrics")]
-pub(crate) async fn metrics(
-    handle: web::Data<PrometheusHandle>,
-    dna: web::Data<DnaClient>,
-    slitz: web::Data<SlitzClient>,
-    cache: web::Data<ResponseCache>,
-) -> HttpResponse {
-    // States read at scrape time, so they are never stale.
-    for (upstream, breakers, limit) in [
-        ("dna", dna.breakers(), dna.concurrency_limit()),
-        ("slitz", slitz.breakers(), slitz.concurrency_limit()),
-    ] {
-        ::metrics::gauge!("gateway_breaker_state", "upstream" => upstream, "operation" => WHOLE_UPSTREAM)
-            .set(breakers.upstream_state().gauge());
-        for (operation, state) in breakers.operation_states() {
-            ::metrics::gauge!("gateway_breaker_state", "upstream" => upstream, "operation" => operation)
-                .set(state.gauge());
+crate::endpoint! {
+    /// Metrics
+    ///
+    /// Every family the gateway keeps (requests, upstream calls, cache, token,
+    /// breakers, idempotency, rate limits, Redis), in Prometheus text format.
+    #[route(get "/metrics", public)]
+    #[openapi(tag = "operations",)]
+    #[responses((status = 200, description = "Prometheus text exposition format.", body = String, content_type = "text/plain"))]
+    pub(crate) async fn metrics(
+        handle: web::Data<PrometheusHandle>,
+        dna: web::Data<DnaClient>,
+        slitz: web::Data<SlitzClient>,
+        cache: web::Data<ResponseCache>,
+    ) -> HttpResponse {
+        // States read at scrape time, so they are never stale.
+        for (upstream, breakers, limit) in [
+            ("dna", dna.breakers(), dna.concurrency_limit()),
+            ("slitz", slitz.breakers(), slitz.concurrency_limit()),
+        ] {
+            ::metrics::gauge!("gateway_breaker_state", "upstream" => upstream, "operation" => WHOLE_UPSTREAM)
+                .set(breakers.upstream_state().gauge());
+            for (operation, state) in breakers.operation_states() {
+                ::metrics::gauge!("gateway_breaker_state", "upstream" => upstream, "operation" => operation)
+                    .set(state.gauge());
+            }
+            ::metrics::gauge!("gateway_upstream_concurrency_limit", "upstream" => upstream)
+                .set(limit as f64);
         }
-        ::metrics::gauge!("gateway_upstream_concurrency_limit", "upstream" => upstream)
-            .set(limit as f64);
+        if let Some(left) = dna.token_expires_in() {
+            ::metrics::gauge!("gateway_dna_token_expires_in_seconds").set(left.as_secs_f64());
+        }
+        if let Some(dropped) = crate::telemetry::access_log::dropped() {
+            ::metrics::counter!("gateway_access_log_dropped_total").absolute(dropped);
+        }
+        let (entries, bytes) = cache.usage().await;
+        ::metrics::gauge!("gateway_cache_entries").set(entries as f64);
+        ::metrics::gauge!("gateway_cache_size_bytes").set(bytes as f64);
+        HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(handle.render())
     }
-    if let Some(left) = dna.token_expires_in() {
-        ::metrics::gauge!("gateway_dna_token_expires_in_seconds").set(left.as_secs_f64());
-    }
-    if let Some(dropped) = crate::telemetry::access_log::dropped() {
-        ::metrics::counter!("gateway_access_log_dropped_total").absolute(dropped);
-    }
-    let (entries, bytes) = cache.usage().await;
-    ::metrics::gauge!("gateway_cache_entries").set(entries as f64);
-    ::metrics::gauge!("gateway_cache_size_bytes").set(bytes as f64);
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(handle.render())
 }

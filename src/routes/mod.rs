@@ -12,74 +12,80 @@ pub mod overview;
 pub mod services;
 pub mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use actix_web::{HttpRequest, HttpResponse, http::Method, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, IntoResponses, ToSchema};
-use utoipa_actix_web::service_config::ServiceConfig;
 
 use std::sync::Arc;
 
+pub mod endpoint;
 mod input;
+
+pub use endpoint::Endpoint;
 
 pub(crate) use input::{Query, parse_body};
 
 use crate::{
     cache::{CacheKey, CacheStatus, Cached, ResponseCache, Route},
     error::{ApiError, Problem},
+    route_table::RouteSpec,
     upstream::UpstreamError,
 };
 
-/// Every documented route.
-pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(health::healthz)
-        .service(health::readyz)
-        .service(metrics::metrics)
-        .service(
-            utoipa_actix_web::scope("/v1")
-                .service(account::get_account)
-                .service(account::patch_account)
-                .service(billing::get_balance)
-                .service(billing::list_invoices)
-                .service(billing::get_invoice)
-                .service(support::list_tickets)
-                .service(support::get_ticket)
-                // Before `/domains/{id}` (see `route_table::ROUTES`).
-                .service(domains::get_availability)
-                .service(domains::list_domains)
-                .service(domains::get_domain)
-                .service(services::list_services)
-                .service(services::get_service)
-                .service(customers::create_customer)
-                .service(customers::activate_customer)
-                .service(customers::suspend_customer)
-                .service(overview::get_overview)
-                .service(events::stream_events),
-        );
+/// Every endpoint, in the order the server registers them (the first that
+/// matches a request's path and method serves it).
+pub static ENDPOINTS: [&Endpoint; 20] = [
+    &health::healthz::ENDPOINT,
+    &health::readyz::ENDPOINT,
+    &metrics::metrics::ENDPOINT,
+    &account::get_account::ENDPOINT,
+    &account::patch_account::ENDPOINT,
+    &billing::get_balance::ENDPOINT,
+    &billing::list_invoices::ENDPOINT,
+    &billing::get_invoice::ENDPOINT,
+    &support::list_tickets::ENDPOINT,
+    &support::get_ticket::ENDPOINT,
+    // Before `/domains/{id}`, which would otherwise claim "availability".
+    &domains::get_availability::ENDPOINT,
+    &domains::list_domains::ENDPOINT,
+    &domains::get_domain::ENDPOINT,
+    &services::list_services::ENDPOINT,
+    &services::get_service::ENDPOINT,
+    &customers::create_customer::ENDPOINT,
+    &customers::activate_customer::ENDPOINT,
+    &customers::suspend_customer::ENDPOINT,
+    &overview::get_overview::ENDPOINT,
+    &events::stream_events::ENDPOINT,
+];
+
+/// Every route's facts, in registration order.
+pub fn routes() -> impl Iterator<Item = &'static RouteSpec> {
+    ENDPOINTS.iter().map(|endpoint| &endpoint.spec)
 }
 
-/// Which methods each route pattern answers, from the route table, so the
+/// Registers every endpoint, each behind admission.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for endpoint in ENDPOINTS {
+        (endpoint.register)(cfg);
+    }
+}
+
+/// Which methods each route pattern answers, from the declarations, so the
 /// `Allow` header of a 405 is always true.
 pub struct AllowedMethods(BTreeMap<&'static str, Vec<Method>>);
 
 impl AllowedMethods {
-    pub fn from_route_table() -> Self {
-        let mut map: BTreeMap<&'static str, BTreeSet<&'static str>> = BTreeMap::new();
-        for route in crate::route_table::ROUTES {
-            map.entry(route.path).or_default().insert(route.method);
+    pub fn from_routes() -> Self {
+        let mut map: BTreeMap<&'static str, Vec<Method>> = BTreeMap::new();
+        for route in routes() {
+            let methods = map.entry(route.path).or_default();
+            if !methods.contains(&route.method) {
+                methods.push(route.method.clone());
+            }
         }
-        Self(
-            map.into_iter()
-                .map(|(path, methods)| {
-                    let methods = methods
-                        .into_iter()
-                        .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
-                        .collect();
-                    (path, methods)
-                })
-                .collect(),
-        )
+        Self(map)
     }
 }
 

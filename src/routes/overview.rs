@@ -5,15 +5,14 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::{HttpResponse, ResponseError, get, http::header, web};
+use actix_web::{HttpResponse, ResponseError, http::header, web};
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Serialize, de::DeserializeOwned};
 use utoipa::ToSchema;
 
-use super::{AuthErrors, Listing, Page, account, billing, domains, services, support};
+use super::{Listing, Page, account, billing, domains, services, support};
 use crate::{
-    auth::Caller,
     cache::{CacheStatus, Cached, ResponseCache},
     configuration::OverviewSettings,
     error::{ApiError, Problem},
@@ -217,76 +216,80 @@ fn expiring(page: Page<DomainSummary>, today: NaiveDate, within_days: u32) -> Ex
     ExpiringDomains { within_days, items }
 }
 
-/// Dashboard overview
-///
-/// The account, balance and credit, unpaid invoices (count, total per currency,
-/// the invoices), services by status, open tickets (newest first) and domains
-/// expiring soon, in one call. Sources are read concurrently through the cache.
-/// A source that fails leaves its section `null` and is named in `errors`, with
-/// `partial: true`; the answer is a 503 problem only when every source failed.
-#[utoipa::path(
-    tag = "overview",
-    responses(
-        (status = 200, description = "The summary; check `partial` and `errors`.", body = Overview),
-        (status = 503, description = "No source answered; `errors` names each.", body = Problem, content_type = "application/problem+json"),
-        AuthErrors,
-    )
-)]
-#[get("/overview")]
-pub(crate) async fn get_overview(
-    _: Caller,
-    slitz: web::Data<SlitzClient>,
-    cache: web::Data<ResponseCache>,
-    settings: web::Data<OverviewSettings>,
-) -> Result<HttpResponse, ApiError> {
-    let all = Listing::all();
-    let (account, balance, invoices, services, tickets, domains) = tokio::join!(
-        account::cached_account(&slitz, &cache),
-        billing::cached_balance(&slitz, &cache),
-        billing::cached_invoices(&slitz, &cache, &all),
-        services::cached_services(&slitz, &cache, &all),
-        support::cached_tickets(&slitz, &cache, &all),
-        domains::cached_domains(&slitz, &cache, &all),
-    );
-    let mut errors = Vec::new();
-    let account: Option<Account> = keep(&mut errors, "account", read(account));
-    let balance: Option<Balance> = keep(&mut errors, "balance", read(balance));
-    let invoices: Option<Page<InvoiceSummary>> = keep(&mut errors, "invoices", read(invoices));
-    let services: Option<Page<ServiceSummary>> = keep(&mut errors, "services", read(services));
-    let tickets: Option<Page<TicketSummary>> = keep(&mut errors, "tickets", read(tickets));
-    let domains: Option<Page<DomainSummary>> = keep(&mut errors, "domains", read(domains));
-    if errors.len() == 6 {
-        let detail = errors
-            .iter()
-            .map(|e| format!("{}: {}", e.source, e.title))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let mut problem = ApiError::NotReady(format!("no source answered ({detail})")).to_problem();
-        problem.title = "No source of the overview answered".to_owned();
-        return Ok(problem.with("errors", &errors).respond());
+crate::endpoint! {
+    /// Dashboard overview
+    ///
+    /// The account, balance and credit, unpaid invoices (count, total per currency,
+    /// the invoices), services by status, open tickets (newest first) and domains
+    /// expiring soon, in one call. Sources are read concurrently through the cache.
+    /// A source that fails leaves its section `null` and is named in `errors`, with
+    /// `partial: true`; the answer is a 503 problem only when every source failed.
+    #[route(get "/v1/overview", scopes = [Read],
+        // Assembled from the cached routes, each under its own entry.
+        upstream = [
+            (Slitz, "GET /details"),
+            (Slitz, "GET /balance"),
+            (Slitz, "GET /invoice"),
+            (Slitz, "GET /tickets"),
+            (Slitz, "GET /domain"),
+            (Slitz, "GET /service"),
+        ], ok = (Overview, "The summary; check `partial` and `errors`."))]
+    #[openapi(tag = "overview",)]
+    #[responses((status = 503, description = "No source answered; `errors` names each.", body = Problem, content_type = "application/problem+json"))]
+    pub(crate) async fn get_overview(
+        slitz: web::Data<SlitzClient>,
+        cache: web::Data<ResponseCache>,
+        settings: web::Data<OverviewSettings>,
+    ) -> Result<HttpResponse, ApiError> {
+        let all = Listing::all();
+        let (account, balance, invoices, services, tickets, domains) = tokio::join!(
+            account::cached_account(&slitz, &cache),
+            billing::cached_balance(&slitz, &cache),
+            billing::cached_invoices(&slitz, &cache, &all),
+            services::cached_services(&slitz, &cache, &all),
+            support::cached_tickets(&slitz, &cache, &all),
+            domains::cached_domains(&slitz, &cache, &all),
+        );
+        let mut errors = Vec::new();
+        let account: Option<Account> = keep(&mut errors, "account", read(account));
+        let balance: Option<Balance> = keep(&mut errors, "balance", read(balance));
+        let invoices: Option<Page<InvoiceSummary>> = keep(&mut errors, "invoices", read(invoices));
+        let services: Option<Page<ServiceSummary>> = keep(&mut errors, "services", read(services));
+        let tickets: Option<Page<TicketSummary>> = keep(&mut errors, "tickets", read(tickets));
+        let domains: Option<Page<DomainSummary>> = keep(&mut errors, "domains", read(domains));
+        if errors.len() == 6 {
+            let detail = errors
+                .iter()
+                .map(|e| format!("{}: {}", e.source, e.title))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let mut problem = ApiError::NotReady(format!("no source answered ({detail})")).to_problem();
+            problem.title = "No source of the overview answered".to_owned();
+            return Ok(problem.with("errors", &errors).respond());
+        }
+        let today = chrono::Utc::now().with_timezone(&slitz.zone()).date_naive();
+        let (balance, credit) = balance.map_or((None, None), |b| (b.balance, b.credit));
+        let overview = Overview {
+            account: account.map(|a| OverviewAccount {
+                id: a.id,
+                name: match (a.first_name, a.last_name) {
+                    (Some(f), Some(l)) => Some(format!("{f} {l}")),
+                    (f, l) => f.or(l),
+                },
+                company_name: a.company_name,
+                email: a.email,
+            }),
+            balance,
+            credit,
+            unpaid_invoices: invoices.map(unpaid),
+            services: services.map(service_counts),
+            open_tickets: tickets.map(open_tickets),
+            expiring_domains: domains.map(|d| expiring(d, today, settings.expiring_days)),
+            partial: !errors.is_empty(),
+            errors,
+        };
+        Ok(HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "private, no-cache"))
+            .json(overview))
     }
-    let today = chrono::Utc::now().with_timezone(&slitz.zone()).date_naive();
-    let (balance, credit) = balance.map_or((None, None), |b| (b.balance, b.credit));
-    let overview = Overview {
-        account: account.map(|a| OverviewAccount {
-            id: a.id,
-            name: match (a.first_name, a.last_name) {
-                (Some(f), Some(l)) => Some(format!("{f} {l}")),
-                (f, l) => f.or(l),
-            },
-            company_name: a.company_name,
-            email: a.email,
-        }),
-        balance,
-        credit,
-        unpaid_invoices: invoices.map(unpaid),
-        services: services.map(service_counts),
-        open_tickets: tickets.map(open_tickets),
-        expiring_domains: domains.map(|d| expiring(d, today, settings.expiring_days)),
-        partial: !errors.is_empty(),
-        errors,
-    };
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "private, no-cache"))
-        .json(overview))
 }

@@ -2,48 +2,39 @@
 //! `GET /service/{id}`). Service credentials reach only keys with the
 //! `secrets` scope.
 
-use actix_web::{HttpRequest, HttpResponse, get, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 
 use std::sync::Arc;
 
 use super::{
-    AuthErrors, BadRequest, ListQuery, Listing, NotFound, Page, Query, UpstreamErrors,
-    cached_listing, parse_id,
+    BadRequest, ListQuery, Listing, NotFound, Page, Query, UpstreamErrors, cached_listing, parse_id,
 };
 use crate::{
-    auth::Caller,
-    cache::{self, CacheKey, CacheStatus, Cached, ResponseCache, Route},
+    auth::Principal,
+    cache::{self, CacheKey, CacheStatus, Cached, ResponseCache},
     error::ApiError,
     model::{Service, ServiceSummary},
-    route_table,
     upstream::slitz::SlitzClient,
 };
 
-/// List services
-///
-/// Every service of the account, optionally only those with one status, one
-/// page at a time. Cached.
-#[utoipa::path(
-    tag = "services",
-    params(ListQuery),
-    responses(
-        (status = 200, description = "One page of services.", body = Page<ServiceSummary>),
-        BadRequest,
-        AuthErrors,
-        UpstreamErrors,
-    )
-)]
-#[get("/services")]
-pub(crate) async fn list_services(
-    req: HttpRequest,
-    _: Caller,
-    query: Query<ListQuery>,
-    slitz: web::Data<SlitzClient>,
-    cache: web::Data<ResponseCache>,
-) -> Result<HttpResponse, ApiError> {
-    let listing = query.listing();
-    let (entry, status) = cached_services(&slitz, &cache, &listing).await?;
-    Ok(cache::respond(&req, &entry, status))
+crate::endpoint! {
+    /// List services
+    ///
+    /// Every service of the account, optionally only those with one status, one
+    /// page at a time. Cached.
+    #[route(get "/v1/services", scopes = [Read], cached = Services, upstream = [(Slitz, "GET /service")], ok = (Page<ServiceSummary>, "One page of services."))]
+    #[openapi(tag = "services", params(ListQuery),)]
+    #[responses(BadRequest, UpstreamErrors)]
+    pub(crate) async fn list_services(
+        req: HttpRequest,
+        query: Query<ListQuery>,
+        slitz: web::Data<SlitzClient>,
+        cache: web::Data<ResponseCache>,
+    ) -> Result<HttpResponse, ApiError> {
+        let listing = query.listing();
+        let (entry, status) = cached_services(&slitz, &cache, &listing).await?;
+        Ok(cache::respond(&req, &entry, status))
+    }
 }
 
 /// A listing of services, through the cache.
@@ -54,7 +45,7 @@ pub(crate) async fn cached_services(
 ) -> Result<(Arc<Cached>, CacheStatus), ApiError> {
     cached_listing(
         cache,
-        Route::Services,
+        list_services::CACHE,
         listing,
         || slitz.services(),
         |s: &ServiceSummary| s.status.as_deref(),
@@ -62,44 +53,39 @@ pub(crate) async fn cached_services(
     .await
 }
 
-/// One service
-///
-/// A service with its billing dates. Keys with the `secrets` scope also get
-/// the credentials Slitz stores on it; no other key ever does. Cached, per view.
-#[utoipa::path(
-    tag = "services",
-    params(("id" = i64, Path, minimum = 1, description = "Service id.")),
-    responses(
-        (status = 200, description = "The service.", body = Service),
-        BadRequest,
-        NotFound,
-        AuthErrors,
-        UpstreamErrors,
-    )
-)]
-#[get("/services/{id}")]
-pub(crate) async fn get_service(
-    req: HttpRequest,
-    caller: Caller,
-    id: web::Path<String>,
-    slitz: web::Data<SlitzClient>,
-    cache: web::Data<ResponseCache>,
-) -> Result<HttpResponse, ApiError> {
-    let id = parse_id("id", &id)?;
-    let with_secrets = route_table::GET_SERVICE
-        .widened_by
-        .is_some_and(|scope| caller.has(scope));
-    // The view is part of the key: an answer with credentials is never served
-    // to a caller without the scope, nor the other way round.
-    let view = if with_secrets { "secrets" } else { "plain" };
-    let key = CacheKey::new(Route::Service, format!("{id}:{view}"));
-    cache
-        .serve(&req, key, || async {
-            let mut service: Service = slitz.service(id).await?;
-            if !with_secrets {
-                service.credentials = None;
-            }
-            Ok::<Service, ApiError>(service)
-        })
-        .await
+crate::endpoint! {
+    /// One service
+    ///
+    /// A service with its billing dates. Keys with the `secrets` scope also get
+    /// the credentials Slitz stores on it; no other key ever does. Cached, per view.
+    #[route(get "/v1/services/{id}", scopes = [Read],
+        // With `secrets`, the service's stored credentials are shown.
+        widened_by = Secrets, cached = Service, upstream = [(Slitz, "GET /service/{id}")], ok = (Service, "The service."))]
+    #[openapi(tag = "services", params(("id" = i64, Path, minimum = 1, description = "Service id.")),)]
+    #[responses(BadRequest, NotFound, UpstreamErrors)]
+    pub(crate) async fn get_service(
+        req: HttpRequest,
+        caller: Principal,
+        id: web::Path<String>,
+        slitz: web::Data<SlitzClient>,
+        cache: web::Data<ResponseCache>,
+    ) -> Result<HttpResponse, ApiError> {
+        let id = parse_id("id", &id)?;
+        let with_secrets = ENDPOINT.spec
+            .widened_by
+            .is_some_and(|scope| caller.has(scope));
+        // The view is part of the key: an answer with credentials is never served
+        // to a caller without the scope, nor the other way round.
+        let view = if with_secrets { "secrets" } else { "plain" };
+        let key = CacheKey::new(CACHE, format!("{id}:{view}"));
+        cache
+            .serve(&req, key, || async {
+                let mut service: Service = slitz.service(id).await?;
+                if !with_secrets {
+                    service.credentials = None;
+                }
+                Ok::<Service, ApiError>(service)
+            })
+            .await
+    }
 }

@@ -1,47 +1,38 @@
 //! `/v1/support/tickets`: support tickets and their replies (Slitz
 //! `GET /tickets`, `GET /tickets/{number}`).
 
-use actix_web::{HttpRequest, HttpResponse, get, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 
 use std::sync::Arc;
 
 use super::{
-    AuthErrors, BadRequest, ListQuery, Listing, NotFound, Page, Query, UpstreamErrors,
-    cached_listing, parse_id,
+    BadRequest, ListQuery, Listing, NotFound, Page, Query, UpstreamErrors, cached_listing, parse_id,
 };
 use crate::{
-    auth::Caller,
-    cache::{self, CacheKey, CacheStatus, Cached, ResponseCache, Route},
+    cache::{self, CacheKey, CacheStatus, Cached, ResponseCache},
     error::ApiError,
     model::{Ticket, TicketSummary},
     upstream::slitz::SlitzClient,
 };
 
-/// List support tickets
-///
-/// Every ticket of the account, optionally only those with one status, one
-/// page at a time. Cached.
-#[utoipa::path(
-    tag = "support",
-    params(ListQuery),
-    responses(
-        (status = 200, description = "One page of tickets.", body = Page<TicketSummary>),
-        BadRequest,
-        AuthErrors,
-        UpstreamErrors,
-    )
-)]
-#[get("/support/tickets")]
-pub(crate) async fn list_tickets(
-    req: HttpRequest,
-    _: Caller,
-    query: Query<ListQuery>,
-    slitz: web::Data<SlitzClient>,
-    cache: web::Data<ResponseCache>,
-) -> Result<HttpResponse, ApiError> {
-    let listing = query.listing();
-    let (entry, status) = cached_tickets(&slitz, &cache, &listing).await?;
-    Ok(cache::respond(&req, &entry, status))
+crate::endpoint! {
+    /// List support tickets
+    ///
+    /// Every ticket of the account, optionally only those with one status, one
+    /// page at a time. Cached.
+    #[route(get "/v1/support/tickets", scopes = [Read], cached = Tickets, upstream = [(Slitz, "GET /tickets")], ok = (Page<TicketSummary>, "One page of tickets."))]
+    #[openapi(tag = "support", params(ListQuery),)]
+    #[responses(BadRequest, UpstreamErrors)]
+    pub(crate) async fn list_tickets(
+        req: HttpRequest,
+        query: Query<ListQuery>,
+        slitz: web::Data<SlitzClient>,
+        cache: web::Data<ResponseCache>,
+    ) -> Result<HttpResponse, ApiError> {
+        let listing = query.listing();
+        let (entry, status) = cached_tickets(&slitz, &cache, &listing).await?;
+        Ok(cache::respond(&req, &entry, status))
+    }
 }
 
 /// A listing of tickets, through the cache.
@@ -52,7 +43,7 @@ pub(crate) async fn cached_tickets(
 ) -> Result<(Arc<Cached>, CacheStatus), ApiError> {
     cached_listing(
         cache,
-        Route::Tickets,
+        list_tickets::CACHE,
         listing,
         || slitz.tickets(),
         |t: &TicketSummary| t.status.as_deref(),
@@ -60,34 +51,26 @@ pub(crate) async fn cached_tickets(
     .await
 }
 
-/// One ticket, with replies
-///
-/// A support ticket and every reply in it. Cached.
-#[utoipa::path(
-    tag = "support",
-    params(("number" = i64, Path, minimum = 1, description = "Ticket number.")),
-    responses(
-        (status = 200, description = "The ticket.", body = Ticket),
-        BadRequest,
-        NotFound,
-        AuthErrors,
-        UpstreamErrors,
-    )
-)]
-#[get("/support/tickets/{number}")]
-pub(crate) async fn get_ticket(
-    req: HttpRequest,
-    _: Caller,
-    number: web::Path<String>,
-    slitz: web::Data<SlitzClient>,
-    cache: web::Data<ResponseCache>,
-) -> Result<HttpResponse, ApiError> {
-    let number = parse_id("number", &number)?;
-    cache
-        .serve(
-            &req,
-            CacheKey::new(Route::Ticket, number.to_string()),
-            || async { Ok::<Ticket, ApiError>(slitz.ticket(number).await?) },
-        )
-        .await
+crate::endpoint! {
+    /// One ticket, with replies
+    ///
+    /// A support ticket and every reply in it. Cached.
+    #[route(get "/v1/support/tickets/{number}", scopes = [Read], cached = Ticket, upstream = [(Slitz, "GET /tickets/{number}")], ok = (Ticket, "The ticket."))]
+    #[openapi(tag = "support", params(("number" = i64, Path, minimum = 1, description = "Ticket number.")),)]
+    #[responses(BadRequest, NotFound, UpstreamErrors)]
+    pub(crate) async fn get_ticket(
+        req: HttpRequest,
+        number: web::Path<String>,
+        slitz: web::Data<SlitzClient>,
+        cache: web::Data<ResponseCache>,
+    ) -> Result<HttpResponse, ApiError> {
+        let number = parse_id("number", &number)?;
+        cache
+            .serve(
+                &req,
+                CacheKey::new(CACHE, number.to_string()),
+                || async { Ok::<Ticket, ApiError>(slitz.ticket(number).await?) },
+            )
+            .await
+    }
 }

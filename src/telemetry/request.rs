@@ -112,11 +112,17 @@ pub async fn request_context(
     let uri = req.uri().clone();
     let method_seen = req.method().clone();
     let started = Instant::now();
-    // Read before serving: a request that panics is gone after.
-    let route = route_label(&req);
+    // What admission finds, read after serving, even when the request panicked.
+    let seen = crate::auth::SeenSlot::default();
+    actix_web::HttpMessage::extensions_mut(&req).insert(seen.clone());
     let method = method_label(req.method());
     let trace = if exported {
-        span.record("otel.name", format!("{method} {route}"));
+        // The span's name cannot change once joined to the trace, and the
+        // route is admitted only later: only exported spans pay for finding
+        // the pattern here.
+        let pattern = req.match_pattern();
+        let pattern = pattern.as_deref().unwrap_or("unmatched");
+        span.record("otel.name", format!("{method} {pattern}"));
         span.record("otel.kind", "server");
         let joined = crate::otel::join(&span, trace);
         span.record("trace_id", tracing::field::display(joined.trace_id()));
@@ -136,7 +142,8 @@ pub async fn request_context(
     if let Ok(value) = HeaderValue::from_str(&id) {
         outcome.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
-    let caller = outcome.admitted_caller();
+    let route = route_label(&seen, &outcome);
+    let caller = seen.0.caller();
     let status = outcome.status().as_u16();
     let elapsed = started.elapsed();
     record_request(method, &route, status, elapsed.as_secs_f64());
@@ -189,15 +196,19 @@ fn client_ip(req: &ServiceRequest) -> Option<IpAddr> {
     proxies.client_ip(req.peer_addr().map(|a| a.ip()), forwarded)
 }
 
-/// The route's label: its pattern, never the raw path (ids would explode
-/// cardinality). The route table's path for its routes (no allocation);
-/// the framework's pattern for the rest (Swagger UI, the document).
-fn route_label(req: &ServiceRequest) -> std::borrow::Cow<'static, str> {
-    match req.match_name().and_then(crate::route_table::by_name) {
-        Some(route) => route.path.into(),
-        None => req
+/// The route's label, its pattern, never the raw path (ids would explode
+/// cardinality): the path of the route admission found (no allocation); the
+/// framework's pattern for the rest (Swagger UI, the document).
+fn route_label(seen: &crate::auth::SeenSlot, outcome: &Outcome) -> std::borrow::Cow<'static, str> {
+    if let Some(route) = seen.0.route() {
+        return route.path.into();
+    }
+    match outcome {
+        Outcome::Served(response) => response
+            .request()
             .match_pattern()
             .map_or("unmatched".into(), std::borrow::Cow::Owned),
+        Outcome::Panicked(_) => "unmatched".into(),
     }
 }
 
@@ -269,27 +280,6 @@ enum Outcome {
 }
 
 impl Outcome {
-    /// The admitted key's name, and its rate-limit budget written into the
-    /// answer, whatever the handler answered.
-    fn admitted_caller(&mut self) -> Option<Arc<str>> {
-        let Self::Served(response) = self else {
-            return None;
-        };
-        let (budget, name) = {
-            let extensions = actix_web::HttpMessage::extensions(response.request());
-            (
-                extensions.get::<crate::auth::Budget>().copied(),
-                extensions
-                    .get::<crate::auth::CallerName>()
-                    .map(|c| c.0.clone()),
-            )
-        };
-        if let Some(budget) = budget {
-            budget.write(response.headers_mut());
-        }
-        name
-    }
-
     fn headers_mut(&mut self) -> &mut actix_web::http::header::HeaderMap {
         match self {
             Self::Served(response) => response.headers_mut(),

@@ -4,6 +4,7 @@
 mod access_log;
 mod account;
 mod account_patch;
+mod admission;
 mod auth;
 mod binary;
 mod blast_radius;

@@ -130,10 +130,10 @@ async fn sighup_rotates_keys_while_requests_run_and_a_bad_file_changes_nothing()
     );
 
     // The log filter and the access log are swapped too; an upstream URL
-    // needs a restart, and the log says so.
+    // and the change stream's settings need a restart, and the log names both.
     let reloaded_before = gateway.lines_with("configuration reloaded");
     let quiet = format!(
-        "{}access = false\n",
+        "{}access = false\n\n[events]\npoll_seconds = 7\n",
         config(&sandbox, &new_keys, "warn", "http://127.0.0.1:9/dna/api")
     );
     gateway.reload(&quiet);
@@ -145,7 +145,9 @@ async fn sighup_rotates_keys_while_requests_run_and_a_bad_file_changes_nothing()
         gateway
             .log()
             .lines()
-            .any(|l| l.contains("take effect only after a restart") && l.contains("dna")),
+            .any(|l| l.contains("take effect only after a restart")
+                && l.contains("dna")
+                && l.contains("events")),
         "{}",
         gateway.log()
     );
