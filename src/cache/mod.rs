@@ -19,6 +19,11 @@
 //! cannot outlive the write either.
 
 mod cluster;
+mod entry;
+
+pub(crate) use entry::Forms;
+pub use entry::{CacheKey, CacheStatus, Cached, respond};
+use entry::{Origin, Tag, etag_header};
 
 use std::{
     collections::HashMap,
@@ -30,147 +35,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix_web::{
-    HttpRequest, HttpResponse,
-    http::{StatusCode, header},
-    web::Bytes,
-};
+use actix_web::{HttpRequest, HttpResponse};
 use moka::{Expiry, future::Cache, ops::compute::CompResult, ops::compute::Op};
 use serde::Serialize;
 
 use crate::{
-    configuration::CacheSettings,
-    error::ApiError,
-    representation::{self, Coding},
-    route_table::Written,
-    shared::SharedRedis,
+    configuration::CacheSettings, error::ApiError, route_table::Written, shared::SharedRedis,
     upstream::UpstreamError,
 };
 
 pub use crate::configuration::Route;
-
-/// A route and what distinguishes one answer of it from another: path and
-/// query parameters, and the caller's view where answers differ by scope.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CacheKey {
-    pub route: Route,
-    pub variant: String,
-}
-
-impl CacheKey {
-    pub fn new(route: Route, variant: impl Into<String>) -> Self {
-        Self {
-            route,
-            variant: variant.into(),
-        }
-    }
-}
-
-/// Under which generation of its route, and which epoch of this instance's
-/// subscription to invalidations, an answer was loaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Tag {
-    generation: u64,
-    epoch: u64,
-}
-
-/// Where an answer came from, for `X-Cache` when it is first served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Origin {
-    /// Fetched from Slitz by this request.
-    Upstream,
-    /// Read from the cache the instances share.
-    Shared,
-}
-
-/// A serialized answer and how old it is.
-#[derive(Debug)]
-pub struct Cached {
-    pub body: Bytes,
-    pub etag: String,
-    /// `etag` as a header value, made once for every answer sent from it.
-    etag_header: Option<header::HeaderValue>,
-    /// The body compressed, once, with each coding that makes it smaller.
-    forms: Forms,
-    /// When this instance got it, and how old it was then (an answer read
-    /// from Redis was fetched earlier, maybe by another instance).
-    received: Instant,
-    age_on_receipt: Duration,
-    ttl: Duration,
-    tag: Tag,
-    origin: Origin,
-}
-
-impl Cached {
-    fn new(body: Vec<u8>, ttl: Duration, tag: Tag) -> Self {
-        let etag = representation::etag_of(&body);
-        Self {
-            forms: Forms::of(&body),
-            etag_header: etag_header(&etag),
-            etag,
-            body: Bytes::from(body),
-            received: Instant::now(),
-            age_on_receipt: Duration::ZERO,
-            ttl,
-            tag,
-            origin: Origin::Upstream,
-        }
-    }
-
-    fn age(&self) -> Duration {
-        self.age_on_receipt.saturating_add(self.received.elapsed())
-    }
-
-    fn remaining(&self) -> Duration {
-        self.ttl.saturating_sub(self.age())
-    }
-
-    fn is_fresh(&self) -> bool {
-        self.age() < self.ttl
-    }
-}
-
-/// A cached body in each content coding that makes it smaller: made when
-/// the entry is, so a hit never compresses, and weighed with it.
-#[derive(Debug, Default)]
-pub(crate) struct Forms(Vec<(Coding, Bytes)>);
-
-impl Forms {
-    pub(crate) fn of(body: &[u8]) -> Self {
-        Self(
-            Coding::ALL
-                .into_iter()
-                .filter_map(|coding| coding.compress(body).map(|packed| (coding, packed)))
-                .collect(),
-        )
-    }
-
-    fn get(&self, coding: Coding) -> Option<&Bytes> {
-        self.0.iter().find(|(c, _)| *c == coding).map(|(_, b)| b)
-    }
-
-    fn bytes(&self) -> usize {
-        self.0.iter().map(|(_, b)| b.len()).sum()
-    }
-}
-
-/// How an answer was served, for `X-Cache`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheStatus {
-    Hit,
-    Miss,
-    Stale,
-}
-
-impl CacheStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            CacheStatus::Hit => "HIT",
-            CacheStatus::Miss => "MISS",
-            CacheStatus::Stale => "STALE",
-        }
-    }
-}
 
 /// Entries live for their TTL plus the stale grace, then leave the cache.
 struct TtlPlusGrace(Duration);
@@ -652,62 +526,6 @@ fn serves_stale(error: &ApiError) -> bool {
     }
 }
 
-/// `etag` as a header value; `None` for one a header cannot carry (only an
-/// entry read from a tampered Redis could have one), sent without `ETag`.
-fn etag_header(etag: &str) -> Option<header::HeaderValue> {
-    header::HeaderValue::from_str(etag).ok()
-}
-
-/// The HTTP answer for a cached entry: 200 with the body (in the coding
-/// the caller accepts, from the entry's kept forms), or 304 when the
-/// caller's `If-None-Match` already names it; always `ETag`, `X-Cache`, a
-/// `Cache-Control` matching the time left, and `Vary`.
-pub fn respond(req: &HttpRequest, entry: &Cached, status: CacheStatus) -> HttpResponse {
-    let max_age = match status {
-        CacheStatus::Stale => 0,
-        _ => entry.remaining().as_secs(),
-    };
-    let not_modified = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| representation::etag_matches(v, &entry.etag));
-    let mut response = HttpResponse::build(if not_modified {
-        StatusCode::NOT_MODIFIED
-    } else {
-        StatusCode::OK
-    });
-    if let Some(etag) = &entry.etag_header {
-        response.insert_header((header::ETAG, etag.clone()));
-    }
-    response
-        .insert_header((
-            header::HeaderName::from_static("x-cache"),
-            header::HeaderValue::from_static(status.as_str()),
-        ))
-        .insert_header((header::CACHE_CONTROL, format!("private, max-age={max_age}")))
-        // Answers differ by caller (the `secrets` scope) and by coding.
-        .insert_header((
-            header::VARY,
-            header::HeaderValue::from_static("Authorization, Accept-Encoding"),
-        ));
-    if not_modified {
-        return response.finish();
-    }
-    let packed = representation::negotiate(req.headers())
-        .and_then(|coding| entry.forms.get(coding).map(|bytes| (coding, bytes)));
-    let mut response = response
-        .content_type("application/json")
-        .body(match packed {
-            Some((_, bytes)) => bytes.clone(),
-            None => entry.body.clone(),
-        });
-    if let Some((coding, _)) = packed {
-        representation::mark_encoded(response.headers_mut(), coding);
-    }
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -816,10 +634,13 @@ mod tests {
 
     #[test]
     fn if_none_match_uses_weak_comparison() {
-        assert!(representation::etag_matches("\"abc\"", "\"abc\""));
-        assert!(representation::etag_matches("W/\"abc\"", "\"abc\""));
-        assert!(representation::etag_matches("\"x\", \"abc\"", "\"abc\""));
-        assert!(representation::etag_matches("*", "\"abc\""));
-        assert!(!representation::etag_matches("\"abd\"", "\"abc\""));
+        assert!(crate::representation::etag_matches("\"abc\"", "\"abc\""));
+        assert!(crate::representation::etag_matches("W/\"abc\"", "\"abc\""));
+        assert!(crate::representation::etag_matches(
+            "\"x\", \"abc\"",
+            "\"abc\""
+        ));
+        assert!(crate::representation::etag_matches("*", "\"abc\""));
+        assert!(!crate::representation::etag_matches("\"abd\"", "\"abc\""));
     }
 }

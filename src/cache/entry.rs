@@ -1,0 +1,192 @@
+//! What the cache keeps and how it answers from it: the key, the entry
+//! (body, ETag, compressed forms, age), and the HTTP answer for an entry.
+
+use std::time::{Duration, Instant};
+
+use actix_web::{
+    HttpRequest, HttpResponse,
+    http::{StatusCode, header},
+    web::Bytes,
+};
+
+use super::Route;
+use crate::representation::{self, Coding};
+
+/// A route and what distinguishes one answer of it from another: path and
+/// query parameters, and the caller's view where answers differ by scope.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    pub route: Route,
+    pub variant: String,
+}
+
+impl CacheKey {
+    pub fn new(route: Route, variant: impl Into<String>) -> Self {
+        Self {
+            route,
+            variant: variant.into(),
+        }
+    }
+}
+
+/// Under which generation of its route, and which epoch of this instance's
+/// subscription to invalidations, an answer was loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Tag {
+    pub(super) generation: u64,
+    pub(super) epoch: u64,
+}
+
+/// Where an answer came from, for `X-Cache` when it is first served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Origin {
+    /// Fetched from Slitz by this request.
+    Upstream,
+    /// Read from the cache the instances share.
+    Shared,
+}
+
+/// A serialized answer and how old it is.
+#[derive(Debug)]
+pub struct Cached {
+    pub body: Bytes,
+    pub etag: String,
+    /// `etag` as a header value, made once for every answer sent from it.
+    pub(super) etag_header: Option<header::HeaderValue>,
+    /// The body compressed, once, with each coding that makes it smaller.
+    pub(super) forms: Forms,
+    /// When this instance got it, and how old it was then (an answer read
+    /// from Redis was fetched earlier, maybe by another instance).
+    pub(super) received: Instant,
+    pub(super) age_on_receipt: Duration,
+    pub(super) ttl: Duration,
+    pub(super) tag: Tag,
+    pub(super) origin: Origin,
+}
+
+impl Cached {
+    pub(super) fn new(body: Vec<u8>, ttl: Duration, tag: Tag) -> Self {
+        let etag = representation::etag_of(&body);
+        Self {
+            forms: Forms::of(&body),
+            etag_header: etag_header(&etag),
+            etag,
+            body: Bytes::from(body),
+            received: Instant::now(),
+            age_on_receipt: Duration::ZERO,
+            ttl,
+            tag,
+            origin: Origin::Upstream,
+        }
+    }
+
+    pub(super) fn age(&self) -> Duration {
+        self.age_on_receipt.saturating_add(self.received.elapsed())
+    }
+
+    pub(super) fn remaining(&self) -> Duration {
+        self.ttl.saturating_sub(self.age())
+    }
+
+    pub(super) fn is_fresh(&self) -> bool {
+        self.age() < self.ttl
+    }
+}
+
+/// A cached body in each content coding that makes it smaller: made when
+/// the entry is, so a hit never compresses, and weighed with it.
+#[derive(Debug, Default)]
+pub(crate) struct Forms(Vec<(Coding, Bytes)>);
+
+impl Forms {
+    pub(crate) fn of(body: &[u8]) -> Self {
+        Self(
+            Coding::ALL
+                .into_iter()
+                .filter_map(|coding| coding.compress(body).map(|packed| (coding, packed)))
+                .collect(),
+        )
+    }
+
+    pub(super) fn get(&self, coding: Coding) -> Option<&Bytes> {
+        self.0.iter().find(|(c, _)| *c == coding).map(|(_, b)| b)
+    }
+
+    pub(super) fn bytes(&self) -> usize {
+        self.0.iter().map(|(_, b)| b.len()).sum()
+    }
+}
+
+/// How an answer was served, for `X-Cache`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    Hit,
+    Miss,
+    Stale,
+}
+
+impl CacheStatus {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Miss => "MISS",
+            CacheStatus::Stale => "STALE",
+        }
+    }
+}
+
+/// `etag` as a header value; `None` for one a header cannot carry (only an
+/// entry read from a tampered Redis could have one), sent without `ETag`.
+pub(super) fn etag_header(etag: &str) -> Option<header::HeaderValue> {
+    header::HeaderValue::from_str(etag).ok()
+}
+
+/// The HTTP answer for a cached entry: 200 with the body (in the coding
+/// the caller accepts, from the entry's kept forms), or 304 when the
+/// caller's `If-None-Match` already names it; always `ETag`, `X-Cache`, a
+/// `Cache-Control` matching the time left, and `Vary`.
+pub fn respond(req: &HttpRequest, entry: &Cached, status: CacheStatus) -> HttpResponse {
+    let max_age = match status {
+        CacheStatus::Stale => 0,
+        _ => entry.remaining().as_secs(),
+    };
+    let not_modified = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| representation::etag_matches(v, &entry.etag));
+    let mut response = HttpResponse::build(if not_modified {
+        StatusCode::NOT_MODIFIED
+    } else {
+        StatusCode::OK
+    });
+    if let Some(etag) = &entry.etag_header {
+        response.insert_header((header::ETAG, etag.clone()));
+    }
+    response
+        .insert_header((
+            header::HeaderName::from_static("x-cache"),
+            header::HeaderValue::from_static(status.as_str()),
+        ))
+        .insert_header((header::CACHE_CONTROL, format!("private, max-age={max_age}")))
+        // Answers differ by caller (the `secrets` scope) and by coding.
+        .insert_header((
+            header::VARY,
+            header::HeaderValue::from_static("Authorization, Accept-Encoding"),
+        ));
+    if not_modified {
+        return response.finish();
+    }
+    let packed = representation::negotiate(req.headers())
+        .and_then(|coding| entry.forms.get(coding).map(|bytes| (coding, bytes)));
+    let mut response = response
+        .content_type("application/json")
+        .body(match packed {
+            Some((_, bytes)) => bytes.clone(),
+            None => entry.body.clone(),
+        });
+    if let Some((coding, _)) = packed {
+        representation::mark_encoded(response.headers_mut(), coding);
+    }
+    response
+}
