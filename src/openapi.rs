@@ -3,6 +3,8 @@
 //! each route's facts (security and auth errors, cache headers) and the
 //! headers every answer carries.
 
+use std::collections::BTreeMap;
+
 use actix_web::http::Method;
 use utoipa::{
     IntoResponses, Modify, OpenApi,
@@ -78,6 +80,7 @@ pub fn document() -> serde_json::Value {
     let mut doc = serde_json::to_value(openapi()).unwrap_or_default();
     schema_keywords(&mut doc);
     fields_parameters(&mut doc);
+    partial_answers(&mut doc);
     event_schemas(&mut doc);
     doc
 }
@@ -322,6 +325,142 @@ fn fields_parameters(doc: &mut serde_json::Value) {
         {
             responses.entry("400").or_insert_with(|| problem.clone());
         }
+    }
+}
+
+/// What an answer cut by `?fields=` is: each read route's `200` gets a
+/// second media type, [`representation::fields::PARTIAL_MEDIA_TYPE`], whose
+/// schema is the whole answer's with no member required (a list keeps its
+/// envelope: `items`, `total`, `page` and `per_page` are always there). The
+/// server sends a cut answer as that type, so a tool checks it against what
+/// a cut answer may be, and the whole answer against the whole schema.
+/// A media type rather than a profile parameter: tools choose the schema
+/// by the media type alone. Component `X` gets `PartialX`, made once.
+fn partial_answers(doc: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let mut made: BTreeMap<String, Value> = BTreeMap::new();
+    let mut answers = Vec::new();
+    for (route, set) in representation::fields::read_routes(doc, routes::routes()) {
+        let content = format!(
+            "/paths/{}/get/responses/200/content",
+            route.path.replace('~', "~0").replace('/', "~1")
+        );
+        let Some(whole) = doc
+            .pointer(&format!("{content}/application~1json/schema"))
+            .cloned()
+        else {
+            continue;
+        };
+        let partial = if set.list {
+            // The page: its envelope as it is, each item partial.
+            let mut page = resolved(doc, &whole).clone();
+            if let Some(items) = page.pointer_mut("/properties/items/items") {
+                *items = partial_of(doc, items, &mut made);
+            }
+            page
+        } else {
+            partial_of(doc, &whole, &mut made)
+        };
+        answers.push((content, partial));
+    }
+    for (content, partial) in answers {
+        if let Some(content) = doc.pointer_mut(&content).and_then(Value::as_object_mut) {
+            content.insert(
+                representation::fields::PARTIAL_MEDIA_TYPE.to_owned(),
+                json!({ "schema": partial }),
+            );
+        }
+    }
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        schemas.extend(made);
+    }
+}
+
+/// The schema `$ref` points at (one step), or the schema itself.
+fn resolved<'a>(
+    doc: &'a serde_json::Value,
+    schema: &'a serde_json::Value,
+) -> &'a serde_json::Value {
+    schema
+        .get("$ref")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|r| r.strip_prefix("#/components/schemas/"))
+        .and_then(|name| doc.pointer(&format!("/components/schemas/{name}")))
+        .unwrap_or(schema)
+}
+
+/// `schema` with no member required, at any depth: references point at
+/// partial components (made in `made`, each once, cycles included), and
+/// `oneOf` reads as `anyOf` (two partial objects may both match).
+fn partial_of(
+    doc: &serde_json::Value,
+    schema: &serde_json::Value,
+    made: &mut BTreeMap<String, serde_json::Value>,
+) -> serde_json::Value {
+    use serde_json::{Value, json};
+    match schema {
+        Value::Object(members) => {
+            if let Some(name) = members
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            {
+                let partial = format!("Partial{name}");
+                if !made.contains_key(&partial) {
+                    // Taken before it is made: a schema that refers to itself ends here.
+                    made.insert(partial.clone(), Value::Null);
+                    let target = doc
+                        .pointer(&format!("/components/schemas/{name}"))
+                        .cloned()
+                        .unwrap_or_default();
+                    let mut value = partial_of(doc, &target, made);
+                    if let Some(fields) = value.as_object_mut() {
+                        fields.insert(
+                            "description".to_owned(),
+                            json!(format!(
+                                "`{name}` cut by `?fields=`: any member may be left out."
+                            )),
+                        );
+                    }
+                    made.insert(partial.clone(), value);
+                }
+                return json!({ "$ref": format!("#/components/schemas/{partial}") });
+            }
+            let mut out = serde_json::Map::new();
+            for (key, value) in members {
+                match key.as_str() {
+                    "required" => {}
+                    "properties" => {
+                        let properties = value
+                            .as_object()
+                            .map(|p| {
+                                p.iter()
+                                    .map(|(k, v)| (k.clone(), partial_of(doc, v, made)))
+                                    .collect::<serde_json::Map<_, _>>()
+                            })
+                            .unwrap_or_default();
+                        out.insert(key.clone(), Value::Object(properties));
+                    }
+                    "oneOf" | "anyOf" => {
+                        out.insert("anyOf".to_owned(), partial_of(doc, value, made));
+                    }
+                    "items" | "allOf" | "additionalProperties" => {
+                        out.insert(key.clone(), partial_of(doc, value, made));
+                    }
+                    _ => {
+                        out.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|i| partial_of(doc, i, made)).collect())
+        }
+        other => other.clone(),
     }
 }
 

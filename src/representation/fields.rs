@@ -19,6 +19,12 @@ use crate::{error::FieldError, route_table::RouteSpec};
 /// The query parameter.
 pub const PARAMETER: &str = "fields";
 
+/// The media type of an answer cut to `?fields=`: JSON whose members are
+/// the route's, any of them left out. The document describes it with a
+/// schema of its own (every `required` dropped below the list envelope), so
+/// a cut answer is never checked against the whole answer's schema.
+pub const PARTIAL_MEDIA_TYPE: &str = "application/vnd.gateway.partial+json";
+
 /// How deep names go into nested objects; deeper members come whole with
 /// the name above them.
 const MAX_DEPTH: usize = 4;
@@ -162,38 +168,52 @@ impl Selection {
     /// Reads `raw` (comma-separated names) against a route's fieldset.
     /// Every unknown name is named in one error, with the names allowed.
     pub fn parse(raw: &str, set: &Fieldset) -> Result<Self, FieldError> {
-        let mut unknown = Vec::new();
-        let mut tree = Selection::default();
-        let mut any = false;
-        for name in raw.split(',').map(str::trim) {
-            if name.is_empty() {
-                continue;
-            }
-            any = true;
-            if !set.names.iter().any(|n| n == name) {
-                if !unknown.contains(&name) {
-                    unknown.push(name);
-                }
-                continue;
-            }
-            tree.insert(name);
-        }
-        if !unknown.is_empty() {
-            let quoted: Vec<String> = unknown.iter().map(|n| format!("`{n}`")).collect();
-            return Err(FieldError::parameter(
-                PARAMETER,
-                format!(
-                    "names {} that this answer does not have; the fields are: {}",
-                    quoted.join(", "),
-                    set.names.join(", ")
-                ),
-            ));
-        }
-        if !any {
+        if raw.trim().is_empty() {
             return Err(FieldError::parameter(
                 PARAMETER,
                 format!(
                     "names no field; name one or more of: {}",
+                    set.names.join(", ")
+                ),
+            ));
+        }
+        let mut unknown = Vec::new();
+        let mut repeated = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut tree = Selection::default();
+        // The document says: an array of the route's names, each once
+        // (`uniqueItems`), none empty; anything else is refused, not guessed at.
+        for name in raw.split(',').map(str::trim) {
+            if !seen.insert(name) {
+                if !repeated.contains(&name) {
+                    repeated.push(name);
+                }
+                continue;
+            }
+            if name.is_empty() || !set.names.iter().any(|n| n == name) {
+                unknown.push(name);
+                continue;
+            }
+            tree.insert(name);
+        }
+        let mut problems = Vec::new();
+        if !unknown.is_empty() {
+            let quoted: Vec<String> = unknown.iter().map(|n| format!("`{n}`")).collect();
+            problems.push(format!(
+                "names {} that this answer does not have",
+                quoted.join(", ")
+            ));
+        }
+        if !repeated.is_empty() {
+            let quoted: Vec<String> = repeated.iter().map(|n| format!("`{n}`")).collect();
+            problems.push(format!("names {} more than once", quoted.join(", ")));
+        }
+        if !problems.is_empty() {
+            return Err(FieldError::parameter(
+                PARAMETER,
+                format!(
+                    "{}; the fields are: {}",
+                    problems.join(" and "),
                     set.names.join(", ")
                 ),
             ));
@@ -320,8 +340,23 @@ mod tests {
             "{}",
             error.detail
         );
+        assert!(
+            error.detail.contains("`nope` more than once"),
+            "{}",
+            error.detail
+        );
         assert!(error.detail.ends_with("replies, replies.author"));
         assert!(Selection::parse(",, ", &set(false)).is_err());
+        // The document says each name once and none empty: so does the server.
+        for bad in ["id,id", "id,", ",id", "id,,name", "id, id"] {
+            assert!(Selection::parse(bad, &set(false)).is_err(), "{bad}");
+        }
+        let twice = Selection::parse("id,name,id", &set(false)).unwrap_err();
+        assert!(
+            twice.detail.starts_with("names `id` more than once"),
+            "{}",
+            twice.detail
+        );
     }
 
     #[test]

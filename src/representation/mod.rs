@@ -10,7 +10,9 @@
 //!    representation (the cache keeps whole answers): the request's
 //!    `If-None-Match` and `Accept-Encoding` are held back from it.
 //! 2. The answer is cut to the selection, gets an `ETag` of its own (a
-//!    hash of the selected bytes), and a 304 when `If-None-Match` names it.
+//!    hash of the selected bytes), and a 304 when `If-None-Match` names it;
+//!    it is sent as [`fields::PARTIAL_MEDIA_TYPE`], which the document
+//!    describes with a schema whose members may all be left out.
 //! 3. An answer of [`encoding::MIN_BYTES`] or more, of a text or JSON type,
 //!    is compressed with the coding negotiated from `Accept-Encoding`,
 //!    unless the handler already did (a cache hit sends the compressed form
@@ -166,7 +168,12 @@ async fn select(
         not_modified.headers_mut().remove(header::CONTENT_TYPE);
         not_modified
     } else {
-        head.set_body(BoxBody::new(cut))
+        let mut cut = head.set_body(BoxBody::new(cut));
+        cut.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(fields::PARTIAL_MEDIA_TYPE),
+        );
+        cut
     };
     if let Ok(value) = HeaderValue::from_str(&etag) {
         response.headers_mut().insert(header::ETAG, value);

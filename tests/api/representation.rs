@@ -179,6 +179,18 @@ async fn fields_cut_each_item_keep_the_envelope_and_have_their_own_etag() {
         assert_eq!(item["total"]["amount"], full["total"]["amount"]);
     }
     assert!(etag.starts_with('"') && etag != whole_etag, "{etag}");
+    // Sent as the partial media type the document describes, so a tool
+    // checks it against what a cut answer may be.
+    let sent = get(&app, path, &[]).await;
+    assert_eq!(
+        header(&sent, "content-type"),
+        Some(gateway::representation::fields::PARTIAL_MEDIA_TYPE)
+    );
+    let whole_sent = get(&app, "/v1/billing/invoices", &[]).await;
+    assert_eq!(
+        header(&whole_sent, "content-type"),
+        Some("application/json")
+    );
     // Its own 304, and the whole answer's tag does not stand in for it.
     let again = get(&app, path, &[("if-none-match", &etag)]).await;
     assert_eq!(again.status().as_u16(), 304);
@@ -218,7 +230,14 @@ async fn an_unknown_field_is_a_400_naming_it_and_the_allowed_ones_before_any_ups
         "{detail}"
     );
     assert_eq!(problem["errors"].as_array().unwrap().len(), 1);
-    for bad in ["fields=", "fields=id&fields=status"] {
+    // The document says each name once and none empty (`uniqueItems`).
+    for bad in [
+        "fields=",
+        "fields=id&fields=status",
+        "fields=id,id",
+        "fields=id,",
+        "fields=id,,status",
+    ] {
         let response = get(&app, &format!("/v1/billing/invoices?{bad}"), &[]).await;
         assert_problem(response, 400).await;
     }

@@ -37,11 +37,33 @@ export interface GatewayClientOptions {
 /** The routes that create, and take an Idempotency-Key. */
 const CREATES = new Set(["/v1/customers"]);
 
-/** A gateway client: openapi-fetch's `GET`, `POST`, `PATCH`… typed from the document. */
-export type GatewayClient = Client<paths>;
+/**
+ * A gateway client: openapi-fetch's `GET`, `POST`, `PATCH`… typed from the
+ * document. Answers are typed as their whole JSON (`application/json`); an
+ * answer cut by `fields` is the document's partial media type, typed by
+ * {@link select}.
+ */
+export type GatewayClient = Client<WholePaths, "application/json">;
+
+/** `{}` would take any object at all: a query left with no parameter is none. */
+type NoneIfEmpty<T> = [keyof T] extends [never] ? never : T;
+
+/** A read without its `fields` parameter: `GET` answers whole. */
+type WithoutFields<Op> = Op extends { parameters: infer Params extends { query?: unknown } }
+  ? NonNullable<Params["query"]> extends { fields?: unknown }
+    ? Omit<Op, "parameters"> & {
+        parameters: Omit<Params, "query"> & { query?: NoneIfEmpty<Omit<NonNullable<Params["query"]>, "fields">> };
+      }
+    : Op
+  : Op;
+
+/** The document's paths as `GET` serves them whole; `fields` is {@link select}'s. */
+export type WholePaths = {
+  [P in keyof paths]: { [M in keyof paths[P]]: M extends "get" ? WithoutFields<paths[P][M]> : paths[P][M] };
+};
 
 export function createGatewayClient(options: GatewayClientOptions): GatewayClient {
-  const client = createClient<paths>({
+  const client = createClient<WholePaths, "application/json">({
     baseUrl: options.baseUrl.replace(/\/+$/, ""),
     fetch: retrying(options.fetch ?? ((request) => fetch(request)), options),
     // `?fields=id,name`: one comma-separated value, as the document says
@@ -53,6 +75,76 @@ export function createGatewayClient(options: GatewayClientOptions): GatewayClien
     client.use(revalidation(options.revalidateEntries ?? 200));
   }
   return client;
+}
+
+type GetOperation<P extends keyof paths> = paths[P] extends { get: infer O } ? O : never;
+type QueryOf<P extends keyof paths> = GetOperation<P> extends { parameters: { query?: infer Q } } ? NonNullable<Q> : never;
+type PathParamsOf<P extends keyof paths> = GetOperation<P> extends { parameters: { path?: infer A } } ? A : never;
+type WholeAnswer<P extends keyof paths> = GetOperation<P> extends {
+  responses: { 200: { content: { "application/json": infer B } } };
+}
+  ? B
+  : never;
+
+/** A field name `path` documents for `fields` (dotted names included). */
+export type FieldName<P extends keyof paths> = QueryOf<P> extends { fields?: infer F }
+  ? NonNullable<F> extends readonly (infer N)[]
+    ? N & string
+    : never
+  : never;
+
+/** Every route that takes `fields`. */
+export type ReadPath = { [P in keyof paths]: [FieldName<P>] extends [never] ? never : P }[keyof paths];
+
+/** `total.amount` selects (part of) `total`. */
+type TopName<F extends string> = F extends `${infer Head}.${string}` ? Head : F;
+type Cut<T, F extends string> = { [K in TopName<F> & keyof T]: T[K] };
+
+/**
+ * The answer of `path` cut to `fields`: only the named members (a dotted
+ * name keeps its parent, typed whole); a list keeps `total`, `page` and
+ * `per_page`, and each item is cut.
+ */
+export type Selected<P extends ReadPath, F extends string> =
+  WholeAnswer<P> extends { items: (infer Item)[]; total: number; page: number; per_page: number }
+    ? Omit<WholeAnswer<P>, "items"> & { items: Cut<Item, F>[] }
+    : Cut<WholeAnswer<P>, F>;
+
+/** The rest of a read's parameters, beside `fields`. */
+export interface SelectOptions<P extends ReadPath> {
+  params?: {
+    path?: PathParamsOf<P>;
+    query?: Omit<QueryOf<P>, "fields">;
+  };
+  signal?: AbortSignal;
+}
+
+/**
+ * Reads `path` with only `fields`, typed as what comes back: members not
+ * asked for are not there, so reading one does not compile.
+ * `const rows = await select(gateway, "/v1/billing/invoices", ["id", "total.amount"])`.
+ * Its problem is thrown as a {@link GatewayProblem}, as {@link must} does.
+ */
+export async function select<P extends ReadPath, const F extends FieldName<P>>(
+  client: GatewayClient,
+  path: P,
+  fields: readonly F[],
+  options: SelectOptions<P> = {},
+): Promise<Selected<P, F>> {
+  // openapi-fetch's overloads cannot be called with a path that is itself
+  // a type parameter; the arguments are typed above instead.
+  const get = client.GET as unknown as (
+    path: string,
+    init: unknown,
+  ) => Promise<{ data?: unknown; error?: unknown; response: Response }>;
+  const { data, error, response } = await get(path, {
+    params: { ...options.params, query: { ...options.params?.query, fields } },
+    signal: options.signal,
+  });
+  if (response.ok && data !== undefined) {
+    return data as Selected<P, F>;
+  }
+  throw toProblem(error, response);
 }
 
 /**
