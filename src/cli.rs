@@ -43,6 +43,11 @@ pub enum Command {
     SandboxUpstreams {
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9090")]
         listen: SocketAddr,
+        /// Also write a gateway configuration for these simulators (their
+        /// URLs and credentials, the key `sandbox-key`): the real
+        /// configuration path, against simulated upstreams.
+        #[arg(long, value_name = "FILE")]
+        config_out: Option<PathBuf>,
     },
     /// Validate a configuration file (and GATEWAY__* overrides) and exit.
     CheckConfig {
@@ -62,7 +67,9 @@ pub fn run(cli: Cli) -> ExitCode {
             Ok(_) => write_out(&format!("{}: configuration is valid\n", config.display())),
             Err(code) => code,
         },
-        Some(Command::SandboxUpstreams { listen }) => runtime(sandbox_upstreams(listen)),
+        Some(Command::SandboxUpstreams { listen, config_out }) => {
+            runtime(sandbox_upstreams(listen, config_out))
+        }
         None => {
             let settings = match &cli.config {
                 Some(path) => match load(path) {
@@ -247,10 +254,14 @@ fn stop_signal() -> impl Future<Output = ()> {
     }
 }
 
-async fn sandbox_upstreams(listen: SocketAddr) -> anyhow::Result<()> {
+async fn sandbox_upstreams(listen: SocketAddr, config_out: Option<PathBuf>) -> anyhow::Result<()> {
     telemetry::init(&Default::default());
     let sandbox =
         Sandbox::start(listen).with_context(|| format!("Failed to listen on {listen}"))?;
+    if let Some(path) = &config_out {
+        std::fs::write(path, crate::sandbox::config_toml(&sandbox))
+            .with_context(|| format!("Failed to write {}", path.display()))?;
+    }
     sandbox_banner(&format!(
         "SIMULATED UPSTREAMS (no gateway):\n\
          DNA:   {}   Slitz: {}\n\

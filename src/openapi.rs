@@ -19,7 +19,7 @@ use utoipa::{
 use crate::{
     configuration::Scope,
     error::{FieldError, Problem},
-    events::EventType,
+    events::{ChangeEvent, EventType, ResetEvent},
     normalize::Money,
     representation,
     route_table::RouteSpec,
@@ -38,7 +38,7 @@ Field names are snake_case, dates `YYYY-MM-DD`, date-times RFC 3339 with an offs
 with a `request_id`; every response carries `X-Request-Id`."
     ),
     modifiers(&BearerAuth),
-    components(schemas(Problem, FieldError, Money)),
+    components(schemas(Problem, FieldError, Money, EventType, ChangeEvent, ResetEvent)),
     tags(
         (name = "account", description = "The client-area account (Slitz)."),
         (name = "billing", description = "Balance and invoices (Slitz)."),
@@ -81,7 +81,7 @@ pub fn document() -> serde_json::Value {
     schema_keywords(&mut doc);
     fields_parameters(&mut doc);
     partial_answers(&mut doc);
-    event_schemas(&mut doc);
+    event_stream(&mut doc);
     doc
 }
 
@@ -464,97 +464,76 @@ fn partial_of(
     }
 }
 
-/// A schema per event type of `GET /v1/events` (`CustomerCreatedEvent`, …,
-/// and `ResetEvent`), `ChangeEvent` as their union by `type`, and the
-/// stream's media type pointing at it (`x-event-data`: OpenAPI 3.1 has no
-/// keyword for the items of a stream).
-fn event_schemas(doc: &mut serde_json::Value) {
+/// What `GET /v1/events` sends, event by event, where tools read it: the
+/// stream's schema is that of one parsed event (OpenAPI 3.1 puts a
+/// sequential media type's per-item schema under `schema`; 3.2 names it
+/// `itemSchema`): its SSE `event` and `id`, and its `data`, JSON whose
+/// schema (`contentSchema`) is `ChangeEvent` or `ResetEvent`, both derived
+/// from the types the gateway serializes (`events`).
+fn event_stream(doc: &mut serde_json::Value) {
     use serde_json::json;
-    let mut refs = Vec::new();
-    let mut mapping = serde_json::Map::new();
-    let mut add = Vec::new();
-    for event_type in EventType::ALL {
-        let name = event_type.as_str();
-        let schema_name: String = name
-            .split('.')
-            .map(|part| {
-                let mut chars = part.chars();
-                chars.next().map_or_else(String::new, |first| {
-                    first.to_uppercase().chain(chars).collect()
-                })
-            })
-            .chain(["Event".to_owned()])
-            .collect();
-        let resource = match name.split('.').next().unwrap_or_default() {
-            "customer" => "`Customer` (created) or `StatusChange`",
-            "account" => "`Account`",
-            "invoice" => "`InvoiceSummary`",
-            "ticket" => "`TicketSummary`",
-            "service" => "`ServiceSummary`",
-            _ => "`DomainSummary`",
-        };
-        let changed = if name.ends_with(".created") {
-            format!("Every field of the new record, as in {resource}.")
-        } else {
-            format!("Each field that changed, with its new value, as in {resource}.")
-        };
-        add.push((
-            schema_name.clone(),
-            json!({
+    let data = |schema: &str| {
+        json!({
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {"$ref": format!("#/components/schemas/{schema}")}
+        })
+    };
+    let frame = json!({
+        "description": "One event of the stream, as an SSE parser reads it (comment lines, the heartbeats, and the `retry:` line carry no event).",
+        "oneOf": [
+            {
                 "type": "object",
-                "description": event_type.description(),
-                "required": ["type", "id", "changed", "seen_at"],
+                "description": "A change: `event` is its type, `id` what to send back as `Last-Event-ID`.",
+                "required": ["event", "id", "data"],
                 "properties": {
-                    "type": {"type": "string", "const": name},
-                    "id": {"type": "integer", "format": "int64", "description": "The record's id (a ticket's number)."},
-                    "changed": {"type": "object", "additionalProperties": true, "description": changed},
-                    "seen_at": {"type": "string", "format": "date-time", "description": "When the gateway saw the change."}
+                    "event": {"$ref": "#/components/schemas/EventType"},
+                    "id": {"type": "string"},
+                    "data": data("ChangeEvent")
                 }
-            }),
-        ));
-        let reference = format!("#/components/schemas/{schema_name}");
-        mapping.insert(name.to_owned(), json!(reference));
-        refs.push(json!({"$ref": reference}));
-    }
-    add.push((
-        "ResetEvent".to_owned(),
-        json!({
-            "type": "object",
-            "description": "`event: reset`: events were missed (a `Last-Event-ID` too old or from before a restart, or a reader too slow): refetch what you show, then follow the stream.",
-            "required": ["reason", "detail"],
-            "properties": {
-                "reason": {"type": "string", "enum": ["unknown-id", "too-old", "fell-behind", "interrupted"]},
-                "detail": {"type": "string"}
+            },
+            {
+                "type": "object",
+                "description": "Events were missed: refetch what you show, then follow the stream.",
+                "required": ["event", "data"],
+                "properties": {
+                    "event": {"const": "reset"},
+                    "data": data("ResetEvent")
+                }
             }
-        }),
-    ));
-    add.push((
-        "ChangeEvent".to_owned(),
-        json!({
-            "description": "The `data` of an event of `GET /v1/events`, by its `type` (also its SSE `event:` name).",
-            "oneOf": refs,
-            "discriminator": {"propertyName": "type", "mapping": mapping}
-        }),
-    ));
-    if let Some(schemas) = doc
-        .pointer_mut("/components/schemas")
-        .and_then(|s| s.as_object_mut())
-    {
-        for (name, schema) in add {
-            schemas.insert(name, schema);
-        }
-    }
+        ]
+    });
     if let Some(media) = doc
         .pointer_mut("/paths/~1v1~1events/get/responses/200/content/text~1event-stream")
         .and_then(|m| m.as_object_mut())
     {
-        media.insert(
-            "x-event-data".to_owned(),
-            json!({"oneOf": [
-                {"$ref": "#/components/schemas/ChangeEvent"},
-                {"$ref": "#/components/schemas/ResetEvent"}
-            ]}),
-        );
+        media.insert("schema".to_owned(), frame);
+    }
+    // `?types=` as what it is: a comma-separated list of event types,
+    // resources' `.*` and `*`, each from `EventType`.
+    let mut names: Vec<String> = vec!["*".to_owned()];
+    for event_type in EventType::ALL {
+        let resource = event_type.as_str().split('.').next().unwrap_or_default();
+        let every = format!("{resource}.*");
+        if !names.contains(&every) {
+            names.push(every);
+        }
+    }
+    names.extend(EventType::ALL.iter().map(|t| t.as_str().to_owned()));
+    if let Some(parameters) = doc
+        .pointer_mut("/paths/~1v1~1events/get/parameters")
+        .and_then(|p| p.as_array_mut())
+    {
+        for parameter in parameters.iter_mut().filter(|p| p["name"] == "types") {
+            parameter["example"] = json!(["invoice.*", "ticket.updated"]);
+            parameter["style"] = json!("form");
+            parameter["explode"] = json!(false);
+            parameter["schema"] = json!({
+                "type": "array",
+                "minItems": 1,
+                "items": {"type": "string", "enum": names}
+            });
+        }
     }
 }
 

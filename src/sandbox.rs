@@ -54,3 +54,53 @@ pub fn settings(sandbox: &Sandbox, listen: SocketAddr) -> Settings {
         redis: None,
     }
 }
+
+/// A configuration file for a gateway in front of `sandbox`'s simulators,
+/// as `gateway sandbox-upstreams --config-out` writes it: their URLs and
+/// credentials, the key [`SANDBOX_API_KEY`] with every scope, a random
+/// loopback port, JSON logs. Everything else at its default, so
+/// `GATEWAY__*` variables and `--listen` adjust it as any configuration.
+pub fn config_toml(sandbox: &Sandbox) -> String {
+    format!(
+        r#"# Written by `gateway sandbox-upstreams --config-out`: a gateway in front of
+# the simulated upstreams. Not for production: the key is well known.
+[server]
+listen = "127.0.0.1:0"
+cors_allowed_origins = ["*"]
+
+[[auth.api_keys]]
+name = "sandbox"
+sha256 = "{key}"
+scopes = ["read", "write", "secrets"]
+
+[dna]
+base_url = "{dna}"
+client_id = "{client_id}"
+client_secret = "{client_secret}"
+username = "{dna_user}"
+password = "{dna_password}"
+scope = "{dna_scope}"
+
+[slitz]
+base_url = "{slitz}"
+username = "{slitz_user}"
+password = "{slitz_password}"
+timezone = "{zone}"
+currency = "SEK"
+
+[log]
+format = "json"
+"#,
+        key = crate::auth::sha256_hex(SANDBOX_API_KEY),
+        dna = sandbox.dna_base_url(),
+        client_id = data::DNA_CLIENT_ID,
+        client_secret = data::DNA_CLIENT_SECRET,
+        dna_user = data::DNA_USERNAME,
+        dna_password = data::DNA_PASSWORD,
+        dna_scope = data::DNA_SCOPE,
+        slitz = sandbox.slitz_base_url(),
+        slitz_user = data::SLITZ_EMAIL,
+        slitz_password = data::SLITZ_PASSWORD,
+        zone = data::ZONE.name(),
+    )
+}

@@ -275,11 +275,10 @@ impl State {
         let draining = Draining::default();
         Ok(Self {
             metrics,
-            events: web::Data::new(EventHub::with_redis(
-                &settings.events,
-                draining.clone(),
-                redis.clone(),
-            )),
+            events: web::Data::new(
+                EventHub::with_redis(&settings.events, draining.clone(), redis.clone())
+                    .invalidating(routes::events::stream_events::ENDPOINT.spec.invalidates),
+            ),
             slitz: web::Data::new(SlitzClient::new(&settings.slitz, &slitz_policy)?),
             dna: web::Data::new(DnaClient::new(&settings.dna, &dna_policy)?),
             cache: web::Data::new(cache),

@@ -231,6 +231,7 @@ impl Settings {
         within("events.heartbeat_seconds", e.heartbeat_seconds, 1, 300)?;
         within("events.replay", e.replay, 1, 100_000)?;
         within("events.buffer", e.buffer, 1, 100_000)?;
+        within("events.max_stream_seconds", e.max_stream_seconds, 0, 86_400)?;
         within(
             "events.max_subscribers_per_key",
             e.max_subscribers_per_key,

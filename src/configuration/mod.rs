@@ -195,6 +195,11 @@ pub struct EventSettings {
     pub buffer: u64,
     /// Open streams one API key may hold at once.
     pub max_subscribers_per_key: u64,
+    /// A stream ends this long after it opened, and the client reconnects
+    /// with `Last-Event-ID` (missing nothing): spreads long-lived streams
+    /// over instances added since, or suits a proxy that caps a
+    /// connection's life. 0 (the default): streams last until shutdown.
+    pub max_stream_seconds: u64,
 }
 
 impl Default for EventSettings {
@@ -205,6 +210,7 @@ impl Default for EventSettings {
             replay: 1000,
             buffer: 256,
             max_subscribers_per_key: 16,
+            max_stream_seconds: 0,
         }
     }
 }

@@ -33,82 +33,148 @@ use std::{
 
 use actix_web::web::Bytes;
 use chrono::{SecondsFormat, Utc};
-use serde::{Deserialize, Deserializer};
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use crate::{
     configuration::EventSettings, context::Draining, error::ApiError, shared::SharedRedis,
 };
 
-/// The kinds of event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The kinds of event: the SSE `event:` name and the `type` of its data,
+/// `resource.change`. Named once, by `strum`: printed, parsed and listed
+/// from the same attribute; the doc comment is the document's description.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+    strum::EnumMessage,
+)]
 pub enum EventType {
+    /// A customer was created through the gateway.
+    #[strum(serialize = "customer.created")]
     CustomerCreated,
+    /// A customer was activated through the gateway.
+    #[strum(serialize = "customer.activated")]
     CustomerActivated,
+    /// A customer was suspended through the gateway.
+    #[strum(serialize = "customer.suspended")]
     CustomerSuspended,
+    /// The account was changed through the gateway.
+    #[strum(serialize = "account.updated")]
     AccountUpdated,
+    /// A new invoice appeared in Slitz.
+    #[strum(serialize = "invoice.created")]
     InvoiceCreated,
+    /// An invoice changed in Slitz (its status, its total…).
+    #[strum(serialize = "invoice.updated")]
     InvoiceUpdated,
+    /// A new support ticket appeared in Slitz.
+    #[strum(serialize = "ticket.created")]
     TicketCreated,
+    /// A ticket changed in Slitz (a reply, its status…).
+    #[strum(serialize = "ticket.updated")]
     TicketUpdated,
+    /// A new service appeared in Slitz.
+    #[strum(serialize = "service.created")]
     ServiceCreated,
+    /// A service changed in Slitz (suspended, renewed…).
+    #[strum(serialize = "service.updated")]
     ServiceUpdated,
+    /// A new domain appeared in Slitz.
+    #[strum(serialize = "domain.created")]
     DomainCreated,
+    /// A domain changed in Slitz (its status, its expiry…).
+    #[strum(serialize = "domain.updated")]
     DomainUpdated,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 12] = [
-        Self::CustomerCreated,
-        Self::CustomerActivated,
-        Self::CustomerSuspended,
-        Self::AccountUpdated,
-        Self::InvoiceCreated,
-        Self::InvoiceUpdated,
-        Self::TicketCreated,
-        Self::TicketUpdated,
-        Self::ServiceCreated,
-        Self::ServiceUpdated,
-        Self::DomainCreated,
-        Self::DomainUpdated,
-    ];
+    pub const ALL: &'static [EventType] = <Self as strum::VariantArray>::VARIANTS;
 
     /// The SSE `event:` name: `resource.change`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::CustomerCreated => "customer.created",
-            Self::CustomerActivated => "customer.activated",
-            Self::CustomerSuspended => "customer.suspended",
-            Self::AccountUpdated => "account.updated",
-            Self::InvoiceCreated => "invoice.created",
-            Self::InvoiceUpdated => "invoice.updated",
-            Self::TicketCreated => "ticket.created",
-            Self::TicketUpdated => "ticket.updated",
-            Self::ServiceCreated => "service.created",
-            Self::ServiceUpdated => "service.updated",
-            Self::DomainCreated => "domain.created",
-            Self::DomainUpdated => "domain.updated",
-        }
+        self.into()
     }
 
     /// What the event says happened, for the document.
     pub fn description(self) -> &'static str {
-        match self {
-            Self::CustomerCreated => "A customer was created through the gateway.",
-            Self::CustomerActivated => "A customer was activated through the gateway.",
-            Self::CustomerSuspended => "A customer was suspended through the gateway.",
-            Self::AccountUpdated => "The account was changed through the gateway.",
-            Self::InvoiceCreated => "A new invoice appeared in Slitz.",
-            Self::InvoiceUpdated => "An invoice changed in Slitz (its status, its total…).",
-            Self::TicketCreated => "A new support ticket appeared in Slitz.",
-            Self::TicketUpdated => "A ticket changed in Slitz (a reply, its status…).",
-            Self::ServiceCreated => "A new service appeared in Slitz.",
-            Self::ServiceUpdated => "A service changed in Slitz (suspended, renewed…).",
-            Self::DomainCreated => "A new domain appeared in Slitz.",
-            Self::DomainUpdated => "A domain changed in Slitz (its status, its expiry…).",
-        }
+        strum::EnumMessage::get_documentation(&self).unwrap_or_default()
     }
+
+    fn parse(name: &str) -> Option<Self> {
+        name.parse().ok()
+    }
+}
+
+impl Serialize for EventType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl utoipa::PartialSchema for EventType {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let described: Vec<String> = Self::ALL
+            .iter()
+            .map(|t| format!("`{}`: {}", t.as_str(), t.description()))
+            .collect();
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .enum_values(Some(Self::ALL.iter().map(|t| t.as_str())))
+            .description(Some(format!(
+                "What changed, `resource.change` (also the SSE `event:` name). {}",
+                described.join(" ")
+            )))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for EventType {}
+
+/// The `data` of a change event of `GET /v1/events`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChangeEvent {
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// The record's id (a ticket's number).
+    pub id: i64,
+    /// Each field that changed, with its new value, normalized as the
+    /// record's route answers it; every field for `*.created`.
+    #[schema(value_type = Object, additional_properties = true)]
+    pub changed: Map<String, Value>,
+    /// When the gateway saw the change.
+    #[schema(value_type = String, format = DateTime)]
+    pub seen_at: String,
+}
+
+/// Why a stream says `event: reset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResetReason {
+    /// `Last-Event-ID` names no event this gateway knows.
+    UnknownId,
+    /// `Last-Event-ID` is older than the events kept (`events.replay`).
+    TooOld,
+    /// This reader fell too far behind (`events.buffer`); its stream ends.
+    FellBehind,
+    /// The gateway lost events it should have heard (Redis); the stream ends.
+    Interrupted,
+}
+
+/// The `data` of `event: reset`: events were missed (a `Last-Event-ID` too
+/// old or from before a restart, or a reader too slow): refetch what you
+/// show, then follow the stream.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ResetEvent {
+    pub reason: ResetReason,
+    pub detail: &'static str,
 }
 
 /// `?types=`: the event types a subscriber wants. Each comma-separated item
@@ -127,7 +193,8 @@ impl TypeFilter {
         let mut unknown = Vec::new();
         for item in raw.split(',').map(str::trim).filter(|i| !i.is_empty()) {
             let matching: Vec<EventType> = EventType::ALL
-                .into_iter()
+                .iter()
+                .copied()
                 .filter(|t| {
                     item == "*"
                         || t.as_str() == item
@@ -207,6 +274,14 @@ pub fn changed_members(
         .collect()
 }
 
+/// What subscribers hear: an event, or that events were missed (they get a
+/// `reset`, and their streams end).
+#[derive(Debug, Clone)]
+pub enum Live {
+    Event(Arc<Event>),
+    Reset(ResetReason),
+}
+
 /// One published event: its id, its type and its SSE frame, formatted once.
 #[derive(Debug)]
 pub struct Event {
@@ -228,12 +303,6 @@ impl Event {
     }
 }
 
-impl EventType {
-    fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == name)
-    }
-}
-
 /// The hub every publisher and subscriber of this instance shares.
 pub struct EventHub {
     boot: u64,
@@ -245,11 +314,14 @@ pub struct EventHub {
     /// under which an event is numbered, kept and sent, so a subscriber that
     /// joins under it misses nothing and sees nothing twice.
     ring: Mutex<VecDeque<Arc<Event>>>,
-    live: broadcast::Sender<Arc<Event>>,
+    live: broadcast::Sender<Live>,
     subscribers: Mutex<HashMap<String, u64>>,
     total: AtomicUsize,
     watching: AtomicBool,
     draining: Draining,
+    /// The cached routes a change the watcher sees makes stale: the stream
+    /// route's declared `invalidates`, given at start.
+    invalidates: &'static [crate::configuration::Route],
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -287,7 +359,19 @@ impl EventHub {
             total: AtomicUsize::new(0),
             watching: AtomicBool::new(false),
             draining,
+            invalidates: &[],
         }
+    }
+
+    /// Forgets `routes` from the cache on every change the watcher sees
+    /// (the stream route's declared `invalidates`).
+    pub fn invalidating(mut self, routes: &'static [crate::configuration::Route]) -> Self {
+        self.invalidates = routes;
+        self
+    }
+
+    pub(crate) fn invalidates(&self) -> &'static [crate::configuration::Route] {
+        self.invalidates
     }
 
     pub fn settings(&self) -> &EventSettings {
@@ -303,14 +387,14 @@ impl EventHub {
     /// fields that changed with their new, normalized values. Never waits:
     /// with `[redis]` the event is handed to this instance's publisher,
     /// which adds it to the stream in order.
-    pub fn publish(&self, event_type: EventType, resource: Value, changed: Map<String, Value>) {
-        let data = json!({
-            "type": event_type.as_str(),
-            "id": resource,
-            "changed": changed,
-            "seen_at": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-        })
-        .to_string();
+    pub fn publish(&self, event_type: EventType, id: i64, changed: Map<String, Value>) {
+        let event = ChangeEvent {
+            event_type,
+            id,
+            changed,
+            seen_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        };
+        let data = serde_json::to_string(&event).unwrap_or_default();
         metrics::counter!("gateway_events_published_total", "type" => event_type.as_str())
             .increment(1);
         match &self.shared {
@@ -335,7 +419,7 @@ impl EventHub {
             ring.pop_front();
         }
         // No receiver is not an error: nobody is listening.
-        let _ = self.live.send(event);
+        let _ = self.live.send(Live::Event(event));
     }
 
     /// An event heard from the shared stream.
@@ -393,23 +477,28 @@ impl EventHub {
             reset,
             started: false,
             done: false,
+            ends_at: match self.settings.max_stream_seconds {
+                0 => None,
+                // Bounded at load (a day), so this always adds.
+                seconds => tokio::time::Instant::now().checked_add(Duration::from_secs(seconds)),
+            },
             _guard: guard,
         })
     }
 
     /// The id after which `last` resumes from this instance's ring, or why
     /// it cannot.
-    fn replayable(&self, ring: &VecDeque<Arc<Event>>, last: &str) -> Result<EventId, &'static str> {
-        let id = EventId::parse(last).ok_or("unknown-id")?;
+    fn replayable(&self, ring: &VecDeque<Arc<Event>>, last: &str) -> Result<EventId, ResetReason> {
+        let id = EventId::parse(last).ok_or(ResetReason::UnknownId)?;
         let newest = EventId(self.boot, self.seq.load(Ordering::Relaxed));
         if id.0 != self.boot || id > newest {
-            return Err("unknown-id");
+            return Err(ResetReason::UnknownId);
         }
         // Resumable when the event right after `id` is still kept (or
         // nothing was published since).
         let next = EventId(id.0, id.1.saturating_add(1));
         match ring.front() {
-            Some(oldest) if next < oldest.id => Err("too-old"),
+            Some(oldest) if next < oldest.id => Err(ResetReason::TooOld),
             _ => Ok(id),
         }
     }
@@ -472,10 +561,12 @@ pub struct Subscription {
     backlog: VecDeque<Arc<Event>>,
     /// The last event already handed over (replayed or skipped).
     after: EventId,
-    live: broadcast::Receiver<Arc<Event>>,
-    reset: Option<&'static str>,
+    live: broadcast::Receiver<Live>,
+    reset: Option<ResetReason>,
     started: bool,
     done: bool,
+    /// `events.max_stream_seconds` after it opened, when set.
+    ends_at: Option<tokio::time::Instant>,
     _guard: SubscriberGuard,
 }
 
@@ -483,17 +574,27 @@ pub struct Subscription {
 /// gateway is draining.
 const DRAIN_CHECK: Duration = Duration::from_millis(500);
 
-pub(crate) fn reset_frame(reason: &str) -> Bytes {
+pub(crate) fn reset_frame(reason: ResetReason) -> Bytes {
+    let data = ResetEvent {
+        reason,
+        detail: "events were missed: refetch what you show, then follow this stream",
+    };
     Bytes::from(format!(
         "event: reset\ndata: {}\n\n",
-        json!({"reason": reason, "detail": "events were missed: refetch what you show, then follow this stream"})
+        serde_json::to_string(&data).unwrap_or_default()
     ))
 }
 
 impl Subscription {
+    /// Whether `events.max_stream_seconds` is up.
+    fn ended(&self) -> bool {
+        self.ends_at
+            .is_some_and(|end| tokio::time::Instant::now() >= end)
+    }
+
     /// The next frame to send, waiting for one; `None` when the stream ends
-    /// (the gateway drains, or this subscriber fell behind and got its
-    /// `reset`).
+    /// (the gateway drains, this subscriber fell behind and got its
+    /// `reset`, or `events.max_stream_seconds` is up: the client resumes).
     pub async fn next_frame(&mut self) -> Option<Bytes> {
         if self.done {
             return None;
@@ -517,19 +618,21 @@ impl Subscription {
         // The heartbeat is bounded at load (300 s), so this always adds.
         let deadline = now.checked_add(heartbeat).unwrap_or(now);
         loop {
-            if self.hub.draining.is_set() {
+            let now = tokio::time::Instant::now();
+            if self.hub.draining.is_set() || self.ends_at.is_some_and(|end| now >= end) {
                 self.done = true;
                 return None;
             }
-            let wait = deadline
-                .saturating_duration_since(tokio::time::Instant::now())
-                .min(DRAIN_CHECK);
+            let mut wait = deadline.saturating_duration_since(now).min(DRAIN_CHECK);
+            if let Some(end) = self.ends_at {
+                wait = wait.min(end.saturating_duration_since(now));
+            }
             match tokio::time::timeout(wait, self.live.recv()).await {
-                Ok(Ok(event)) if event.is_reset() => {
+                Ok(Ok(Live::Reset(reason))) => {
                     self.done = true;
-                    return Some(event.frame.clone());
+                    return Some(reset_frame(reason));
                 }
-                Ok(Ok(event)) => {
+                Ok(Ok(Live::Event(event))) => {
                     if event.id <= self.after {
                         continue;
                     }
@@ -542,13 +645,13 @@ impl Subscription {
                     // Too slow for its buffer: told, and dropped.
                     self.done = true;
                     metrics::counter!("gateway_event_subscribers_dropped_total").increment(1);
-                    return Some(reset_frame("fell-behind"));
+                    return Some(reset_frame(ResetReason::FellBehind));
                 }
                 Ok(Err(RecvError::Closed)) => {
                     self.done = true;
                     return None;
                 }
-                Err(_) if tokio::time::Instant::now() >= deadline => {
+                Err(_) if tokio::time::Instant::now() >= deadline && !self.ended() => {
                     return Some(Bytes::from_static(b": heartbeat\n\n"));
                 }
                 Err(_) => {}
@@ -596,14 +699,14 @@ mod tests {
     #[tokio::test]
     async fn a_subscriber_gets_what_is_published_after_it_joined_filtered() {
         let hub = hub(10, 10);
-        hub.publish(EventType::InvoiceUpdated, json!(1), Map::new());
+        hub.publish(EventType::InvoiceUpdated, 1, Map::new());
         let mut sub = hub
             .subscribe("k", None, TypeFilter::parse("ticket.*").unwrap())
             .await
             .unwrap();
         assert!(text(&sub.next_frame().await.unwrap()).starts_with("retry: "));
-        hub.publish(EventType::InvoiceUpdated, json!(2), Map::new());
-        hub.publish(EventType::TicketUpdated, json!(3), Map::new());
+        hub.publish(EventType::InvoiceUpdated, 2, Map::new());
+        hub.publish(EventType::TicketUpdated, 3, Map::new());
         let frame = text(&sub.next_frame().await.unwrap());
         assert!(frame.contains("event: ticket.updated\n"), "{frame}");
         assert!(frame.contains(r#""id":3"#), "{frame}");
@@ -612,11 +715,46 @@ mod tests {
         assert_eq!(hub.subscribers(), 0);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_ends_after_max_stream_seconds_when_set_and_not_before() {
+        let bounded = Arc::new(EventHub::new(
+            &EventSettings {
+                max_stream_seconds: 30,
+                heartbeat_seconds: 10,
+                ..EventSettings::default()
+            },
+            Draining::default(),
+        ));
+        let mut sub = bounded
+            .subscribe("k", None, TypeFilter::all())
+            .await
+            .unwrap();
+        let opened = tokio::time::Instant::now();
+        assert!(text(&sub.next_frame().await.unwrap()).starts_with("retry: "));
+        // Heartbeats while it lasts, then the end (on the paused clock).
+        let mut heartbeats = 0;
+        while let Some(frame) = sub.next_frame().await {
+            assert!(text(&frame).starts_with(": heartbeat"), "{}", text(&frame));
+            heartbeats += 1;
+        }
+        assert_eq!(heartbeats, 2, "at 10 s and 20 s");
+        assert_eq!(opened.elapsed(), Duration::from_secs(30));
+        // Without the setting a stream goes on: a day later it still beats.
+        let lasting = hub(10, 10);
+        let mut sub = lasting
+            .subscribe("k", None, TypeFilter::all())
+            .await
+            .unwrap();
+        sub.next_frame().await.unwrap();
+        tokio::time::advance(Duration::from_secs(86_400)).await;
+        assert!(sub.next_frame().await.is_some());
+    }
+
     #[tokio::test]
     async fn last_event_id_replays_what_was_missed_or_resets() {
         let hub = hub(3, 10);
         for id in 1..=5 {
-            hub.publish(EventType::TicketUpdated, json!(id), Map::new());
+            hub.publish(EventType::TicketUpdated, id, Map::new());
         }
         let boot = hub.boot;
         // 3 is kept (3, 4, 5): after 3 come 4 and 5.
@@ -627,7 +765,7 @@ mod tests {
         assert!(text(&sub.next_frame().await.unwrap()).starts_with("retry: "));
         assert!(text(&sub.next_frame().await.unwrap()).contains(&format!("id: {boot}-4\n")));
         assert!(text(&sub.next_frame().await.unwrap()).contains(&format!("id: {boot}-5\n")));
-        hub.publish(EventType::TicketUpdated, json!(6), Map::new());
+        hub.publish(EventType::TicketUpdated, 6, Map::new());
         assert!(text(&sub.next_frame().await.unwrap()).contains(&format!("id: {boot}-6\n")));
         for stale in [
             format!("{boot}-1"),
@@ -652,7 +790,7 @@ mod tests {
         slow.next_frame().await.unwrap();
         fast.next_frame().await.unwrap();
         for id in 1..=5 {
-            hub.publish(EventType::TicketUpdated, json!(id), Map::new());
+            hub.publish(EventType::TicketUpdated, id, Map::new());
             // The fast one keeps up.
             assert!(text(&fast.next_frame().await.unwrap()).contains(&format!(r#""id":{id}"#)));
         }
@@ -712,7 +850,7 @@ mod tests {
         fn any_types_or_last_event_id_text_is_handled(raw in ".{0,60}") {
             let _ = TypeFilter::parse(&raw);
             let hub = hub(5, 5);
-            hub.publish(EventType::TicketUpdated, json!(1), Map::new());
+            hub.publish(EventType::TicketUpdated, 1, Map::new());
             // Without Redis nothing in it waits.
             let subscribed = futures_util::FutureExt::now_or_never(hub.subscribe("k", Some(&raw), TypeFilter::all()));
             prop_assert!(matches!(subscribed, Some(Ok(_))));

@@ -27,7 +27,7 @@ use std::{
 use futures_util::StreamExt;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use super::{Event, EventHub, EventId, EventType, reset_frame};
+use super::{Event, EventHub, EventId, EventType, Live, ResetReason};
 use crate::{
     configuration::EventSettings,
     error::ApiError,
@@ -116,12 +116,7 @@ impl Shared {
     }
 
     /// Hands an event to the publisher (started on first use).
-    pub fn publish(
-        &self,
-        event_type: EventType,
-        data: String,
-        live: &broadcast::Sender<Arc<Event>>,
-    ) {
+    pub fn publish(&self, event_type: EventType, data: String, live: &broadcast::Sender<Live>) {
         let queue = self
             .queue
             .lock()
@@ -165,7 +160,7 @@ impl Shared {
     pub async fn replay(
         &self,
         last: Option<&str>,
-    ) -> Result<(Vec<Event>, EventId, Option<&'static str>), ApiError> {
+    ) -> Result<(Vec<Event>, EventId, Option<ResetReason>), ApiError> {
         let parsed = last.map(EventId::parse);
         let from = match parsed {
             Some(Some(id)) => id.to_string(),
@@ -185,10 +180,10 @@ impl Shared {
         let newest = EventId::parse(&newest).unwrap_or(EventId(0, 0));
         let reset = match parsed {
             None => None,
-            Some(None) => Some("unknown-id"),
-            Some(Some(id)) if id > newest => Some("unknown-id"),
+            Some(None) => Some(ResetReason::UnknownId),
+            Some(Some(id)) if id > newest => Some(ResetReason::UnknownId),
             Some(Some(id)) => match EventId::parse(&oldest) {
-                Some(oldest) if id < oldest => Some("too-old"),
+                Some(oldest) if id < oldest => Some(ResetReason::TooOld),
                 _ => None,
             },
         };
@@ -262,20 +257,20 @@ fn announced(payload: &str) -> Option<Event> {
 }
 
 /// This instance's subscribers missed an event: they get a `reset`.
-fn lost(live: &broadcast::Sender<Arc<Event>>, why: &str) {
+fn lost(live: &broadcast::Sender<Live>, why: &str) {
     tracing::warn!(
         reason = why,
         "an event could not be shared; subscribers here are told to refetch"
     );
     metrics::counter!("gateway_events_lost_total").increment(1);
-    let _ = live.send(Arc::new(Event::reset("interrupted")));
+    let _ = live.send(Live::Reset(ResetReason::Interrupted));
 }
 
 async fn publisher(
     redis: Arc<SharedRedis>,
     replay: u64,
     mut queue: mpsc::Receiver<(EventType, String)>,
-    live: broadcast::Sender<Arc<Event>>,
+    live: broadcast::Sender<Live>,
 ) {
     let (stream, channel) = (redis.keys().events(), redis.keys().events_live());
     while let Some((event_type, data)) = queue.recv().await {
@@ -346,26 +341,10 @@ async fn listener(
         }
         listening.send_replace(false);
         if let Some(alive) = hub.upgrade() {
-            let _ = alive.live.send(Arc::new(Event::reset("interrupted")));
+            let _ = alive.live.send(Live::Reset(ResetReason::Interrupted));
         }
         tokio::time::sleep(backoff).await;
         backoff = backoff.saturating_mul(2).min(Duration::from_secs(1));
-    }
-}
-
-impl Event {
-    /// A `reset` to every subscriber that hears it: they refetch, and
-    /// their streams end.
-    pub(super) fn reset(reason: &str) -> Self {
-        Self {
-            id: EventId(u64::MAX, u64::MAX),
-            event_type: EventType::CustomerCreated,
-            frame: reset_frame(reason),
-        }
-    }
-
-    pub(super) fn is_reset(&self) -> bool {
-        self.id == EventId(u64::MAX, u64::MAX)
     }
 }
 

@@ -22,7 +22,6 @@ use serde_json::{Map, Value};
 use super::{EventHub, EventType, changed_members};
 use crate::{
     cache::ResponseCache,
-    configuration::Route,
     upstream::{UpstreamError, slitz::SlitzClient},
 };
 
@@ -53,16 +52,6 @@ impl Source {
         match self {
             Self::Tickets => "number",
             _ => "id",
-        }
-    }
-
-    /// The cached routes whose answers a change of this list changes.
-    fn cached(self) -> &'static [Route] {
-        match self {
-            Self::Invoices => &[Route::Invoices, Route::Invoice],
-            Self::Tickets => &[Route::Tickets, Route::Ticket],
-            Self::Domains => &[Route::Domains, Route::Domain],
-            Self::Services => &[Route::Services, Route::Service],
         }
     }
 
@@ -112,11 +101,14 @@ fn differences(
     source: Source,
     before: &Snapshot,
     after: &Snapshot,
-) -> Vec<(EventType, Value, Map<String, Value>)> {
+) -> Vec<(EventType, i64, Map<String, Value>)> {
     let (created, updated) = source.events();
     let mut events = Vec::new();
     for (id, fields) in after {
-        let resource = fields.get(source.key()).cloned().unwrap_or(Value::Null);
+        // Every record of these lists has a numeric id; one without is not news.
+        let Some(resource) = fields.get(source.key()).and_then(Value::as_i64) else {
+            continue;
+        };
         match before.get(id) {
             None => events.push((created, resource, fields.clone())),
             Some(old) => {
@@ -175,7 +167,10 @@ async fn run(hub: Arc<EventHub>, slitz: Arc<SlitzClient>, cache: Arc<ResponseCac
                             // Forgotten first (on every instance, with
                             // Redis), so a subscriber that refetches on the
                             // event reads the change, not the cached answer.
-                            cache.after_write(source.cached()).await;
+                            // What the stream's declaration says its changes
+                            // invalidate (`routes::events`), every list's
+                            // routes at once: changes are rare, a refetch cheap.
+                            cache.after_write(hub.invalidates()).await;
                         }
                         for (event_type, id, changed) in events {
                             hub.publish(event_type, id, changed);
@@ -222,7 +217,7 @@ mod tests {
         let events = differences(Source::Tickets, &before, &after);
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].0, EventType::TicketUpdated);
-        assert_eq!(events[0].1, json!(2));
+        assert_eq!(events[0].1, 2);
         assert_eq!(
             Value::Object(events[0].2.clone()),
             json!({"status": "answered"})

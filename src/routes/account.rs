@@ -270,7 +270,10 @@ fn publish_changes(events: &EventHub, before: &Account, after: &[u8]) {
     ) else {
         return;
     };
-    let id = after.get("id").cloned().unwrap_or(serde_json::Value::Null);
+    let id = after
+        .get("id")
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or_default();
     let changed = changed_members(&before, &after);
     if !changed.is_empty() {
         events.publish(EventType::AccountUpdated, id, changed);

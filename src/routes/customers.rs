@@ -247,7 +247,7 @@ crate::endpoint! {
             let body = serde_json::to_string(&answer).map_err(|e| ApiError::Internal(e.into()))?;
             // Only a create that was made: a replay of its key publishes nothing.
             if let Ok(Value::Object(fields)) = serde_json::to_value(&answer) {
-                events.publish(EventType::CustomerCreated, answer.id.into(), fields);
+                events.publish(EventType::CustomerCreated, answer.id, fields);
             }
             Ok(Stored::Created {
                 body,
@@ -284,7 +284,7 @@ async fn change_status(
     };
     if let Ok(Value::Object(mut fields)) = serde_json::to_value(&change) {
         fields.remove("id");
-        events.publish(event, id.into(), fields);
+        events.publish(event, id, fields);
     }
     Ok(HttpResponse::Ok().json(change))
 }

@@ -424,3 +424,41 @@ fn connection_settings_have_the_http_servers_defaults_and_are_checked() {
     let err = load(VALID, &[("GATEWAY__SERVER__MAX_CONNECTIONS", "0")]).unwrap_err();
     assert!(err.contains("server.max_connections"), "{err}");
 }
+
+/// `gateway sandbox-upstreams --config-out` writes a configuration that
+/// loads, and a gateway built from it serves the simulators with the
+/// sandbox key just as sandbox mode does.
+#[tokio::test]
+async fn the_sandbox_config_file_serves_the_simulators() {
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let sandbox = gateway::sandbox::Sandbox::start(loopback).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, gateway::sandbox::config_toml(&sandbox)).unwrap();
+    let env = [(
+        "GATEWAY__EVENTS__MAX_STREAM_SECONDS".to_owned(),
+        "5".to_owned(),
+    )];
+    let mut settings = gateway::configuration::Settings::load(Some(&path), env).unwrap();
+    assert_eq!(
+        settings.events.max_stream_seconds, 5,
+        "GATEWAY__* adjusts it"
+    );
+    settings.server.workers = 1;
+    let app = gateway::startup::Application::build(settings).unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let account = reqwest::Client::new()
+        .get(format!("{base}/v1/account"))
+        .bearer_auth(crate::helpers::KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(account.status().as_u16(), 200);
+    let body: serde_json::Value = account.json().await.unwrap();
+    // Read in the sandbox's zone, as sandbox mode reads it.
+    assert!(
+        body["last_login_at"].as_str().unwrap().ends_with("+01:00"),
+        "{body}"
+    );
+}

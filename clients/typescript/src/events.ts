@@ -3,6 +3,10 @@
 // send one). It reconnects by itself after the `retry:` delay the gateway
 // sets, with `Last-Event-ID`, so nothing is missed while the gap is within
 // what the gateway keeps; when it is not, a `reset` item says to refetch.
+// Frames are read by eventsource-parser (the WHATWG parsing rules: line
+// ends, comments, multi-line data, chunks split anywhere), not by hand.
+
+import { createParser, type EventSourceMessage } from "eventsource-parser";
 
 import { GatewayProblem, isProblem, retryAfterMs } from "./problem.js";
 import type { components } from "./schema.js";
@@ -32,36 +36,6 @@ export interface SubscribeOptions {
   /** Called each time the stream is open (first connect and every
    * reconnect): from then on, no change is missed. */
   onOpen?: () => void;
-}
-
-interface Frame {
-  id?: string;
-  event?: string;
-  data?: string;
-  retry?: number;
-}
-
-/** Splits SSE text into frames; returns the frames and the unfinished rest. */
-export function parseFrames(text: string): { frames: Frame[]; rest: string } {
-  const frames: Frame[] = [];
-  const normalized = text.replace(/\r\n?/g, "\n");
-  const blocks = normalized.split("\n\n");
-  const rest = blocks.pop() ?? "";
-  for (const block of blocks) {
-    const frame: Frame = {};
-    for (const line of block.split("\n")) {
-      if (line === "" || line.startsWith(":")) continue;
-      const colon = line.indexOf(":");
-      const field = colon === -1 ? line : line.slice(0, colon);
-      const value = colon === -1 ? "" : line.slice(colon + 1).replace(/^ /, "");
-      if (field === "id") frame.id = value;
-      else if (field === "event") frame.event = value;
-      else if (field === "data") frame.data = frame.data === undefined ? value : `${frame.data}\n${value}`;
-      else if (field === "retry" && /^\d+$/.test(value)) frame.retry = Number(value);
-    }
-    frames.push(frame);
-  }
-  return { frames, rest };
 }
 
 const sleep = (ms: number, signal?: AbortSignal) =>
@@ -122,25 +96,27 @@ export async function* subscribe(options: SubscribeOptions): AsyncGenerator<Stre
     }
     options.onOpen?.();
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffered = "";
+    const parsed: EventSourceMessage[] = [];
+    const parser = createParser({
+      onEvent: (message) => parsed.push(message),
+      onRetry: (ms) => (retry = ms),
+    });
     try {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
-        const { frames, rest } = parseFrames(buffered + value);
-        buffered = rest;
-        for (const frame of frames) {
-          if (frame.retry !== undefined) retry = frame.retry;
-          if (frame.event === undefined || frame.data === undefined) continue;
-          const data: unknown = JSON.parse(frame.data);
-          if (frame.event === "reset") {
+        parser.feed(value);
+        for (let message = parsed.shift(); message !== undefined; message = parsed.shift()) {
+          if (message.event === undefined) continue;
+          const data: unknown = JSON.parse(message.data);
+          if (message.event === "reset") {
             // What was missed cannot be replayed: start afresh after a refetch.
             lastEventId = undefined;
             yield { kind: "reset", data: data as ResetEvent };
             continue;
           }
-          if (frame.id) lastEventId = frame.id;
-          yield { kind: "change", id: frame.id ?? "", type: frame.event as EventType, data: data as ChangeEvent };
+          if (message.id) lastEventId = message.id;
+          yield { kind: "change", id: message.id ?? "", type: message.event as EventType, data: data as ChangeEvent };
         }
       }
     } catch {

@@ -277,5 +277,5 @@ function retrying(
   };
 }
 
-export { subscribe, parseFrames } from "./events.js";
+export { subscribe } from "./events.js";
 export type { ChangeEvent, EventType, ResetEvent, StreamItem, SubscribeOptions } from "./events.js";

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 
-import { createGatewayClient, must, parseFrames, subscribe, type StreamItem } from "../src/index.js";
+import { createGatewayClient, must, subscribe, type StreamItem } from "../src/index.js";
 import { startSandbox, type Sandbox } from "./sandbox.js";
 
 let sandbox: Sandbox;
@@ -81,9 +81,26 @@ describe("subscribe", () => {
     assert.match(sent[0]!.url, /types=ticket\.\*/);
   });
 
-  it("parses frames whatever their line ends, comments and split chunks", () => {
-    const { frames, rest } = parseFrames(": heartbeat\r\n\r\nid: 1-1\r\nevent: x\r\ndata: a\r\ndata: b\r\n\r\nid: 1-2\nev");
-    assert.deepEqual(frames[1], { id: "1-1", event: "x", data: "a\nb" });
-    assert.equal(rest, "id: 1-2\nev");
+  it("reads frames whatever their line ends, comments and chunks split mid-line", async () => {
+    const chunks = [": heartbeat\r\n\r\nid: 1-1\r\nevent: ticket.upd", 'ated\r\ndata: {"type":"ticket.updated",', '\r\ndata: "id":5,"changed":{},"seen_at":"x"}\r\n\r\n'];
+    const send = async () =>
+      new Response(
+        new ReadableStream({
+          start(controller) {
+            for (const chunk of chunks) controller.enqueue(new TextEncoder().encode(chunk));
+            controller.close();
+          },
+        }),
+        { headers: { "content-type": "text/event-stream" } },
+      );
+    for await (const item of subscribe({ baseUrl: "http://gateway.test", apiKey: "k", fetch: send })) {
+      assert.equal(item.kind, "change");
+      if (item.kind === "change") {
+        assert.equal(item.id, "1-1");
+        assert.equal(item.type, "ticket.updated");
+        assert.equal(item.data.id, 5);
+      }
+      break;
+    }
   });
 });
