@@ -32,15 +32,15 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How often an instance waiting for another one's load looks again.
 const POLL: Duration = Duration::from_millis(10);
 
-/// Reads a route's generation and the answer stored under it, with its age
-/// by Redis's clock, in one round trip.
+/// Reads a route's generation and the answer stored for it, with its age
+/// by Redis's clock, in one round trip. KEYS: the generations, the entry.
+/// ARGV: the route. An answer stored under another generation is none.
 static READ: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
         r#"
-local generation = redis.call('HGET', ARGV[1] .. 'cache:gen', ARGV[2]) or '0'
-local key = ARGV[1] .. 'cache:' .. ARGV[2] .. ':' .. generation .. ':' .. ARGV[3]
-local stored = redis.call('HMGET', key, 'body', 'etag', 'fetched_ms')
-if not stored[1] or not stored[2] or not stored[3] then
+local generation = redis.call('HGET', KEYS[1], ARGV[1]) or '0'
+local stored = redis.call('HMGET', KEYS[2], 'body', 'etag', 'fetched_ms', 'generation')
+if not stored[1] or not stored[2] or not stored[3] or stored[4] ~= generation then
     return {generation}
 end
 local age = now_ms() - tonumber(stored[3])
@@ -50,12 +50,18 @@ return {generation, stored[1], stored[2], age}
     )
 });
 
-/// Stores an answer, stamped with Redis's clock, for its TTL plus stale grace.
+/// Stores an answer, stamped with Redis's clock, for its TTL plus stale
+/// grace, if its route is still at the generation it was loaded under (a
+/// load overtaken by a write stores nothing). KEYS: the entry, the
+/// generations. ARGV: body, ETag, ms to keep, route, generation.
 static WRITE: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
         r#"
+if (redis.call('HGET', KEYS[2], ARGV[4]) or '0') ~= ARGV[5] then
+    return 0
+end
 local fetched = now_ms()
-redis.call('HSET', KEYS[1], 'body', ARGV[1], 'etag', ARGV[2], 'fetched_ms', fetched)
+redis.call('HSET', KEYS[1], 'body', ARGV[1], 'etag', ARGV[2], 'fetched_ms', fetched, 'generation', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 "#,
@@ -75,17 +81,19 @@ return 0
 });
 
 /// Bumps the generations of the routes a write changed and tells every
-/// instance; answers how many instances heard it, and the message.
+/// instance; answers how many instances heard it, and the message. KEYS:
+/// the generations, the invalidations channel. ARGV: the invalidation's id,
+/// then the routes.
 static INVALIDATE: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
         r#"
 local changed = {}
-for i = 3, #ARGV do
-    local generation = redis.call('HINCRBY', ARGV[1] .. 'cache:gen', ARGV[i], 1)
+for i = 2, #ARGV do
+    local generation = redis.call('HINCRBY', KEYS[1], ARGV[i], 1)
     changed[#changed + 1] = ARGV[i] .. '=' .. generation
 end
-local message = ARGV[2] .. ' ' .. table.concat(changed, ' ')
-return {redis.call('PUBLISH', ARGV[1] .. 'cache:invalidations', message), message}
+local message = ARGV[1] .. ' ' .. table.concat(changed, ' ')
+return {redis.call('PUBLISH', KEYS[2], message), message}
 "#,
     )
 });
@@ -153,10 +161,8 @@ impl Cluster {
         }
     }
 
-    fn key(&self, route: Route, generation: u64, variant: &str) -> String {
-        self.redis
-            .keys()
-            .cache_entry(route.name(), generation, variant)
+    fn key(&self, route: Route, variant: &str) -> String {
+        self.redis.keys().cache_entry(route.name(), variant)
     }
 
     fn lock_key(&self, route: Route, generation: u64, variant: &str) -> String {
@@ -268,13 +274,14 @@ impl Cluster {
     }
 
     async fn read(&self, route: Route, variant: &str) -> Result<Found, ()> {
-        let prefix = self.redis.keys().prefix().to_owned();
+        let generations = self.redis.keys().cache_generations();
+        let entry = self.key(route, variant);
         let reply = self
             .redis
             .call("cache read", |mut c| async move {
-                READ.arg(prefix)
+                READ.key(generations)
+                    .key(entry)
                     .arg(route.name())
-                    .arg(variant)
                     .invoke_async::<Vec<Value>>(&mut c)
                     .await
             })
@@ -297,16 +304,20 @@ impl Cluster {
         if keep == 0 {
             return;
         }
-        let key = self.key(route, generation, variant);
+        let key = self.key(route, variant);
+        let generations = self.redis.keys().cache_generations();
         // Failures are counted and logged by `call`; the answer is served anyway.
         let _ = self
             .redis
             .call("cache write", |mut c| async move {
                 WRITE
                     .key(key)
+                    .key(generations)
                     .arg(entry.body.as_ref())
                     .arg(entry.etag.as_str())
                     .arg(u64::try_from(keep).unwrap_or(u64::MAX))
+                    .arg(route.name())
+                    .arg(generation)
                     .invoke_async::<i64>(&mut c)
                     .await
             })
@@ -365,7 +376,10 @@ impl Cluster {
     /// instance at least stops trusting its own copies.
     pub(super) async fn invalidate(&self, routes: &[Route]) {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let prefix = self.redis.keys().prefix().to_owned();
+        let (generations, channel) = (
+            self.redis.keys().cache_generations(),
+            self.redis.keys().cache_invalidations(),
+        );
         let names: Vec<&'static str> = routes.iter().map(|r| r.name()).collect();
         let published = self
             .redis
@@ -373,7 +387,7 @@ impl Cluster {
                 let id = id.clone();
                 async move {
                     let mut script = INVALIDATE.prepare_invoke();
-                    script.arg(prefix).arg(id);
+                    script.key(generations).key(channel).arg(id);
                     for name in names {
                         script.arg(name);
                     }

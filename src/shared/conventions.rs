@@ -3,20 +3,29 @@
 //!
 //! **Keys.** Every key is under `redis.key_prefix`, so several gateways can
 //! share one Redis. Caller names and idempotency keys never appear as such.
+//! The table leaves the prefix out.
 //!
 //! | key | protocol | what |
 //! |---|---|---|
-//! | `rate:{hex(key name)}` | rate limits | a key's GCRA theoretical arrival time (µs, Redis's clock) |
-//! | `idempotency:{sha256}` | idempotency | a key's record: body fingerprint, holder, the answer once there is one |
-//! | `idempotency:{sha256}:lease` | idempotency | held (value: the holder) while the first request runs; expires after the lease |
-//! | `cache:gen` | cache | hash: the generation of every route a write has changed |
-//! | `cache:{route}:{generation}:{variant}` | cache | hash: `body`, `etag`, `fetched_ms` (Redis's clock) |
-//! | `cache-lock:{route}:{generation}:{variant}` | cache | the instance loading a cold key |
-//! | `cache:invalidations` | cache | channel: `{id} {route}={generation} …` after a write |
-//! | `cache:ack:{id}` | cache | how many instances have applied invalidation `id` |
-//! | `events` | events | stream: the last `events.replay` events (`type`, `data`), for `Last-Event-ID` |
-//! | `events:live` | events | channel: `{stream id} {type} {data}`, each event as it is added |
-//! | `events:watcher` | events | the instance polling Slitz for the cluster (its token); expires unless renewed |
+//! | `{rate:<hex(key name)>}` | rate limits | a key's GCRA theoretical arrival time (µs, Redis's clock) |
+//! | `{idempotency:<sha256>}` | idempotency | a key's record: body fingerprint, holder, the answer once there is one |
+//! | `{idempotency:<sha256>}:lease` | idempotency | held (value: the holder) while the first request runs; expires after the lease |
+//! | `{cache}:gen` | cache | hash: the generation of every route a write has changed |
+//! | `{cache}:entry:<route>:<variant>` | cache | hash: `body`, `etag`, `fetched_ms` (Redis's clock), `generation` (of its route, when stored) |
+//! | `{cache}:lock:<route>:<generation>:<variant>` | cache | the instance loading a cold key |
+//! | `{cache}:invalidations` | cache | channel: `<id> <route>=<generation> …` after a write |
+//! | `{cache}:ack:<id>` | cache | how many instances have applied invalidation `id` |
+//! | `{events}` | events | stream: the last `events.replay` events (`type`, `data`), for `Last-Event-ID` |
+//! | `{events}:live` | events | channel: `<stream id> <type> <data>`, each event as it is added |
+//! | `{events}:watcher` | events | the instance polling Slitz for the cluster (its token); expires unless renewed |
+//!
+//! **Scripts touch only their `KEYS`**, built here and nowhere else (a
+//! script never derives a key name from another or from an argument), and
+//! the keys one script touches share a hash tag (`{cache}`, `{events}`,
+//! `{idempotency:…}`), so each script's keys live in one slot and the
+//! scripts would run on a Redis Cluster. `tests/redis_scripts.rs` reads
+//! every script and holds them to it. The prefix (`redis.key_prefix`) goes
+//! in front of the tag and must hold no `{`.
 //!
 //! **One clock: Redis's.** Anything that expires or ages is measured by
 //! Redis (`PX` on a key, or `TIME` inside a script through [`CLOCK`]'s
@@ -62,19 +71,18 @@ impl Keys {
         }
     }
 
-    /// `redis.key_prefix`: scripts that build cache keys themselves get it.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
     pub fn rate(&self, key_name: &str) -> String {
-        format!("{}rate:{}", self.prefix, hex::encode(key_name.as_bytes()))
+        format!(
+            "{}{{rate:{}}}",
+            self.prefix,
+            hex::encode(key_name.as_bytes())
+        )
     }
 
     /// The record and the lease of an idempotency key `scoped` to its caller.
     pub fn idempotency(&self, scoped: &str) -> (String, String) {
         let record = format!(
-            "{}idempotency:{}",
+            "{}{{idempotency:{}}}",
             self.prefix,
             hex::encode(Sha256::digest(scoped.as_bytes()))
         );
@@ -83,36 +91,49 @@ impl Keys {
     }
 
     pub fn cache_generations(&self) -> String {
-        format!("{}cache:gen", self.prefix)
+        format!("{}{{cache}}:gen", self.prefix)
     }
 
-    pub fn cache_entry(&self, route: &str, generation: u64, variant: &str) -> String {
-        format!("{}cache:{route}:{generation}:{variant}", self.prefix)
+    pub fn cache_entry(&self, route: &str, variant: &str) -> String {
+        format!("{}{{cache}}:entry:{route}:{variant}", self.prefix)
     }
 
     pub fn cache_lock(&self, route: &str, generation: u64, variant: &str) -> String {
-        format!("{}cache-lock:{route}:{generation}:{variant}", self.prefix)
+        format!(
+            "{}{{cache}}:lock:{route}:{generation}:{variant}",
+            self.prefix
+        )
     }
 
     pub fn cache_invalidations(&self) -> String {
-        format!("{}cache:invalidations", self.prefix)
+        format!("{}{{cache}}:invalidations", self.prefix)
     }
 
     pub fn cache_ack(&self, id: &str) -> String {
-        format!("{}cache:ack:{id}", self.prefix)
+        format!("{}{{cache}}:ack:{id}", self.prefix)
     }
 
     pub fn events(&self) -> String {
-        format!("{}events", self.prefix)
+        format!("{}{{events}}", self.prefix)
     }
 
     pub fn events_live(&self) -> String {
-        format!("{}events:live", self.prefix)
+        format!("{}{{events}}:live", self.prefix)
     }
 
     pub fn events_watcher(&self) -> String {
-        format!("{}events:watcher", self.prefix)
+        format!("{}{{events}}:watcher", self.prefix)
     }
+}
+
+/// The hash tag of a key, as Redis Cluster reads it: what is between the
+/// first `{` and the `}` after it, when not empty; else the whole key.
+pub fn hash_tag(key: &str) -> &str {
+    key.split_once('{')
+        .and_then(|(_, rest)| rest.split_once('}'))
+        .map(|(tag, _)| tag)
+        .filter(|tag| !tag.is_empty())
+        .unwrap_or(key)
 }
 
 #[cfg(test)]
@@ -128,7 +149,7 @@ mod tests {
             record.clone(),
             lease.clone(),
             keys.cache_generations(),
-            keys.cache_entry("account", 3, "v"),
+            keys.cache_entry("account", "v"),
             keys.cache_lock("account", 3, "v"),
             keys.cache_invalidations(),
             keys.cache_ack("id"),
@@ -137,5 +158,34 @@ mod tests {
             assert!(!key.contains("my-key"), "{key}");
         }
         assert_eq!(lease, format!("{record}:lease"));
+    }
+
+    #[test]
+    fn the_keys_one_script_touches_share_a_slot() {
+        let keys = Keys::new("gw:");
+        let (record, lease) = keys.idempotency("web\u{0}my-key");
+        let together: [&[String]; 3] = [
+            // An idempotency key's claim, answer and release.
+            &[record, lease],
+            // A cache read (generations and entry), write, invalidation.
+            &[
+                keys.cache_generations(),
+                keys.cache_entry("invoice", "7"),
+                keys.cache_lock("invoice", 2, "7"),
+                keys.cache_invalidations(),
+                keys.cache_ack("x"),
+            ],
+            // An event added and announced; the watcher lease.
+            &[keys.events(), keys.events_live(), keys.events_watcher()],
+        ];
+        for group in together {
+            let first = group.first().map(|k| hash_tag(k)).unwrap_or_default();
+            for key in group {
+                assert_eq!(hash_tag(key), first, "{key}");
+                assert_ne!(hash_tag(key), key.as_str(), "{key} has a tag");
+            }
+        }
+        assert_eq!(hash_tag("a{b}c{d}"), "b");
+        assert_eq!(hash_tag("a{}b"), "a{}b");
     }
 }

@@ -357,7 +357,7 @@ async fn a_write_whose_invalidation_redis_refuses_still_forgets_this_instances_c
     let client = redis::Client::open(redis.url()).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
     redis::cmd("SET")
-        .arg("gateway-test:cache:gen")
+        .arg(gateway::shared::conventions::Keys::new("gateway-test:").cache_generations())
         .arg("not a hash")
         .query_async::<()>(&mut connection)
         .await

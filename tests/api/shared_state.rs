@@ -112,10 +112,8 @@ async fn a_key_whose_instance_died_mid_write_is_never_sent_again() {
         "holder": "an-instance-that-died",
         "stored": null
     });
-    let key = format!(
-        "gateway-test:idempotency:{}",
-        hex::encode(Sha256::digest("sandbox\u{0}died-key".as_bytes()))
-    );
+    let (key, _) = gateway::shared::conventions::Keys::new("gateway-test:")
+        .idempotency("sandbox\u{0}died-key");
     let client = redis::Client::open(redis.url()).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
     redis::cmd("SET")
@@ -497,7 +495,7 @@ async fn expire_idempotency_keys(redis: &RedisServer) {
     let client = redis::Client::open(redis.url()).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("gateway-test:idempotency:*")
+        .arg("gateway-test:{idempotency:*")
         .query_async(&mut connection)
         .await
         .unwrap();
