@@ -4,7 +4,10 @@
 use std::{
     collections::BTreeSet,
     num::NonZeroU32,
-    sync::{Arc, LazyLock, Mutex, PoisonError},
+    sync::{
+        Arc, LazyLock, Mutex, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -51,6 +54,8 @@ struct KeyEntry {
     /// With `[redis]`: requests this instance took from the shared budget
     /// ahead of time, so a busy key costs a Redis call per lease, not per request.
     lease: Mutex<Lease>,
+    /// A lease is being taken in the background (busy keys only).
+    renewing: AtomicBool,
 }
 
 /// Requests taken from a key's shared budget at once and admitted here one
@@ -73,21 +78,26 @@ struct Lease {
 
 /// What a key's lease says about one request.
 enum Leased {
-    Admitted(Budget),
+    /// From the lease; `renew`: it runs low, take the next one now, in the
+    /// background.
+    Admitted { budget: Budget, renew: bool },
     /// Refused by Redis moments ago: wait this long; the burst is whole after `reset`.
-    Refused {
-        wait: Duration,
-        reset: Duration,
-    },
+    Refused { wait: Duration, reset: Duration },
     /// Ask Redis, handing back what an ended lease left.
-    Ask {
-        handed_back: u32,
-    },
+    Ask { handed_back: u32 },
 }
 
 /// How long a lease may be used: long enough that a steady key renews it
 /// rarely, short enough that the `RateLimit` figures it answers with stay close.
 const LEASE_TIME: Duration = Duration::from_secs(1);
+
+/// Keys whose leases are this large or larger (1,000/s and a burst of 1,000
+/// up) take their next lease in the background when half of one is used,
+/// and never hold a request for Redis: when a lease runs dry before the next
+/// arrives (Redis slow or frozen), requests are admitted from the
+/// instance's own budget meanwhile, as when Redis is down. Smaller keys,
+/// whose leases are a few requests, ask Redis with the request.
+const BACKGROUND_LEASE: u32 = 10;
 
 impl KeyEntry {
     /// Requests to take from the shared budget at once: 1% of the burst and
@@ -95,6 +105,11 @@ impl KeyEntry {
     /// another instance noticeably; 1 (a call per request) for small limits.
     fn lease_size(&self) -> u32 {
         (self.burst / 100).min(self.rate_per_second / 100).max(1)
+    }
+
+    /// Whether leases are taken in the background (see [`BACKGROUND_LEASE`]).
+    fn renews_ahead(&self) -> bool {
+        self.lease_size() >= BACKGROUND_LEASE
     }
 
     fn lease(&self) -> std::sync::MutexGuard<'_, Lease> {
@@ -124,11 +139,13 @@ impl KeyEntry {
             return Leased::Ask { handed_back: 0 };
         };
         lease.requests = left_in_lease;
-        Leased::Admitted(Budget::new(
-            self,
-            lease.left.saturating_add(left_in_lease),
-            reset,
-        ))
+        let renew = self.renews_ahead()
+            && left_in_lease <= self.lease_size() / 2
+            && !self.renewing.swap(true, Ordering::AcqRel);
+        Leased::Admitted {
+            budget: Budget::new(self, lease.left.saturating_add(left_in_lease), reset),
+            renew,
+        }
     }
 
     /// Remembers Redis's refusal, so requests until `wait` is over are
@@ -303,17 +320,32 @@ impl ApiKeys {
         };
         if let Some(redis) = &self.shared {
             let handed_back = match key.take_leased(Instant::now()) {
-                Leased::Admitted(budget) => return Ok(Some(budget)),
+                Leased::Admitted { budget, renew } => {
+                    if renew {
+                        renew_in_background(redis, key, 0);
+                    }
+                    return Ok(Some(budget));
+                }
                 Leased::Refused { wait, reset } => {
                     return Err(Box::new(limited(key, wait, Budget::new(key, 0, reset))));
                 }
                 Leased::Ask { handed_back } => handed_back,
             };
-            match shared_admit(redis, key, handed_back).await {
-                Ok(Ok(budget)) => return Ok(Some(budget)),
-                Ok(Err(refused)) => return Err(Box::new(refused)),
-                Err(_) => {
-                    metrics::counter!("gateway_rate_limit_fallbacks_total").increment(1);
+            if key.renews_ahead() {
+                // Never waits on Redis: the next lease is asked for in the
+                // background (unless it already is), and this request is
+                // admitted from the instance's own budget meanwhile.
+                if !key.renewing.swap(true, Ordering::AcqRel) {
+                    renew_in_background(redis, key, handed_back);
+                }
+                metrics::counter!("gateway_rate_limit_fallbacks_total").increment(1);
+            } else {
+                match shared_admit(redis, key, handed_back).await {
+                    Ok(Ok(budget)) => return Ok(Some(budget)),
+                    Ok(Err(refused)) => return Err(Box::new(refused)),
+                    Err(_) => {
+                        metrics::counter!("gateway_rate_limit_fallbacks_total").increment(1);
+                    }
                 }
             }
         }
@@ -356,13 +388,14 @@ fn limited(key: &KeyEntry, wait: Duration, budget: Budget) -> Refused {
     }
 }
 
-/// One request against the key's shared budget, taking a lease for the
-/// requests after it and handing back what the last lease left.
-async fn shared_admit(
+/// Takes up to a lease of requests from the key's shared budget, handing
+/// back what the last lease left: {admitted, µs to wait (when none), left
+/// now, µs until the whole burst is back}.
+async fn take_from_shared(
     redis: &SharedRedis,
     key: &KeyEntry,
     handed_back: u32,
-) -> Result<Result<Budget, Refused>, crate::shared::RedisUnavailable> {
+) -> Result<(i64, i64, i64, i64), crate::shared::RedisUnavailable> {
     let interval_us = 1_000_000_u64
         .checked_div(u64::from(key.rate_per_second))
         .unwrap_or(1_000_000)
@@ -370,7 +403,7 @@ async fn shared_admit(
     let redis_key = redis.keys().rate(&key.name);
     let burst = key.burst.max(1);
     let want = key.lease_size();
-    let (admitted, wait_us, left, reset_us): (i64, i64, i64, i64) = redis
+    redis
         .call("rate limit", |mut c| async move {
             GCRA.key(redis_key)
                 .arg(interval_us)
@@ -380,8 +413,44 @@ async fn shared_admit(
                 .invoke_async(&mut c)
                 .await
         })
-        .await?;
-    let micros = |us: i64| Duration::from_micros(u64::try_from(us).unwrap_or(0));
+        .await
+}
+
+fn micros(us: i64) -> Duration {
+    Duration::from_micros(u64::try_from(us).unwrap_or(0))
+}
+
+/// Takes the key's next lease in a task of its own; requests go on
+/// meanwhile. A refusal is remembered (requests are refused until the wait
+/// is over), a failure counted; either way the key may renew again after.
+fn renew_in_background(redis: &Arc<SharedRedis>, key: &Arc<KeyEntry>, handed_back: u32) {
+    let (redis, key) = (Arc::clone(redis), Arc::clone(key));
+    tokio::spawn(async move {
+        match take_from_shared(&redis, &key, handed_back).await {
+            Ok((admitted, wait_us, left, reset_us)) => {
+                let now = Instant::now();
+                match u32::try_from(admitted) {
+                    Ok(admitted) if admitted > 0 => {
+                        let left = u32::try_from(left).unwrap_or(0);
+                        key.extend_lease(admitted, left, micros(reset_us), now);
+                    }
+                    _ => key.refused(micros(wait_us), micros(reset_us), now),
+                }
+            }
+            Err(_) => metrics::counter!("gateway_rate_limit_fallbacks_total").increment(1),
+        }
+        key.renewing.store(false, Ordering::Release);
+    });
+}
+
+/// One request against the key's shared budget, taking a lease for the
+/// requests after it and handing back what the last lease left.
+async fn shared_admit(
+    redis: &SharedRedis,
+    key: &KeyEntry,
+    handed_back: u32,
+) -> Result<Result<Budget, Refused>, crate::shared::RedisUnavailable> {
+    let (admitted, wait_us, left, reset_us) = take_from_shared(redis, key, handed_back).await?;
     let left = u32::try_from(left).unwrap_or(0);
     // This request is one of those admitted; the rest are leased.
     let leased = u32::try_from(admitted).unwrap_or(0).saturating_sub(1);
@@ -436,6 +505,7 @@ fn entries(settings: &[ApiKeySettings], old: &[Arc<KeyEntry>]) -> Vec<Arc<KeyEnt
                 rate_per_second: k.rate_per_second,
                 burst,
                 lease: Mutex::default(),
+                renewing: AtomicBool::new(false),
             })
         })
         .collect()

@@ -371,6 +371,45 @@ async fn hits(app: &TestApp, callers: usize, count: usize) -> (Vec<std::time::Du
     (took, all_ok)
 }
 
+/// A busy rate-limited key takes its leases in the background: with Redis
+/// frozen under load, no request waits on it. The Redis timeout is long
+/// (2 s), so a request that waited even once would show it.
+#[tokio::test]
+async fn a_busy_key_never_holds_a_request_for_a_frozen_redis() {
+    let redis = RedisServer::start().await;
+    let timeout = std::time::Duration::from_secs(2);
+    let settings = gateway::configuration::RedisSettings::new(
+        &redis.url(),
+        "gateway-test:",
+        u64::try_from(timeout.as_millis()).unwrap(),
+    );
+    let app = spawn_app_with(|s| {
+        s.redis = Some(settings);
+        // Leases of 100 requests, taken in the background.
+        limited_key(s, 10_000, 10_000);
+    })
+    .await;
+    let (_, ok) = hits(&app, 1, 50).await;
+    assert!(ok);
+    redis.freeze();
+    let (frozen, ok) = hits(&app, 8, 800).await;
+    redis.thaw();
+    assert!(ok, "every hit answered while Redis was frozen");
+    let slowest = *frozen.last().unwrap();
+    assert!(
+        slowest < timeout,
+        "the slowest hit took {slowest:?}: it waited on Redis"
+    );
+    // Admitted from the instance's own budget meanwhile, and counted.
+    let scrape = crate::helpers::get_text(&app.url("/metrics")).await;
+    assert!(
+        crate::helpers::samples(&scrape, "gateway_rate_limit_fallbacks_total")
+            .iter()
+            .any(|line| !line.ends_with(" 0")),
+        "{scrape}"
+    );
+}
+
 #[tokio::test]
 async fn a_stalled_redis_is_noticed_once_and_hits_keep_their_latency() {
     let redis = RedisServer::start().await;
@@ -382,8 +421,9 @@ async fn a_stalled_redis_is_noticed_once_and_hits_keep_their_latency() {
     );
     let app = spawn_app_with(|s| {
         s.redis = Some(settings);
-        // Leases of ten requests: a Redis call every ten requests.
-        limited_key(s, 1_000, 1_000);
+        // Leases of five requests, asked for with the request (a key this
+        // small does; busier ones renew in the background, tested above).
+        limited_key(s, 500, 500);
     })
     .await;
     // A sample line, whole.
