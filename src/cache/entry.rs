@@ -1,13 +1,12 @@
 //! What the cache keeps and how it answers from it: the key, the entry
 //! (body, ETag, compressed forms, age), and the HTTP answer for an entry.
 
-use std::time::{Duration, Instant};
-
-use actix_web::{
-    HttpRequest, HttpResponse,
-    http::{StatusCode, header},
-    web::Bytes,
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
 };
+
+use actix_web::{HttpResponse, http::header, web::Bytes};
 
 use super::Route;
 use crate::representation::{self, Coding};
@@ -141,52 +140,44 @@ pub(super) fn etag_header(etag: &str) -> Option<header::HeaderValue> {
     header::HeaderValue::from_str(etag).ok()
 }
 
-/// The HTTP answer for a cached entry: 200 with the body (in the coding
-/// the caller accepts, from the entry's kept forms), or 304 when the
-/// caller's `If-None-Match` already names it; always `ETag`, `X-Cache`, a
-/// `Cache-Control` matching the time left, and `Vary`.
-pub fn respond(req: &HttpRequest, entry: &Cached, status: CacheStatus) -> HttpResponse {
+/// The answer for a cached entry: 200 with its body as it is and
+/// `X-Cache`, carrying the entry and its freshness for the wire layer
+/// (`representation`), which alone does conditional GET (a 304), the
+/// coding (from the forms the entry keeps), `ETag`, `Cache-Control` and
+/// `Vary`. The cache never reads the request's headers.
+pub fn respond(entry: &Arc<Cached>, status: CacheStatus) -> HttpResponse {
     let max_age = match status {
         CacheStatus::Stale => 0,
         _ => entry.remaining().as_secs(),
     };
-    let not_modified = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| representation::etag_matches(v, &entry.etag));
-    let mut response = HttpResponse::build(if not_modified {
-        StatusCode::NOT_MODIFIED
-    } else {
-        StatusCode::OK
-    });
-    if let Some(etag) = &entry.etag_header {
-        response.insert_header((header::ETAG, etag.clone()));
-    }
-    response
+    let mut response = HttpResponse::Ok()
         .insert_header((
             header::HeaderName::from_static("x-cache"),
             header::HeaderValue::from_static(status.as_str()),
         ))
-        .insert_header((header::CACHE_CONTROL, format!("private, max-age={max_age}")))
-        // Answers differ by caller (the `secrets` scope) and by coding.
         .insert_header((
-            header::VARY,
-            header::HeaderValue::from_static("Authorization, Accept-Encoding"),
-        ));
-    if not_modified {
-        return response.finish();
-    }
-    let packed = representation::negotiate(req.headers())
-        .and_then(|coding| entry.forms.get(coding).map(|bytes| (coding, bytes)));
-    let mut response = response
-        .content_type("application/json")
-        .body(match packed {
-            Some((_, bytes)) => bytes.clone(),
-            None => entry.body.clone(),
-        });
-    if let Some((coding, _)) = packed {
-        representation::mark_encoded(response.headers_mut(), coding);
-    }
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        ))
+        .body(entry.body.clone());
+    let kept: Arc<dyn representation::KeptForms> = Arc::clone(entry) as _;
+    response.extensions_mut().insert(representation::Kept {
+        entry: kept,
+        max_age,
+    });
     response
+}
+
+impl representation::KeptForms for Cached {
+    fn etag(&self) -> &str {
+        &self.etag
+    }
+
+    fn etag_header(&self) -> Option<&header::HeaderValue> {
+        self.etag_header.as_ref()
+    }
+
+    fn form(&self, coding: Coding) -> Option<&Bytes> {
+        self.forms.get(coding)
+    }
 }

@@ -35,7 +35,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::HttpResponse;
 use moka::{Expiry, future::Cache, ops::compute::CompResult, ops::compute::Op};
 use serde::Serialize;
 
@@ -437,19 +437,14 @@ impl ResponseCache {
     }
 
     /// The HTTP answer for `key`, through the cache: see [`ResponseCache::get_or_load`] and [`respond`].
-    pub async fn serve<T, F, Fut>(
-        &self,
-        req: &HttpRequest,
-        key: CacheKey,
-        load: F,
-    ) -> Result<HttpResponse, ApiError>
+    pub async fn serve<T, F, Fut>(&self, key: CacheKey, load: F) -> Result<HttpResponse, ApiError>
     where
         T: Serialize,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,
     {
         let (entry, status) = self.get_or_load(key, load).await?;
-        Ok(respond(req, &entry, status))
+        Ok(respond(&entry, status))
     }
 
     /// Answers held in this instance's memory, and their weight in bytes,

@@ -2,13 +2,15 @@
 //! cut to the fields asked for (`?fields=`, [`fields`]) and compressed as
 //! the caller accepts (`Accept-Encoding`, [`encoding`]).
 //!
-//! One middleware, [`represent`], in this order:
+//! One middleware, [`represent`], owns the wire: it alone does conditional
+//! GET (weak comparison, a 304), the coding, the `ETag`'s weakness, `Vary`
+//! and `Cache-Control`. Handlers answer whole, identity representations; the
+//! cache's answers carry their entry ([`Kept`]: its ETag, the compressed
+//! forms it keeps, how long it stays fresh). In this order:
 //!
 //! 1. `?fields=` on a read route is read against the route's fieldset; an
 //!    unknown name is a 400 before the handler runs (nothing reaches an
-//!    upstream). The handler then answers the whole, uncompressed
-//!    representation (the cache keeps whole answers): the request's
-//!    `If-None-Match` and `Accept-Encoding` are held back from it.
+//!    upstream).
 //! 2. The answer is cut to the selection, gets an `ETag` of its own (a
 //!    hash of the selected bytes), and a 304 when `If-None-Match` names it;
 //!    it is sent as [`fields::PARTIAL_MEDIA_TYPE`], which the document
@@ -38,7 +40,7 @@ use actix_web::{
         header::{self, HeaderMap, HeaderValue},
     },
     middleware::Next,
-    web,
+    web::{self, Bytes},
 };
 use sha2::{Digest, Sha256};
 
@@ -49,7 +51,7 @@ use crate::error::ApiError;
 
 /// The middleware: see the module's documentation.
 pub async fn represent(
-    mut req: ServiceRequest,
+    req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let coding = negotiate(req.headers());
@@ -60,18 +62,98 @@ pub async fn represent(
             return Ok(finish(req.into_response(response), coding).await);
         }
     };
-    let mut if_none_match: Vec<HeaderValue> = Vec::new();
-    if selection.is_some() {
-        let headers = req.headers_mut();
-        headers.remove(header::ACCEPT_ENCODING);
-        if_none_match.extend(headers.remove(header::IF_NONE_MATCH));
-    }
-    let response = next.call(req).await?.map_into_boxed_body();
-    let response = match selection {
-        Some((selection, list)) => select(response, &selection, list, &if_none_match).await,
-        None => response,
+    let if_none_match = req.headers().get(header::IF_NONE_MATCH).cloned();
+    let mut response = next.call(req).await?.map_into_boxed_body();
+    let kept = response.response_mut().extensions_mut().remove::<Kept>();
+    let response = match (selection, kept) {
+        (Some((selection, list)), _) => {
+            select(response, &selection, list, if_none_match.as_ref()).await
+        }
+        // Whole, from the cache: everything it needs was kept with it.
+        (None, Some(kept)) => {
+            return Ok(from_kept(response, &kept, if_none_match.as_ref(), coding));
+        }
+        (None, None) => response,
     };
     Ok(finish(response, coding).await)
+}
+
+/// What the cache keeps of an answer, for the wire: its strong ETag (and
+/// that as a header), and its body compressed with each coding that made it
+/// smaller, made once with the entry.
+pub trait KeptForms: Send + Sync {
+    fn etag(&self) -> &str;
+    fn etag_header(&self) -> Option<&HeaderValue>;
+    fn form(&self, coding: Coding) -> Option<&Bytes>;
+}
+
+/// On a cache's answer (in its extensions): the entry it was made from, and
+/// the seconds it stays fresh (0 when stale).
+pub struct Kept {
+    pub entry: std::sync::Arc<dyn KeptForms>,
+    pub max_age: u64,
+}
+
+/// `private, max-age=N` for the ages a cache entry usually has, made once:
+/// a hit formats no header.
+static MAX_AGES: std::sync::LazyLock<Vec<HeaderValue>> = std::sync::LazyLock::new(|| {
+    (0..=3_600_u32)
+        .filter_map(|age| HeaderValue::from_str(&format!("private, max-age={age}")).ok())
+        .collect()
+});
+
+fn cache_control(max_age: u64) -> HeaderValue {
+    usize::try_from(max_age)
+        .ok()
+        .and_then(|age| MAX_AGES.get(age))
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&format!("private, max-age={max_age}"))
+                .unwrap_or_else(|_| HeaderValue::from_static("private, max-age=0"))
+        })
+}
+
+/// A cache's whole answer on the wire: its strong `ETag`; a 304 when
+/// `If-None-Match` names it; else the kept form for the negotiated coding
+/// (with the tag made weak), or the identity body; `Cache-Control` with
+/// the time it stays fresh; `Vary` on the caller (answers differ by scope)
+/// and the coding. Nothing is compressed here: the forms were made once.
+fn from_kept(
+    response: ServiceResponse<BoxBody>,
+    kept: &Kept,
+    if_none_match: Option<&HeaderValue>,
+    coding: Option<Coding>,
+) -> ServiceResponse<BoxBody> {
+    let not_modified = if_none_match
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| etag_matches(v, kept.entry.etag()));
+    let packed = coding
+        .filter(|_| !not_modified)
+        .and_then(|coding| kept.entry.form(coding).map(|bytes| (coding, bytes.clone())));
+    let (req, response) = response.into_parts();
+    let mut response = if not_modified {
+        let mut head = response.set_body(BoxBody::new(()));
+        *head.status_mut() = StatusCode::NOT_MODIFIED;
+        head.headers_mut().remove(header::CONTENT_TYPE);
+        head
+    } else if let Some((_, bytes)) = &packed {
+        response.set_body(BoxBody::new(bytes.clone()))
+    } else {
+        response
+    };
+    let headers = response.headers_mut();
+    if let Some(etag) = kept.entry.etag_header() {
+        headers.insert(header::ETAG, etag.clone());
+    }
+    headers.insert(header::CACHE_CONTROL, cache_control(kept.max_age));
+    headers.insert(
+        header::VARY,
+        HeaderValue::from_static("Authorization, Accept-Encoding"),
+    );
+    if let Some((coding, _)) = packed {
+        mark_encoded(headers, coding);
+    }
+    ServiceResponse::new(req, response)
 }
 
 /// The selection `?fields=` asks for, with whether the route answers a
@@ -138,7 +220,7 @@ async fn select(
     response: ServiceResponse<BoxBody>,
     selection: &Selection,
     list: bool,
-    if_none_match: &[HeaderValue],
+    if_none_match: Option<&HeaderValue>,
 ) -> ServiceResponse<BoxBody> {
     let is_json = response
         .headers()
@@ -159,9 +241,8 @@ async fn select(
     let cut = serde_json::to_vec(&selection.apply(value, list)).unwrap_or_default();
     let etag = etag_of(&cut);
     let not_modified = if_none_match
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| etag_matches(v, &etag));
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| etag_matches(v, &etag));
     let mut response = if not_modified {
         let mut not_modified = head.set_body(BoxBody::new(()));
         *not_modified.status_mut() = StatusCode::NOT_MODIFIED;

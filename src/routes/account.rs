@@ -1,6 +1,6 @@
 //! `/v1/account`: the Slitz client-area account (upstream `GET /details`).
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -28,12 +28,11 @@ crate::endpoint! {
     #[openapi(tag = "account",)]
     #[responses(UpstreamErrors)]
     pub(crate) async fn get_account(
-        req: HttpRequest,
         slitz: web::Data<SlitzClient>,
         cache: web::Data<ResponseCache>,
     ) -> Result<HttpResponse, ApiError> {
         let (entry, status) = cached_account(&slitz, &cache).await?;
-        Ok(cache::respond(&req, &entry, status))
+        Ok(cache::respond(&entry, status))
     }
 }
 

@@ -1,7 +1,7 @@
 //! `/v1/billing`: balance and invoices (Slitz `GET /balance`, `GET /invoice`,
 //! `GET /invoice/{id}`).
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 
 use std::sync::Arc;
 
@@ -24,12 +24,11 @@ crate::endpoint! {
     #[openapi(tag = "billing",)]
     #[responses(UpstreamErrors)]
     pub(crate) async fn get_balance(
-        req: HttpRequest,
         slitz: web::Data<SlitzClient>,
         cache: web::Data<ResponseCache>,
     ) -> Result<HttpResponse, ApiError> {
         let (entry, status) = cached_balance(&slitz, &cache).await?;
-        Ok(cache::respond(&req, &entry, status))
+        Ok(cache::respond(&entry, status))
     }
 }
 
@@ -56,14 +55,13 @@ crate::endpoint! {
     #[openapi(tag = "billing", params(ListQuery),)]
     #[responses(BadRequest, UpstreamErrors)]
     pub(crate) async fn list_invoices(
-        req: HttpRequest,
         query: Query<ListQuery>,
         slitz: web::Data<SlitzClient>,
         cache: web::Data<ResponseCache>,
     ) -> Result<HttpResponse, ApiError> {
         let listing = query.listing();
         let (entry, status) = cached_invoices(&slitz, &cache, &listing).await?;
-        Ok(cache::respond(&req, &entry, status))
+        Ok(cache::respond(&entry, status))
     }
 }
 
@@ -92,14 +90,13 @@ crate::endpoint! {
     #[openapi(tag = "billing", params(("id" = i64, Path, minimum = 1, description = "Invoice id.")),)]
     #[responses(BadRequest, NotFound, UpstreamErrors)]
     pub(crate) async fn get_invoice(
-        req: HttpRequest,
         id: web::Path<String>,
         slitz: web::Data<SlitzClient>,
         cache: web::Data<ResponseCache>,
     ) -> Result<HttpResponse, ApiError> {
         let id = parse_id("id", &id)?;
         cache
-            .serve(&req, CacheKey::new(CACHE, id.to_string()), || async {
+            .serve(CacheKey::new(CACHE, id.to_string()), || async {
                 Ok::<Body, ApiError>(slitz.invoice(id).await?)
             })
             .await

@@ -1,7 +1,7 @@
 //! `/v1/domains`: registered domains and availability (Slitz `GET /domain`,
 //! `GET /domain/{id}`, `POST /domainorder/status`).
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -53,14 +53,13 @@ crate::endpoint! {
     #[openapi(tag = "domains", params(ListQuery),)]
     #[responses(BadRequest, UpstreamErrors)]
     pub(crate) async fn list_domains(
-        req: HttpRequest,
         query: Query<ListQuery>,
         slitz: web::Data<SlitzClient>,
         cache: web::Data<ResponseCache>,
     ) -> Result<HttpResponse, ApiError> {
         let listing = query.listing();
         let (entry, status) = cached_domains(&slitz, &cache, &listing).await?;
-        Ok(cache::respond(&req, &entry, status))
+        Ok(cache::respond(&entry, status))
     }
 }
 
@@ -88,7 +87,6 @@ crate::endpoint! {
     #[openapi(tag = "domains", params(("id" = i64, Path, minimum = 1, description = "Domain id.")),)]
     #[responses(BadRequest, NotFound, UpstreamErrors)]
     pub(crate) async fn get_domain(
-        req: HttpRequest,
         id: web::Path<String>,
         slitz: web::Data<SlitzClient>,
         cache: web::Data<ResponseCache>,
@@ -96,7 +94,6 @@ crate::endpoint! {
         let id = parse_id("id", &id)?;
         cache
             .serve(
-                &req,
                 CacheKey::new(CACHE, id.to_string()),
                 || async { Ok::<Domain, ApiError>(slitz.domain(id).await?) },
             )
@@ -113,7 +110,6 @@ crate::endpoint! {
     #[openapi(tag = "domains", params(AvailabilityQuery),)]
     #[responses(BadRequest, UpstreamErrors)]
     pub(crate) async fn get_availability(
-        req: HttpRequest,
         query: Query<AvailabilityQuery>,
         slitz: web::Data<SlitzClient>,
         cache: web::Data<ResponseCache>,
@@ -132,7 +128,6 @@ crate::endpoint! {
         };
         cache
             .serve(
-                &req,
                 CacheKey::new(CACHE, name.clone()),
                 || async {
                     let available = slitz.domain_available(&name).await?;

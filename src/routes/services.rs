@@ -2,7 +2,7 @@
 //! `GET /service/{id}`). Service credentials reach only keys with the
 //! `secrets` scope.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 
 use std::sync::Arc;
 
@@ -26,14 +26,13 @@ crate::endpoint! {
     #[openapi(tag = "services", params(ListQuery),)]
     #[responses(BadRequest, UpstreamErrors)]
     pub(crate) async fn list_services(
-        req: HttpRequest,
         query: Query<ListQuery>,
         slitz: web::Data<SlitzClient>,
         cache: web::Data<ResponseCache>,
     ) -> Result<HttpResponse, ApiError> {
         let listing = query.listing();
         let (entry, status) = cached_services(&slitz, &cache, &listing).await?;
-        Ok(cache::respond(&req, &entry, status))
+        Ok(cache::respond(&entry, status))
     }
 }
 
@@ -64,7 +63,6 @@ crate::endpoint! {
     #[openapi(tag = "services", params(("id" = i64, Path, minimum = 1, description = "Service id.")),)]
     #[responses(BadRequest, NotFound, UpstreamErrors)]
     pub(crate) async fn get_service(
-        req: HttpRequest,
         caller: Principal,
         id: web::Path<String>,
         slitz: web::Data<SlitzClient>,
@@ -79,7 +77,7 @@ crate::endpoint! {
         let view = if with_secrets { "secrets" } else { "plain" };
         let key = CacheKey::new(CACHE, format!("{id}:{view}"));
         cache
-            .serve(&req, key, || async {
+            .serve(key, || async {
                 let mut service: Service = slitz.service(id).await?;
                 if !with_secrets {
                     service.credentials = None;

@@ -1,7 +1,7 @@
 //! `/v1/support/tickets`: support tickets and their replies (Slitz
 //! `GET /tickets`, `GET /tickets/{number}`).
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 
 use std::sync::Arc;
 
@@ -24,14 +24,13 @@ crate::endpoint! {
     #[openapi(tag = "support", params(ListQuery),)]
     #[responses(BadRequest, UpstreamErrors)]
     pub(crate) async fn list_tickets(
-        req: HttpRequest,
         query: Query<ListQuery>,
         slitz: web::Data<SlitzClient>,
         cache: web::Data<ResponseCache>,
     ) -> Result<HttpResponse, ApiError> {
         let listing = query.listing();
         let (entry, status) = cached_tickets(&slitz, &cache, &listing).await?;
-        Ok(cache::respond(&req, &entry, status))
+        Ok(cache::respond(&entry, status))
     }
 }
 
@@ -59,7 +58,6 @@ crate::endpoint! {
     #[openapi(tag = "support", params(("number" = i64, Path, minimum = 1, description = "Ticket number.")),)]
     #[responses(BadRequest, NotFound, UpstreamErrors)]
     pub(crate) async fn get_ticket(
-        req: HttpRequest,
         number: web::Path<String>,
         slitz: web::Data<SlitzClient>,
         cache: web::Data<ResponseCache>,
@@ -67,7 +65,6 @@ crate::endpoint! {
         let number = parse_id("number", &number)?;
         cache
             .serve(
-                &req,
                 CacheKey::new(CACHE, number.to_string()),
                 || async { Ok::<Ticket, ApiError>(slitz.ticket(number).await?) },
             )
