@@ -74,7 +74,7 @@ mod tests {
 
     #[test]
     fn written_routes_are_those_some_route_invalidates() {
-        for (i, route) in Cached::ALL.into_iter().enumerate() {
+        for (i, &route) in Cached::ALL.iter().enumerate() {
             assert_eq!(route as usize, i, "Route::ALL is in declaration order");
         }
         let spec = RouteSpec {

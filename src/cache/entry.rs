@@ -117,7 +117,8 @@ impl Forms {
 }
 
 /// How an answer was served, for `X-Cache`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "UPPERCASE")]
 pub enum CacheStatus {
     Hit,
     Miss,
@@ -126,11 +127,7 @@ pub enum CacheStatus {
 
 impl CacheStatus {
     pub(super) fn as_str(self) -> &'static str {
-        match self {
-            CacheStatus::Hit => "HIT",
-            CacheStatus::Miss => "MISS",
-            CacheStatus::Stale => "STALE",
-        }
+        self.into()
     }
 }
 

@@ -141,7 +141,7 @@ impl Coherence {
     /// The subscription is up again: generations are what Redis says now
     /// (a restarted Redis starts them over), and a new epoch begins.
     fn listening_from(&self, generations: &HashMap<Route, u64>) {
-        for route in Route::ALL {
+        for &route in Route::ALL {
             if let Some(slot) = self.slot(route) {
                 slot.store(
                     generations.get(&route).copied().unwrap_or_default(),
@@ -179,8 +179,10 @@ struct Lifetime {
     grace: Duration,
 }
 
-/// How a lookup went, for `gateway_cache_lookups_total{route,outcome}`.
-#[derive(Debug, Clone, Copy)]
+/// How a lookup went, for `gateway_cache_lookups_total{route,outcome}`
+/// (the outcome label is the variant's name in snake_case).
+#[derive(Debug, Clone, Copy, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 enum Lookup {
     /// Fresh in this instance's memory.
     Hit,
@@ -197,24 +199,10 @@ enum Lookup {
 }
 
 impl Lookup {
-    const ALL: [Lookup; 6] = [
-        Lookup::Hit,
-        Lookup::SharedHit,
-        Lookup::Coalesced,
-        Lookup::Miss,
-        Lookup::Stale,
-        Lookup::Error,
-    ];
+    const ALL: &'static [Lookup] = <Self as strum::VariantArray>::VARIANTS;
 
     fn label(self) -> &'static str {
-        match self {
-            Lookup::Hit => "hit",
-            Lookup::SharedHit => "shared_hit",
-            Lookup::Coalesced => "coalesced",
-            Lookup::Miss => "miss",
-            Lookup::Stale => "stale",
-            Lookup::Error => "error",
-        }
+        self.into()
     }
 }
 

@@ -14,9 +14,12 @@ mod load;
 
 use load::within;
 
-/// What a key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+/// What a key may do. Its name (lowercase) is the same to serde and strum.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, strum::IntoStaticStr,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Scope {
     /// Read account, billing, support, domains and services.
     Read,
@@ -28,17 +31,28 @@ pub enum Scope {
 
 impl Scope {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Read => "read",
-            Scope::Write => "write",
-            Scope::Secrets => "secrets",
-        }
+        self.into()
     }
 }
 
-/// The cached routes; their names are the keys of `[cache.routes]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+/// The cached routes; their names (lowercase, the same to serde and strum)
+/// are the keys of `[cache.routes]`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Route {
     Account,
     Balance,
@@ -54,39 +68,16 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 11] = [
-        Route::Account,
-        Route::Balance,
-        Route::Invoices,
-        Route::Invoice,
-        Route::Tickets,
-        Route::Ticket,
-        Route::Domains,
-        Route::Domain,
-        Route::Availability,
-        Route::Services,
-        Route::Service,
-    ];
+    /// Every cached route, in declaration order.
+    pub const ALL: &'static [Route] = <Self as strum::VariantArray>::VARIANTS;
 
     /// The route whose name is `name`, if any.
     pub fn named(name: &str) -> Option<Route> {
-        Route::ALL.into_iter().find(|r| r.name() == name)
+        name.parse().ok()
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Route::Account => "account",
-            Route::Balance => "balance",
-            Route::Invoices => "invoices",
-            Route::Invoice => "invoice",
-            Route::Tickets => "tickets",
-            Route::Ticket => "ticket",
-            Route::Domains => "domains",
-            Route::Domain => "domain",
-            Route::Availability => "availability",
-            Route::Services => "services",
-            Route::Service => "service",
-        }
+        self.into()
     }
 }
 
@@ -527,27 +518,22 @@ impl UpstreamOverrides {
     }
 }
 
-/// An upstream; its name is the one in `[upstream.<name>]`, in metrics and logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An upstream; its name (lowercase) is the one in `[upstream.<name>]`, in
+/// metrics and logs.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::Display, strum::VariantArray,
+)]
+#[strum(serialize_all = "lowercase")]
 pub enum Upstream {
     Dna,
     Slitz,
 }
 
 impl Upstream {
-    pub const ALL: [Upstream; 2] = [Upstream::Dna, Upstream::Slitz];
+    pub const ALL: &'static [Upstream] = <Self as strum::VariantArray>::VARIANTS;
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Upstream::Dna => "dna",
-            Upstream::Slitz => "slitz",
-        }
-    }
-}
-
-impl std::fmt::Display for Upstream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
@@ -592,7 +578,7 @@ impl UpstreamSettings {
     /// `[upstream.slitz]` sets it, `upstream.timeout_ms` otherwise).
     fn validate(&self) -> Result<(), ConfigError> {
         self.check(|key| format!("upstream.{key}"))?;
-        for upstream in Upstream::ALL {
+        for &upstream in Upstream::ALL {
             let (name, set) = (upstream.as_str(), self.overrides(upstream).set_keys());
             self.of(upstream).check(|key| {
                 if set.contains(&key) {

@@ -32,7 +32,8 @@ const REMEMBERED: usize = 1024;
 pub type FieldPath = String;
 
 /// What changed about one field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum Kind {
     /// A field the document does not show.
     Unknown,
@@ -44,11 +45,7 @@ pub enum Kind {
 
 impl Kind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Unknown => "unknown",
-            Kind::Missing => "missing",
-            Kind::Retyped => "retyped",
-        }
+        self.into()
     }
 }
 
