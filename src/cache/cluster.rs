@@ -29,8 +29,25 @@ use crate::{
 /// plus `redis.timeout_ms`.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
-/// How often an instance waiting for another one's load looks again.
-const POLL: Duration = Duration::from_millis(10);
+/// How long a waiter waits to be woken by the subscription (another
+/// instance's load stored, or an invalidation acknowledged) before it looks
+/// in Redis again anyway: a message the subscription missed costs this much,
+/// never more.
+const WAKE_FALLBACK: Duration = Duration::from_millis(100);
+
+/// Acknowledges an invalidation: counts this instance, and says so on the
+/// channel, so the writer is woken rather than polling. KEYS: the
+/// acknowledgements, the channel. ARGV: the invalidation's id.
+static ACKNOWLEDGE: LazyLock<redis::Script> = LazyLock::new(|| {
+    script(
+        r#"
+local count = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], 60000)
+redis.call('PUBLISH', KEYS[2], '!ack ' .. ARGV[1])
+return count
+"#,
+    )
+});
 
 /// Reads a route's generation and the answer stored for it, with its age
 /// by Redis's clock, in one round trip. KEYS: the generations, the entry.
@@ -52,8 +69,9 @@ return {generation, stored[1], stored[2], age}
 
 /// Stores an answer, stamped with Redis's clock, for its TTL plus stale
 /// grace, if its route is still at the generation it was loaded under (a
-/// load overtaken by a write stores nothing). KEYS: the entry, the
-/// generations. ARGV: body, ETag, ms to keep, route, generation.
+/// load overtaken by a write stores nothing), and says so on the channel
+/// (the instances waiting for it wake). KEYS: the entry, the generations,
+/// the channel. ARGV: body, ETag, ms to keep, route, generation, the message.
 static WRITE: LazyLock<redis::Script> = LazyLock::new(|| {
     script(
         r#"
@@ -63,6 +81,7 @@ end
 local fetched = now_ms()
 redis.call('HSET', KEYS[1], 'body', ARGV[1], 'etag', ARGV[2], 'fetched_ms', fetched, 'generation', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PUBLISH', KEYS[3], ARGV[6])
 return 1
 "#,
     )
@@ -98,9 +117,78 @@ return {redis.call('PUBLISH', KEYS[2], message), message}
     )
 });
 
+/// What waiters on this instance wait to hear on the invalidations channel
+/// (`!ack <id>`: an invalidation was acknowledged; `!loaded <route>
+/// <variant>`: a cold key's answer was stored), each by its topic. The
+/// subscription wakes them; each also looks again after [`WAKE_FALLBACK`].
+#[derive(Default)]
+struct Signals(std::sync::Mutex<HashMap<String, Arc<tokio::sync::Notify>>>);
+
+impl Signals {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Notify>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts waiting for `topic`; the wait ends when the guard goes.
+    fn wait_for(&self, topic: String) -> Waiting<'_> {
+        let notify = Arc::clone(self.map().entry(topic.clone()).or_default());
+        Waiting {
+            signals: self,
+            topic,
+            notify,
+        }
+    }
+
+    /// Wakes whoever waits for `topic` here (nobody, mostly).
+    fn wake(&self, topic: &str) {
+        if let Some(notify) = self.map().get(topic) {
+            notify.notify_waiters();
+        }
+    }
+}
+
+/// One wait for a topic; its entry goes when the last waiter does.
+struct Waiting<'a> {
+    signals: &'a Signals,
+    topic: String,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl Waiting<'_> {
+    /// Waits until woken, or [`WAKE_FALLBACK`]; `look` runs in between, with
+    /// the wake-up already armed, so a signal that comes while it runs is
+    /// not missed.
+    async fn until<T>(&self, look: impl AsyncFnOnce() -> Option<T>) -> Result<T, ()> {
+        let woken = self.notify.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if let Some(found) = look().await {
+            return Ok(found);
+        }
+        tokio::select! {
+            () = woken => {}
+            () = tokio::time::sleep(WAKE_FALLBACK) => {}
+        }
+        Err(())
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut map = self.signals.map();
+        // The map's and this one: nobody else waits.
+        if Arc::strong_count(&self.notify) <= 2 {
+            map.remove(&self.topic);
+        }
+    }
+}
+
 pub(super) struct Cluster {
     redis: Arc<SharedRedis>,
     coherence: Arc<Coherence>,
+    signals: Arc<Signals>,
     /// How long a load lock is held at most, and a waiter waits at most.
     lease: Duration,
 }
@@ -144,9 +232,14 @@ impl Cluster {
         coherence: Arc<Coherence>,
         lease: Duration,
     ) -> Self {
+        let signals = Arc::new(Signals::default());
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(listen(Arc::clone(&redis), Arc::downgrade(&coherence)));
+                runtime.spawn(listen(
+                    Arc::clone(&redis),
+                    Arc::downgrade(&coherence),
+                    Arc::clone(&signals),
+                ));
             }
             // Never listening: written routes bypass L1 and account changes
             // answer 503, which is safe, and /readyz says so.
@@ -157,6 +250,7 @@ impl Cluster {
         Self {
             redis,
             coherence,
+            signals,
             lease,
         }
     }
@@ -194,7 +288,14 @@ impl Cluster {
         }
         let token = uuid::Uuid::new_v4().to_string();
         let waiting_since = Instant::now();
+        // Woken when the instance loading it stores the answer.
+        let waiting = self
+            .signals
+            .wait_for(format!("loaded {} {variant}", route.name()));
         loop {
+            let woken = waiting.notify.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             let Ok(found) = self.read(route, variant).await else {
                 fell_back("error");
                 break;
@@ -221,7 +322,12 @@ impl Cluster {
                         .load_holding(route, variant, life, tag, stale, load, &lock, &token)
                         .await;
                 }
-                Ok(false) if waiting_since.elapsed() < self.lease => tokio::time::sleep(POLL).await,
+                Ok(false) if waiting_since.elapsed() < self.lease => {
+                    tokio::select! {
+                        () = woken => {}
+                        () = tokio::time::sleep(WAKE_FALLBACK) => {}
+                    }
+                }
                 Ok(false) => {
                     fell_back("lock_expired");
                     break;
@@ -306,6 +412,8 @@ impl Cluster {
         }
         let key = self.key(route, variant);
         let generations = self.redis.keys().cache_generations();
+        let channel = self.redis.keys().cache_invalidations();
+        let loaded = format!("!loaded {} {variant}", route.name());
         // Failures are counted and logged by `call`; the answer is served anyway.
         let _ = self
             .redis
@@ -313,11 +421,13 @@ impl Cluster {
                 WRITE
                     .key(key)
                     .key(generations)
+                    .key(channel)
                     .arg(entry.body.as_ref())
                     .arg(entry.etag.as_str())
                     .arg(u64::try_from(keep).unwrap_or(u64::MAX))
                     .arg(route.name())
                     .arg(generation)
+                    .arg(loaded)
                     .invoke_async::<i64>(&mut c)
                     .await
             })
@@ -424,32 +534,38 @@ impl Cluster {
         metrics::counter!("gateway_cache_invalidations_total", "outcome" => outcome).increment(1);
     }
 
-    /// Whether `listeners` instances have applied invalidation `id`.
+    /// Whether `listeners` instances have applied invalidation `id`: looks
+    /// once, then each time an acknowledgement is heard on the channel (or
+    /// after [`WAKE_FALLBACK`]), bounded by 5 × `redis.timeout_ms`.
     async fn acknowledged(&self, id: &str, listeners: u64) -> bool {
         let key = self.redis.keys().cache_ack(id);
         let give_up = Instant::now()
             .checked_add(self.redis.timeout().saturating_mul(5))
             .unwrap_or_else(Instant::now);
+        let waiting = self.signals.wait_for(format!("ack {id}"));
         loop {
-            let acks = self
-                .redis
-                .call("cache acknowledgements", |mut c| {
-                    let key = key.clone();
-                    async move {
-                        redis::cmd("GET")
-                            .arg(key)
-                            .query_async::<Option<u64>>(&mut c)
-                            .await
-                    }
-                })
-                .await;
-            if acks.is_ok_and(|n| n.unwrap_or_default() >= listeners) {
+            let look = async || {
+                let acks = self
+                    .redis
+                    .call("cache acknowledgements", |mut c| {
+                        let key = key.clone();
+                        async move {
+                            redis::cmd("GET")
+                                .arg(key)
+                                .query_async::<Option<u64>>(&mut c)
+                                .await
+                        }
+                    })
+                    .await;
+                acks.is_ok_and(|n| n.unwrap_or_default() >= listeners)
+                    .then_some(())
+            };
+            if waiting.until(look).await.is_ok() {
                 return true;
             }
             if Instant::now() >= give_up {
                 return false;
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 }
@@ -488,7 +604,7 @@ fn parse_invalidation(message: &str) -> Option<(&str, Vec<(Route, u64)>)> {
 /// Hears invalidations for as long as the cache lives: applies each one and
 /// acknowledges it; checks the subscription every [`HEARTBEAT`]; when it is
 /// lost, stops trusting copies of written routes and subscribes again.
-async fn listen(redis: Arc<SharedRedis>, coherence: Weak<Coherence>) {
+async fn listen(redis: Arc<SharedRedis>, coherence: Weak<Coherence>, signals: Arc<Signals>) {
     let channel = redis.keys().cache_invalidations();
     let mut backoff = Duration::from_millis(50);
     while coherence.strong_count() > 0 {
@@ -505,7 +621,7 @@ async fn listen(redis: Arc<SharedRedis>, coherence: Weak<Coherence>) {
                 loop {
                     tokio::select! {
                         message = stream.next() => match message {
-                            Some(message) => apply(&redis, &coherence, &message).await,
+                            Some(message) => heard(&redis, &coherence, &signals, &message).await,
                             None => break,
                         },
                         _ = beat.tick() => {
@@ -572,13 +688,30 @@ async fn subscribe(
     Ok((sink, stream, generations))
 }
 
-/// Applies one invalidation here, then counts this instance in its
-/// acknowledgements.
-async fn apply(redis: &SharedRedis, coherence: &Weak<Coherence>, message: &redis::Msg) {
+/// One message of the channel: a signal for the waiters here (`!ack`,
+/// `!loaded`), or an invalidation to apply.
+async fn heard(
+    redis: &SharedRedis,
+    coherence: &Weak<Coherence>,
+    signals: &Signals,
+    message: &redis::Msg,
+) {
     let Ok(payload) = message.get_payload::<String>() else {
         return;
     };
-    let Some((id, changed)) = parse_invalidation(&payload) else {
+    if let Some(id) = payload.strip_prefix("!ack ") {
+        signals.wake(&format!("ack {id}"));
+    } else if let Some(what) = payload.strip_prefix("!loaded ") {
+        signals.wake(&format!("loaded {what}"));
+    } else {
+        apply(redis, coherence, &payload).await;
+    }
+}
+
+/// Applies one invalidation here, then counts this instance in its
+/// acknowledgements.
+async fn apply(redis: &SharedRedis, coherence: &Weak<Coherence>, payload: &str) {
+    let Some((id, changed)) = parse_invalidation(payload) else {
         tracing::warn!("ignoring a malformed cache invalidation");
         return;
     };
@@ -589,17 +722,19 @@ async fn apply(redis: &SharedRedis, coherence: &Weak<Coherence>, message: &redis
         .into_iter()
         .for_each(|(route, generation)| alive.observe(route, generation));
     drop(alive);
-    let key = redis.keys().cache_ack(id);
+    let (key, channel) = (
+        redis.keys().cache_ack(id),
+        redis.keys().cache_invalidations(),
+    );
+    let id = id.to_owned();
     // When the acknowledgement fails, the writer reports the invalidation unconfirmed.
     let _ = redis
         .call("cache acknowledge", |mut c| async move {
-            redis::pipe()
-                .atomic()
-                .incr(&key, 1)
-                .ignore()
-                .pexpire(&key, 60_000)
-                .ignore()
-                .query_async::<()>(&mut c)
+            ACKNOWLEDGE
+                .key(key)
+                .key(channel)
+                .arg(id)
+                .invoke_async::<i64>(&mut c)
                 .await
         })
         .await;
@@ -608,6 +743,37 @@ async fn apply(redis: &SharedRedis, coherence: &Weak<Coherence>, message: &redis
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_is_woken_by_its_signal_or_looks_again_after_the_fallback() {
+        let signals = Signals::default();
+        let waiting = signals.wait_for("loaded account ".to_owned());
+        // Nothing heard: it looks again after the fallback.
+        let started = tokio::time::Instant::now();
+        assert!(waiting.until(async || None::<()>).await.is_err());
+        assert_eq!(started.elapsed(), WAKE_FALLBACK);
+        // A signal while it looks is not missed: it returns at once.
+        let started = tokio::time::Instant::now();
+        let look = async || {
+            signals.wake("loaded account ");
+            None::<()>
+        };
+        assert!(waiting.until(look).await.is_err());
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        // Another topic's signal does not wake it.
+        let started = tokio::time::Instant::now();
+        let look = async || {
+            signals.wake("loaded invoice 1");
+            None::<()>
+        };
+        assert!(waiting.until(look).await.is_err());
+        assert_eq!(started.elapsed(), WAKE_FALLBACK);
+        // Found while looking: no wait at all.
+        assert_eq!(waiting.until(async || Some(7)).await, Ok(7));
+        // The last waiter gone, its topic is forgotten.
+        drop(waiting);
+        assert!(signals.map().is_empty());
+    }
 
     #[test]
     fn an_invalidation_names_its_id_and_the_new_generations() {
