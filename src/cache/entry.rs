@@ -51,7 +51,7 @@ pub struct Cached {
     pub body: Bytes,
     pub etag: String,
     /// `etag` as a header value, made once for every answer sent from it.
-    pub(super) etag_header: Option<header::HeaderValue>,
+    pub(super) etag_header: Option<EtagHeaders>,
     /// The body compressed, once, with each coding that makes it smaller.
     pub(super) forms: Forms,
     /// When this instance got it, and how old it was then (an answer read
@@ -133,8 +133,19 @@ impl CacheStatus {
 
 /// `etag` as a header value; `None` for one a header cannot carry (only an
 /// entry read from a tampered Redis could have one), sent without `ETag`.
-pub(super) fn etag_header(etag: &str) -> Option<header::HeaderValue> {
-    header::HeaderValue::from_str(etag).ok()
+pub(super) fn etag_header(etag: &str) -> Option<EtagHeaders> {
+    Some(EtagHeaders {
+        strong: header::HeaderValue::from_str(etag).ok()?,
+        weak: header::HeaderValue::from_str(&format!("W/{etag}")).ok()?,
+    })
+}
+
+/// An entry's ETag as headers, made once: as it is (the identity form), and
+/// made weak (a compressed form).
+#[derive(Debug)]
+pub(crate) struct EtagHeaders {
+    strong: header::HeaderValue,
+    weak: header::HeaderValue,
 }
 
 /// The answer for a cached entry: 200 with its body as it is and
@@ -170,8 +181,10 @@ impl representation::KeptForms for Cached {
         &self.etag
     }
 
-    fn etag_header(&self) -> Option<&header::HeaderValue> {
-        self.etag_header.as_ref()
+    fn etag_header(&self, weak: bool) -> Option<&header::HeaderValue> {
+        self.etag_header
+            .as_ref()
+            .map(|h| if weak { &h.weak } else { &h.strong })
     }
 
     fn form(&self, coding: Coding) -> Option<&Bytes> {

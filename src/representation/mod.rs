@@ -83,7 +83,8 @@ pub async fn represent(
 /// smaller, made once with the entry.
 pub trait KeptForms: Send + Sync {
     fn etag(&self) -> &str;
-    fn etag_header(&self) -> Option<&HeaderValue>;
+    /// The ETag as a header: made weak for a compressed form.
+    fn etag_header(&self, weak: bool) -> Option<&HeaderValue>;
     fn form(&self, coding: Coding) -> Option<&Bytes>;
 }
 
@@ -142,7 +143,7 @@ fn from_kept(
         response
     };
     let headers = response.headers_mut();
-    if let Some(etag) = kept.entry.etag_header() {
+    if let Some(etag) = kept.entry.etag_header(packed.is_some()) {
         headers.insert(header::ETAG, etag.clone());
     }
     headers.insert(header::CACHE_CONTROL, cache_control(kept.max_age));
@@ -151,7 +152,8 @@ fn from_kept(
         HeaderValue::from_static("Authorization, Accept-Encoding"),
     );
     if let Some((coding, _)) = packed {
-        mark_encoded(headers, coding);
+        // The weak tag is the entry's, made once: no formatting per hit.
+        headers.insert(header::CONTENT_ENCODING, coding.header_value());
     }
     ServiceResponse::new(req, response)
 }
