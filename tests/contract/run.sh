@@ -74,10 +74,32 @@ GATEWAY_URL="$base" SCREENSHOT="$out/swagger-ui.png" node tests/contract/swagger
 # generate from: `fields` included (a cut answer is its own media type with
 # its own schema) and `GET /v1/events` (each event against the stream's
 # per-event schema).
+# Hypothesis, describing a strategy while Schemathesis builds coverage
+# cases, sometimes dies under CPython 3.11 with "SystemError: AST
+# constructor recursion depth mismatch" (a CPython bug in ast.parse's
+# recursion accounting; the same seed passes on the next try). That is no
+# finding about the gateway: such a run, with no failed check, is run again
+# (at most twice). Any failed check fails at once.
 schemathesis() {
-  "$out/venv/bin/st" --config-file tests/contract/schemathesis.toml run "$base/openapi.json" --url "$base" \
-    --header "Authorization: Bearer sandbox-key" \
-    --checks all --workers 2 --request-timeout 20 --no-color "$@"
+  local log status attempt
+  log=$(mktemp)
+  for attempt in 1 2 3; do
+    set +e
+    "$out/venv/bin/st" --config-file tests/contract/schemathesis.toml run "$base/openapi.json" --url "$base" \
+      --header "Authorization: Bearer sandbox-key" \
+      --checks all --workers 2 --request-timeout 20 --no-color "$@" 2>&1 | tee "$log"
+    status=${PIPESTATUS[0]}
+    set -e
+    [ "$status" -eq 0 ] && break
+    if grep -q "AST constructor recursion depth mismatch" "$log" && ! grep -q "^Failures:" "$log" \
+      && [ "$attempt" -lt 3 ]; then
+      echo "    Schemathesis hit the CPython 3.11 ast SystemError (no failed check): running it again"
+      continue
+    fi
+    break
+  done
+  rm -f "$log"
+  return "$status"
 }
 echo "--> 3a. Schemathesis, fixed seed (the same inputs every run)"
 schemathesis --max-examples "${SCHEMATHESIS_EXAMPLES:-40}" --seed "${SCHEMATHESIS_SEED:-20261123}" \
