@@ -560,23 +560,17 @@ impl Seen {
 #[derive(Debug, Clone, Default)]
 pub struct SeenSlot(pub std::rc::Rc<Seen>);
 
-/// The route a request was admitted to, on the request for what runs after
-/// admission.
-#[derive(Debug, Clone, Copy)]
-pub struct Admitted(pub &'static RouteSpec);
-
 /// Admission, the middleware every declared route is wrapped in
 /// (`routes::endpoint`): a public route passes; a keyed one needs a valid
 /// key (401), within its rate (429), with every scope the route declares
 /// (403), before anything of the handler runs, extractors included. What it
-/// admits, the [`Principal`] and the [`Admitted`] route, rides on the
+/// admits, the [`Principal`] and the route (in [`Seen`]), rides on the
 /// request; the key's `RateLimit` fields go on whatever the answer is.
 pub async fn admit<B: MessageBody + 'static>(
     spec: &'static RouteSpec,
     req: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    req.extensions_mut().insert(Admitted(spec));
     if let Some(seen) = req.extensions().get::<SeenSlot>() {
         seen.0.route.set(Some(spec));
     }

@@ -125,18 +125,13 @@ fn from_kept(
     if_none_match: Option<&HeaderValue>,
     coding: Option<Coding>,
 ) -> ServiceResponse<BoxBody> {
-    let not_modified = if_none_match
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| etag_matches(v, kept.entry.etag()));
+    let not_modified = names(if_none_match, kept.entry.etag());
     let packed = coding
         .filter(|_| !not_modified)
         .and_then(|coding| kept.entry.form(coding).map(|bytes| (coding, bytes.clone())));
     let (req, response) = response.into_parts();
     let mut response = if not_modified {
-        let mut head = response.set_body(BoxBody::new(()));
-        *head.status_mut() = StatusCode::NOT_MODIFIED;
-        head.headers_mut().remove(header::CONTENT_TYPE);
-        head
+        not_modified_head(response)
     } else if let Some((_, bytes)) = &packed {
         response.set_body(BoxBody::new(bytes.clone()))
     } else {
@@ -206,6 +201,22 @@ pub fn etag_matches(header: &str, etag: &str) -> bool {
     })
 }
 
+/// Whether the request's `If-None-Match` names `etag` (weakly).
+fn names(if_none_match: Option<&HeaderValue>, etag: &str) -> bool {
+    if_none_match
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| etag_matches(v, etag))
+}
+
+/// The 304 for an answer whose validator the caller holds: its headers,
+/// no body, no content type.
+fn not_modified_head<B>(response: actix_web::HttpResponse<B>) -> actix_web::HttpResponse<BoxBody> {
+    let mut head = response.set_body(BoxBody::new(()));
+    *head.status_mut() = StatusCode::NOT_MODIFIED;
+    head.headers_mut().remove(header::CONTENT_TYPE);
+    head
+}
+
 /// A strong tag made weak; a weak one as it is.
 pub fn weak(etag: &HeaderValue) -> HeaderValue {
     match etag.to_str() {
@@ -242,14 +253,8 @@ async fn select(
     };
     let cut = serde_json::to_vec(&selection.apply(value, list)).unwrap_or_default();
     let etag = etag_of(&cut);
-    let not_modified = if_none_match
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| etag_matches(v, &etag));
-    let mut response = if not_modified {
-        let mut not_modified = head.set_body(BoxBody::new(()));
-        *not_modified.status_mut() = StatusCode::NOT_MODIFIED;
-        not_modified.headers_mut().remove(header::CONTENT_TYPE);
-        not_modified
+    let mut response = if names(if_none_match, &etag) {
+        not_modified_head(head)
     } else {
         let mut cut = head.set_body(BoxBody::new(cut));
         cut.headers_mut().insert(
