@@ -11,11 +11,15 @@
 //! - a write forgets the cached routes in [`RouteSpec::invalidates`];
 //! - the `route` label of the request metrics is [`RouteSpec::path`].
 //!
-//! A leaf: it names configuration's enums and nothing else.
+//! A leaf: it names configuration's enums and the upstream operations
+//! (`upstream::operation`, itself a leaf) and nothing else.
 
 use http::Method;
 
-use crate::configuration::{Route as Cached, Scope, Upstream};
+use crate::{
+    configuration::{Route as Cached, Scope},
+    upstream::operation::Operation,
+};
 
 /// One route.
 #[derive(Debug)]
@@ -31,8 +35,8 @@ pub struct RouteSpec {
     pub widened_by: Option<Scope>,
     /// The cache route its answers are kept under, if it is a cached read.
     pub cached: Option<Cached>,
-    /// The upstream operations it calls (as in each client's `OPERATIONS`).
-    pub upstream: &'static [(Upstream, &'static str)],
+    /// The upstream operations it calls.
+    pub upstream: &'static [Operation],
     /// The cached routes whose answers its success changes.
     pub invalidates: &'static [Cached],
 }

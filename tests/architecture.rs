@@ -131,11 +131,27 @@ fn the_layers_point_one_way() {
         !graph["configuration"].contains("sandbox"),
         "production configuration knows no sandbox"
     );
-    // The route table is facts, read by auth, cache, openapi and telemetry.
+    // The route table is facts, read by auth, cache, openapi and telemetry:
+    // configuration's enums and the upstream clients' operation enums, whose
+    // file is itself a leaf.
     assert_eq!(
         graph["route_table"],
+        BTreeSet::from(["configuration".to_owned(), "upstream".to_owned()]),
+        "the route table names configuration's and the operations' enums only"
+    );
+    let table = std::fs::read_to_string("src/route_table.rs").unwrap();
+    for (i, _) in table.match_indices("upstream::") {
+        assert!(
+            table[i..].starts_with("upstream::operation"),
+            "the route table names only upstream::operation"
+        );
+    }
+    let operations = std::fs::read_to_string("src/upstream/operation.rs").unwrap();
+    let operations = operations.split("#[cfg(test)]\nmod tests").next().unwrap();
+    assert_eq!(
+        crate_references(operations),
         BTreeSet::from(["configuration".to_owned()]),
-        "the route table names configuration's enums only"
+        "upstream::operation is a leaf"
     );
     for lower in ["upstream", "error", "sandbox", "model"] {
         assert!(!graph[lower].contains("routes"), "{lower} imports routes");

@@ -24,7 +24,7 @@ crate::endpoint! {
     ///
     /// Registration details of the client-area account the gateway is
     /// configured with: names, address, contact, credit and last login. Cached.
-    #[route(get "/v1/account", scopes = [Read], cached = Account, upstream = [(Slitz, "GET /details")], ok = (Account, "The account."))]
+    #[route(get "/v1/account", scopes = [Read], cached = Account, upstream = [Slitz(GetDetails)], ok = (Account, "The account."))]
     #[openapi(tag = "account",)]
     #[responses(UpstreamErrors)]
     pub(crate) async fn get_account(
@@ -201,7 +201,7 @@ crate::endpoint! {
     /// Only fields whose value differs are sent to Slitz; a request that changes
     /// nothing makes no upstream write. `email` cannot be changed here: it is the
     /// login the gateway uses.
-    #[route(patch "/v1/account", scopes = [Write], upstream = [(Slitz, "GET /details"), (Slitz, "POST /details")],
+    #[route(patch "/v1/account", scopes = [Write], upstream = [Slitz(GetDetails), Slitz(PostDetails)],
         // The account, and the invoices that embed it.
         invalidates = [Account, Invoice], ok = (Account, "The account after the change."))]
     #[openapi(tag = "account", request_body(content = AccountChanges, content_type = "application/json"),)]

@@ -20,7 +20,7 @@ crate::endpoint! {
     ///
     /// The total of unpaid invoices and the credit on the account. Cached.
     #[route(get "/v1/billing/balance", scopes = [Read], cached = Balance,
-        upstream = [(Slitz, "GET /balance")], ok = (Balance, "Balance and credit."))]
+        upstream = [Slitz(GetBalance)], ok = (Balance, "Balance and credit."))]
     #[openapi(tag = "billing",)]
     #[responses(UpstreamErrors)]
     pub(crate) async fn get_balance(
@@ -50,7 +50,7 @@ crate::endpoint! {
     /// Every invoice of the account, newest as Slitz orders them, optionally only
     /// those with one status, one page at a time. Cached.
     #[route(get "/v1/billing/invoices", scopes = [Read], cached = Invoices,
-        upstream = [(Slitz, "GET /invoice")],
+        upstream = [Slitz(ListInvoices)],
         ok = (Page<InvoiceSummary>, "One page of invoices."))]
     #[openapi(tag = "billing", params(ListQuery),)]
     #[responses(BadRequest, UpstreamErrors)]
@@ -86,7 +86,7 @@ crate::endpoint! {
     ///
     /// An invoice with its line items, taxes and the billed account. Cached.
     #[route(get "/v1/billing/invoices/{id}", scopes = [Read], cached = Invoice,
-        upstream = [(Slitz, "GET /invoice/{id}")], ok = (Invoice, "The invoice."))]
+        upstream = [Slitz(GetInvoice)], ok = (Invoice, "The invoice."))]
     #[openapi(tag = "billing", params(("id" = i64, Path, minimum = 1, description = "Invoice id.")),)]
     #[responses(BadRequest, NotFound, UpstreamErrors)]
     pub(crate) async fn get_invoice(

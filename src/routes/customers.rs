@@ -196,7 +196,7 @@ crate::endpoint! {
     /// another body is a 422; while the first request with the key is still being
     /// processed, a 409. A request whose outcome at DNA is unknown (a timeout, a
     /// DNA failure) is never sent again: its answer is replayed for its key.
-    #[route(post "/v1/customers", scopes = [Write], upstream = [(Dna, "POST /oauth/token"), (Dna, "POST /residential/client")])]
+    #[route(post "/v1/customers", scopes = [Write], upstream = [Dna(Token), Dna(CreateClient)])]
     #[openapi(tag = "customers", params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$",
             description = "Any unique string (a UUID): retries with the same key never create a second customer. Remembered for 24 hours.")), request_body(content = NewCustomer, content_type = "application/json"),)]
     #[responses((status = 201, description = "Created.", body = Customer, headers(
@@ -294,7 +294,7 @@ crate::endpoint! {
     ///
     /// Activates a DNA customer by DNA's id (the `id` of the create answer).
     #[route(post "/v1/customers/{id}/activate", scopes = [Write],
-        upstream = [(Dna, "POST /oauth/token"), (Dna, "POST /residential/client/{id}/{action}")], ok = (StatusChange, "Active."))]
+        upstream = [Dna(Token), Dna(ChangeStatus)], ok = (StatusChange, "Active."))]
     #[openapi(tag = "customers", params(("id" = i64, Path, minimum = 1, description = "DNA customer id.")),)]
     #[responses(BadRequest, (status = 404, description = "DNA has no such customer.", body = Problem, content_type = "application/problem+json"), UpstreamErrors)]
     pub(crate) async fn activate_customer(
@@ -312,7 +312,7 @@ crate::endpoint! {
     ///
     /// Suspends a DNA customer by DNA's id.
     #[route(post "/v1/customers/{id}/suspend", scopes = [Write],
-        upstream = [(Dna, "POST /oauth/token"), (Dna, "POST /residential/client/{id}/{action}")], ok = (StatusChange, "Suspended."))]
+        upstream = [Dna(Token), Dna(ChangeStatus)], ok = (StatusChange, "Suspended."))]
     #[openapi(tag = "customers", params(("id" = i64, Path, minimum = 1, description = "DNA customer id.")),)]
     #[responses(BadRequest, (status = 404, description = "DNA has no such customer.", body = Problem, content_type = "application/problem+json"), UpstreamErrors)]
     pub(crate) async fn suspend_customer(

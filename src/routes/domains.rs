@@ -49,7 +49,7 @@ crate::endpoint! {
     ///
     /// Every domain of the account, optionally only those with one status, one
     /// page at a time. Cached.
-    #[route(get "/v1/domains", scopes = [Read], cached = Domains, upstream = [(Slitz, "GET /domain")], ok = (Page<DomainSummary>, "One page of domains."))]
+    #[route(get "/v1/domains", scopes = [Read], cached = Domains, upstream = [Slitz(ListDomains)], ok = (Page<DomainSummary>, "One page of domains."))]
     #[openapi(tag = "domains", params(ListQuery),)]
     #[responses(BadRequest, UpstreamErrors)]
     pub(crate) async fn list_domains(
@@ -83,7 +83,7 @@ crate::endpoint! {
     /// One domain
     ///
     /// A domain with its billing dates, WHOIS protection and name servers. Cached.
-    #[route(get "/v1/domains/{id}", scopes = [Read], cached = Domain, upstream = [(Slitz, "GET /domain/{id}")], ok = (Domain, "The domain."))]
+    #[route(get "/v1/domains/{id}", scopes = [Read], cached = Domain, upstream = [Slitz(GetDomain)], ok = (Domain, "The domain."))]
     #[openapi(tag = "domains", params(("id" = i64, Path, minimum = 1, description = "Domain id.")),)]
     #[responses(BadRequest, NotFound, UpstreamErrors)]
     pub(crate) async fn get_domain(
@@ -106,7 +106,7 @@ crate::endpoint! {
     ///
     /// Whether a domain name can be registered. Slitz answers an empty body for a
     /// taken name; the gateway answers `available: false`. Cached briefly.
-    #[route(get "/v1/domains/availability", scopes = [Read], cached = Availability, upstream = [(Slitz, "POST /domainorder/status")], ok = (Availability, "Whether the name is free."))]
+    #[route(get "/v1/domains/availability", scopes = [Read], cached = Availability, upstream = [Slitz(DomainAvailability)], ok = (Availability, "Whether the name is free."))]
     #[openapi(tag = "domains", params(AvailabilityQuery),)]
     #[responses(BadRequest, UpstreamErrors)]
     pub(crate) async fn get_availability(

@@ -110,6 +110,22 @@ macro_rules! __endpoint_public {
     };
 }
 
+/// `Slitz(GetService)`: the upstream operation, of that client's enum.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __endpoint_operation {
+    (Slitz, $operation:ident) => {
+        $crate::upstream::operation::Operation::Slitz(
+            $crate::upstream::operation::SlitzOperation::$operation,
+        )
+    };
+    (Dna, $operation:ident) => {
+        $crate::upstream::operation::Operation::Dna(
+            $crate::upstream::operation::DnaOperation::$operation,
+        )
+    };
+}
+
 /// `Some(x)` when given, `None` when not.
 #[doc(hidden)]
 #[macro_export]
@@ -130,7 +146,7 @@ macro_rules! __endpoint_opt {
 ///     public | scopes = [Read],        // exactly one: a route is public only by saying so
 ///     widened_by = Secrets,
 ///     cached = Service,
-///     upstream = [(Slitz, "GET /service/{id}")],
+///     upstream = [Slitz(GetService)],      // the client operations it calls
 ///     invalidates = [Account, Invoice],
 ///     ok = (ServiceDetail, "The service."))]
 /// #[openapi(tag = "services", params(..),)]   // the rest of #[utoipa::path], each followed by a comma
@@ -148,7 +164,7 @@ macro_rules! endpoint {
         #[route($method:ident $path:literal, $access:ident $(= [$($scope:ident),+ $(,)?])?
             $(, widened_by = $widened:ident)?
             $(, cached = $cached:ident)?
-            $(, upstream = [$(($upstream:ident, $operation:literal)),+ $(,)?])?
+            $(, upstream = [$($upstream:ident($operation:ident)),+ $(,)?])?
             $(, invalidates = [$($invalidated:ident),+ $(,)?])?
             $(, ok = ($ok:ident $(<$ok_arg:ident>)?, $ok_description:literal))?
             $(,)?
@@ -212,7 +228,7 @@ macro_rules! endpoint {
                         scopes: SCOPES,
                         widened_by: $crate::__endpoint_opt!($($crate::configuration::Scope::$widened)?),
                         cached: $crate::__endpoint_opt!($($crate::configuration::Route::$cached)?),
-                        upstream: &[$($(($crate::configuration::Upstream::$upstream, $operation)),+)?],
+                        upstream: &[$($($crate::__endpoint_operation!($upstream, $operation)),+)?],
                         invalidates: &[$($($crate::configuration::Route::$invalidated),+)?],
                     },
                     register: |cfg| {

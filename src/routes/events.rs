@@ -45,10 +45,10 @@ crate::endpoint! {
     #[route(get "/v1/events", scopes = [Read],
         // The watcher's reads, while the stream is open.
         upstream = [
-            (Slitz, "GET /invoice"),
-            (Slitz, "GET /tickets"),
-            (Slitz, "GET /domain"),
-            (Slitz, "GET /service"),
+            Slitz(ListInvoices),
+            Slitz(ListTickets),
+            Slitz(ListDomains),
+            Slitz(ListServices),
         ],
         // A change the watcher sees is forgotten from the cache as it is
         // published, so a subscriber that refetches reads it.

@@ -13,6 +13,7 @@ use crate::{
     upstream::{
         breaker::{BreakerState, Breakers},
         dna::DnaClient,
+        operation::ClientOperation,
         slitz::SlitzClient,
     },
 };
@@ -111,7 +112,7 @@ impl Check {
 
     /// Shows `breakers`; an open breaker of the whole upstream makes it
     /// `down` (its connections keep failing), open operations do not.
-    fn show_breakers(&mut self, upstream: &str, breakers: &Breakers) {
+    fn show_breakers<O: ClientOperation>(&mut self, upstream: &str, breakers: &Breakers<O>) {
         let whole = breakers.upstream_state();
         self.breaker = Some(whole);
         self.open_operations = breakers.open_operations();
@@ -188,10 +189,11 @@ crate::endpoint! {
         let mut checks = readiness.check().await;
         // An operation's open breaker is shown, not judged: the upstream's other
         // operations (and stale cache) still serve. The whole upstream's is judged.
-        for (name, breakers) in [("dna", dna.breakers()), ("slitz", slitz.breakers())] {
-            if let Some(check) = checks.get_mut(name) {
-                check.show_breakers(name, breakers);
-            }
+        if let Some(check) = checks.get_mut("dna") {
+            check.show_breakers("dna", dna.breakers());
+        }
+        if let Some(check) = checks.get_mut("slitz") {
+            check.show_breakers("slitz", slitz.breakers());
         }
         // Once DNA has refused the gateway's credentials, stay not-ready until a
         // token can be had again; each probe tries once, so a fixed secret heals.

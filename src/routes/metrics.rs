@@ -217,13 +217,13 @@ crate::endpoint! {
         cache: web::Data<ResponseCache>,
     ) -> HttpResponse {
         // States read at scrape time, so they are never stale.
-        for (upstream, breakers, limit) in [
-            ("dna", dna.breakers(), dna.concurrency_limit()),
-            ("slitz", slitz.breakers(), slitz.concurrency_limit()),
+        for (upstream, whole, operations, limit) in [
+            ("dna", dna.breakers().upstream_state(), dna.breakers().operation_states(), dna.concurrency_limit()),
+            ("slitz", slitz.breakers().upstream_state(), slitz.breakers().operation_states(), slitz.concurrency_limit()),
         ] {
             ::metrics::gauge!("gateway_breaker_state", "upstream" => upstream, "operation" => WHOLE_UPSTREAM)
-                .set(breakers.upstream_state().gauge());
-            for (operation, state) in breakers.operation_states() {
+                .set(whole.gauge());
+            for (operation, state) in operations {
                 ::metrics::gauge!("gateway_breaker_state", "upstream" => upstream, "operation" => operation)
                     .set(state.gauge());
             }

@@ -227,12 +227,12 @@ crate::endpoint! {
     #[route(get "/v1/overview", scopes = [Read],
         // Assembled from the cached routes, each under its own entry.
         upstream = [
-            (Slitz, "GET /details"),
-            (Slitz, "GET /balance"),
-            (Slitz, "GET /invoice"),
-            (Slitz, "GET /tickets"),
-            (Slitz, "GET /domain"),
-            (Slitz, "GET /service"),
+            Slitz(GetDetails),
+            Slitz(GetBalance),
+            Slitz(ListInvoices),
+            Slitz(ListTickets),
+            Slitz(ListDomains),
+            Slitz(ListServices),
         ], ok = (Overview, "The summary; check `partial` and `errors`."))]
     #[openapi(tag = "overview",)]
     #[responses((status = 503, description = "No source answered; `errors` names each.", body = Problem, content_type = "application/problem+json"))]

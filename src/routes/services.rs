@@ -22,7 +22,7 @@ crate::endpoint! {
     ///
     /// Every service of the account, optionally only those with one status, one
     /// page at a time. Cached.
-    #[route(get "/v1/services", scopes = [Read], cached = Services, upstream = [(Slitz, "GET /service")], ok = (Page<ServiceSummary>, "One page of services."))]
+    #[route(get "/v1/services", scopes = [Read], cached = Services, upstream = [Slitz(ListServices)], ok = (Page<ServiceSummary>, "One page of services."))]
     #[openapi(tag = "services", params(ListQuery),)]
     #[responses(BadRequest, UpstreamErrors)]
     pub(crate) async fn list_services(
@@ -59,7 +59,7 @@ crate::endpoint! {
     /// the credentials Slitz stores on it; no other key ever does. Cached, per view.
     #[route(get "/v1/services/{id}", scopes = [Read],
         // With `secrets`, the service's stored credentials are shown.
-        widened_by = Secrets, cached = Service, upstream = [(Slitz, "GET /service/{id}")], ok = (Service, "The service."))]
+        widened_by = Secrets, cached = Service, upstream = [Slitz(GetService)], ok = (Service, "The service."))]
     #[openapi(tag = "services", params(("id" = i64, Path, minimum = 1, description = "Service id.")),)]
     #[responses(BadRequest, NotFound, UpstreamErrors)]
     pub(crate) async fn get_service(

@@ -20,7 +20,7 @@ crate::endpoint! {
     ///
     /// Every ticket of the account, optionally only those with one status, one
     /// page at a time. Cached.
-    #[route(get "/v1/support/tickets", scopes = [Read], cached = Tickets, upstream = [(Slitz, "GET /tickets")], ok = (Page<TicketSummary>, "One page of tickets."))]
+    #[route(get "/v1/support/tickets", scopes = [Read], cached = Tickets, upstream = [Slitz(ListTickets)], ok = (Page<TicketSummary>, "One page of tickets."))]
     #[openapi(tag = "support", params(ListQuery),)]
     #[responses(BadRequest, UpstreamErrors)]
     pub(crate) async fn list_tickets(
@@ -54,7 +54,7 @@ crate::endpoint! {
     /// One ticket, with replies
     ///
     /// A support ticket and every reply in it. Cached.
-    #[route(get "/v1/support/tickets/{number}", scopes = [Read], cached = Ticket, upstream = [(Slitz, "GET /tickets/{number}")], ok = (Ticket, "The ticket."))]
+    #[route(get "/v1/support/tickets/{number}", scopes = [Read], cached = Ticket, upstream = [Slitz(GetTicket)], ok = (Ticket, "The ticket."))]
     #[openapi(tag = "support", params(("number" = i64, Path, minimum = 1, description = "Ticket number.")),)]
     #[responses(BadRequest, NotFound, UpstreamErrors)]
     pub(crate) async fn get_ticket(

@@ -7,15 +7,15 @@
 //! fails fast alone.
 
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock},
+    marker::PhantomData,
+    sync::{Mutex, MutexGuard, PoisonError},
     time::{Duration, Instant},
 };
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{Upstream, UpstreamError};
+use super::{Upstream, UpstreamError, operation::ClientOperation};
 use crate::checked::later;
 
 /// The `operation` label of the breaker for the upstream as a whole.
@@ -200,7 +200,7 @@ impl Verdict {
 #[must_use]
 pub struct Pass<'a> {
     whole: &'a Breaker,
-    operation: Arc<Breaker>,
+    operation: &'a Breaker,
     /// Whether this call is the half-open probe of the whole upstream's
     /// breaker, of its operation's.
     probes: (bool, bool),
@@ -227,65 +227,41 @@ impl Drop for Pass<'_> {
     }
 }
 
-/// Every breaker of one upstream.
-pub struct Breakers {
-    upstream: Upstream,
-    threshold: u32,
-    pause: Duration,
+/// Every breaker of one upstream: the whole upstream's, and one for each of
+/// its client's operations, made at once so their state is in `/metrics`
+/// before their first call.
+pub struct Breakers<O: ClientOperation> {
     whole: Breaker,
-    /// Made on an operation's first call; operations are the clients'
-    /// `&'static str`s, a small fixed set, so this never grows past them.
-    operations: RwLock<HashMap<&'static str, Arc<Breaker>>>,
+    /// By [`ClientOperation::index`].
+    operations: Box<[Breaker]>,
+    _operation: PhantomData<O>,
 }
 
-impl Breakers {
-    /// Breakers for `upstream`; `operations` get theirs at once, so their
-    /// state is in `/metrics` before their first call.
-    pub fn new(
-        upstream: Upstream,
-        operations: &[&'static str],
-        threshold: u32,
-        pause: Duration,
-    ) -> Self {
-        let breakers = operations
-            .iter()
-            .map(|op| (*op, Arc::new(Breaker::new(upstream, op, threshold, pause))))
-            .collect();
+impl<O: ClientOperation> Breakers<O> {
+    pub fn new(threshold: u32, pause: Duration) -> Self {
+        let upstream = O::UPSTREAM;
         Self {
-            upstream,
-            threshold,
-            pause,
             whole: Breaker::new(upstream, WHOLE_UPSTREAM, threshold, pause),
-            operations: RwLock::new(breakers),
+            operations: O::VARIANTS
+                .iter()
+                .map(|op| Breaker::new(upstream, op.as_str(), threshold, pause))
+                .collect(),
+            _operation: PhantomData,
         }
     }
 
-    fn operation(&self, operation: &'static str) -> Arc<Breaker> {
-        if let Some(breaker) = self
-            .operations
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(operation)
-        {
-            return Arc::clone(breaker);
-        }
-        let mut operations = self
-            .operations
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(operations.entry(operation).or_insert_with(|| {
-            Arc::new(Breaker::new(
-                self.upstream,
-                operation,
-                self.threshold,
-                self.pause,
-            ))
-        }))
+    fn operation(&self, operation: O) -> &Breaker {
+        // Made from `O::VARIANTS`, so every index is there (a unit test
+        // checks `index` is the variant's place); the whole upstream's
+        // breaker stands in rather than a panic.
+        self.operations
+            .get(operation.index())
+            .unwrap_or(&self.whole)
     }
 
     /// May a call of `operation` go out now? Fails fast while its own
     /// breaker or the whole upstream's is open.
-    pub fn acquire(&self, operation: &'static str) -> Result<Pass<'_>, UpstreamError> {
+    pub fn acquire(&self, operation: O) -> Result<Pass<'_>, UpstreamError> {
         let breaker = self.operation(operation);
         let probe = breaker.acquire()?;
         let mut pass = Pass {
@@ -329,10 +305,8 @@ impl Breakers {
     pub fn operation_states(&self) -> Vec<(&'static str, BreakerState)> {
         let mut states: Vec<_> = self
             .operations
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .map(|(op, breaker)| (*op, breaker.state()))
+            .map(|breaker| (breaker.operation, breaker.state()))
             .collect();
         states.sort_unstable_by_key(|(op, _)| *op);
         states
@@ -351,6 +325,9 @@ impl Breakers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::operation::SlitzOperation::{
+        self, GetBalance, GetDetails, GetInvoice, GetTicket, ListTickets,
+    };
 
     fn status_500() -> UpstreamError {
         UpstreamError::Status {
@@ -367,7 +344,7 @@ mod tests {
         }
     }
 
-    fn fail(breakers: &Breakers, operation: &'static str, error: &UpstreamError) {
+    fn fail(breakers: &Breakers<SlitzOperation>, operation: SlitzOperation, error: &UpstreamError) {
         let pass = breakers.acquire(operation).unwrap();
         breakers.record(pass, Verdict::of(Some(error)));
     }
@@ -412,24 +389,19 @@ mod tests {
 
     #[test]
     fn a_failing_operation_opens_only_its_own_breaker() {
-        let breakers = Breakers::new(
-            Upstream::Slitz,
-            &["GET /tickets", "GET /details"],
-            2,
-            Duration::from_secs(30),
-        );
+        let breakers = Breakers::<SlitzOperation>::new(2, Duration::from_secs(30));
         for _ in 0..2 {
-            fail(&breakers, "GET /tickets", &status_500());
+            fail(&breakers, ListTickets, &status_500());
         }
         assert!(matches!(
-            breakers.acquire("GET /tickets"),
+            breakers.acquire(ListTickets),
             Err(UpstreamError::CircuitOpen {
                 operation: Some("GET /tickets"),
                 ..
             })
         ));
         let pass = breakers
-            .acquire("GET /details")
+            .acquire(GetDetails)
             .expect("another operation flows");
         breakers.record(pass, Verdict::Healthy);
         assert_eq!(breakers.upstream_state(), BreakerState::Closed);
@@ -438,14 +410,14 @@ mod tests {
 
     #[test]
     fn connection_faults_open_the_whole_upstream_across_operations() {
-        let breakers = Breakers::new(Upstream::Slitz, &[], 3, Duration::from_secs(30));
+        let breakers = Breakers::<SlitzOperation>::new(3, Duration::from_secs(30));
         // Spread over operations: no single one reaches the threshold.
-        for op in ["GET /a", "GET /b", "GET /c"] {
+        for op in [GetInvoice, GetBalance, GetTicket] {
             fail(&breakers, op, &refused());
         }
         assert_eq!(breakers.upstream_state(), BreakerState::Open);
         assert!(matches!(
-            breakers.acquire("GET /d"),
+            breakers.acquire(GetDetails),
             Err(UpstreamError::CircuitOpen {
                 operation: None,
                 ..
@@ -457,37 +429,37 @@ mod tests {
 
     #[test]
     fn one_probe_closes_the_whole_upstream() {
-        let breakers = Breakers::new(Upstream::Slitz, &[], 1, Duration::ZERO);
-        fail(&breakers, "GET /a", &refused());
-        let probe = breakers.acquire("GET /a").expect("the probe");
+        let breakers = Breakers::<SlitzOperation>::new(1, Duration::ZERO);
+        fail(&breakers, GetInvoice, &refused());
+        let probe = breakers.acquire(GetInvoice).expect("the probe");
         // While the probe is out, other operations wait for its verdict.
-        assert!(breakers.acquire("GET /b").is_err());
+        assert!(breakers.acquire(GetBalance).is_err());
         breakers.record(probe, Verdict::Healthy);
         assert_eq!(breakers.upstream_state(), BreakerState::Closed);
-        assert!(breakers.acquire("GET /b").is_ok());
+        assert!(breakers.acquire(GetBalance).is_ok());
     }
 
     #[test]
     fn a_probe_whose_caller_went_away_is_given_back() {
-        let breakers = Breakers::new(Upstream::Slitz, &[], 1, Duration::ZERO);
-        fail(&breakers, "GET /a", &status_500());
-        let probe = breakers.acquire("GET /a").expect("the probe");
-        assert!(breakers.acquire("GET /a").is_err(), "one probe at a time");
+        let breakers = Breakers::<SlitzOperation>::new(1, Duration::ZERO);
+        fail(&breakers, GetInvoice, &status_500());
+        let probe = breakers.acquire(GetInvoice).expect("the probe");
+        assert!(breakers.acquire(GetInvoice).is_err(), "one probe at a time");
         drop(probe);
-        let probe = breakers.acquire("GET /a").expect("a new probe");
+        let probe = breakers.acquire(GetInvoice).expect("a new probe");
         breakers.record(probe, Verdict::Healthy);
         assert!(breakers.open_operations().is_empty());
     }
 
     #[test]
     fn a_pass_that_was_no_probe_leaves_the_probe_alone() {
-        let breakers = Breakers::new(Upstream::Slitz, &[], 1, Duration::ZERO);
-        let early = breakers.acquire("GET /a").expect("closed");
-        fail(&breakers, "GET /a", &status_500());
-        let probe = breakers.acquire("GET /a").expect("the probe");
+        let breakers = Breakers::<SlitzOperation>::new(1, Duration::ZERO);
+        let early = breakers.acquire(GetInvoice).expect("closed");
+        fail(&breakers, GetInvoice, &status_500());
+        let probe = breakers.acquire(GetInvoice).expect("the probe");
         drop(early);
         assert!(
-            breakers.acquire("GET /a").is_err(),
+            breakers.acquire(GetInvoice).is_err(),
             "the probe is still out"
         );
         breakers.record(probe, Verdict::Healthy);
@@ -495,10 +467,10 @@ mod tests {
 
     #[test]
     fn an_operation_fault_proves_the_upstream_reachable() {
-        let breakers = Breakers::new(Upstream::Slitz, &[], 2, Duration::from_secs(30));
-        fail(&breakers, "GET /a", &refused());
-        fail(&breakers, "GET /b", &status_500());
-        fail(&breakers, "GET /c", &refused());
+        let breakers = Breakers::<SlitzOperation>::new(2, Duration::from_secs(30));
+        fail(&breakers, GetInvoice, &refused());
+        fail(&breakers, GetBalance, &status_500());
+        fail(&breakers, GetTicket, &refused());
         assert_eq!(
             breakers.upstream_state(),
             BreakerState::Closed,

@@ -22,17 +22,9 @@ use tokio::sync::Mutex;
 
 use super::{
     Answer, Upstream, UpstreamError, breaker::Breakers, drift::Watch, exchange, http_client,
-    policy::Policy,
+    operation::DnaOperation, policy::Policy,
 };
 use crate::configuration::{DnaSettings, UpstreamSettings};
-
-/// Every call this client makes, by method and path template: the
-/// `operation` of its metrics and of its circuit breaker.
-pub const OPERATIONS: &[&str] = &[
-    "POST /oauth/token",
-    "POST /residential/client",
-    "POST /residential/client/{id}/{action}",
-];
 
 const UPSTREAM: Upstream = Upstream::Dna;
 
@@ -58,7 +50,7 @@ struct TokenState {
 }
 
 pub struct DnaClient {
-    policy: Policy,
+    policy: Policy<DnaOperation>,
     http: reqwest::Client,
     base_url: String,
     settings: DnaSettings,
@@ -67,7 +59,7 @@ pub struct DnaClient {
     /// When the held token expires, readable without waiting for `token`.
     expires_at: std::sync::Mutex<Option<Instant>>,
     credentials_rejected: Arc<AtomicBool>,
-    drift: Watch,
+    drift: Watch<DnaOperation>,
 }
 
 /// The token endpoint's answer: documented as a one-element array, sent by
@@ -194,7 +186,7 @@ enum Attempt {
 impl DnaClient {
     pub fn new(settings: &DnaSettings, upstream: &UpstreamSettings) -> anyhow::Result<Self> {
         Ok(Self {
-            policy: Policy::new(UPSTREAM, OPERATIONS, upstream),
+            policy: Policy::new(upstream),
             http: http_client(upstream)?,
             base_url: settings.base_url.as_str().trim_end_matches('/').to_owned(),
             settings: settings.clone(),
@@ -202,12 +194,12 @@ impl DnaClient {
             token: Mutex::new(TokenState::default()),
             expires_at: std::sync::Mutex::new(None),
             credentials_rejected: Arc::new(AtomicBool::new(false)),
-            drift: Watch::new(UPSTREAM),
+            drift: Watch::default(),
         })
     }
 
     /// The circuit breakers: the whole upstream's and each operation's.
-    pub fn breakers(&self) -> &Breakers {
+    pub fn breakers(&self) -> &Breakers<DnaOperation> {
         self.policy.breakers()
     }
 
@@ -242,13 +234,13 @@ impl DnaClient {
         let form = client.form();
         let body = success(
             self.call(
-                "POST /residential/client",
+                DnaOperation::CreateClient,
                 "/residential/client",
                 Some(&form),
             )
             .await?,
         )?;
-        match self.read::<CreateAnswer>("POST /residential/client", &body)? {
+        match self.read::<CreateAnswer>(DnaOperation::CreateClient, &body)? {
             CreateAnswer::Plain(b) => Ok(b.client),
             CreateAnswer::Wrapped(v) => v
                 .into_iter()
@@ -261,7 +253,7 @@ impl DnaClient {
     /// `POST /residential/client/{id}/activate` or `/suspend`; the answer's
     /// Unix timestamp.
     pub async fn change_status(&self, id: i64, action: &str) -> Result<i64, DnaError> {
-        let operation = "POST /residential/client/{id}/{action}";
+        let operation = DnaOperation::ChangeStatus;
         let answer = self
             .call(
                 operation,
@@ -277,7 +269,7 @@ impl DnaClient {
     /// shape before it is read.
     fn read<T: DeserializeOwned>(
         &self,
-        operation: &'static str,
+        operation: DnaOperation,
         body: &[u8],
     ) -> Result<T, UpstreamError> {
         let answer: Value = parse(body)?;
@@ -291,7 +283,7 @@ impl DnaClient {
     /// retried once, since nothing was sent.
     async fn call(
         &self,
-        operation: &'static str,
+        operation: DnaOperation,
         path: &str,
         form: Option<&[(&'static str, String)]>,
     ) -> Result<Answer, UpstreamError> {
@@ -435,14 +427,14 @@ impl DnaClient {
         let url = format!("{}/oauth/token", self.base_url);
         let answer = self
             .policy
-            .run("POST /oauth/token", false, || async {
+            .run(DnaOperation::Token, false, || async {
                 // 429 is "slow down" (a fault the breaker counts), never "bad credentials".
                 exchange(UPSTREAM, self.timeout, self.http.post(&url).form(&form)).await
             })
             .await?;
         let detail = match answer {
             Answer::Success(body) => {
-                let token = match self.read::<TokenAnswer>("POST /oauth/token", &body)? {
+                let token = match self.read::<TokenAnswer>(DnaOperation::Token, &body)? {
                     TokenAnswer::Plain(t) => t,
                     TokenAnswer::Wrapped(v) => v
                         .into_iter()

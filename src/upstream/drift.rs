@@ -18,7 +18,7 @@ use std::{
 
 use serde_json::{Map, Value};
 
-use super::Upstream;
+use super::{Upstream, operation::ClientOperation};
 
 /// How often one drift is warned about again.
 const WARN_EVERY: Duration = Duration::from_secs(3600);
@@ -207,31 +207,35 @@ static DNA: LazyLock<Documented> =
 static SLITZ: LazyLock<Documented> =
     LazyLock::new(|| documented(include_str!("documented/slitz.json")));
 
-type Seen = HashMap<(&'static str, FieldPath, Kind), Instant>;
+type Seen<O> = HashMap<(O, FieldPath, Kind), Instant>;
 
-/// Compares one upstream's answers with their documented shapes, counts what
-/// differs and warns about it at most once an hour.
-pub struct Watch {
-    upstream: Upstream,
-    documented: &'static Documented,
-    warned: Mutex<Seen>,
+fn documented_for(upstream: Upstream) -> &'static Documented {
+    match upstream {
+        Upstream::Dna => &DNA,
+        Upstream::Slitz => &SLITZ,
+    }
 }
 
-impl Watch {
-    pub fn new(upstream: Upstream) -> Self {
-        let documented: &'static Documented = match upstream {
-            Upstream::Dna => &DNA,
-            Upstream::Slitz => &SLITZ,
-        };
+/// Compares the answers of one client's operations `O` with their
+/// documented shapes, counts what differs and warns about it at most once
+/// an hour.
+pub struct Watch<O: ClientOperation> {
+    documented: &'static Documented,
+    warned: Mutex<Seen<O>>,
+}
+
+impl<O: ClientOperation> Default for Watch<O> {
+    fn default() -> Self {
         Self {
-            upstream,
-            documented,
+            documented: documented_for(O::UPSTREAM),
             warned: Mutex::new(Seen::new()),
         }
     }
+}
 
+impl<O: ClientOperation> Watch<O> {
     /// Compares a successful answer of `operation` with its documented shape.
-    pub fn check(&self, operation: &'static str, answer: &Value) {
+    pub fn check(&self, operation: O, answer: &Value) {
         let findings = self.differences(operation, answer);
         if findings.is_empty() {
             return;
@@ -239,8 +243,8 @@ impl Watch {
         for finding in &findings {
             metrics::counter!(
                 "gateway_upstream_drift_total",
-                "upstream" => self.upstream.as_str(),
-                "operation" => operation,
+                "upstream" => O::UPSTREAM.as_str(),
+                "operation" => operation.as_str(),
                 "kind" => finding.kind.as_str(),
             )
             .increment(1);
@@ -248,8 +252,8 @@ impl Watch {
         for finding in self.to_warn(operation, findings, Instant::now()) {
             let (documented, received) = finding.types.unwrap_or(("", ""));
             tracing::warn!(
-                upstream = self.upstream.as_str(),
-                operation,
+                upstream = O::UPSTREAM.as_str(),
+                operation = operation.as_str(),
                 field = %finding.field,
                 kind = finding.kind.as_str(),
                 documented,
@@ -259,9 +263,9 @@ impl Watch {
         }
     }
 
-    fn differences(&self, operation: &str, answer: &Value) -> BTreeSet<Finding> {
+    fn differences(&self, operation: O, answer: &Value) -> BTreeSet<Finding> {
         let mut findings = BTreeSet::new();
-        if let Some(shape) = self.documented.get(operation) {
+        if let Some(shape) = self.documented.get(operation.as_str()) {
             shape.compare(answer, "", &mut findings);
         }
         findings
@@ -269,12 +273,7 @@ impl Watch {
 
     /// The findings not warned about within the hour before `now`, now
     /// remembered as warned.
-    fn to_warn(
-        &self,
-        operation: &'static str,
-        findings: BTreeSet<Finding>,
-        now: Instant,
-    ) -> Vec<Finding> {
+    fn to_warn(&self, operation: O, findings: BTreeSet<Finding>, now: Instant) -> Vec<Finding> {
         let mut warned = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
         let due = |at: &Instant| now.saturating_duration_since(*at) >= WARN_EVERY;
         if warned.len() >= REMEMBERED {
@@ -304,6 +303,10 @@ mod tests {
 
     use super::*;
     use crate::checked::later;
+    use crate::upstream::operation::{
+        DnaOperation,
+        SlitzOperation::{self, GetBalance, GetDetails, ListInvoices},
+    };
 
     fn finding(field: &str, kind: Kind, types: Option<(&'static str, &'static str)>) -> Finding {
         Finding {
@@ -313,64 +316,39 @@ mod tests {
         }
     }
 
-    /// The operations a client's source names (`"GET /..."`, `"POST /..."`).
-    fn operations_in(source: &str) -> BTreeSet<String> {
-        source
-            .split('"')
-            .filter(|s| s.starts_with("GET /") || s.starts_with("POST /"))
-            .map(str::to_owned)
-            .collect()
+    /// Each operation of each client has a documented answer (so its
+    /// drift is checked), and nothing else is documented.
+    fn documented_exactly<O: ClientOperation>() {
+        let documented = documented_for(O::UPSTREAM);
+        let operations: BTreeSet<&str> = O::VARIANTS.iter().map(|o| o.as_str()).collect();
+        let known: BTreeSet<&str> = documented.keys().map(String::as_str).collect();
+        assert_eq!(known, operations);
+        assert!(documented.values().all(|s| matches!(s, Shape::Object(_))));
     }
 
-    /// Every operation a client's source names is declared in its
-    /// `OPERATIONS` (so its breaker exists from the start) and has a
-    /// documented answer (so its drift is checked).
     #[test]
-    fn every_operation_a_client_calls_is_declared_and_documented() {
-        for (declared, documented, source) in [
-            (
-                crate::upstream::dna::OPERATIONS,
-                &*DNA,
-                include_str!("dna.rs"),
-            ),
-            (
-                crate::upstream::slitz::OPERATIONS,
-                &*SLITZ,
-                include_str!("slitz/mod.rs"),
-            ),
-        ] {
-            let called = operations_in(source);
-            let declared: BTreeSet<String> = declared.iter().map(|s| (*s).to_owned()).collect();
-            assert_eq!(declared, called);
-            let known: BTreeSet<String> = documented.keys().cloned().collect();
-            assert_eq!(known, called);
-            assert!(documented.values().all(|s| matches!(s, Shape::Object(_))));
-        }
+    fn every_operation_is_documented() {
+        documented_exactly::<SlitzOperation>();
+        documented_exactly::<DnaOperation>();
         assert_eq!(DNA.len(), 3);
         assert_eq!(SLITZ.len(), 12);
     }
 
     #[test]
     fn an_answer_as_documented_has_no_drift() {
-        let watch = Watch::new(Upstream::Slitz);
+        let watch = Watch::<SlitzOperation>::default();
         let answer = json!({"details": {"acc_balance": "1.00", "acc_credit": "0.00"}});
-        assert!(watch.differences("GET /balance", &answer).is_empty());
+        assert!(watch.differences(GetBalance, &answer).is_empty());
         // Nulls stand for "no value" anywhere; optional fields may be absent.
         let answer = json!({"invoices": [{"id": "1", "date": null, "duedate": "", "paybefore": "",
             "total": "1", "datepaid": "", "status": "", "merge_id": "7", "number": "", "currency": ""}]});
-        assert!(watch.differences("GET /invoice", &answer).is_empty());
-        assert!(watch.differences("GET /invoice", &json!({})).is_empty());
-        // An operation without a documented answer is not judged.
-        assert!(
-            watch
-                .differences("GET /nothing", &json!({"a": 1}))
-                .is_empty()
-        );
+        assert!(watch.differences(ListInvoices, &answer).is_empty());
+        assert!(watch.differences(ListInvoices, &json!({})).is_empty());
     }
 
     #[test]
     fn each_kind_of_drift_is_found_with_its_path() {
-        let watch = Watch::new(Upstream::Slitz);
+        let watch = Watch::<SlitzOperation>::default();
         let answer = json!({
             "invoices": [
                 {"id": 1, "date": "", "duedate": "", "paybefore": "", "total": "1", "datepaid": "",
@@ -381,7 +359,7 @@ mod tests {
             "page": 1
         });
         let found: Vec<Finding> = watch
-            .differences("GET /invoice", &answer)
+            .differences(ListInvoices, &answer)
             .into_iter()
             .collect();
         assert_eq!(
@@ -393,7 +371,7 @@ mod tests {
                 finding("page", Kind::Unknown, None),
             ]
         );
-        let found = watch.differences("GET /invoice", &json!({"invoices": {"id": "1"}}));
+        let found = watch.differences(ListInvoices, &json!({"invoices": {"id": "1"}}));
         assert_eq!(
             found.into_iter().collect::<Vec<_>>(),
             [finding(
@@ -406,11 +384,11 @@ mod tests {
 
     #[test]
     fn dna_answers_are_checked_unwrapped() {
-        let watch = Watch::new(Upstream::Dna);
+        let watch = Watch::<DnaOperation>::default();
         let token =
             json!({"token_type": "Bearer", "expires_in": 1200, "access_token": "a", "scope": ""});
         let found: Vec<Finding> = watch
-            .differences("POST /oauth/token", &token)
+            .differences(DnaOperation::Token, &token)
             .into_iter()
             .collect();
         assert_eq!(found, [finding("scope", Kind::Unknown, None)]);
@@ -418,40 +396,40 @@ mod tests {
 
     #[test]
     fn one_drift_is_warned_about_once_an_hour() {
-        let watch = Watch::new(Upstream::Slitz);
+        let watch = Watch::<SlitzOperation>::default();
         let answer = json!({"details": {"acc_balance": 1, "acc_credit": "0.00"}});
-        let found = || watch.differences("GET /balance", &answer);
+        let found = || watch.differences(GetBalance, &answer);
         let t0 = Instant::now();
-        assert_eq!(watch.to_warn("GET /balance", found(), t0).len(), 1);
-        assert!(watch.to_warn("GET /balance", found(), t0).is_empty());
+        assert_eq!(watch.to_warn(GetBalance, found(), t0).len(), 1);
+        assert!(watch.to_warn(GetBalance, found(), t0).is_empty());
         let almost = later(t0, Duration::from_secs(3599));
-        assert!(watch.to_warn("GET /balance", found(), almost).is_empty());
+        assert!(watch.to_warn(GetBalance, found(), almost).is_empty());
         // Another operation with the same field is another drift.
-        assert_eq!(watch.to_warn("GET /other", found(), almost).len(), 1);
+        assert_eq!(watch.to_warn(GetDetails, found(), almost).len(), 1);
         let hour = later(t0, WARN_EVERY);
-        assert_eq!(watch.to_warn("GET /balance", found(), hour).len(), 1);
+        assert_eq!(watch.to_warn(GetBalance, found(), hour).len(), 1);
     }
 
     #[test]
     fn ever_new_field_names_are_not_all_remembered() {
-        let watch = Watch::new(Upstream::Slitz);
+        let watch = Watch::<SlitzOperation>::default();
         let now = Instant::now();
         let mut warned: usize = 0;
         for i in 0..REMEMBERED.saturating_mul(2) {
             let answer =
                 json!({"details": {"acc_balance": "1", "acc_credit": "0", format!("f{i}"): 1}});
-            let found = watch.differences("GET /balance", &answer);
-            warned = warned.saturating_add(watch.to_warn("GET /balance", found, now).len());
+            let found = watch.differences(GetBalance, &answer);
+            warned = warned.saturating_add(watch.to_warn(GetBalance, found, now).len());
         }
         assert_eq!(warned, REMEMBERED);
         // An hour on, the old ones make room.
         let found = watch.differences(
-            "GET /balance",
+            GetBalance,
             &json!({"details": {"acc_balance": "1", "acc_credit": "0", "new": 1}}),
         );
         assert_eq!(
             watch
-                .to_warn("GET /balance", found, later(now, WARN_EVERY))
+                .to_warn(GetBalance, found, later(now, WARN_EVERY))
                 .len(),
             1
         );
@@ -491,21 +469,26 @@ mod tests {
         }
     }
 
+    fn compared<O: ClientOperation>(answer: &Value) -> Result<(), TestCaseError> {
+        let watch = Watch::<O>::default();
+        for &operation in O::VARIANTS {
+            let shape = &watch.documented[operation.as_str()];
+            let found = watch.differences(operation, answer);
+            prop_assert!(found.len() <= values(answer).saturating_add(fields(shape)));
+            let wrapped = Value::Object(Map::from_iter([("x".to_owned(), answer.clone())]));
+            watch.differences(operation, &wrapped);
+        }
+        Ok(())
+    }
+
     proptest! {
         /// Any answer at all, with arbitrary Unicode field names, is compared
         /// without a panic, and finds at most one thing per value received
         /// or field documented.
         #[test]
         fn any_answer_is_compared_without_panicking(answer in arbitrary_json()) {
-            for upstream in [Upstream::Dna, Upstream::Slitz] {
-                let watch = Watch::new(upstream);
-                for (operation, shape) in watch.documented {
-                    let found = watch.differences(operation, &answer);
-                    prop_assert!(found.len() <= values(&answer).saturating_add(fields(shape)));
-                    let wrapped = Value::Object(Map::from_iter([("x".to_owned(), answer.clone())]));
-                    watch.differences(operation, &wrapped);
-                }
-            }
+            compared::<SlitzOperation>(&answer)?;
+            compared::<DnaOperation>(&answer)?;
         }
     }
 }

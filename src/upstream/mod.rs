@@ -4,6 +4,7 @@ pub mod breaker;
 pub mod dna;
 pub mod drift;
 pub mod limit;
+pub mod operation;
 pub mod policy;
 pub mod slitz;
 

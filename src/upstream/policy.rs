@@ -18,6 +18,7 @@ use super::{
     Upstream, UpstreamError,
     breaker::{Breakers, Verdict},
     limit::Gradient,
+    operation::ClientOperation,
 };
 use crate::checked::later;
 use crate::configuration::UpstreamSettings;
@@ -30,9 +31,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const SLOT_WAIT: Duration = Duration::from_secs(1);
 
 /// The policy of one upstream.
-pub struct Policy {
+pub struct Policy<O: ClientOperation> {
     upstream: Upstream,
-    breakers: Breakers,
+    breakers: Breakers<O>,
     permits: Semaphore,
     max_concurrency: usize,
     /// With `adaptive_concurrency`: the limit under `max_concurrency` that
@@ -45,20 +46,13 @@ pub struct Policy {
     deadline: Duration,
 }
 
-impl Policy {
-    /// The policy of `upstream` under `settings` (already resolved for it:
-    /// [`UpstreamSettings::of`]); `operations` are the calls its client
-    /// makes, whose breakers exist from the start.
-    pub fn new(
-        upstream: Upstream,
-        operations: &[&'static str],
-        settings: &UpstreamSettings,
-    ) -> Self {
+impl<O: ClientOperation> Policy<O> {
+    /// The policy of the upstream `O` calls under `settings` (already
+    /// resolved for it: [`UpstreamSettings::of`]).
+    pub fn new(settings: &UpstreamSettings) -> Self {
         Self {
-            upstream,
+            upstream: O::UPSTREAM,
             breakers: Breakers::new(
-                upstream,
-                operations,
                 settings.breaker_failures,
                 Duration::from_millis(settings.breaker_open_ms),
             ),
@@ -74,7 +68,7 @@ impl Policy {
     }
 
     /// The circuit breakers: the whole upstream's and each operation's.
-    pub fn breakers(&self) -> &Breakers {
+    pub fn breakers(&self) -> &Breakers<O> {
         &self.breakers
     }
 
@@ -124,7 +118,7 @@ impl Policy {
     /// breaker.
     pub async fn run<T, F, Fut>(
         &self,
-        operation: &'static str,
+        call: O,
         idempotent: bool,
         mut attempt: F,
     ) -> Result<T, UpstreamError>
@@ -133,6 +127,7 @@ impl Policy {
         Fut: Future<Output = Result<T, UpstreamError>>,
     {
         let upstream = self.upstream.as_str();
+        let operation = call.as_str();
         // This upstream's deadline, within what is left of the request's budget.
         let budget = crate::context::remaining_budget()
             .map_or(self.deadline, |left| left.min(self.deadline));
@@ -143,7 +138,7 @@ impl Policy {
             if remaining.is_zero() {
                 return Err(counted(operation, upstream, self.out_of_time()));
             }
-            let pass = match self.breakers.acquire(operation) {
+            let pass = match self.breakers.acquire(call) {
                 Ok(pass) => pass,
                 Err(open) => return Err(counted(operation, upstream, open)),
             };
@@ -282,6 +277,9 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
+    use crate::upstream::operation::SlitzOperation::{
+        self, GetBalance, GetDetails, ListInvoices, PostDetails,
+    };
 
     fn fault() -> UpstreamError {
         UpstreamError::Status {
@@ -302,8 +300,8 @@ mod tests {
     #[tokio::test]
     async fn a_call_dropped_mid_flight_leaves_the_in_flight_gauge() {
         let metrics = crate::routes::metrics::recorder();
-        let policy = Policy::new(Upstream::Slitz, &[], &settings(0, 100));
-        let hanging = policy.run("GET /test", true, || async {
+        let policy = Policy::<SlitzOperation>::new(&settings(0, 100));
+        let hanging = policy.run(GetBalance, true, || async {
             std::future::pending::<Result<(), UpstreamError>>().await
         });
         // The caller gives up while the call is in flight.
@@ -318,10 +316,10 @@ mod tests {
 
     #[tokio::test]
     async fn idempotent_calls_are_retried_and_others_are_not() {
-        let policy = Policy::new(Upstream::Slitz, &[], &settings(2, 100));
+        let policy = Policy::<SlitzOperation>::new(&settings(2, 100));
         let calls = AtomicU32::new(0);
         let result: Result<(), _> = policy
-            .run("GET /test", true, || async {
+            .run(GetBalance, true, || async {
                 calls.fetch_add(1, Ordering::SeqCst);
                 Err(fault())
             })
@@ -330,7 +328,7 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 3);
         calls.store(0, Ordering::SeqCst);
         let _: Result<(), _> = policy
-            .run("POST /test", false, || async {
+            .run(PostDetails, false, || async {
                 calls.fetch_add(1, Ordering::SeqCst);
                 Err(fault())
             })
@@ -340,10 +338,10 @@ mod tests {
 
     #[tokio::test]
     async fn answers_are_not_retried() {
-        let policy = Policy::new(Upstream::Slitz, &[], &settings(2, 100));
+        let policy = Policy::<SlitzOperation>::new(&settings(2, 100));
         let calls = AtomicU32::new(0);
         let _: Result<(), _> = policy
-            .run("GET /test", true, || async {
+            .run(GetBalance, true, || async {
                 calls.fetch_add(1, Ordering::SeqCst);
                 Err(UpstreamError::NotFound {
                     upstream: Upstream::Slitz,
@@ -356,15 +354,11 @@ mod tests {
 
     #[tokio::test]
     async fn beyond_the_adaptive_limit_callers_are_refused_at_once() {
-        let policy = Policy::new(
-            Upstream::Slitz,
-            &[],
-            &UpstreamSettings {
-                adaptive_concurrency: true,
-                max_concurrency: 16,
-                ..settings(0, 100)
-            },
-        );
+        let policy = Policy::<SlitzOperation>::new(&UpstreamSettings {
+            adaptive_concurrency: true,
+            max_concurrency: 16,
+            ..settings(0, 100)
+        });
         // A fast upstream, then a slow one: the limit shrinks.
         let adaptive = policy.adaptive.as_ref().unwrap();
         for _ in 0..100 {
@@ -377,7 +371,7 @@ mod tests {
         assert!(limit < 16, "{limit}");
         let hanging: Vec<_> = (0..limit)
             .map(|_| {
-                Box::pin(policy.run("GET /slow", true, || async {
+                Box::pin(policy.run(ListInvoices, true, || async {
                     std::future::pending::<Result<(), UpstreamError>>().await
                 }))
             })
@@ -390,7 +384,7 @@ mod tests {
                 .is_err()
         );
         let refused = policy
-            .run("GET /other", true, || async { Ok::<_, UpstreamError>(()) })
+            .run(GetDetails, true, || async { Ok::<_, UpstreamError>(()) })
             .await;
         assert!(
             matches!(refused, Err(UpstreamError::Busy { .. })),

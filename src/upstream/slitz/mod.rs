@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{
     Answer, Upstream, UpstreamError, breaker::Breakers, drift::Watch, exchange, http_client,
-    policy::Policy,
+    operation::SlitzOperation, policy::Policy,
 };
 use crate::{
     configuration::{SlitzSettings, UpstreamSettings},
@@ -27,40 +27,25 @@ use wire::{
     ServicesEnvelope, TicketEnvelope, TicketsEnvelope,
 };
 
-/// Every call this client makes, by method and path template: the
-/// `operation` of its metrics and of its circuit breaker.
-pub const OPERATIONS: &[&str] = &[
-    "GET /details",
-    "POST /details",
-    "GET /balance",
-    "GET /invoice",
-    "GET /invoice/{id}",
-    "GET /tickets",
-    "GET /tickets/{number}",
-    "GET /domain",
-    "GET /domain/{id}",
-    "POST /domainorder/status",
-    "GET /service",
-    "GET /service/{id}",
-];
-
 const UPSTREAM: Upstream = Upstream::Slitz;
 
+use SlitzOperation::*;
+
 pub struct SlitzClient {
-    policy: Policy,
+    policy: Policy<SlitzOperation>,
     http: reqwest::Client,
     base_url: String,
     username: String,
     password: SecretString,
     timeout: Duration,
     context: Context,
-    drift: Watch,
+    drift: Watch<SlitzOperation>,
 }
 
 impl SlitzClient {
     pub fn new(settings: &SlitzSettings, upstream: &UpstreamSettings) -> anyhow::Result<Self> {
         Ok(Self {
-            policy: Policy::new(UPSTREAM, OPERATIONS, upstream),
+            policy: Policy::new(upstream),
             http: http_client(upstream)?,
             base_url: settings.base_url.as_str().trim_end_matches('/').to_owned(),
             username: settings.username.clone(),
@@ -70,12 +55,12 @@ impl SlitzClient {
                 zone: settings.timezone,
                 currency: settings.currency.clone(),
             },
-            drift: Watch::new(UPSTREAM),
+            drift: Watch::default(),
         })
     }
 
     /// The circuit breakers: the whole upstream's and each operation's.
-    pub fn breakers(&self) -> &Breakers {
+    pub fn breakers(&self) -> &Breakers<SlitzOperation> {
         self.policy.breakers()
     }
 
@@ -98,7 +83,7 @@ impl SlitzClient {
 
     /// `GET /details`: the account's registration details.
     pub async fn details(&self) -> Result<model::Account, UpstreamError> {
-        let envelope: DetailsEnvelope = self.get("GET /details", "/details").await?;
+        let envelope: DetailsEnvelope = self.get(GetDetails, "/details").await?;
         self.normalize(envelope.client)
     }
 
@@ -112,55 +97,53 @@ impl SlitzClient {
             .iter()
             .map(|(field, value)| (details_field(*field), (*value).to_owned()))
             .collect();
-        let _: serde_json::Value = self.post("POST /details", "/details", &form, false).await?;
+        let _: serde_json::Value = self.post(PostDetails, "/details", &form, false).await?;
         Ok(())
     }
 
     /// `GET /balance`.
     pub async fn balance(&self) -> Result<model::Balance, UpstreamError> {
-        let envelope: BalanceEnvelope = self.get("GET /balance", "/balance").await?;
+        let envelope: BalanceEnvelope = self.get(GetBalance, "/balance").await?;
         self.normalize(envelope)
     }
 
     /// `GET /invoice`.
     pub async fn invoices(&self) -> Result<Vec<model::InvoiceSummary>, UpstreamError> {
-        let envelope: InvoicesEnvelope = self.get("GET /invoice", "/invoice").await?;
+        let envelope: InvoicesEnvelope = self.get(ListInvoices, "/invoice").await?;
         self.normalize(envelope.invoices.unwrap_or_default())
     }
 
     /// `GET /invoice/{id}`: the invoice, its items and the billed account.
     pub async fn invoice(&self, id: i64) -> Result<model::Invoice, UpstreamError> {
         let envelope: InvoiceEnvelope = self
-            .get_record("GET /invoice/{id}", &format!("/invoice/{id}"))
+            .get_record(GetInvoice, &format!("/invoice/{id}"))
             .await?;
         self.normalize(envelope.invoice)
     }
 
     /// `GET /tickets`.
     pub async fn tickets(&self) -> Result<Vec<model::TicketSummary>, UpstreamError> {
-        let envelope: TicketsEnvelope = self.get("GET /tickets", "/tickets").await?;
+        let envelope: TicketsEnvelope = self.get(ListTickets, "/tickets").await?;
         self.normalize(envelope.tickets.unwrap_or_default())
     }
 
     /// `GET /tickets/{number}`: the ticket and its replies.
     pub async fn ticket(&self, number: i64) -> Result<model::Ticket, UpstreamError> {
         let envelope: TicketEnvelope = self
-            .get_record("GET /tickets/{number}", &format!("/tickets/{number}"))
+            .get_record(GetTicket, &format!("/tickets/{number}"))
             .await?;
         self.normalize(envelope)
     }
 
     /// `GET /domain`.
     pub async fn domains(&self) -> Result<Vec<model::DomainSummary>, UpstreamError> {
-        let envelope: DomainsEnvelope = self.get("GET /domain", "/domain").await?;
+        let envelope: DomainsEnvelope = self.get(ListDomains, "/domain").await?;
         self.normalize(envelope.domains.unwrap_or_default())
     }
 
     /// `GET /domain/{id}`.
     pub async fn domain(&self, id: i64) -> Result<model::Domain, UpstreamError> {
-        let envelope: DomainEnvelope = self
-            .get_record("GET /domain/{id}", &format!("/domain/{id}"))
-            .await?;
+        let envelope: DomainEnvelope = self.get_record(GetDomain, &format!("/domain/{id}")).await?;
         self.normalize(envelope.details)
     }
 
@@ -170,7 +153,7 @@ impl SlitzClient {
         let answer: Option<AvailabilityEnvelope> = self
             // A question, not a change: safe to ask again.
             .post(
-                "POST /domainorder/status",
+                DomainAvailability,
                 "/domainorder/status",
                 &[("name", name.to_owned())],
                 true,
@@ -191,14 +174,14 @@ impl SlitzClient {
 
     /// `GET /service`.
     pub async fn services(&self) -> Result<Vec<model::ServiceSummary>, UpstreamError> {
-        let envelope: ServicesEnvelope = self.get("GET /service", "/service").await?;
+        let envelope: ServicesEnvelope = self.get(ListServices, "/service").await?;
         self.normalize(envelope.services.unwrap_or_default())
     }
 
     /// `GET /service/{id}`, credentials included: the caller decides who sees them.
     pub async fn service(&self, id: i64) -> Result<model::Service, UpstreamError> {
         let envelope: ServiceEnvelope = self
-            .get_record("GET /service/{id}", &format!("/service/{id}"))
+            .get_record(GetService, &format!("/service/{id}"))
             .await?;
         self.normalize(envelope.service)
     }
@@ -207,7 +190,7 @@ impl SlitzClient {
     /// `operation` names the call in metrics: method and path template.
     async fn get<T: DeserializeOwned>(
         &self,
-        operation: &'static str,
+        operation: SlitzOperation,
         path: &str,
     ) -> Result<T, UpstreamError> {
         let url = format!("{}{path}", self.base_url);
@@ -221,7 +204,7 @@ impl SlitzClient {
     /// A read of one record by its id: an error saying the id is unknown is a 404.
     async fn get_record<T: DeserializeOwned>(
         &self,
-        operation: &'static str,
+        operation: SlitzOperation,
         path: &str,
     ) -> Result<T, UpstreamError> {
         self.get(operation, path).await.map_err(unknown_record)
@@ -230,7 +213,7 @@ impl SlitzClient {
     /// HostBill reads parameters of a POST from the form body.
     async fn post<T: DeserializeOwned>(
         &self,
-        operation: &'static str,
+        operation: SlitzOperation,
         path: &str,
         form: &[(&str, String)],
         idempotent: bool,
@@ -246,7 +229,7 @@ impl SlitzClient {
     /// One call; a successful answer is compared with its documented shape.
     async fn send<T: DeserializeOwned>(
         &self,
-        operation: &'static str,
+        operation: SlitzOperation,
         request: reqwest::RequestBuilder,
     ) -> Result<T, UpstreamError> {
         let request = request.basic_auth(&self.username, Some(self.password.expose_secret()));
