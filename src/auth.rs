@@ -340,7 +340,9 @@ impl ApiKeys {
                 }
                 metrics::counter!("gateway_rate_limit_fallbacks_total").increment(1);
             } else {
-                match shared_admit(redis, key, handed_back).await {
+                // Boxed: Redis's future is large, and every admission's
+                // future would otherwise carry (and move) its size.
+                match Box::pin(shared_admit(redis, key, handed_back)).await {
                     Ok(Ok(budget)) => return Ok(Some(budget)),
                     Ok(Err(refused)) => return Err(Box::new(refused)),
                     Err(_) => {

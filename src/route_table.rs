@@ -1,6 +1,6 @@
 //! What the gateway knows about each route: [`RouteSpec`]. The specs
 //! themselves are written once per endpoint, on its handler, by
-//! `routes::endpoint!`; `routes::ROUTES` lists them in registration order.
+//! `routes::endpoint!`; `routes::ENDPOINTS` lists them.
 //! Their users:
 //!
 //! - admission (`auth::admit`) enforces [`RouteSpec::scopes`] before any

@@ -34,8 +34,8 @@ use crate::{
     upstream::UpstreamError,
 };
 
-/// Every endpoint, in the order the server registers them (the first that
-/// matches a request's path and method serves it).
+/// Every endpoint, in the order the document lists them. The server
+/// registers them in this order too, fixed paths first ([`configure`]).
 pub static ENDPOINTS: [&Endpoint; 20] = [
     &health::healthz::ENDPOINT,
     &health::readyz::ENDPOINT,
@@ -47,7 +47,6 @@ pub static ENDPOINTS: [&Endpoint; 20] = [
     &billing::get_invoice::ENDPOINT,
     &support::list_tickets::ENDPOINT,
     &support::get_ticket::ENDPOINT,
-    // Before `/domains/{id}`, which would otherwise claim "availability".
     &domains::get_availability::ENDPOINT,
     &domains::list_domains::ENDPOINT,
     &domains::get_domain::ENDPOINT,
@@ -60,14 +59,23 @@ pub static ENDPOINTS: [&Endpoint; 20] = [
     &events::stream_events::ENDPOINT,
 ];
 
-/// Every route's facts, in registration order.
+/// Every route's facts, in the order of [`ENDPOINTS`].
 pub fn routes() -> impl Iterator<Item = &'static RouteSpec> {
     ENDPOINTS.iter().map(|endpoint| &endpoint.spec)
 }
 
-/// Registers every endpoint, each behind admission.
+/// Registers every endpoint, each behind admission: every fixed path
+/// before any with a `{parameter}`. The router tries resources in order and
+/// matches a pattern with parameters by a regular expression, so a request
+/// for a fixed path never pays for the parameterized ones ahead of it; and
+/// a fixed path (`/v1/domains/availability`) is never taken for a parameter
+/// value (`/v1/domains/{id}`), whatever the order of `ENDPOINTS`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    for endpoint in ENDPOINTS {
+    let fixed = |endpoint: &&&Endpoint| !endpoint.spec.path.contains('{');
+    for endpoint in ENDPOINTS.iter().filter(fixed) {
+        (endpoint.register)(cfg);
+    }
+    for endpoint in ENDPOINTS.iter().filter(|e| !fixed(e)) {
         (endpoint.register)(cfg);
     }
 }
