@@ -1,5 +1,10 @@
-//! The gateway's own authentication: `Authorization: Bearer <api key>`,
-//! checked against configured SHA-256 hashes in constant time, with scopes.
+//! Admission: who is calling, and whether the route lets them. A caller
+//! presents `Authorization: Bearer <credential>`: an API key, checked
+//! against configured SHA-256 hashes in constant time, with the key's
+//! scopes; or, with `[identity.jwt]`, the identity provider's JWT access
+//! token for a service (`identity`), with the scopes its groups and
+//! `scope` map to. A credential shaped like a JWT is only ever validated as
+//! one, never looked up as a key.
 
 use std::{
     collections::BTreeSet,
@@ -307,14 +312,17 @@ impl ApiKeys {
         let key = keys.by_digest.get(&digest)?;
         bool::from(key.digest.ct_eq(&digest)).then(|| Principal {
             name: key.name.clone(),
-            key: Arc::clone(key),
+            kind: Kind::Key(Arc::clone(key)),
         })
     }
 
     /// Counts one request against the caller's rate: its budget after it
     /// (`None` for a key without a limit), or the refusal saying how long to wait.
     pub async fn admit(&self, caller: &Principal) -> Result<Option<Budget>, Box<Refused>> {
-        let key = &caller.key;
+        let Kind::Key(key) = &caller.kind else {
+            // Services have no rate of their own (yet): like a key without one.
+            return Ok(None);
+        };
         let Some(limiter) = &key.limiter else {
             return Ok(None);
         };
@@ -513,20 +521,49 @@ fn entries(settings: &[ApiKeySettings], old: &[Arc<KeyEntry>]) -> Vec<Arc<KeyEnt
         .collect()
 }
 
-/// Who is calling, as admission found them: today an API key, known by its
-/// configured name. Admission puts it on the request; a handler that needs
-/// it takes it as an extractor, which only reads what admission left.
+/// Who is calling, as admission found them: an API key, known by its
+/// configured name, or a service the identity provider vouched for, known
+/// as `service:<client id>` (a prefix no key name may take). Admission puts
+/// it on the request; a handler that needs it takes it as an extractor,
+/// which only reads what admission left. Its name is what the access line,
+/// Idempotency-Keys and event subscriptions are kept under.
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub name: Arc<str>,
+    kind: Kind,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
     /// The key's entry as it was when the request came: its scopes and
     /// budget, unchanged by a reload while the request runs.
-    key: Arc<KeyEntry>,
+    Key(Arc<KeyEntry>),
+    Service(Arc<BTreeSet<Scope>>),
 }
+
+pub use crate::configuration::SERVICE_PREFIX;
 
 impl Principal {
     pub fn has(&self, scope: Scope) -> bool {
-        self.key.scopes.contains(&scope)
+        match &self.kind {
+            Kind::Key(key) => key.scopes.contains(&scope),
+            Kind::Service(scopes) => scopes.contains(&scope),
+        }
+    }
+
+    /// The kind of caller: `key` or `service` (a metrics label).
+    pub fn kind(&self) -> &'static str {
+        match self.kind {
+            Kind::Key(_) => "key",
+            Kind::Service(_) => "service",
+        }
+    }
+
+    fn service(service: crate::identity::Service) -> Self {
+        Self {
+            name: format!("{SERVICE_PREFIX}{}", service.client_id).into(),
+            kind: Kind::Service(Arc::new(service.scopes)),
+        }
     }
 
     fn require(&self, scope: Scope) -> Result<(), ApiError> {
@@ -587,6 +624,9 @@ pub async fn admit<B: MessageBody + 'static>(
             Err(ApiError::internal("API keys are not configured in the app")),
         ),
     };
+    if let Ok(principal) = &admitted {
+        metrics::counter!("gateway_admissions_total", "kind" => principal.kind()).increment(1);
+    }
     let mut response = match admitted {
         Ok(principal) => {
             req.extensions_mut().insert(principal);
@@ -600,14 +640,14 @@ pub async fn admit<B: MessageBody + 'static>(
     Ok(response)
 }
 
-/// The principal a request's key makes, and the budget to show: 401, 429 or
-/// 403 when it makes none.
+/// The principal a request's credential makes, and the budget to show:
+/// 401, 429 or 403 when it makes none.
 async fn admit_key(
     keys: &ApiKeys,
     spec: &RouteSpec,
     req: &HttpRequest,
 ) -> (Option<Budget>, Result<Principal, ApiError>) {
-    let principal = match authenticate(req, keys) {
+    let principal = match authenticate(req, keys).await {
         Ok(principal) => principal,
         Err(error) => return (None, Err(error)),
     };
@@ -641,7 +681,7 @@ impl FromRequest for Principal {
     }
 }
 
-fn authenticate(req: &HttpRequest, keys: &ApiKeys) -> Result<Principal, ApiError> {
+async fn authenticate(req: &HttpRequest, keys: &ApiKeys) -> Result<Principal, ApiError> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Err(ApiError::Unauthenticated {
             key_presented: false,
@@ -654,11 +694,26 @@ fn authenticate(req: &HttpRequest, keys: &ApiKeys) -> Result<Principal, ApiError
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, key)| key.trim())
         .filter(|key| !key.is_empty());
-    presented
-        .and_then(|key| keys.authenticate(key))
-        .ok_or(ApiError::Unauthenticated {
-            key_presented: true,
-        })
+    let refused = ApiError::Unauthenticated {
+        key_presented: true,
+    };
+    let Some(presented) = presented else {
+        return Err(refused);
+    };
+    if !crate::identity::looks_like_jwt(presented) {
+        return keys.authenticate(presented).ok_or(refused);
+    }
+    let Some(tokens) = req.app_data::<web::Data<crate::identity::ServiceTokens>>() else {
+        return Err(refused);
+    };
+    match Box::pin(tokens.authenticate(presented)).await {
+        Ok(service) => Ok(Principal::service(service)),
+        Err(refusal) => {
+            // Why, for ops; never the token.
+            tracing::info!(reason = %refusal, "a bearer token was refused");
+            Err(refused)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod idempotency;
+pub mod identity;
 pub mod model;
 pub mod normalize;
 pub mod openapi;

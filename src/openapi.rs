@@ -65,7 +65,9 @@ impl Modify for BearerAuth {
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
                         "An API key issued by the gateway's operators. Scopes: `read`, `write`, `secrets`. \
-                         In the sandbox: `sandbox-key` (every scope).",
+                         In the sandbox: `sandbox-key` (every scope). A service may instead send the \
+                         identity provider's JWT access token for the gateway's audience, where operators \
+                         accept them (`[identity.jwt]`); its scopes come from its groups and `scope`.",
                     ))
                     .build(),
             ),

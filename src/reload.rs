@@ -74,9 +74,10 @@ fn restart_needed(old: &Settings, new: &Settings) -> Vec<&'static str> {
         idempotency,
         overview,
         events,
+        identity,
         redis,
     } = new;
-    let sections: [(&'static str, bool); 11] = [
+    let sections: [(&'static str, bool); 12] = [
         ("server", same(&old.server, server)),
         ("dna", same(&old.dna, dna)),
         ("slitz", same(&old.slitz, slitz)),
@@ -94,6 +95,7 @@ fn restart_needed(old: &Settings, new: &Settings) -> Vec<&'static str> {
         ("idempotency", same(&old.idempotency, idempotency)),
         ("overview", same(&old.overview, overview)),
         ("events", same(&old.events, events)),
+        ("identity", old.identity == *identity),
         ("redis", same(&old.redis, redis)),
         ("log.format", same(&old.log.format, format)),
     ];

@@ -51,6 +51,7 @@ pub fn settings(sandbox: &Sandbox, listen: SocketAddr) -> Settings {
         idempotency: Default::default(),
         overview: Default::default(),
         events: Default::default(),
+        identity: Default::default(),
         redis: None,
     }
 }

@@ -205,6 +205,8 @@ struct State {
     overview: web::Data<crate::configuration::OverviewSettings>,
     deadline: web::Data<Deadline>,
     keys: web::Data<ApiKeys>,
+    /// With `[identity.jwt]`: the provider's access tokens for services.
+    service_tokens: Option<web::Data<crate::identity::ServiceTokens>>,
     readiness: web::Data<Readiness>,
     proxies: web::Data<TrustedProxies>,
     body_limit: web::Data<BodyLimit>,
@@ -257,6 +259,16 @@ impl State {
             Some(redis) => keys.with_shared_limits(Arc::clone(redis)),
             None => keys,
         });
+        let service_tokens =
+            crate::identity::ServiceTokens::new(&settings.identity)?.map(web::Data::new);
+        if let Some(tokens) = &service_tokens
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            // The keys fetched ahead of the first token; a provider down now
+            // is tried again when a token comes.
+            let tokens = tokens.clone();
+            runtime.spawn(async move { tokens.warm().await });
+        }
         let readiness = Readiness::new(
             &[
                 (
@@ -291,6 +303,7 @@ impl State {
             ))),
             reloader: Reloader::new(keys.clone(), settings),
             keys,
+            service_tokens,
             readiness: web::Data::new(readiness),
             proxies: web::Data::new(TrustedProxies(settings.server.trusted_proxies.clone())),
             body_limit: web::Data::new(BodyLimit(settings.server.max_body_bytes)),
@@ -324,5 +337,8 @@ impl State {
             )
             .app_data(web::PayloadConfig::new(self.max_body))
             .app_data(web::PathConfig::default().error_handler(path_error));
+        if let Some(tokens) = &self.service_tokens {
+            cfg.app_data(tokens.clone());
+        }
     }
 }

@@ -2,7 +2,8 @@
 # The README's test command. On a fresh Debian machine it installs what the
 # tests need (Debian's redis-server and nginx: the shared-state and
 # load-balancer tests start real ones; promtool, from the prometheus package,
-# checks the metrics and the alert rules), then runs the whole suite. `.ci/run` calls this same script.
+# checks the metrics and the alert rules; Node.js and npm `oidc-provider`, the
+# real OpenID Provider the identity tests start), then runs the whole suite. `.ci/run` calls this same script.
 # Extra arguments go to `cargo nextest run` (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,7 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v promtool >/dev/null || missing+=(prometheus)
+command -v node >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "--> installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -20,5 +22,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 cargo nextest --version >/dev/null 2>&1 || cargo install cargo-nextest --locked
+# The identity tests' OpenID Provider, pinned by its lock file.
+[ -d tests/identity/node_modules/oidc-provider ] ||
+  (cd tests/identity && npm ci --no-audit --no-fund --loglevel=error)
 # --workspace: the simulated upstreams' own tests run too.
 exec cargo nextest run --workspace --locked "$@"

@@ -101,17 +101,28 @@ impl Settings {
 
     /// Checks what types alone cannot, naming the key at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.auth.api_keys.is_empty() {
+        if self.auth.api_keys.is_empty() && self.identity.jwt.is_none() {
             return Err(bad(
                 "auth.api_keys",
-                "no API key is configured, so no caller could use the gateway; add an [[auth.api_keys]] table",
+                "no API key is configured and [identity.jwt] is not set, so no caller could use the gateway; add an [[auth.api_keys]] table",
             ));
         }
+        self.identity.validate()?;
         let mut names = BTreeSet::new();
         for (i, key) in self.auth.api_keys.iter().enumerate() {
             let at = |field: &str| format!("auth.api_keys[{i}].{field}");
             if key.name.trim().is_empty() {
                 return Err(bad(&at("name"), "must not be empty"));
+            }
+            if key.name.starts_with(super::SERVICE_PREFIX) {
+                return Err(bad(
+                    &at("name"),
+                    format!(
+                        "`{}` starts with `{}`, which names services the identity provider vouches for",
+                        key.name,
+                        super::SERVICE_PREFIX
+                    ),
+                ));
             }
             if !names.insert(key.name.as_str()) {
                 return Err(bad(&at("name"), format!("`{}` is used twice", key.name)));

@@ -10,13 +10,25 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
+mod identity;
 mod load;
 
+pub use identity::{IdentitySettings, JwtSettings, OidcSettings, SERVICE_PREFIX};
 use load::within;
 
 /// What a key may do. Its name (lowercase) is the same to serde and strum.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, strum::IntoStaticStr,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
 )]
 #[serde(rename_all = "lowercase")]
 #[strum(serialize_all = "lowercase")]
@@ -32,6 +44,14 @@ pub enum Scope {
 impl Scope {
     pub fn as_str(self) -> &'static str {
         self.into()
+    }
+
+    /// The scope named exactly `name`, if any.
+    pub fn named(name: &str) -> Option<Self> {
+        <Self as strum::VariantArray>::VARIANTS
+            .iter()
+            .copied()
+            .find(|scope| scope.as_str() == name)
     }
 }
 
@@ -111,6 +131,9 @@ pub struct Settings {
     pub overview: OverviewSettings,
     #[serde(default)]
     pub events: EventSettings,
+    /// Callers the identity provider vouches for, beside the API keys.
+    #[serde(default)]
+    pub identity: IdentitySettings,
     /// Shared state for several instances; absent: each instance keeps its own.
     #[serde(default)]
     pub redis: Option<RedisSettings>,

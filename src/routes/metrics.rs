@@ -70,6 +70,14 @@ fn describe() {
         "Time to answer an HTTP request, by method and route pattern."
     );
     describe_counter!(
+        "gateway_admissions_total",
+        "Requests admitted to a keyed route, by kind of caller (key, service); never one series per caller."
+    );
+    describe_counter!(
+        "gateway_jwks_fetches_total",
+        "Fetches of the identity provider's signing keys (discovery, then its JWKS), by outcome (ok, error); a failed fetch keeps the keys held."
+    );
+    describe_counter!(
         "gateway_upstream_calls_total",
         "Calls to an upstream by operation and outcome (ok, 4xx, 5xx, timeout, reset, unreachable, malformed, breaker_open, saturated); each retry is a call."
     );

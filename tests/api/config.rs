@@ -462,3 +462,74 @@ async fn the_sandbox_config_file_serves_the_simulators() {
         "{body}"
     );
 }
+
+#[test]
+fn identity_loads_and_its_mistakes_are_named() {
+    let identity = r#"
+[identity.oidc]
+issuer = "https://idp.example.com"
+
+[identity.jwt]
+audience = "urn:gateway"
+
+[identity.groups]
+"gateway-readers" = ["read"]
+"#;
+    let settings = load(&format!("{VALID}{identity}"), &[]).unwrap();
+    let (oidc, jwt) = settings.identity.service_tokens().expect("service tokens");
+    assert_eq!(oidc.groups_claim, "groups");
+    assert_eq!((jwt.leeway_seconds, jwt.jwks_refetch_seconds), (30, 60));
+    // Without [identity.jwt], no key at all is a mistake; with it, services suffice.
+    let keyless = VALID.replace("[[auth.api_keys]]", "[[nothing]]");
+    let keyless = keyless.split("[[nothing]]").collect::<Vec<_>>();
+    let without_keys = format!(
+        "{}{}",
+        keyless[0],
+        &keyless[1][keyless[1].find("[dna]").unwrap()..]
+    );
+    assert!(
+        load(&without_keys, &[])
+            .unwrap_err()
+            .contains("auth.api_keys")
+    );
+    assert!(load(&format!("{without_keys}{identity}"), &[]).is_ok());
+    for (text, key) in [
+        (
+            identity.replace("https://idp.example.com", "http://idp.example.com"),
+            "identity.oidc.issuer",
+        ),
+        (
+            identity.replace(
+                "[identity.oidc]\nissuer = \"https://idp.example.com\"\n",
+                "",
+            ),
+            "identity.jwt",
+        ),
+        (identity.replace("urn:gateway", ""), "identity.jwt.audience"),
+        (
+            identity.replace("[\"read\"]", "[]"),
+            "identity.groups.gateway-readers",
+        ),
+        (
+            identity.replace("[\"read\"]", "[\"admin\"]"),
+            "identity.groups",
+        ),
+        (
+            format!("{identity}\n[identity.jwt.extra]\n"),
+            "identity.jwt",
+        ),
+    ] {
+        let err = load(&format!("{VALID}{text}"), &[]).unwrap_err();
+        assert!(err.contains(key), "{key}: {err}");
+    }
+    // A key may not take the name services are known by.
+    let err = load(
+        &VALID.replace("name = \"web\"", "name = \"service:web\""),
+        &[],
+    )
+    .unwrap_err();
+    assert!(err.contains("auth.api_keys[0].name"), "{err}");
+    // An http issuer is fine on loopback (tests, a provider beside the gateway).
+    let local = identity.replace("https://idp.example.com", "http://127.0.0.1:9000");
+    assert!(load(&format!("{VALID}{local}"), &[]).is_ok());
+}

@@ -17,6 +17,7 @@ mod errors;
 pub mod events;
 mod health;
 mod helpers;
+mod identity;
 mod nginx;
 mod observability;
 mod openapi;

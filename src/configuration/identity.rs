@@ -1,0 +1,127 @@
+//! `[identity]`: callers the company's identity provider vouches for, next
+//! to the API keys of `[auth]`. Today: services presenting the provider's
+//! JWT access tokens (`[identity.jwt]`), validated against the keys the
+//! provider publishes (found by OpenID discovery at `[identity.oidc]
+//! issuer`), their scopes mapped from groups (`[identity.groups]`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+use url::Url;
+
+use super::{ConfigError, Scope, bad, load::within};
+
+/// The prefix of a service principal's name (`service:<client id>`), which
+/// no API key's name may take.
+pub const SERVICE_PREFIX: &str = "service:";
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySettings {
+    /// The provider; needed by `[identity.jwt]`.
+    pub oidc: Option<OidcSettings>,
+    /// Bearer JWTs for services; absent: such tokens are refused.
+    pub jwt: Option<JwtSettings>,
+    /// Group (as the provider names it) -> the gateway scopes it grants.
+    #[serde(default)]
+    pub groups: BTreeMap<String, BTreeSet<Scope>>,
+}
+
+/// `[identity.oidc]`: the OpenID Provider.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSettings {
+    /// Its issuer identifier; discovery is at
+    /// `{issuer}/.well-known/openid-configuration`.
+    pub issuer: Url,
+    /// The claim that lists a caller's groups.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+
+/// `[identity.jwt]`: access tokens the provider issued for the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSettings {
+    /// The `aud` a token must name (the gateway's resource indicator).
+    pub audience: String,
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[serde(default = "default_leeway_seconds")]
+    pub leeway_seconds: u64,
+    /// At most one fetch of the provider's keys per this many seconds
+    /// (a token naming an unknown `kid` asks for one).
+    #[serde(default = "default_jwks_refetch_seconds")]
+    pub jwks_refetch_seconds: u64,
+}
+
+fn default_leeway_seconds() -> u64 {
+    30
+}
+
+fn default_jwks_refetch_seconds() -> u64 {
+    60
+}
+
+impl IdentitySettings {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(oidc) = &self.oidc {
+            let issuer = &oidc.issuer;
+            let loopback = matches!(
+                issuer.host(),
+                Some(url::Host::Ipv4(ip)) if ip.is_loopback()
+            ) || matches!(issuer.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+                || issuer.host_str() == Some("localhost");
+            let secure = issuer.scheme() == "https" || (issuer.scheme() == "http" && loopback);
+            if !secure || issuer.query().is_some() || issuer.fragment().is_some() {
+                return Err(bad(
+                    "identity.oidc.issuer",
+                    format!(
+                        "`{issuer}` is not an issuer: an https URL without query or fragment (http only on loopback)"
+                    ),
+                ));
+            }
+            if oidc.groups_claim.trim().is_empty() {
+                return Err(bad("identity.oidc.groups_claim", "must not be empty"));
+            }
+        }
+        if let Some(jwt) = &self.jwt {
+            if self.oidc.is_none() {
+                return Err(bad(
+                    "identity.jwt",
+                    "needs [identity.oidc] issuer: the tokens' keys are found by its discovery",
+                ));
+            }
+            if jwt.audience.trim().is_empty() {
+                return Err(bad("identity.jwt.audience", "must not be empty"));
+            }
+            within("identity.jwt.leeway_seconds", jwt.leeway_seconds, 0, 300)?;
+            within(
+                "identity.jwt.jwks_refetch_seconds",
+                jwt.jwks_refetch_seconds,
+                1,
+                86_400,
+            )?;
+        }
+        for (group, scopes) in &self.groups {
+            if group.is_empty() {
+                return Err(bad("identity.groups", "a group name must not be empty"));
+            }
+            if scopes.is_empty() {
+                return Err(bad(
+                    &format!("identity.groups.{group}"),
+                    "must name at least one of read, write, secrets",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The issuer and the token settings, when service tokens are accepted.
+    pub fn service_tokens(&self) -> Option<(&OidcSettings, &JwtSettings)> {
+        Some((self.oidc.as_ref()?, self.jwt.as_ref()?))
+    }
+}

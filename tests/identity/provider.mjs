@@ -1,0 +1,99 @@
+// A real OpenID Provider for the identity tests: npm `oidc-provider` (OpenID
+// Certified), on loopback. Started by tests/api/support (never by hand):
+//
+//   node tests/identity/provider.mjs          (PORT=0: a random port)
+//
+// It prints one JSON line, {"issuer": "http://127.0.0.1:PORT"}, once it
+// listens. Its signing key is made fresh at every start (a restart on the
+// same PORT is a key rotation, with a new `kid`).
+//
+// Clients (all confidential, client_secret_basic):
+//   - `reporting` (secret `reporting-secret`): client credentials; its
+//     access tokens carry `groups: ["gateway-readers"]`;
+//   - `billing-bot` (secret `billing-bot-secret`): client credentials, no
+//     groups; only its `scope` names gateway scopes.
+// Resource servers (resource indicators, JWT access tokens, RS256):
+//   `urn:gateway` (the gateway's audience) and `urn:other` (another API).
+//
+// Test-only, beside the provider: `POST /__test/sign` signs the JSON claims
+// it is given with the provider's current key (as a token the provider
+// could have issued), for the refusals the provider will not produce on
+// request (expired, another issuer).
+import { createServer } from 'node:http';
+import { generateKeyPair, exportJWK, SignJWT } from 'jose';
+import Provider from 'oidc-provider';
+
+const port = Number(process.env.PORT || 0);
+const { privateKey } = await generateKeyPair('RS256', { extractable: true });
+const jwk = await exportJWK(privateKey);
+jwk.kid = `key-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
+jwk.alg = 'RS256';
+jwk.use = 'sig';
+
+const gatewayScopes = 'read write secrets';
+const servers = {
+  'urn:gateway': { scope: gatewayScopes, audience: 'urn:gateway' },
+  'urn:other': { scope: gatewayScopes, audience: 'urn:other' },
+};
+const groups = { reporting: ['gateway-readers'] };
+
+const server = createServer();
+await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+const issuer = `http://127.0.0.1:${server.address().port}`;
+
+const provider = new Provider(issuer, {
+  clients: [
+    {
+      client_id: 'reporting',
+      client_secret: 'reporting-secret',
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+    },
+    {
+      client_id: 'billing-bot',
+      client_secret: 'billing-bot-secret',
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+    },
+  ],
+  jwks: { keys: [jwk] },
+  scopes: ['openid', 'offline_access', ...gatewayScopes.split(' ')],
+  features: {
+    clientCredentials: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => 'urn:gateway',
+      useGrantedResource: () => true,
+      getResourceServerInfo: (_ctx, resource) => {
+        const info = servers[resource];
+        if (!info) throw new Provider.errors.InvalidTarget();
+        return { ...info, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } };
+      },
+    },
+  },
+  extraTokenClaims: (_ctx, token) => {
+    const clientGroups = groups[token.clientId];
+    return clientGroups ? { groups: clientGroups } : undefined;
+  },
+});
+provider.on('server_error', (_ctx, error) => console.error('provider error', error));
+
+const callback = provider.callback();
+server.on('request', async (req, res) => {
+  if (req.method === 'POST' && req.url === '/__test/sign') {
+    let body = '';
+    for await (const chunk of req) body += chunk;
+    const claims = JSON.parse(body);
+    const token = await new SignJWT(claims)
+      .setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'at+jwt' })
+      .sign(privateKey);
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end(token);
+    return;
+  }
+  callback(req, res);
+});
+
+console.log(JSON.stringify({ issuer, kid: jwk.kid }));
