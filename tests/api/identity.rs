@@ -12,7 +12,10 @@ use base64::Engine;
 use gateway::configuration::{IdentitySettings, JwtSettings, OidcSettings, Scope};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, get_text, samples, spawn_app_with};
+use crate::{
+    binary::{Gateway, config},
+    helpers::{TestApp, assert_problem, get_text, samples, spawn_app_with, wait_until},
+};
 
 /// The provider, killed when dropped.
 struct Provider {
@@ -309,7 +312,7 @@ async fn a_rotated_key_is_fetched_once_and_held_keys_survive_the_provider_going_
     let new = provider.token("reporting", "read", "urn:gateway").await;
     // Wait out the refetch interval (1 s here): the first call with the new
     // `kid` fetches the keys again.
-    crate::helpers::wait_until("the new key is accepted", async || {
+    wait_until("the new key is accepted", async || {
         call(&app, reqwest::Method::GET, "/v1/account", &new)
             .await
             .status()
@@ -352,4 +355,57 @@ async fn fetches(app: &TestApp) -> f64 {
         .iter()
         .filter_map(|s| s.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// The running binary, as ops run it: the access line names the service,
+/// the refusal's reason is logged, and no token is ever in the log.
+#[tokio::test]
+async fn the_access_line_names_the_service_and_no_token_is_logged() {
+    let provider = Provider::start();
+    let sandbox =
+        gateway::sandbox::Sandbox::start(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let dna = sandbox.dna_base_url().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}\n[identity.oidc]\nissuer = \"{}\"\n\n[identity.jwt]\naudience = \"urn:gateway\"\n\n[identity.groups]\n\"gateway-readers\" = [\"read\"]\n",
+        config(&sandbox, &[("frontend", "access-key", "")], "info", &dna),
+        provider.issuer
+    );
+    let gateway = Gateway::start(dir.path(), &text);
+    let client = reqwest::Client::new();
+    let token = provider.token("reporting", "read", "urn:gateway").await;
+    let answer = client
+        .get(format!("{}/v1/account", gateway.base))
+        .bearer_auth(&token)
+        .header("x-request-id", "service-call")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let (head, rest) = token.split_once('.').unwrap();
+    let forged = format!("{head}.{}", rest.replacen('e', "f", 1));
+    let answer = client
+        .get(format!("{}/v1/account", gateway.base))
+        .bearer_auth(&forged)
+        .header("x-request-id", "forged-call")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+    wait_until("both access lines are written", async || {
+        gateway.lines_with("\"request_id\":\"forged-call\"") > 0
+            && gateway.lines_with("\"request_id\":\"service-call\"") > 0
+    })
+    .await;
+    let log = gateway.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"request_id\":\"service-call\"") && l.contains("\"log\":\"access\""))
+        .unwrap();
+    let line: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(line["caller"], "service:reporting", "{line}");
+    assert!(log.contains("a bearer token was refused"), "{log}");
+    for secret in [token.as_str(), forged.as_str(), head] {
+        assert!(!log.contains(secret), "a token in the log");
+    }
 }
