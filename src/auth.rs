@@ -20,7 +20,7 @@ use actix_web::{
     FromRequest, HttpMessage, HttpRequest, ResponseError,
     body::{BoxBody, MessageBody},
     dev::{Payload, ServiceRequest, ServiceResponse},
-    http::header,
+    http::{Method, header},
     middleware::Next,
     web,
 };
@@ -539,15 +539,18 @@ enum Kind {
     /// budget, unchanged by a reload while the request runs.
     Key(Arc<KeyEntry>),
     Service(Arc<BTreeSet<Scope>>),
+    /// A person, by their session cookie.
+    Person(Arc<crate::identity::session::Session>),
 }
 
-pub use crate::configuration::SERVICE_PREFIX;
+pub use crate::configuration::{PERSON_PREFIX, SERVICE_PREFIX};
 
 impl Principal {
     pub fn has(&self, scope: Scope) -> bool {
         match &self.kind {
             Kind::Key(key) => key.scopes.contains(&scope),
             Kind::Service(scopes) => scopes.contains(&scope),
+            Kind::Person(session) => session.person.scopes.contains(&scope),
         }
     }
 
@@ -556,6 +559,14 @@ impl Principal {
         match self.kind {
             Kind::Key(_) => "key",
             Kind::Service(_) => "service",
+            Kind::Person(_) => "person",
+        }
+    }
+
+    fn person(session: Arc<crate::identity::session::Session>) -> Self {
+        Self {
+            name: format!("{PERSON_PREFIX}{}", session.person.sub).into(),
+            kind: Kind::Person(session),
         }
     }
 
@@ -659,6 +670,18 @@ async fn admit_key(
         Ok(budget) => budget,
         Err(refused) => return (Some(refused.budget), Err(refused.error)),
     };
+    // RFC 10017's custom-header defence: a cross-site form or script cannot
+    // send it without a CORS preflight the gateway answers only for the
+    // configured origins.
+    if matches!(principal.kind, Kind::Person(_))
+        && !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && req
+            .headers()
+            .get("x-csrf")
+            .is_none_or(|v| v.as_bytes() != b"1")
+    {
+        return (budget, Err(ApiError::CsrfHeaderMissing));
+    }
     let allowed = spec
         .scopes
         .iter()
@@ -682,10 +705,9 @@ impl FromRequest for Principal {
 }
 
 async fn authenticate(req: &HttpRequest, keys: &ApiKeys) -> Result<Principal, ApiError> {
+    let identity = req.app_data::<web::Data<crate::identity::Identity>>();
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-        return Err(ApiError::Unauthenticated {
-            key_presented: false,
-        });
+        return by_session(req, identity).await;
     };
     let presented = value
         .to_str()
@@ -703,7 +725,7 @@ async fn authenticate(req: &HttpRequest, keys: &ApiKeys) -> Result<Principal, Ap
     if !crate::identity::looks_like_jwt(presented) {
         return keys.authenticate(presented).ok_or(refused);
     }
-    let Some(tokens) = req.app_data::<web::Data<crate::identity::ServiceTokens>>() else {
+    let Some(tokens) = identity.and_then(|i| i.services.as_ref()) else {
         return Err(refused);
     };
     match Box::pin(tokens.authenticate(presented)).await {
@@ -714,6 +736,41 @@ async fn authenticate(req: &HttpRequest, keys: &ApiKeys) -> Result<Principal, Ap
             Err(refused)
         }
     }
+}
+
+/// The person a request's session cookie names, where people log in.
+async fn by_session(
+    req: &HttpRequest,
+    identity: Option<&web::Data<crate::identity::Identity>>,
+) -> Result<Principal, ApiError> {
+    let no_credential = ApiError::Unauthenticated {
+        key_presented: false,
+    };
+    let Some(login) = identity.and_then(|i| i.login.as_ref()) else {
+        return Err(no_credential);
+    };
+    let Some(cookie) = session_cookie(req) else {
+        return Err(no_credential);
+    };
+    match login.sessions.get(cookie).await {
+        Some(session) => Ok(Principal::person(session)),
+        None => Err(ApiError::SignedOut(
+            "the session has ended (logged out, expired or unknown here); log in again at /auth/login",
+        )),
+    }
+}
+
+/// The value of the session cookie, if the request carries it.
+pub fn session_cookie(req: &HttpRequest) -> Option<&str> {
+    let name = crate::identity::session::COOKIE;
+    req.headers()
+        .get_all(header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value.trim_matches('"'))
+        .filter(|value| !value.is_empty())
 }
 
 #[cfg(test)]

@@ -293,6 +293,12 @@ pub enum ApiError {
     Unauthenticated { key_presented: bool },
     #[error("missing scope {}", .0.as_str())]
     Forbidden(Scope),
+    /// A session cookie that names no live session: why, for the page.
+    #[error("signed out: {0}")]
+    SignedOut(&'static str),
+    /// An unsafe method authenticated by the session cookie without `X-CSRF: 1`.
+    #[error("no X-CSRF header")]
+    CsrfHeaderMissing,
     #[error("not found: {0}")]
     NotFound(String),
     #[error("conflict: {0}")]
@@ -363,6 +369,8 @@ impl ApiError {
             Self::Unprocessable { .. } => (P::Validation, S::UNPROCESSABLE_ENTITY),
             Self::Unauthenticated { .. } => (P::Unauthenticated, S::UNAUTHORIZED),
             Self::Forbidden(_) => (P::Forbidden, S::FORBIDDEN),
+            Self::SignedOut(_) => (P::Unauthenticated, S::UNAUTHORIZED),
+            Self::CsrfHeaderMissing => (P::Forbidden, S::FORBIDDEN),
             Self::NotFound(_) => (P::NotFound, S::NOT_FOUND),
             Self::Conflict(_) => (P::IdempotencyKeyInUse, S::CONFLICT),
             Self::Duplicate { .. } => (P::Duplicate, S::CONFLICT),
@@ -430,6 +438,16 @@ impl ApiError {
             } => (Some("the API key is not valid".to_owned()), vec![], None),
             Self::Forbidden(scope) => (
                 Some(format!("this route needs the `{}` scope", scope.as_str())),
+                vec![],
+                None,
+            ),
+            Self::SignedOut(why) => (Some((*why).to_owned()), vec![], None),
+            Self::CsrfHeaderMissing => (
+                Some(
+                    "a request that changes something and is authenticated by the session \
+                     cookie must carry the header `X-CSRF: 1`"
+                        .to_owned(),
+                ),
                 vec![],
                 None,
             ),

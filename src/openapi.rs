@@ -49,6 +49,7 @@ with a `request_id`; every response carries `X-Request-Id`."
         (name = "events", description = "Live changes as Server-Sent Events: from writes through the gateway, and from Slitz, read while anyone follows."),
         (name = "customers", description = "Residential VoIP customers (DNA). The gateway holds and refreshes the DNA token."),
         (name = "operations", description = "Health and readiness, for orchestrators; no API key needed."),
+        (name = "auth", description = "People logging in through the gateway (a backend-for-frontend): the session cookie admits them to every `/v1` route."),
     )
 )]
 struct ApiDoc;

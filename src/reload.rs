@@ -95,7 +95,7 @@ fn restart_needed(old: &Settings, new: &Settings) -> Vec<&'static str> {
         ("idempotency", same(&old.idempotency, idempotency)),
         ("overview", same(&old.overview, overview)),
         ("events", same(&old.events, events)),
-        ("identity", old.identity == *identity),
+        ("identity", same(&old.identity, identity)),
         ("redis", same(&old.redis, redis)),
         ("log.format", same(&old.log.format, format)),
     ];
@@ -116,6 +116,19 @@ fn restart_needed(old: &Settings, new: &Settings) -> Vec<&'static str> {
         (
             "slitz.password",
             old.slitz.password.expose_secret() == slitz.password.expose_secret(),
+        ),
+        (
+            "identity.oidc.client_secret",
+            old.identity
+                .oidc
+                .as_ref()
+                .and_then(|o| o.client_secret.as_ref())
+                .map(|s| s.expose_secret())
+                == identity
+                    .oidc
+                    .as_ref()
+                    .and_then(|o| o.client_secret.as_ref())
+                    .map(|s| s.expose_secret()),
         ),
         (
             "redis.url",

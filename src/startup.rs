@@ -205,8 +205,8 @@ struct State {
     overview: web::Data<crate::configuration::OverviewSettings>,
     deadline: web::Data<Deadline>,
     keys: web::Data<ApiKeys>,
-    /// With `[identity.jwt]`: the provider's access tokens for services.
-    service_tokens: Option<web::Data<crate::identity::ServiceTokens>>,
+    /// What the identity provider vouches for (service tokens, people's sessions).
+    identity: web::Data<crate::identity::Identity>,
     readiness: web::Data<Readiness>,
     proxies: web::Data<TrustedProxies>,
     body_limit: web::Data<BodyLimit>,
@@ -259,15 +259,14 @@ impl State {
             Some(redis) => keys.with_shared_limits(Arc::clone(redis)),
             None => keys,
         });
-        let service_tokens =
-            crate::identity::ServiceTokens::new(&settings.identity)?.map(web::Data::new);
-        if let Some(tokens) = &service_tokens
+        let identity = web::Data::new(crate::identity::Identity::new(&settings.identity)?);
+        if settings.identity.oidc.is_some()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            // The keys fetched ahead of the first token; a provider down now
-            // is tried again when a token comes.
-            let tokens = tokens.clone();
-            runtime.spawn(async move { tokens.warm().await });
+            // The keys fetched ahead of the first caller; a provider down now
+            // is tried again when one comes.
+            let identity = identity.clone();
+            runtime.spawn(async move { identity.warm().await });
         }
         let readiness = Readiness::new(
             &[
@@ -303,7 +302,7 @@ impl State {
             ))),
             reloader: Reloader::new(keys.clone(), settings),
             keys,
-            service_tokens,
+            identity,
             readiness: web::Data::new(readiness),
             proxies: web::Data::new(TrustedProxies(settings.server.trusted_proxies.clone())),
             body_limit: web::Data::new(BodyLimit(settings.server.max_body_bytes)),
@@ -323,6 +322,7 @@ impl State {
             .app_data(self.overview.clone())
             .app_data(self.deadline.clone())
             .app_data(self.keys.clone())
+            .app_data(self.identity.clone())
             .app_data(self.readiness.clone())
             .app_data(self.proxies.clone())
             .app_data(self.body_limit.clone())
@@ -337,8 +337,5 @@ impl State {
             )
             .app_data(web::PayloadConfig::new(self.max_body))
             .app_data(web::PathConfig::default().error_handler(path_error));
-        if let Some(tokens) = &self.service_tokens {
-            cfg.app_data(tokens.clone());
-        }
     }
 }

@@ -4,8 +4,12 @@
 //! provider publishes (found by OpenID discovery at `[identity.oidc]
 //! issuer`), their scopes mapped from groups (`[identity.groups]`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+};
 
+use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
@@ -15,7 +19,11 @@ use super::{ConfigError, Scope, bad, load::within};
 /// no API key's name may take.
 pub const SERVICE_PREFIX: &str = "service:";
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// The prefix of a person's principal name (`person:<sub>`), which no API
+/// key's name may take either.
+pub const PERSON_PREFIX: &str = "person:";
+
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentitySettings {
     /// The provider; needed by `[identity.jwt]`.
@@ -27,8 +35,10 @@ pub struct IdentitySettings {
     pub groups: BTreeMap<String, BTreeSet<Scope>>,
 }
 
-/// `[identity.oidc]`: the OpenID Provider.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// `[identity.oidc]`: the OpenID Provider, and the gateway as its client
+/// for people's logins (all three of `client_id`, `client_secret` and
+/// `redirect_url`, or none: no login).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OidcSettings {
     /// Its issuer identifier; discovery is at
@@ -37,6 +47,57 @@ pub struct OidcSettings {
     /// The claim that lists a caller's groups.
     #[serde(default = "default_groups_claim")]
     pub groups_claim: String,
+    /// The gateway's client id at the provider (a confidential client).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Its secret (also as `client_secret_file`).
+    #[serde(default)]
+    pub client_secret: Option<SecretString>,
+    #[serde(default, rename = "client_secret_file")]
+    _client_secret_file: Option<PathBuf>,
+    /// Where the provider sends people back: the gateway's
+    /// `/auth/callback`, as the browser reaches it.
+    #[serde(default)]
+    pub redirect_url: Option<Url>,
+    /// A session nobody used for this long ends.
+    #[serde(default = "default_session_idle_seconds")]
+    pub session_idle_seconds: u64,
+    /// A session ends this long after the login, used or not.
+    #[serde(default = "default_session_max_seconds")]
+    pub session_max_seconds: u64,
+}
+
+impl OidcSettings {
+    /// The provider at `issuer`, without a login client.
+    pub fn issuer(issuer: Url) -> Self {
+        Self {
+            issuer,
+            groups_claim: default_groups_claim(),
+            client_id: None,
+            client_secret: None,
+            _client_secret_file: None,
+            redirect_url: None,
+            session_idle_seconds: default_session_idle_seconds(),
+            session_max_seconds: default_session_max_seconds(),
+        }
+    }
+
+    /// The login client, when people may log in.
+    pub fn login(&self) -> Option<(&str, &SecretString, &Url)> {
+        Some((
+            self.client_id.as_deref()?,
+            self.client_secret.as_ref()?,
+            self.redirect_url.as_ref()?,
+        ))
+    }
+}
+
+fn default_session_idle_seconds() -> u64 {
+    3600
+}
+
+fn default_session_max_seconds() -> u64 {
+    12 * 3600
 }
 
 fn default_groups_claim() -> String {
@@ -87,6 +148,41 @@ impl IdentitySettings {
             if oidc.groups_claim.trim().is_empty() {
                 return Err(bad("identity.oidc.groups_claim", "must not be empty"));
             }
+            let given = [
+                oidc.client_id.is_some(),
+                oidc.client_secret.is_some(),
+                oidc.redirect_url.is_some(),
+            ];
+            if given.contains(&true) && given.contains(&false) {
+                return Err(bad(
+                    "identity.oidc",
+                    "people log in only with all of client_id, client_secret and redirect_url; one is missing",
+                ));
+            }
+            if let Some(url) = &oidc.redirect_url
+                && (!matches!(url.scheme(), "http" | "https")
+                    || !url.path().ends_with("/auth/callback")
+                    || url.query().is_some())
+            {
+                return Err(bad(
+                    "identity.oidc.redirect_url",
+                    format!(
+                        "`{url}` is not the gateway's callback, such as https://app.example.com/auth/callback"
+                    ),
+                ));
+            }
+            within(
+                "identity.oidc.session_idle_seconds",
+                oidc.session_idle_seconds,
+                60,
+                86_400,
+            )?;
+            within(
+                "identity.oidc.session_max_seconds",
+                oidc.session_max_seconds,
+                60,
+                30 * 86_400,
+            )?;
         }
         if let Some(jwt) = &self.jwt {
             if self.oidc.is_none() {

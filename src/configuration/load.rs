@@ -25,6 +25,7 @@ const FILE_BACKED_KEYS: &[&str] = &[
     "slitz.username",
     "slitz.password",
     "redis.url",
+    "identity.oidc.client_secret",
 ];
 
 impl Settings {
@@ -114,13 +115,15 @@ impl Settings {
             if key.name.trim().is_empty() {
                 return Err(bad(&at("name"), "must not be empty"));
             }
-            if key.name.starts_with(super::SERVICE_PREFIX) {
+            if let Some(prefix) = [super::SERVICE_PREFIX, super::PERSON_PREFIX]
+                .into_iter()
+                .find(|p| key.name.starts_with(p))
+            {
                 return Err(bad(
                     &at("name"),
                     format!(
-                        "`{}` starts with `{}`, which names services the identity provider vouches for",
+                        "`{}` starts with `{prefix}`, which names callers the identity provider vouches for",
                         key.name,
-                        super::SERVICE_PREFIX
                     ),
                 ));
             }

@@ -13,7 +13,7 @@ use url::Url;
 mod identity;
 mod load;
 
-pub use identity::{IdentitySettings, JwtSettings, OidcSettings, SERVICE_PREFIX};
+pub use identity::{IdentitySettings, JwtSettings, OidcSettings, PERSON_PREFIX, SERVICE_PREFIX};
 use load::within;
 
 /// What a key may do. Its name (lowercase) is the same to serde and strum.

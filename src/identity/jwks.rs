@@ -30,11 +30,23 @@ pub(super) struct Key {
 
 type Keys = HashMap<String, Arc<Key>>;
 
+/// Where the provider's endpoints are, as its discovery document says.
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct Endpoints {
+    pub authorization_endpoint: Url,
+    pub token_endpoint: Url,
+    #[serde(default)]
+    pub end_session_endpoint: Option<Url>,
+    #[serde(default)]
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+}
+
 pub(super) struct Jwks {
     http: reqwest::Client,
     issuer: Url,
     refetch_every: Duration,
     keys: ArcSwap<Keys>,
+    endpoints: arc_swap::ArcSwapOption<Endpoints>,
     /// When the last fetch started; held while one runs, so callers queue
     /// behind it instead of fetching again.
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
@@ -48,6 +60,8 @@ pub(super) struct FetchError(pub String);
 struct Discovery {
     issuer: String,
     jwks_uri: Url,
+    #[serde(flatten)]
+    endpoints: Option<Endpoints>,
 }
 
 impl Jwks {
@@ -57,6 +71,7 @@ impl Jwks {
             issuer,
             refetch_every,
             keys: ArcSwap::from_pointee(Keys::new()),
+            endpoints: arc_swap::ArcSwapOption::empty(),
             last_fetch: tokio::sync::Mutex::new(None),
         }
     }
@@ -79,6 +94,21 @@ impl Jwks {
         self.keys.load().get(kid).cloned()
     }
 
+    /// The provider's endpoints: as last discovered, or discovered now when
+    /// never yet (at most once per interval).
+    pub(super) async fn endpoints(&self) -> Option<Arc<Endpoints>> {
+        if let Some(endpoints) = self.endpoints.load_full() {
+            return Some(endpoints);
+        }
+        self.warm().await;
+        self.endpoints.load_full()
+    }
+
+    /// The HTTP client it fetches with (timeouts, no redirects).
+    pub(super) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// Fetches the keys now (at start, so the first token need not wait),
     /// unless a fetch ran within the interval.
     pub(super) async fn warm(&self) {
@@ -92,7 +122,10 @@ impl Jwks {
 
     async fn refresh(&self) {
         match self.fetch().await {
-            Ok(keys) => {
+            Ok((keys, endpoints)) => {
+                if let Some(endpoints) = endpoints {
+                    self.endpoints.store(Some(Arc::new(endpoints)));
+                }
                 metrics::counter!("gateway_jwks_fetches_total", "outcome" => "ok").increment(1);
                 tracing::info!(
                     keys = keys.len(),
@@ -111,7 +144,7 @@ impl Jwks {
         }
     }
 
-    async fn fetch(&self) -> Result<Keys, FetchError> {
+    async fn fetch(&self) -> Result<(Keys, Option<Endpoints>), FetchError> {
         let issuer = self.issuer.as_str().trim_end_matches('/');
         let discovery: Discovery = get_json(
             &self.http,
@@ -126,11 +159,12 @@ impl Jwks {
             )));
         }
         let set: JwkSet = get_json(&self.http, discovery.jwks_uri.as_str()).await?;
-        Ok(set
+        let keys = set
             .keys
             .iter()
             .filter_map(|jwk| Some((jwk.common.key_id.clone()?, Arc::new(usable(jwk)?))))
-            .collect())
+            .collect();
+        Ok((keys, discovery.endpoints))
     }
 }
 

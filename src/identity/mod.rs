@@ -1,8 +1,11 @@
-//! Callers the company's identity provider vouches for. Today: services
+//! Callers the company's identity provider vouches for: people logged in
+//! through the gateway (`login`, `session`: a session cookie), and services
 //! presenting the provider's JWT access tokens (RFC 9068), validated here;
 //! admission (`auth`) asks [`ServiceTokens::authenticate`] for any bearer
-//! credential shaped like a JWT.
+//! credential shaped like a JWT, and [`Identity::login`]'s sessions for the
+//! session cookie.
 //!
+//! Service tokens:
 //! A token is accepted only when all of these hold:
 //! - its header's `typ` is `at+jwt` (RFC 9068 §4: an ID token or another
 //!   JWT is not an access token), its `alg` is an asymmetric one in
@@ -17,6 +20,8 @@
 //! configured groups claim) and the gateway scopes its `scope` claim names.
 
 mod jwks;
+pub mod login;
+pub mod session;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -73,9 +78,53 @@ pub enum Refusal {
     NoClient,
 }
 
+/// What the gateway knows of the identity provider: its keys (shared), and
+/// what it accepts from it.
+#[derive(Default)]
+pub struct Identity {
+    /// With `[identity.jwt]`: services' access tokens.
+    pub services: Option<ServiceTokens>,
+    /// With `[identity.oidc]`'s client: people's logins and sessions.
+    pub login: Option<login::Login>,
+    jwks: Option<Arc<jwks::Jwks>>,
+}
+
+impl Identity {
+    pub fn new(settings: &IdentitySettings) -> anyhow::Result<Self> {
+        let Some(oidc) = &settings.oidc else {
+            return Ok(Self::default());
+        };
+        let http = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let refetch = settings
+            .jwt
+            .as_ref()
+            .map_or(60, |jwt| jwt.jwks_refetch_seconds);
+        let jwks = Arc::new(jwks::Jwks::new(
+            http,
+            oidc.issuer.clone(),
+            Duration::from_secs(refetch),
+        ));
+        Ok(Self {
+            services: ServiceTokens::new(Arc::clone(&jwks), settings),
+            login: login::Login::new(Arc::clone(&jwks), oidc, &settings.groups),
+            jwks: Some(jwks),
+        })
+    }
+
+    /// Fetches the provider's keys and endpoints ahead of the first caller.
+    pub async fn warm(&self) {
+        if let Some(jwks) = &self.jwks {
+            jwks.warm().await;
+        }
+    }
+}
+
 /// Validates the provider's access tokens for services.
 pub struct ServiceTokens {
-    jwks: jwks::Jwks,
+    jwks: Arc<jwks::Jwks>,
     validation: Validation,
     groups_claim: String,
     groups: BTreeMap<String, BTreeSet<Scope>>,
@@ -94,14 +143,8 @@ struct Claims {
 impl ServiceTokens {
     /// Service tokens as `settings` say; `None` when they are not accepted
     /// (no `[identity.jwt]`).
-    pub fn new(settings: &IdentitySettings) -> anyhow::Result<Option<Self>> {
-        let Some((oidc, jwt)) = settings.service_tokens() else {
-            return Ok(None);
-        };
-        let http = reqwest::Client::builder()
-            .timeout(FETCH_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+    fn new(jwks: Arc<jwks::Jwks>, settings: &IdentitySettings) -> Option<Self> {
+        let (oidc, jwt) = settings.service_tokens()?;
         let mut validation = Validation::new(Algorithm::RS256);
         validation.leeway = jwt.leeway_seconds;
         validation.validate_nbf = true;
@@ -111,21 +154,12 @@ impl ServiceTokens {
         let issuer = oidc.issuer.as_str();
         validation.set_issuer(&[issuer, issuer.trim_end_matches('/')]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        Ok(Some(Self {
-            jwks: jwks::Jwks::new(
-                http,
-                oidc.issuer.clone(),
-                Duration::from_secs(jwt.jwks_refetch_seconds),
-            ),
+        Some(Self {
+            jwks,
             validation,
             groups_claim: oidc.groups_claim.clone(),
             groups: settings.groups.clone(),
-        }))
-    }
-
-    /// Fetches the provider's keys ahead of the first token.
-    pub async fn warm(&self) {
-        self.jwks.warm().await;
+        })
     }
 
     /// The service `token` vouches for.
@@ -142,11 +176,7 @@ impl ServiceTokens {
             return Err(Refusal::Algorithm(header.alg));
         }
         let kid = header.kid.ok_or(Refusal::NoKeyId)?;
-        let key = self
-            .jwks
-            .key(&kid)
-            .await
-            .ok_or(Refusal::UnknownKey(kid))?;
+        let key = self.jwks.key(&kid).await.ok_or(Refusal::UnknownKey(kid))?;
         if !key.algorithms.contains(&header.alg) {
             return Err(Refusal::Algorithm(header.alg));
         }

@@ -7,6 +7,7 @@ pub mod customers;
 pub mod domains;
 pub mod events;
 pub mod health;
+pub mod login;
 pub mod metrics;
 pub mod overview;
 pub mod services;
@@ -36,7 +37,7 @@ use crate::{
 
 /// Every endpoint, in the order the document lists them. The server
 /// registers them in this order too, fixed paths first ([`configure`]).
-pub static ENDPOINTS: [&Endpoint; 20] = [
+pub static ENDPOINTS: [&Endpoint; 24] = [
     &health::healthz::ENDPOINT,
     &health::readyz::ENDPOINT,
     &metrics::metrics::ENDPOINT,
@@ -57,6 +58,10 @@ pub static ENDPOINTS: [&Endpoint; 20] = [
     &customers::suspend_customer::ENDPOINT,
     &overview::get_overview::ENDPOINT,
     &events::stream_events::ENDPOINT,
+    &login::begin_login::ENDPOINT,
+    &login::finish_login::ENDPOINT,
+    &login::get_session::ENDPOINT,
+    &login::logout::ENDPOINT,
 ];
 
 /// Every route's facts, in the order of [`ENDPOINTS`].

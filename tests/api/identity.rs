@@ -31,17 +31,30 @@ impl Provider {
 
     /// Started on `port` (0: a random one), with a fresh signing key.
     fn on_port(port: u16) -> Self {
+        Self::spawn(port, "")
+    }
+
+    /// With the gateway's login client sending people back to `redirect`.
+    fn for_login(redirect: &str) -> Self {
+        Self::spawn(0, redirect)
+    }
+
+    fn spawn(port: u16, redirect: &str) -> Self {
         let mut child = Command::new("node")
             .arg("tests/identity/provider.mjs")
             .env("PORT", port.to_string())
+            .env("REDIRECT_URI", redirect)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("node runs tests/identity/provider.mjs (tests/run.sh installs it)");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout
             .read_line(&mut line)
             .expect("the provider says where it listens");
+        // Drained for as long as it runs: its notices must not meet a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         let started: Value = serde_json::from_str(&line)
             .unwrap_or_else(|_| panic!("the provider's first line is JSON: {line:?}"));
         Self {
@@ -111,10 +124,7 @@ impl Drop for Provider {
 
 fn identity(provider: &Provider, refetch_seconds: u64) -> IdentitySettings {
     IdentitySettings {
-        oidc: Some(OidcSettings {
-            issuer: provider.issuer.parse().unwrap(),
-            groups_claim: "groups".into(),
-        }),
+        oidc: Some(OidcSettings::issuer(provider.issuer.parse().unwrap())),
         jwt: Some(JwtSettings {
             audience: "urn:gateway".into(),
             leeway_seconds: 0,
@@ -408,4 +418,367 @@ async fn the_access_line_names_the_service_and_no_token_is_logged() {
     for secret in [token.as_str(), forged.as_str(), head] {
         assert!(!log.contains(secret), "a token in the log");
     }
+}
+
+/// A gateway whose people log in at `provider`, on a listener bound first
+/// (the provider must know the callback's port before the gateway starts).
+struct LoginGateway {
+    provider: Provider,
+    base: String,
+    client: reqwest::Client,
+    _sandbox: gateway::sandbox::Sandbox,
+}
+
+impl LoginGateway {
+    async fn start() -> Self {
+        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let listener = std::net::TcpListener::bind(loopback).unwrap();
+        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let provider = Provider::for_login(&format!("{base}/auth/callback"));
+        let sandbox = gateway::sandbox::Sandbox::start(loopback).unwrap();
+        let mut settings = gateway::sandbox::settings(&sandbox, loopback);
+        settings.server.workers = 1;
+        let mut oidc = OidcSettings::issuer(provider.issuer.parse().unwrap());
+        oidc.client_id = Some("gateway-web".into());
+        oidc.client_secret = Some("gateway-web-secret".into());
+        oidc.redirect_url = Some(format!("{base}/auth/callback").parse().unwrap());
+        settings.identity = IdentitySettings {
+            oidc: Some(oidc),
+            jwt: None,
+            groups: [
+                ("gateway-readers".to_owned(), [Scope::Read].into()),
+                ("gateway-writers".to_owned(), [Scope::Write].into()),
+            ]
+            .into(),
+        };
+        let app = gateway::startup::Application::build_with_listener(settings, listener).unwrap();
+        tokio::spawn(app.run_until_stopped());
+        Self {
+            provider,
+            base,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            _sandbox: sandbox,
+        }
+    }
+
+    /// Logs `who` in through the provider's login and consent forms, as a
+    /// browser would, up to the provider's redirect back to the gateway:
+    /// the callback URL (not yet visited).
+    async fn through_provider(&self, who: &str, return_to: &str) -> String {
+        let answer = self
+            .client
+            .get(format!("{}/auth/login", self.base))
+            .query(&[("return_to", return_to)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 302, "login redirects to the provider");
+        assert_eq!(answer.headers()["cache-control"], "no-store");
+        let mut next = location(&answer);
+        let authorize = url::Url::parse(&next).unwrap();
+        let param = |name: &str| {
+            authorize
+                .query_pairs()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        };
+        assert_eq!(param("code_challenge_method").as_deref(), Some("S256"));
+        assert_eq!(param("client_id").as_deref(), Some("gateway-web"));
+        assert!(param("state").is_some_and(|s| s.len() >= 43));
+        assert!(param("nonce").is_some_and(|s| s.len() >= 43));
+        let mut cookies: Vec<String> = Vec::new();
+        for _ in 0..12 {
+            if next.starts_with(&format!("{}/auth/callback", self.base)) {
+                return next;
+            }
+            let url = if next.starts_with('/') {
+                format!("{}{next}", self.provider.issuer)
+            } else {
+                next.clone()
+            };
+            let answer = self
+                .client
+                .get(&url)
+                .header("cookie", cookies.join("; "))
+                .send()
+                .await
+                .unwrap();
+            keep_cookies(&answer, &mut cookies);
+            if answer.status().is_redirection() {
+                next = location(&answer);
+                continue;
+            }
+            let page = answer.text().await.unwrap();
+            let form = if page.contains("name=\"login\"") {
+                vec![("prompt", "login"), ("login", who), ("password", "any")]
+            } else {
+                vec![("prompt", "consent")]
+            };
+            let answer = self
+                .client
+                .post(&url)
+                .header("cookie", cookies.join("; "))
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            keep_cookies(&answer, &mut cookies);
+            assert!(
+                answer.status().is_redirection(),
+                "the provider's form: {}",
+                answer.status()
+            );
+            next = location(&answer);
+        }
+        panic!("the provider never sent the browser back: {next}");
+    }
+
+    /// Logs `who` in all the way: the session cookie (`name=value`).
+    async fn log_in(&self, who: &str) -> String {
+        let callback = self.through_provider(who, "/app/customers?page=2").await;
+        let answer = self.client.get(&callback).send().await.unwrap();
+        assert_eq!(
+            answer.status(),
+            302,
+            "{}",
+            answer.text().await.unwrap_or_default()
+        );
+        assert_eq!(location(&answer), "/app/customers?page=2");
+        let set = answer.headers()["set-cookie"].to_str().unwrap().to_owned();
+        for attribute in ["Path=/", "Secure", "HttpOnly", "SameSite=Strict"] {
+            assert!(set.contains(attribute), "{set}");
+        }
+        assert!(!set.to_ascii_lowercase().contains("domain"), "{set}");
+        set.split(';').next().unwrap().to_owned()
+    }
+
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        cookie: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .header("cookie", cookie)
+    }
+}
+
+fn location(answer: &reqwest::Response) -> String {
+    answer.headers()["location"].to_str().unwrap().to_owned()
+}
+
+fn keep_cookies(answer: &reqwest::Response, jar: &mut Vec<String>) {
+    for set in answer.headers().get_all("set-cookie") {
+        let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
+        let name = pair.split('=').next().unwrap().to_owned();
+        jar.retain(|c| !c.starts_with(&format!("{name}=")));
+        jar.push(pair);
+    }
+}
+
+#[tokio::test]
+async fn a_person_logs_in_calls_the_api_with_the_cookie_and_logs_out() {
+    let gateway = LoginGateway::start().await;
+    let cookie = gateway.log_in("alice").await;
+    assert!(cookie.starts_with("__Host-gateway-session="), "{cookie}");
+
+    let session: Value = gateway
+        .request(reqwest::Method::GET, "/auth/session", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(session["sub"], "alice", "{session}");
+    assert_eq!(session["name"], "Alice Andersson");
+    assert_eq!(session["email"], "alice@example.com");
+    assert_eq!(session["scopes"], json!(["read"]));
+    assert!(session["expires_at"].as_str().unwrap().ends_with('Z'));
+
+    // Every /v1 route takes the session; a safe method needs nothing more.
+    let answer = gateway
+        .request(reqwest::Method::GET, "/v1/account", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    // An unsafe method by cookie needs X-CSRF: 1, before anything else.
+    let problem = assert_problem(
+        gateway
+            .request(reqwest::Method::PATCH, "/v1/account", &cookie)
+            .send()
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("X-CSRF"),
+        "{problem}"
+    );
+    // With it, alice (a reader) still lacks `write`.
+    let problem = assert_problem(
+        gateway
+            .request(reqwest::Method::PATCH, "/v1/account", &cookie)
+            .header("x-csrf", "1")
+            .send()
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("write"),
+        "{problem}"
+    );
+
+    // Logging out needs the header too; then ends the session here and
+    // answers the provider's end-session URL.
+    assert_problem(
+        gateway
+            .request(reqwest::Method::POST, "/auth/logout", &cookie)
+            .send()
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
+    let answer = gateway
+        .request(reqwest::Method::POST, "/auth/logout", &cookie)
+        .header("x-csrf", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(
+        answer.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let out: Value = answer.json().await.unwrap();
+    let end = out["end_session_url"].as_str().unwrap();
+    assert!(
+        end.starts_with(&gateway.provider.issuer) && end.contains("id_token_hint="),
+        "{out}"
+    );
+    let problem = assert_problem(
+        gateway
+            .request(reqwest::Method::GET, "/v1/account", &cookie)
+            .send()
+            .await
+            .unwrap(),
+        401,
+    )
+    .await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("/auth/login"),
+        "{problem}"
+    );
+    assert_problem(
+        gateway
+            .request(reqwest::Method::GET, "/auth/session", &cookie)
+            .send()
+            .await
+            .unwrap(),
+        401,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_writer_writes_and_someone_in_no_group_reads_nothing() {
+    let gateway = LoginGateway::start().await;
+    let bob = gateway.log_in("bob").await;
+    let answer = gateway
+        .request(reqwest::Method::PATCH, "/v1/account", &bob)
+        .header("x-csrf", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 415, "admitted, then asked for JSON");
+    let carol = gateway.log_in("carol").await;
+    assert_problem(
+        gateway
+            .request(reqwest::Method::GET, "/v1/account", &carol)
+            .send()
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_login_that_does_not_check_out_starts_no_session() {
+    let gateway = LoginGateway::start().await;
+    // An open redirect is refused before anything else.
+    for bad in [
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+    ] {
+        let answer = gateway
+            .client
+            .get(format!("{}/auth/login", gateway.base))
+            .query(&[("return_to", bad)])
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.headers().get("location").is_none(), "{bad}");
+        let problem = assert_problem(answer, 400).await;
+        assert_eq!(problem["errors"][0]["parameter"], "return_to", "{problem}");
+    }
+    // A callback used twice: the second is refused, with no cookie.
+    let callback = gateway.through_provider("alice", "/").await;
+    assert_eq!(
+        gateway.client.get(&callback).send().await.unwrap().status(),
+        302
+    );
+    let answer = gateway.client.get(&callback).send().await.unwrap();
+    assert!(answer.headers().get("set-cookie").is_none());
+    let problem = assert_problem(answer, 400).await;
+    assert_eq!(problem["errors"][0]["parameter"], "state", "{problem}");
+    // The provider says no: a 401 problem, no session.
+    let callback = gateway.through_provider("alice", "/").await;
+    let state = url::Url::parse(&callback)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let answer = gateway
+        .client
+        .get(format!("{}/auth/callback", gateway.base))
+        .query(&[("error", "access_denied"), ("state", &state)])
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.headers().get("set-cookie").is_none());
+    assert_problem(answer, 401).await;
+    // A made-up code with a fresh state: the token endpoint refuses it.
+    let callback = gateway.through_provider("alice", "/").await;
+    let forged = callback.replace("code=", "code=x");
+    let answer = gateway.client.get(&forged).send().await.unwrap();
+    assert!(answer.headers().get("set-cookie").is_none());
+    assert_problem(answer, 401).await;
+    // A cookie nobody issued is no session.
+    assert_problem(
+        gateway
+            .request(
+                reqwest::Method::GET,
+                "/v1/account",
+                "__Host-gateway-session=made-up",
+            )
+            .send()
+            .await
+            .unwrap(),
+        401,
+    )
+    .await;
 }

@@ -167,9 +167,19 @@ async fn every_keyed_route_refuses_a_key_without_its_scope_before_any_upstream_c
         "nothing reached an upstream: {:?}",
         app.sandbox.control.all_calls()
     );
-    // The operational routes take no key.
+    // The operational routes take no key. The login routes take none either,
+    // and say plainly that nobody logs in where no [identity.oidc] client is.
     for route in ROUTES.iter().filter(|r| !r.keyed()) {
         let answer = call(&app, route, None).send().await.unwrap();
+        if route.path.starts_with("/auth/") {
+            let problem = assert_problem(answer, 404).await;
+            assert!(
+                problem["detail"].as_str().unwrap().contains("[identity.oidc]"),
+                "{}: {problem}",
+                route.name
+            );
+            continue;
+        }
         assert!(
             answer.status().is_success(),
             "{}: {}",

@@ -7,7 +7,14 @@
 // listens. Its signing key is made fresh at every start (a restart on the
 // same PORT is a key rotation, with a new `kid`).
 //
+// People (devInteractions' login form takes any password):
+//   - `alice` (Alice Andersson), in `gateway-readers`;
+//   - `bob` (Bob Berg), in `gateway-readers` and `gateway-writers`;
+//   - `carol` (Carol Carlsson), in no group.
+//
 // Clients (all confidential, client_secret_basic):
+//   - `gateway-web` (secret `gateway-web-secret`): the gateway's login,
+//     authorization code with PKCE, redirect URI from REDIRECT_URI;
 //   - `reporting` (secret `reporting-secret`): client credentials; its
 //     access tokens carry `groups: ["gateway-readers"]`;
 //   - `billing-bot` (secret `billing-bot-secret`): client credentials, no
@@ -36,6 +43,11 @@ const servers = {
   'urn:other': { scope: gatewayScopes, audience: 'urn:other' },
 };
 const groups = { reporting: ['gateway-readers'] };
+const people = {
+  alice: { name: 'Alice Andersson', email: 'alice@example.com', groups: ['gateway-readers'] },
+  bob: { name: 'Bob Berg', email: 'bob@example.com', groups: ['gateway-readers', 'gateway-writers'] },
+  carol: { name: 'Carol Carlsson', email: 'carol@example.com', groups: [] },
+};
 
 const server = createServer();
 await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
@@ -43,6 +55,14 @@ const issuer = `http://127.0.0.1:${server.address().port}`;
 
 const provider = new Provider(issuer, {
   clients: [
+    {
+      client_id: 'gateway-web',
+      client_secret: 'gateway-web-secret',
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      redirect_uris: [process.env.REDIRECT_URI || 'http://127.0.0.1/auth/callback'],
+      post_logout_redirect_uris: [],
+    },
     {
       client_id: 'reporting',
       client_secret: 'reporting-secret',
@@ -60,6 +80,14 @@ const provider = new Provider(issuer, {
   ],
   jwks: { keys: [jwk] },
   scopes: ['openid', 'offline_access', ...gatewayScopes.split(' ')],
+  claims: { openid: ['sub', 'groups'], profile: ['name'], email: ['email'] },
+  // The person's claims in the ID token itself (the gateway reads no UserInfo).
+  conformIdTokenClaims: false,
+  findAccount: (_ctx, sub) => {
+    const person = people[sub];
+    if (!person) return undefined;
+    return { accountId: sub, claims: () => ({ sub, ...person }) };
+  },
   features: {
     clientCredentials: { enabled: true },
     resourceIndicators: {
