@@ -34,7 +34,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::{
-    configuration::ApiKeySettings, error::ApiError, route_table::RouteSpec, shared::SharedRedis,
+    configuration::ApiKeySettings, error::ApiError, identity::session::Found,
+    route_table::RouteSpec, shared::SharedRedis,
 };
 
 pub use crate::configuration::Scope;
@@ -752,8 +753,23 @@ async fn by_session(
     let Some(cookie) = session_cookie(req) else {
         return Err(no_credential);
     };
-    match login.sessions.get(cookie).await {
-        Some(session) => Ok(Principal::person(session)),
+    match login.sessions.find(cookie).await {
+        Some(Found::Live(session)) => {
+            // Renewed in the background when due: this request goes on with
+            // what the session holds; a refusal reaches the next one.
+            if session.take_renewal(crate::identity::session::now_unix())
+                && let Some(identity) = identity.cloned()
+            {
+                let session = Arc::clone(&session);
+                actix_web::rt::spawn(async move {
+                    if let Some(login) = &identity.login {
+                        login.renew(session).await;
+                    }
+                });
+            }
+            Ok(Principal::person(session))
+        }
+        Some(Found::Ended(why)) => Err(ApiError::SignedOut(why)),
         None => Err(ApiError::SignedOut(
             "the session has ended (logged out, expired or unknown here); log in again at /auth/login",
         )),

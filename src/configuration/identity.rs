@@ -59,6 +59,11 @@ pub struct OidcSettings {
     /// `/auth/callback`, as the browser reaches it.
     #[serde(default)]
     pub redirect_url: Option<Url>,
+    /// What a login asks the provider for; `openid` must be among them,
+    /// `offline_access` asks for the refresh token that lets the gateway
+    /// renew a session (and see a person's groups change) without them.
+    #[serde(default = "default_login_scopes")]
+    pub scopes: Vec<String>,
     /// A session nobody used for this long ends.
     #[serde(default = "default_session_idle_seconds")]
     pub session_idle_seconds: u64,
@@ -77,6 +82,7 @@ impl OidcSettings {
             client_secret: None,
             _client_secret_file: None,
             redirect_url: None,
+            scopes: default_login_scopes(),
             session_idle_seconds: default_session_idle_seconds(),
             session_max_seconds: default_session_max_seconds(),
         }
@@ -90,6 +96,12 @@ impl OidcSettings {
             self.redirect_url.as_ref()?,
         ))
     }
+}
+
+fn default_login_scopes() -> Vec<String> {
+    ["openid", "profile", "email", "offline_access"]
+        .map(String::from)
+        .to_vec()
 }
 
 fn default_session_idle_seconds() -> u64 {
@@ -168,6 +180,24 @@ impl IdentitySettings {
                     "identity.oidc.redirect_url",
                     format!(
                         "`{url}` is not the gateway's callback, such as https://app.example.com/auth/callback"
+                    ),
+                ));
+            }
+            if !oidc.scopes.iter().any(|s| s == "openid") {
+                return Err(bad(
+                    "identity.oidc.scopes",
+                    "must include \"openid\": without it there is no ID token to say who logged in",
+                ));
+            }
+            if let Some(bad_scope) = oidc.scopes.iter().find(|s| {
+                s.is_empty()
+                    || s.chars()
+                        .any(|c| c == '"' || c == '\\' || !c.is_ascii_graphic())
+            }) {
+                return Err(bad(
+                    "identity.oidc.scopes",
+                    format!(
+                        "{bad_scope:?} is not a scope (RFC 6749 §3.3: printable ASCII, no space, quote or backslash)"
                     ),
                 ));
             }

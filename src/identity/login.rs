@@ -18,7 +18,7 @@ use url::Url;
 
 use super::{
     jwks::Jwks,
-    session::{Person, Session, Sessions, random_token},
+    session::{Person, Session, Sessions, Tokens, now_unix, random_token},
 };
 use crate::configuration::{OidcSettings, Scope};
 
@@ -64,14 +64,59 @@ pub struct Login {
     redirect_url: Url,
     groups_claim: String,
     groups: BTreeMap<String, BTreeSet<Scope>>,
+    /// What the login asks for (`scope`), space-separated.
+    scopes: String,
     pending: moka::future::Cache<String, Arc<Pending>>,
+    /// Logout tokens' `jti`s already taken (a replay is refused).
+    seen_logouts: moka::future::Cache<String, ()>,
     pub sessions: Sessions,
 }
 
 #[derive(Deserialize)]
 struct TokenAnswer {
-    id_token: String,
+    id_token: Option<String>,
+    refresh_token: Option<String>,
+    expires_in: Option<u64>,
 }
+
+/// Why the token endpoint gave nothing.
+enum TokenError {
+    /// It could not be reached or failed itself: try again later.
+    Unavailable,
+    /// It answered with an OAuth error (`invalid_grant`, ...).
+    Refused(String),
+}
+
+/// The `events` member a logout token carries (Back-Channel Logout 1.0 §2.4).
+const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// Why a logout token was not taken: the 400 problem's detail.
+#[derive(Debug, thiserror::Error)]
+pub enum LogoutTokenError {
+    #[error("the request has no logout_token")]
+    Missing,
+    #[error("the identity provider's keys cannot be fetched; try again shortly")]
+    ProviderUnavailable,
+    #[error("the logout_token {0}")]
+    Invalid(String),
+}
+
+#[derive(Deserialize)]
+struct LogoutClaims {
+    sub: Option<String>,
+    sid: Option<String>,
+    iat: Option<u64>,
+    jti: Option<String>,
+    events: Option<serde_json::Map<String, serde_json::Value>>,
+    nonce: Option<serde::de::IgnoredAny>,
+}
+
+const ENDED_BY_PROVIDER: &str =
+    "the identity provider logged this person out; log in again at /auth/login";
+const RENEWAL_REFUSED: &str = "the identity provider no longer renews this session (the person may have been logged out or disabled there); log in again at /auth/login";
+/// How long to wait before trying a renewal again when the provider could
+/// not be reached: the session keeps working meanwhile.
+const RETRY_RENEWAL: u64 = 30;
 
 #[derive(Deserialize)]
 struct IdClaims {
@@ -122,7 +167,12 @@ impl Login {
             redirect_url: redirect_url.clone(),
             groups_claim: oidc.groups_claim.clone(),
             groups: groups.clone(),
+            scopes: oidc.scopes.join(" "),
             pending: moka::future::Cache::builder()
+                .max_capacity(MAX_PENDING)
+                .time_to_live(PENDING_FOR)
+                .build(),
+            seen_logouts: moka::future::Cache::builder()
                 .max_capacity(MAX_PENDING)
                 .time_to_live(PENDING_FOR)
                 .build(),
@@ -152,7 +202,7 @@ impl Login {
             .append_pair("response_type", "code")
             .append_pair("client_id", &self.client_id)
             .append_pair("redirect_uri", self.redirect_url.as_str())
-            .append_pair("scope", "openid profile email")
+            .append_pair("scope", &self.scopes)
             .append_pair("state", &state)
             .append_pair("nonce", &nonce)
             .append_pair("code_challenge", &challenge)
@@ -192,28 +242,113 @@ impl Login {
             .code
             .as_deref()
             .ok_or_else(|| LoginError::Failed("the provider sent no code".into()))?;
-        let id_token = self.exchange(code, &pending.verifier).await?;
-        let person = self.validate(&id_token, &pending.nonce).await?;
-        let (cookie, session) = self
-            .sessions
-            .start(person, SecretString::from(id_token))
-            .await;
+        let answer = self
+            .token_request(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", self.redirect_url.as_str()),
+                ("code_verifier", &pending.verifier),
+            ])
+            .await
+            .map_err(|error| match error {
+                TokenError::Unavailable => LoginError::ProviderUnavailable,
+                TokenError::Refused(why) => {
+                    LoginError::Failed(format!("the token endpoint refused the code ({why})"))
+                }
+            })?;
+        let id_token = answer
+            .id_token
+            .clone()
+            .ok_or_else(|| LoginError::Failed("the token endpoint sent no ID token".into()))?;
+        let person = self.validate(&id_token, Some(&pending.nonce)).await?;
+        let tokens = tokens(id_token, &answer, None);
+        let (cookie, session) = self.sessions.start(person, tokens).await;
         Ok((cookie, session, pending.return_to.clone()))
     }
 
-    /// The code for tokens at the token endpoint; the ID token.
-    async fn exchange(&self, code: &str, verifier: &str) -> Result<String, LoginError> {
-        let endpoints = self
-            .jwks
-            .endpoints()
+    /// Renews a session due for it (its caller took the renewal): the
+    /// provider's answer brings a new ID token, whose groups give the
+    /// person's scopes from now on. A refusal ends the session, and the
+    /// person's next call is told why; a provider that cannot be reached
+    /// is tried again later, the session working meanwhile.
+    pub async fn renew(&self, session: Arc<Session>) {
+        let Some(refresh_token) = &session.tokens.refresh_token else {
+            return;
+        };
+        let answer = self
+            .token_request(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token.expose_secret()),
+            ])
+            .await;
+        let outcome = match answer {
+            Ok(answer) => self.renewed(&session, &answer).await,
+            Err(TokenError::Refused(why)) => Err(why),
+            Err(TokenError::Unavailable) => {
+                tracing::warn!(sub = %session.person.sub, "the identity provider could not renew a session; trying again later");
+                let mut tokens = session.tokens.clone();
+                tokens.refresh_at = Some(now_unix().saturating_add(RETRY_RENEWAL));
+                let person = session.person.clone();
+                self.sessions.replace(session.renewed(person, tokens)).await;
+                metrics::counter!("gateway_session_renewals_total", "outcome" => "unavailable")
+                    .increment(1);
+                return;
+            }
+        };
+        match outcome {
+            Ok((person, tokens)) => {
+                metrics::counter!("gateway_session_renewals_total", "outcome" => "renewed")
+                    .increment(1);
+                self.sessions.replace(session.renewed(person, tokens)).await;
+            }
+            Err(why) => {
+                tracing::info!(sub = %session.person.sub, reason = %why, "a session's renewal was refused; it ends");
+                metrics::counter!("gateway_session_renewals_total", "outcome" => "refused")
+                    .increment(1);
+                self.sessions
+                    .end_because(session.key, RENEWAL_REFUSED)
+                    .await;
+            }
+        }
+    }
+
+    /// The person and tokens a renewal's answer makes (OpenID Connect Core
+    /// 12.2: a new ID token is checked as at login, for the same `sub`).
+    async fn renewed(
+        &self,
+        session: &Session,
+        answer: &TokenAnswer,
+    ) -> Result<(Person, Tokens), String> {
+        let Some(id_token) = &answer.id_token else {
+            let tokens = tokens(
+                session.tokens.id_token.expose_secret().to_owned(),
+                answer,
+                session.tokens.refresh_token.as_ref(),
+            );
+            return Ok((session.person.clone(), tokens));
+        };
+        let mut person = self
+            .validate(id_token, None)
             .await
-            .ok_or(LoginError::ProviderUnavailable)?;
-        let mut form = vec![
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", self.redirect_url.as_str()),
-            ("code_verifier", verifier),
-        ];
+            .map_err(|e| e.to_string())?;
+        if person.sub != session.person.sub {
+            return Err("the renewed ID token names another person".into());
+        }
+        if person.sid.is_none() {
+            person.sid.clone_from(&session.person.sid);
+        }
+        let tokens = tokens(
+            id_token.clone(),
+            answer,
+            session.tokens.refresh_token.as_ref(),
+        );
+        Ok((person, tokens))
+    }
+
+    /// A request to the token endpoint as this confidential client.
+    async fn token_request(&self, form: &[(&str, &str)]) -> Result<TokenAnswer, TokenError> {
+        let endpoints = self.jwks.endpoints().await.ok_or(TokenError::Unavailable)?;
+        let mut form = form.to_vec();
         let methods = &endpoints.token_endpoint_auth_methods_supported;
         // Basic unless the provider says it takes only the form (RFC 8414:
         // an absent list means client_secret_basic).
@@ -235,29 +370,29 @@ impl Login {
             .form(&form)
             .send()
             .await
-            .map_err(|_| LoginError::ProviderUnavailable)?;
-        if !answer.status().is_success() {
-            let status = answer.status();
+            .map_err(|_| TokenError::Unavailable)?;
+        let status = answer.status();
+        if status.is_server_error() {
+            return Err(TokenError::Unavailable);
+        }
+        if !status.is_success() {
             let body: serde_json::Value = answer.json().await.unwrap_or_default();
             let error = body
                 .get("error")
                 .and_then(|e| e.as_str())
                 .unwrap_or("error");
-            return Err(LoginError::Failed(format!(
-                "the token endpoint answered {status} ({error})"
-            )));
+            return Err(TokenError::Refused(format!("{status}, {error}")));
         }
-        let tokens: TokenAnswer = answer
+        answer
             .json()
             .await
-            .map_err(|_| LoginError::Failed("the token endpoint sent no ID token".into()))?;
-        Ok(tokens.id_token)
+            .map_err(|_| TokenError::Refused("an answer that is not a token response".into()))
     }
 
     /// OpenID Connect Core 3.1.3.7: signature by the provider's key, `iss`,
     /// `aud` naming this client, `azp` when present (required with several
     /// audiences), `exp`, and the login's `nonce`.
-    async fn validate(&self, id_token: &str, nonce: &str) -> Result<Person, LoginError> {
+    async fn validate(&self, id_token: &str, nonce: Option<&str>) -> Result<Person, LoginError> {
         let invalid = |why: &str| LoginError::Failed(format!("the ID token {why}"));
         let header = decode_header(id_token).map_err(|_| invalid("is not a JWT"))?;
         if !super::ALLOWED.contains(&header.alg) {
@@ -281,7 +416,7 @@ impl Login {
         let claims = decode::<IdClaims>(id_token, &key.decoding, &validation)
             .map_err(|e| LoginError::Failed(format!("the ID token is not valid: {e}")))?
             .claims;
-        if claims.nonce.as_deref() != Some(nonce) {
+        if nonce.is_some() && claims.nonce.as_deref() != nonce {
             return Err(invalid("does not carry this login's nonce"));
         }
         let several = matches!(&claims.aud, Audience::Many(v) if v.len() > 1);
@@ -316,9 +451,113 @@ impl Login {
         let endpoints = self.jwks.endpoints().await?;
         let mut url = endpoints.end_session_endpoint.clone()?;
         url.query_pairs_mut()
-            .append_pair("id_token_hint", session.id_token.expose_secret())
+            .append_pair("id_token_hint", session.tokens.id_token.expose_secret())
             .append_pair("client_id", &self.client_id);
         Some(url)
+    }
+}
+
+impl Login {
+    /// OpenID Connect Back-Channel Logout 1.0 §2.6: takes a logout token
+    /// from the provider and ends the sessions it names (by `sid`, else by
+    /// `sub`); how many. The token is checked like an ID token (signature by
+    /// the provider's key, algorithm, `iss`, `aud` naming this client, `exp`
+    /// when present) and must carry `iat`, `jti` (used once), the
+    /// back-channel `events` member, `sid` and/or `sub`, and no `nonce`.
+    pub async fn backchannel_logout(&self, token: &str) -> Result<usize, LogoutTokenError> {
+        let invalid = |why: &str| LogoutTokenError::Invalid(why.to_owned());
+        let header = decode_header(token).map_err(|_| invalid("is not a JWT"))?;
+        if !super::ALLOWED.contains(&header.alg) {
+            return Err(invalid("is signed with an algorithm not allowed"));
+        }
+        let kid = header.kid.ok_or_else(|| invalid("names no key"))?;
+        let Some(key) = self.jwks.key(&kid).await else {
+            return Err(if self.jwks.endpoints().await.is_some() {
+                invalid("is signed with a key the provider does not publish")
+            } else {
+                LogoutTokenError::ProviderUnavailable
+            });
+        };
+        if !key.algorithms.contains(&header.alg) {
+            return Err(invalid("is signed with an algorithm its key may not use"));
+        }
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = 30;
+        validation.set_audience(&[&self.client_id]);
+        let issuer = self.issuer.as_str();
+        validation.set_issuer(&[issuer, issuer.trim_end_matches('/')]);
+        validation.set_required_spec_claims(&["iss", "aud"]);
+        validation.validate_exp = true;
+        let claims = decode::<LogoutClaims>(token, &key.decoding, &validation)
+            .map_err(|e| LogoutTokenError::Invalid(format!("is not valid: {e}")))?
+            .claims;
+        let Some(iat) = claims.iat else {
+            return Err(invalid("has no iat"));
+        };
+        // Its jti is remembered as long as a token may be this old.
+        if iat.saturating_add(PENDING_FOR.as_secs()) < now_unix() {
+            return Err(invalid("is too old (iat more than ten minutes ago)"));
+        }
+        if claims.nonce.is_some() {
+            return Err(invalid("carries a nonce (it may be an ID token)"));
+        }
+        let is_logout = claims
+            .events
+            .as_ref()
+            .and_then(|events| events.get(BACKCHANNEL_EVENT))
+            .is_some_and(serde_json::Value::is_object);
+        if !is_logout {
+            return Err(invalid("has no back-channel logout event"));
+        }
+        if claims.sid.is_none() && claims.sub.is_none() {
+            return Err(invalid("names neither sid nor sub"));
+        }
+        let jti = claims.jti.ok_or_else(|| invalid("has no jti"))?;
+        // Taken once: a replay within the tokens' life is refused.
+        if self.seen_logouts.contains_key(&jti) {
+            return Err(invalid("was already used"));
+        }
+        self.seen_logouts.insert(jti, ()).await;
+        let ended = match (claims.sid, claims.sub) {
+            (Some(sid), sub) => {
+                self.sessions
+                    .end_where(
+                        |p| {
+                            p.sid.as_deref() == Some(sid.as_str())
+                                && sub.as_deref().is_none_or(|s| s == p.sub)
+                        },
+                        ENDED_BY_PROVIDER,
+                    )
+                    .await
+            }
+            (None, Some(sub)) => {
+                self.sessions
+                    .end_where(|p| p.sub == sub, ENDED_BY_PROVIDER)
+                    .await
+            }
+            (None, None) => 0,
+        };
+        Ok(ended)
+    }
+}
+
+/// The tokens a token endpoint's answer gives, keeping the refresh token
+/// held when it sends no new one.
+fn tokens(id_token: String, answer: &TokenAnswer, held: Option<&SecretString>) -> Tokens {
+    let refresh_token = answer
+        .refresh_token
+        .clone()
+        .map(SecretString::from)
+        .or_else(|| held.cloned());
+    // Three quarters into the access token's life (at least a second).
+    let life = answer.expires_in.unwrap_or(300);
+    let refresh_at = refresh_token
+        .is_some()
+        .then(|| now_unix().saturating_add((life.saturating_mul(3) / 4).max(1)));
+    Tokens {
+        id_token: SecretString::from(id_token),
+        refresh_token,
+        refresh_at,
     }
 }
 

@@ -15,15 +15,15 @@ use crate::{
     error::{ApiError, Problem},
     identity::{
         Identity,
-        login::{Callback, Login, LoginError},
-        session::{COOKIE, Session},
+        login::{Callback, Login, LoginError, LogoutTokenError},
+        session::{COOKIE, Found, Session},
     },
 };
 
 /// Who is logged in.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"sub": "alice", "name": "Alice Andersson", "email": "alice@example.com",
-    "scopes": ["read"], "expires_at": "2026-12-03T20:00:00Z"}))]
+    "scopes": ["read"], "expires_at": "2026-12-03T20:00:00Z", "refresh_at": "2026-12-03T08:45:00Z"}))]
 pub struct SessionInfo {
     /// The person's id at the identity provider.
     pub sub: String,
@@ -33,6 +33,10 @@ pub struct SessionInfo {
     pub scopes: BTreeSet<&'static str>,
     /// When the session ends at the latest, used or not (RFC 3339).
     pub expires_at: String,
+    /// When the gateway next renews it with the provider (RFC 3339), which
+    /// also brings the person's groups up to date; `null` when the
+    /// provider gave no refresh token (the session then lasts as it is).
+    pub refresh_at: Option<String>,
 }
 
 /// Where to end the provider's session too.
@@ -88,11 +92,12 @@ fn cookie(value: &str, max_age: u64) -> header::HeaderValue {
     .unwrap_or_else(|_| header::HeaderValue::from_static(""))
 }
 
+fn rfc3339(unix: u64) -> Option<String> {
+    chrono::DateTime::from_timestamp(i64::try_from(unix).ok()?, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
 fn info(session: &Session) -> SessionInfo {
-    let expires_at =
-        chrono::DateTime::from_timestamp(i64::try_from(session.expires_at).unwrap_or(i64::MAX), 0)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            .unwrap_or_default();
     SessionInfo {
         sub: session.person.sub.clone(),
         name: session.person.name.clone(),
@@ -103,7 +108,8 @@ fn info(session: &Session) -> SessionInfo {
             .iter()
             .map(|s: &Scope| s.as_str())
             .collect(),
-        expires_at,
+        expires_at: rfc3339(session.expires_at).unwrap_or_default(),
+        refresh_at: session.tokens.refresh_at.and_then(rfc3339),
     }
 }
 
@@ -180,13 +186,14 @@ crate::endpoint! {
         identity: web::Data<Identity>,
     ) -> Result<HttpResponse, ApiError> {
         let login = login(&identity)?;
-        let session = match crate::auth::session_cookie(&req) {
-            Some(value) => login.sessions.get(value).await,
-            None => None,
+        let session: Arc<Session> = match crate::auth::session_cookie(&req) {
+            Some(value) => match login.sessions.find(value).await {
+                Some(Found::Live(session)) => session,
+                Some(Found::Ended(why)) => return Err(ApiError::SignedOut(why)),
+                None => return Err(ApiError::SignedOut("no live session; log in at /auth/login")),
+            },
+            None => return Err(ApiError::SignedOut("no live session; log in at /auth/login")),
         };
-        let session: Arc<Session> = session.ok_or(ApiError::SignedOut(
-            "no live session; log in at /auth/login",
-        ))?;
         Ok(no_store(HttpResponse::Ok().json(info(&session))))
     }
 }
@@ -216,5 +223,47 @@ crate::endpoint! {
                 .insert_header((header::SET_COOKIE, cookie("", 0)))
                 .json(LoggedOut { end_session_url }),
         ))
+    }
+}
+
+crate::endpoint! {
+    /// Back-channel logout
+    ///
+    /// For the identity provider (OpenID Connect Back-Channel Logout 1.0):
+    /// a form with a `logout_token`, signed by the provider, naming the
+    /// provider's session (`sid`) or person (`sub`) whose sessions here end.
+    /// Their owners' next call is a 401 problem saying so.
+    #[route(post "/auth/backchannel-logout", public)]
+    #[openapi(tag = "auth", request_body(content = String,
+        content_type = "application/x-www-form-urlencoded",
+        description = "`logout_token=<JWT>`"),)]
+    #[responses((status = 200, description = "The sessions it names have ended (or there were none)."),
+        (status = 400, description = "No `logout_token`, or one that does not check out.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "People do not log in here.", body = Problem, content_type = "application/problem+json"))]
+    pub(crate) async fn backchannel_logout(
+        body: web::Bytes,
+        identity: web::Data<Identity>,
+    ) -> Result<HttpResponse, ApiError> {
+        let login = login(&identity)?;
+        let token = url::form_urlencoded::parse(&body)
+            .find(|(key, _)| key == "logout_token")
+            .map(|(_, value)| value.into_owned());
+        let ended = match token {
+            Some(token) => login.backchannel_logout(&token).await,
+            None => Err(LogoutTokenError::Missing),
+        };
+        match ended {
+            Ok(count) => {
+                tracing::info!(sessions = count, "the identity provider ended sessions");
+                Ok(no_store(HttpResponse::Ok().finish()))
+            }
+            Err(LogoutTokenError::ProviderUnavailable) => {
+                Err(ApiError::NotReady(LogoutTokenError::ProviderUnavailable.to_string()))
+            }
+            Err(error) => {
+                tracing::info!(reason = %error, "a logout token was refused");
+                Err(ApiError::bad_field("logout_token", error.to_string()))
+            }
+        }
     }
 }

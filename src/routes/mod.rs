@@ -37,7 +37,7 @@ use crate::{
 
 /// Every endpoint, in the order the document lists them. The server
 /// registers them in this order too, fixed paths first ([`configure`]).
-pub static ENDPOINTS: [&Endpoint; 24] = [
+pub static ENDPOINTS: [&Endpoint; 25] = [
     &health::healthz::ENDPOINT,
     &health::readyz::ENDPOINT,
     &metrics::metrics::ENDPOINT,
@@ -62,6 +62,7 @@ pub static ENDPOINTS: [&Endpoint; 24] = [
     &login::finish_login::ENDPOINT,
     &login::get_session::ENDPOINT,
     &login::logout::ENDPOINT,
+    &login::backchannel_logout::ENDPOINT,
 ];
 
 /// Every route's facts, in the order of [`ENDPOINTS`].

@@ -518,6 +518,27 @@ audience = "urn:gateway"
             format!("{identity}\n[identity.jwt.extra]\n"),
             "identity.jwt",
         ),
+        (
+            identity.replace(
+                "issuer = \"https://idp.example.com\"\n",
+                "issuer = \"https://idp.example.com\"\nscopes = [\"profile\"]\n",
+            ),
+            "identity.oidc.scopes",
+        ),
+        (
+            identity.replace(
+                "issuer = \"https://idp.example.com\"\n",
+                "issuer = \"https://idp.example.com\"\nscopes = [\"openid\", \"a b\"]\n",
+            ),
+            "identity.oidc.scopes",
+        ),
+        (
+            identity.replace(
+                "issuer = \"https://idp.example.com\"\n",
+                "issuer = \"https://idp.example.com\"\nclient_id = \"gateway\"\n",
+            ),
+            "client_secret",
+        ),
     ] {
         let err = load(&format!("{VALID}{text}"), &[]).unwrap_err();
         assert!(err.contains(key), "{key}: {err}");

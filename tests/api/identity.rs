@@ -31,19 +31,24 @@ impl Provider {
 
     /// Started on `port` (0: a random one), with a fresh signing key.
     fn on_port(port: u16) -> Self {
-        Self::spawn(port, "")
+        Self::spawn(port, "", &[])
     }
 
-    /// With the gateway's login client sending people back to `redirect`.
-    fn for_login(redirect: &str) -> Self {
-        Self::spawn(0, redirect)
+    /// With the gateway at `base` as its login client (callback and
+    /// back-channel logout there), and more of the provider's `env`.
+    fn for_login(base: &str, env: &[(&str, &str)]) -> Self {
+        let mut env = env.to_vec();
+        let backchannel = format!("{base}/auth/backchannel-logout");
+        env.push(("BACKCHANNEL_URI", &backchannel));
+        Self::spawn(0, &format!("{base}/auth/callback"), &env)
     }
 
-    fn spawn(port: u16, redirect: &str) -> Self {
+    fn spawn(port: u16, redirect: &str, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new("node")
             .arg("tests/identity/provider.mjs")
             .env("PORT", port.to_string())
             .env("REDIRECT_URI", redirect)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -100,6 +105,17 @@ impl Provider {
             .as_str()
             .unwrap_or_else(|| panic!("a token: {answer}"))
             .to_owned()
+    }
+
+    /// Changes a person at the provider (its test-only helper).
+    async fn change_person(&self, change: Value) {
+        let answer = reqwest::Client::new()
+            .post(format!("{}/__test/person", self.issuer))
+            .json(&change)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 204);
     }
 
     /// `claims` signed with the provider's current key (its test-only helper).
@@ -431,10 +447,15 @@ struct LoginGateway {
 
 impl LoginGateway {
     async fn start() -> Self {
+        Self::with_provider(&[]).await
+    }
+
+    /// With more of the provider's environment (`ACCESS_TOKEN_TTL`).
+    async fn with_provider(env: &[(&str, &str)]) -> Self {
         let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let listener = std::net::TcpListener::bind(loopback).unwrap();
         let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let provider = Provider::for_login(&format!("{base}/auth/callback"));
+        let provider = Provider::for_login(&base, env);
         let sandbox = gateway::sandbox::Sandbox::start(loopback).unwrap();
         let mut settings = gateway::sandbox::settings(&sandbox, loopback);
         settings.server.workers = 1;
@@ -468,6 +489,17 @@ impl LoginGateway {
     /// browser would, up to the provider's redirect back to the gateway:
     /// the callback URL (not yet visited).
     async fn through_provider(&self, who: &str, return_to: &str) -> String {
+        self.through_provider_keeping(who, return_to, &mut Vec::new())
+            .await
+    }
+
+    /// The same, keeping the browser's cookies at the provider in `cookies`.
+    async fn through_provider_keeping(
+        &self,
+        who: &str,
+        return_to: &str,
+        cookies: &mut Vec<String>,
+    ) -> String {
         let answer = self
             .client
             .get(format!("{}/auth/login", self.base))
@@ -489,7 +521,6 @@ impl LoginGateway {
         assert_eq!(param("client_id").as_deref(), Some("gateway-web"));
         assert!(param("state").is_some_and(|s| s.len() >= 43));
         assert!(param("nonce").is_some_and(|s| s.len() >= 43));
-        let mut cookies: Vec<String> = Vec::new();
         for _ in 0..12 {
             if next.starts_with(&format!("{}/auth/callback", self.base)) {
                 return next;
@@ -506,7 +537,7 @@ impl LoginGateway {
                 .send()
                 .await
                 .unwrap();
-            keep_cookies(&answer, &mut cookies);
+            keep_cookies(&answer, cookies);
             if answer.status().is_redirection() {
                 next = location(&answer);
                 continue;
@@ -525,7 +556,7 @@ impl LoginGateway {
                 .send()
                 .await
                 .unwrap();
-            keep_cookies(&answer, &mut cookies);
+            keep_cookies(&answer, cookies);
             assert!(
                 answer.status().is_redirection(),
                 "the provider's form: {}",
@@ -538,7 +569,14 @@ impl LoginGateway {
 
     /// Logs `who` in all the way: the session cookie (`name=value`).
     async fn log_in(&self, who: &str) -> String {
-        let callback = self.through_provider(who, "/app/customers?page=2").await;
+        self.log_in_keeping(who, &mut Vec::new()).await
+    }
+
+    /// The same, keeping the browser's cookies at the provider in `cookies`.
+    async fn log_in_keeping(&self, who: &str, cookies: &mut Vec<String>) -> String {
+        let callback = self
+            .through_provider_keeping(who, "/app/customers?page=2", cookies)
+            .await;
         let answer = self.client.get(&callback).send().await.unwrap();
         assert_eq!(
             answer.status(),
@@ -781,4 +819,227 @@ async fn a_login_that_does_not_check_out_starts_no_session() {
         401,
     )
     .await;
+}
+
+/// Polls `check` (every 200 ms, for at most 30 s) until it says yes.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..150 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("{what} did not happen within 30 s");
+}
+
+#[tokio::test]
+async fn a_session_is_renewed_with_the_provider_and_ends_when_it_refuses() {
+    // Access tokens of 4 s: the gateway renews three seconds in.
+    let gateway = LoginGateway::with_provider(&[("ACCESS_TOKEN_TTL", "4")]).await;
+    let bob = gateway.log_in("bob").await;
+    let session = |gateway: &LoginGateway| {
+        gateway
+            .request(reqwest::Method::GET, "/auth/session", &bob)
+            .send()
+    };
+    let first: Value = session(&gateway).await.unwrap().json().await.unwrap();
+    assert_eq!(first["scopes"], json!(["read", "write"]), "{first}");
+    let refresh_at = first["refresh_at"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_owned();
+    assert!(refresh_at.ends_with('Z'), "{first}");
+
+    // Bob leaves the writers at the provider: the renewal brings it here.
+    gateway
+        .provider
+        .change_person(json!({"sub": "bob", "groups": ["gateway-readers"]}))
+        .await;
+    eventually("a renewal with bob's new groups", || async {
+        let answer = gateway
+            .request(reqwest::Method::GET, "/v1/account", &bob)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "the session works while it renews");
+        let now: Value = session(&gateway).await.unwrap().json().await.unwrap();
+        now["scopes"] == json!(["read"]) && now["refresh_at"] != first["refresh_at"]
+    })
+    .await;
+
+    // Bob is disabled there: the next renewal is refused and ends the
+    // session; his next call is told why.
+    gateway
+        .provider
+        .change_person(json!({"sub": "bob", "disabled": true}))
+        .await;
+    let mut answer = None;
+    for _ in 0..150 {
+        let now = gateway
+            .request(reqwest::Method::GET, "/v1/account", &bob)
+            .send()
+            .await
+            .unwrap();
+        if now.status() != 200 {
+            answer = Some(now);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let answer = answer.expect("the refused renewal ends the session within 30 s");
+    let problem = assert_problem(answer, 401).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no longer renews"),
+        "{problem}"
+    );
+    let answer = session(&gateway).await.unwrap();
+    assert_problem(answer, 401).await;
+}
+
+#[tokio::test]
+async fn the_provider_logging_a_person_out_ends_their_sessions_here() {
+    let gateway = LoginGateway::start().await;
+    let mut at_provider = Vec::new();
+    let alice = gateway.log_in_keeping("alice", &mut at_provider).await;
+    let bob = gateway.log_in("bob").await;
+
+    // Alice logs out at the provider itself (another application's logout
+    // button): its logout page, then its confirmation form.
+    let end = format!("{}/session/end", gateway.provider.issuer);
+    let page = gateway
+        .client
+        .get(&end)
+        .header("cookie", at_provider.join("; "))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let xsrf = page
+        .split("name=\"xsrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("the provider's logout form: {page}"));
+    let answer = gateway
+        .client
+        .post(format!("{end}/confirm"))
+        .header("cookie", at_provider.join("; "))
+        .form(&[("xsrf", xsrf), ("logout", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_redirection(), "{}", answer.status());
+    // The provider told the gateway on the back channel before answering.
+    let problem = assert_problem(
+        gateway
+            .request(reqwest::Method::GET, "/v1/account", &alice)
+            .send()
+            .await
+            .unwrap(),
+        401,
+    )
+    .await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("identity provider logged this person out"),
+        "{problem}"
+    );
+    // Bob, logged in elsewhere, is not touched.
+    let answer = gateway
+        .request(reqwest::Method::GET, "/v1/account", &bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+
+    // Logout tokens that do not check out end nothing.
+    let issuer = gateway.provider.issuer.clone();
+    let logout = |claims: Value| {
+        let gateway = &gateway;
+        async move {
+            let token = gateway.provider.sign(claims).await;
+            gateway
+                .client
+                .post(format!("{}/auth/backchannel-logout", gateway.base))
+                .form(&[("logout_token", token)])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let events = json!({"http://schemas.openid.net/event/backchannel-logout": {}});
+    let good = json!({"iss": issuer, "aud": "gateway-web", "iat": now(), "exp": now() + 120,
+        "jti": "logout-1", "sub": "bob", "events": events});
+    let mut refusals = vec![
+        (json!({"events": null}), "no back-channel logout event"),
+        (json!({"nonce": "n"}), "nonce"),
+        (json!({"aud": "someone-else"}), "not valid"),
+        (json!({"iss": "http://127.0.0.1:1"}), "not valid"),
+        (json!({"sub": null, "sid": null}), "neither sid nor sub"),
+        (json!({"iat": null}), "no iat"),
+        (json!({"jti": null}), "no jti"),
+    ];
+    for (change, why) in refusals.drain(..) {
+        let mut claims = good.clone();
+        for (name, value) in change.as_object().unwrap() {
+            if value.is_null() {
+                claims.as_object_mut().unwrap().remove(name);
+            } else {
+                claims[name] = value.clone();
+            }
+        }
+        let problem = assert_problem(logout(claims).await, 400).await;
+        assert_eq!(
+            problem["errors"][0]["parameter"], "logout_token",
+            "{problem}"
+        );
+        assert!(
+            problem["errors"][0]["detail"]
+                .as_str()
+                .or(problem["detail"].as_str())
+                .unwrap()
+                .contains(why),
+            "{why}: {problem}"
+        );
+    }
+    let missing = gateway
+        .client
+        .post(format!("{}/auth/backchannel-logout", gateway.base))
+        .form(&[("other", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_problem(missing, 400).await;
+    let answer = gateway
+        .request(reqwest::Method::GET, "/v1/account", &bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "bob's session is still there");
+
+    // A good one by `sub` ends every session of that person; once.
+    let answer = logout(good.clone()).await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["cache-control"], "no-store");
+    assert_problem(
+        gateway
+            .request(reqwest::Method::GET, "/v1/account", &bob)
+            .send()
+            .await
+            .unwrap(),
+        401,
+    )
+    .await;
+    let replayed = assert_problem(logout(good).await, 400).await;
+    assert!(replayed.to_string().contains("already used"), "{replayed}");
 }

@@ -174,7 +174,10 @@ async fn every_keyed_route_refuses_a_key_without_its_scope_before_any_upstream_c
         if route.path.starts_with("/auth/") {
             let problem = assert_problem(answer, 404).await;
             assert!(
-                problem["detail"].as_str().unwrap().contains("[identity.oidc]"),
+                problem["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("[identity.oidc]"),
                 "{}: {problem}",
                 route.name
             );

@@ -22,7 +22,12 @@
 // Resource servers (resource indicators, JWT access tokens, RS256):
 //   `urn:gateway` (the gateway's audience) and `urn:other` (another API).
 //
-// Test-only, beside the provider: `POST /__test/sign` signs the JSON claims
+// Environment: PORT; REDIRECT_URI and BACKCHANNEL_URI (the gateway's
+// /auth/callback and /auth/backchannel-logout); ACCESS_TOKEN_TTL (seconds).
+//
+// Test-only, beside the provider: `POST /__test/person` changes a person
+// (`{"sub": "bob", "groups": [...]}`, or `"disabled": true`, after which
+// the provider refuses to renew their sessions); `POST /__test/sign` signs the JSON claims
 // it is given with the provider's current key (as a token the provider
 // could have issued), for the refusals the provider will not produce on
 // request (expired, another issuer).
@@ -62,6 +67,10 @@ const provider = new Provider(issuer, {
       response_types: ['code'],
       redirect_uris: [process.env.REDIRECT_URI || 'http://127.0.0.1/auth/callback'],
       post_logout_redirect_uris: [],
+      ...(process.env.BACKCHANNEL_URI ? {
+        backchannel_logout_uri: process.env.BACKCHANNEL_URI,
+        backchannel_logout_session_required: true,
+      } : {}),
     },
     {
       client_id: 'reporting',
@@ -85,10 +94,33 @@ const provider = new Provider(issuer, {
   conformIdTokenClaims: false,
   findAccount: (_ctx, sub) => {
     const person = people[sub];
-    if (!person) return undefined;
+    if (!person || person.disabled) return undefined;
     return { accountId: sub, claims: () => ({ sub, ...person }) };
   },
+  // Refresh tokens for every client allowed the grant, as many providers do
+  // for confidential web clients (oidc-provider's default also wants
+  // prompt=consent with offline_access, OpenID Connect Core 11).
+  issueRefreshToken: (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+  // Access tokens live ACCESS_TOKEN_TTL seconds (default an hour), so a
+  // test can see the gateway renew a session.
+  ttl: {
+    AccessToken: Number(process.env.ACCESS_TOKEN_TTL || 3600),
+    ClientCredentials: 600,
+    IdToken: 3600,
+    RefreshToken: 86400,
+    Grant: 86400,
+    Session: 86400,
+    Interaction: 600,
+    AuthorizationCode: 60,
+  },
+  // Back-channel logout goes to the gateway on loopback, which the
+  // provider's own fetch refuses (it guards against SSRF): test-only.
+  fetch: (url, options) => {
+    const { dispatcher: _guard, ...rest } = options;
+    return globalThis.fetch(url, rest);
+  },
   features: {
+    backchannelLogout: { enabled: true },
     clientCredentials: { enabled: true },
     resourceIndicators: {
       enabled: true,
@@ -110,6 +142,16 @@ provider.on('server_error', (_ctx, error) => console.error('provider error', err
 
 const callback = provider.callback();
 server.on('request', async (req, res) => {
+  if (req.method === 'POST' && req.url === '/__test/person') {
+    // {"sub": "bob", "groups": [...]} or {"sub": "bob", "disabled": true}
+    let body = '';
+    for await (const chunk of req) body += chunk;
+    const { sub, ...change } = JSON.parse(body);
+    Object.assign(people[sub], change);
+    res.writeHead(204);
+    res.end();
+    return;
+  }
   if (req.method === 'POST' && req.url === '/__test/sign') {
     let body = '';
     for await (const chunk of req) body += chunk;
