@@ -74,6 +74,10 @@ fn describe() {
         "Requests admitted to a keyed route, by kind of caller (key, service); never one series per caller."
     );
     describe_counter!(
+        "gateway_session_renewals_total",
+        "People's sessions renewed with the identity provider, by outcome (renewed; refused, which ends the session; unavailable, tried again later)."
+    );
+    describe_counter!(
         "gateway_jwks_fetches_total",
         "Fetches of the identity provider's signing keys (discovery, then its JWKS), by outcome (ok, error); a failed fetch keeps the keys held."
     );
