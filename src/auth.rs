@@ -753,7 +753,10 @@ async fn by_session(
     let Some(cookie) = session_cookie(req) else {
         return Err(no_credential);
     };
-    match login.sessions.find(cookie).await {
+    let found = login.sessions.find(cookie).await.map_err(|error| {
+        ApiError::StateUnavailable(format!("people's sessions cannot be read: {error}"))
+    })?;
+    match found {
         Some(Found::Live(session)) => {
             // Renewed in the background when due: this request goes on with
             // what the session holds; a refusal reaches the next one.

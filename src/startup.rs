@@ -259,7 +259,10 @@ impl State {
             Some(redis) => keys.with_shared_limits(Arc::clone(redis)),
             None => keys,
         });
-        let identity = web::Data::new(crate::identity::Identity::new(&settings.identity)?);
+        let identity = web::Data::new(crate::identity::Identity::new(
+            &settings.identity,
+            redis.as_ref(),
+        )?);
         if settings.identity.oidc.is_some()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {

@@ -18,7 +18,8 @@ use url::Url;
 
 use super::{
     jwks::Jwks,
-    session::{Person, Session, Sessions, Tokens, now_unix, random_token},
+    session::{Ended, Found, Person, Session, Sessions, Tokens, now_unix, random_token},
+    shared_sessions::SharedSessions,
 };
 use crate::configuration::{OidcSettings, Scope};
 
@@ -39,8 +40,11 @@ pub enum LoginError {
     UnknownState,
     #[error("the login could not be completed: {0}")]
     Failed(String),
+    #[error("the session could not be stored where every instance finds it; try again shortly")]
+    StateUnavailable,
 }
 
+#[derive(serde::Serialize, Deserialize)]
 struct Pending {
     verifier: String,
     nonce: String,
@@ -70,6 +74,9 @@ pub struct Login {
     /// Logout tokens' `jti`s already taken (a replay is refused).
     seen_logouts: moka::future::Cache<String, ()>,
     pub sessions: Sessions,
+    /// With `[redis]`: logins under way and logout tokens seen, for every
+    /// instance (the callback may reach another one than the login).
+    shared: Option<Arc<SharedSessions>>,
 }
 
 #[derive(Deserialize)]
@@ -99,6 +106,8 @@ pub enum LogoutTokenError {
     ProviderUnavailable,
     #[error("the logout_token {0}")]
     Invalid(String),
+    #[error("the sessions could not be ended where every instance finds them; try again shortly")]
+    StateUnavailable,
 }
 
 #[derive(Deserialize)]
@@ -111,9 +120,6 @@ struct LogoutClaims {
     nonce: Option<serde::de::IgnoredAny>,
 }
 
-const ENDED_BY_PROVIDER: &str =
-    "the identity provider logged this person out; log in again at /auth/login";
-const RENEWAL_REFUSED: &str = "the identity provider no longer renews this session (the person may have been logged out or disabled there); log in again at /auth/login";
 /// How long to wait before trying a renewal again when the provider could
 /// not be reached: the session keeps working meanwhile.
 const RETRY_RENEWAL: u64 = 30;
@@ -157,8 +163,12 @@ impl Login {
         jwks: Arc<Jwks>,
         oidc: &OidcSettings,
         groups: &BTreeMap<String, BTreeSet<Scope>>,
+        redis: Option<&Arc<crate::shared::SharedRedis>>,
     ) -> Option<Self> {
         let (client_id, client_secret, redirect_url) = oidc.login()?;
+        let idle = Duration::from_secs(oidc.session_idle_seconds);
+        let max = Duration::from_secs(oidc.session_max_seconds);
+        let shared = redis.map(|redis| Arc::new(SharedSessions::new(Arc::clone(redis), idle, max)));
         Some(Self {
             jwks,
             issuer: oidc.issuer.clone(),
@@ -176,10 +186,8 @@ impl Login {
                 .max_capacity(MAX_PENDING)
                 .time_to_live(PENDING_FOR)
                 .build(),
-            sessions: Sessions::new(
-                Duration::from_secs(oidc.session_idle_seconds),
-                Duration::from_secs(oidc.session_max_seconds),
-            ),
+            sessions: Sessions::new(idle, max, shared.clone()),
+            shared,
         })
     }
 
@@ -207,16 +215,22 @@ impl Login {
             .append_pair("nonce", &nonce)
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256");
-        self.pending
-            .insert(
-                state,
-                Arc::new(Pending {
-                    verifier,
-                    nonce,
-                    return_to: return_to.to_owned(),
-                }),
-            )
-            .await;
+        let pending = Pending {
+            verifier,
+            nonce,
+            return_to: return_to.to_owned(),
+        };
+        match &self.shared {
+            Some(shared) => shared
+                .put_pending(
+                    &state,
+                    serde_json::to_string(&pending).unwrap_or_default(),
+                    PENDING_FOR,
+                )
+                .await
+                .map_err(|_| LoginError::StateUnavailable)?,
+            None => self.pending.insert(state, Arc::new(pending)).await,
+        }
         Ok(url)
     }
 
@@ -227,9 +241,15 @@ impl Login {
         callback: &Callback,
     ) -> Result<(String, Arc<Session>, String), LoginError> {
         // A state is good once, whatever comes with it.
-        let pending = match &callback.state {
-            Some(state) => self.pending.remove(state).await,
-            None => None,
+        let pending = match (&callback.state, &self.shared) {
+            (Some(state), Some(shared)) => shared
+                .take_pending(state)
+                .await
+                .map_err(|_| LoginError::StateUnavailable)?
+                .and_then(|json| serde_json::from_str::<Pending>(&json).ok())
+                .map(Arc::new),
+            (Some(state), None) => self.pending.remove(state).await,
+            (None, _) => None,
         };
         if let Some(error) = &callback.error {
             let description = callback.error_description.as_deref().unwrap_or("");
@@ -262,7 +282,11 @@ impl Login {
             .ok_or_else(|| LoginError::Failed("the token endpoint sent no ID token".into()))?;
         let person = self.validate(&id_token, Some(&pending.nonce)).await?;
         let tokens = tokens(id_token, &answer, None);
-        let (cookie, session) = self.sessions.start(person, tokens).await;
+        let (cookie, session) = self
+            .sessions
+            .start(person, tokens)
+            .await
+            .map_err(|_| LoginError::StateUnavailable)?;
         Ok((cookie, session, pending.return_to.clone()))
     }
 
@@ -272,6 +296,33 @@ impl Login {
     /// person's next call is told why; a provider that cannot be reached
     /// is tried again later, the session working meanwhile.
     pub async fn renew(&self, session: Arc<Session>) {
+        // With [redis], one instance renews for the cluster: whoever holds
+        // the lease, then only if the session is still due (another
+        // instance may have renewed it since this one read it).
+        let lease = match self.sessions.take_renewal(session.key).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) | Err(_) => return,
+        };
+        let session = if lease.is_some() {
+            match self.sessions.find_key(session.key).await {
+                Ok(Some(Found::Live(now)))
+                    if now.tokens.refresh_at.is_some_and(|at| at <= now_unix()) =>
+                {
+                    now
+                }
+                _ => {
+                    self.sessions.release_renewal(session.key, lease).await;
+                    return;
+                }
+            }
+        } else {
+            session
+        };
+        self.renew_held(&session).await;
+        self.sessions.release_renewal(session.key, lease).await;
+    }
+
+    async fn renew_held(&self, session: &Arc<Session>) {
         let Some(refresh_token) = &session.tokens.refresh_token else {
             return;
         };
@@ -282,7 +333,7 @@ impl Login {
             ])
             .await;
         let outcome = match answer {
-            Ok(answer) => self.renewed(&session, &answer).await,
+            Ok(answer) => self.renewed(session, &answer).await,
             Err(TokenError::Refused(why)) => Err(why),
             Err(TokenError::Unavailable) => {
                 tracing::warn!(sub = %session.person.sub, "the identity provider could not renew a session; trying again later");
@@ -305,9 +356,13 @@ impl Login {
                 tracing::info!(sub = %session.person.sub, reason = %why, "a session's renewal was refused; it ends");
                 metrics::counter!("gateway_session_renewals_total", "outcome" => "refused")
                     .increment(1);
-                self.sessions
-                    .end_because(session.key, RENEWAL_REFUSED)
-                    .await;
+                if let Err(error) = self
+                    .sessions
+                    .end_because(session.key, Ended::RenewalRefused)
+                    .await
+                {
+                    tracing::warn!(error = %error, "a session whose renewal was refused could not be ended on Redis; it is tried again at its next use");
+                }
             }
         }
     }
@@ -446,14 +501,25 @@ impl Login {
 
     /// Ends the session; where the browser may go to end the provider's too
     /// (RP-initiated logout with `id_token_hint`), if the provider has one.
-    pub async fn logout(&self, cookie: &str) -> Option<Url> {
-        let session = self.sessions.end(cookie).await?;
-        let endpoints = self.jwks.endpoints().await?;
-        let mut url = endpoints.end_session_endpoint.clone()?;
+    pub async fn logout(&self, cookie: &str) -> Result<Option<Url>, LoginError> {
+        let session = self
+            .sessions
+            .end(cookie)
+            .await
+            .map_err(|_| LoginError::StateUnavailable)?;
+        let Some(session) = session else {
+            return Ok(None);
+        };
+        let Some(endpoints) = self.jwks.endpoints().await else {
+            return Ok(None);
+        };
+        let Some(mut url) = endpoints.end_session_endpoint.clone() else {
+            return Ok(None);
+        };
         url.query_pairs_mut()
             .append_pair("id_token_hint", session.tokens.id_token.expose_secret())
             .append_pair("client_id", &self.client_id);
-        Some(url)
+        Ok(Some(url))
     }
 }
 
@@ -514,29 +580,29 @@ impl Login {
         }
         let jti = claims.jti.ok_or_else(|| invalid("has no jti"))?;
         // Taken once: a replay within the tokens' life is refused.
-        if self.seen_logouts.contains_key(&jti) {
+        let first = match &self.shared {
+            Some(shared) => shared
+                .first_use(&jti, PENDING_FOR)
+                .await
+                .map_err(|_| LogoutTokenError::StateUnavailable)?,
+            None => {
+                let first = !self.seen_logouts.contains_key(&jti);
+                self.seen_logouts.insert(jti, ()).await;
+                first
+            }
+        };
+        if !first {
             return Err(invalid("was already used"));
         }
-        self.seen_logouts.insert(jti, ()).await;
-        let ended = match (claims.sid, claims.sub) {
-            (Some(sid), sub) => {
-                self.sessions
-                    .end_where(
-                        |p| {
-                            p.sid.as_deref() == Some(sid.as_str())
-                                && sub.as_deref().is_none_or(|s| s == p.sub)
-                        },
-                        ENDED_BY_PROVIDER,
-                    )
-                    .await
-            }
-            (None, Some(sub)) => {
-                self.sessions
-                    .end_where(|p| p.sub == sub, ENDED_BY_PROVIDER)
-                    .await
-            }
-            (None, None) => 0,
-        };
+        let ended = self
+            .sessions
+            .end_for(
+                claims.sid.as_deref(),
+                claims.sub.as_deref(),
+                Ended::ProviderLogout,
+            )
+            .await
+            .map_err(|_| LogoutTokenError::StateUnavailable)?;
         Ok(ended)
     }
 }

@@ -22,6 +22,7 @@
 mod jwks;
 pub mod login;
 pub mod session;
+mod shared_sessions;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -90,7 +91,12 @@ pub struct Identity {
 }
 
 impl Identity {
-    pub fn new(settings: &IdentitySettings) -> anyhow::Result<Self> {
+    /// With `redis`, people's sessions and logins under way are shared by
+    /// every instance.
+    pub fn new(
+        settings: &IdentitySettings,
+        redis: Option<&Arc<crate::shared::SharedRedis>>,
+    ) -> anyhow::Result<Self> {
         let Some(oidc) = &settings.oidc else {
             return Ok(Self::default());
         };
@@ -109,7 +115,7 @@ impl Identity {
         ));
         Ok(Self {
             services: ServiceTokens::new(Arc::clone(&jwks), settings),
-            login: login::Login::new(Arc::clone(&jwks), oidc, &settings.groups),
+            login: login::Login::new(Arc::clone(&jwks), oidc, &settings.groups, redis),
             jwks: Some(jwks),
         })
     }

@@ -20,7 +20,8 @@ use rand::Rng;
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
-use crate::configuration::Scope;
+use super::shared_sessions::{Lookup, SharedSessions, Stored};
+use crate::{configuration::Scope, shared::RedisUnavailable};
 
 /// The cookie: `__Host-` so only this host, over HTTPS, with `Path=/` and
 /// no `Domain`, can set it.
@@ -99,12 +100,60 @@ pub enum Found {
     Ended(&'static str),
 }
 
+/// Why a session ended, other than by its owner's logout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// It reached its absolute lifetime.
+    Absolute,
+    /// The provider logged the person out (back-channel logout).
+    ProviderLogout,
+    /// The provider refused to renew it.
+    RenewalRefused,
+}
+
+impl Ended {
+    /// As stored on Redis.
+    fn code(self) -> &'static str {
+        match self {
+            Self::Absolute => "absolute",
+            Self::ProviderLogout => "provider_logout",
+            Self::RenewalRefused => "renewal_refused",
+        }
+    }
+
+    fn from_code(code: &str) -> Self {
+        match code {
+            "provider_logout" => Self::ProviderLogout,
+            "renewal_refused" => Self::RenewalRefused,
+            _ => Self::Absolute,
+        }
+    }
+
+    /// What the person's next call is told.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Absolute => {
+                "the session reached its absolute lifetime; log in again at /auth/login"
+            }
+            Self::ProviderLogout => {
+                "the identity provider logged this person out; log in again at /auth/login"
+            }
+            Self::RenewalRefused => {
+                "the identity provider no longer renews this session (the person may have been logged out or disabled there); log in again at /auth/login"
+            }
+        }
+    }
+}
+
 pub struct Sessions {
     /// By the SHA-256 of the cookie's value: a lookup's timing says nothing
     /// about live ids, and a dump of memory holds no usable cookie.
     held: moka::future::Cache<[u8; 32], Arc<Session>>,
     /// Sessions ended by something other than their owner, and why.
-    ended: moka::future::Cache<[u8; 32], &'static str>,
+    ended: moka::future::Cache<[u8; 32], Ended>,
+    /// With `[redis]`: the sessions of every instance (then `held` and
+    /// `ended` stay empty).
+    shared: Option<Arc<SharedSessions>>,
     max: Duration,
 }
 
@@ -125,7 +174,7 @@ pub fn random_token() -> String {
 }
 
 impl Sessions {
-    pub fn new(idle: Duration, max: Duration) -> Self {
+    pub fn new(idle: Duration, max: Duration, shared: Option<Arc<SharedSessions>>) -> Self {
         Self {
             held: moka::future::Cache::builder()
                 .max_capacity(MAX_SESSIONS)
@@ -135,82 +184,173 @@ impl Sessions {
                 .max_capacity(MAX_SESSIONS)
                 .time_to_live(max)
                 .build(),
+            shared,
             max,
         }
     }
 
     /// Starts a session for `person`; the cookie's value.
-    pub async fn start(&self, person: Person, tokens: Tokens) -> (String, Arc<Session>) {
+    pub async fn start(
+        &self,
+        person: Person,
+        tokens: Tokens,
+    ) -> Result<(String, Arc<Session>), RedisUnavailable> {
         let id = random_token();
+        let key = digest(&id);
+        let expires_at = match &self.shared {
+            Some(shared) => {
+                let refresh_in = tokens.refresh_at.map(|at| at.saturating_sub(now_unix()));
+                shared.start(&key, &person, &tokens, refresh_in).await?
+            }
+            None => now_unix().saturating_add(self.max.as_secs()),
+        };
         let session = Arc::new(Session {
-            key: digest(&id),
+            key,
             person,
             tokens,
-            expires_at: now_unix().saturating_add(self.max.as_secs()),
+            expires_at,
             renewing: AtomicBool::new(false),
         });
-        self.held.insert(session.key, Arc::clone(&session)).await;
-        (id, session)
+        if self.shared.is_none() {
+            self.held.insert(key, Arc::clone(&session)).await;
+        }
+        Ok((id, session))
     }
 
     /// The session a cookie's value names (marking it used), if any.
-    pub async fn find(&self, id: &str) -> Option<Found> {
-        let key = digest(id);
-        if let Some(session) = self.held.get(&key).await {
-            if session.expires_at > now_unix() {
-                return Some(Found::Live(session));
-            }
-            self.held.remove(&key).await;
-            return Some(Found::Ended(
-                "the session reached its absolute lifetime; log in again at /auth/login",
-            ));
-        }
-        self.ended.get(&key).await.map(Found::Ended)
+    pub async fn find(&self, id: &str) -> Result<Option<Found>, RedisUnavailable> {
+        self.find_key(digest(id)).await
     }
 
-    /// The live session a cookie's value names.
-    pub async fn get(&self, id: &str) -> Option<Arc<Session>> {
-        match self.find(id).await? {
-            Found::Live(session) => Some(session),
-            Found::Ended(_) => None,
+    pub(super) async fn find_key(&self, key: [u8; 32]) -> Result<Option<Found>, RedisUnavailable> {
+        if let Some(shared) = &self.shared {
+            return Ok(shared.find(&key).await?.map(|lookup| match lookup {
+                Lookup::Live(Stored {
+                    person,
+                    tokens,
+                    expires_at,
+                }) => Found::Live(Arc::new(Session {
+                    key,
+                    person,
+                    tokens,
+                    expires_at,
+                    renewing: AtomicBool::new(false),
+                })),
+                Lookup::Ended(code) => Found::Ended(Ended::from_code(&code).message()),
+            }));
         }
+        if let Some(session) = self.held.get(&key).await {
+            if session.expires_at > now_unix() {
+                return Ok(Some(Found::Live(session)));
+            }
+            self.held.remove(&key).await;
+            return Ok(Some(Found::Ended(Ended::Absolute.message())));
+        }
+        Ok(self
+            .ended
+            .get(&key)
+            .await
+            .map(|why| Found::Ended(why.message())))
     }
 
     /// Puts a renewed session in place of the one it renews, unless that
     /// one has ended meanwhile.
     pub(super) async fn replace(&self, renewed: Session) {
+        if let Some(shared) = &self.shared {
+            let refresh_in = renewed
+                .tokens
+                .refresh_at
+                .map_or(u64::MAX / 2, |at| at.saturating_sub(now_unix()));
+            if let Err(error) = shared
+                .update(&renewed.key, &renewed.person, &renewed.tokens, refresh_in)
+                .await
+            {
+                tracing::warn!(error = %error, "a renewed session could not be stored; it is renewed again later");
+            }
+            return;
+        }
         if self.held.contains_key(&renewed.key) {
             self.held.insert(renewed.key, Arc::new(renewed)).await;
         }
     }
 
     /// Ends the session a cookie's value names, by its owner; what it was.
-    pub async fn end(&self, id: &str) -> Option<Arc<Session>> {
-        self.held.remove(&digest(id)).await
+    pub async fn end(&self, id: &str) -> Result<Option<Arc<Session>>, RedisUnavailable> {
+        let key = digest(id);
+        if let Some(shared) = &self.shared {
+            let found = self.find_key(key).await?;
+            shared.end(&key).await?;
+            return Ok(match found {
+                Some(Found::Live(session)) => Some(session),
+                _ => None,
+            });
+        }
+        Ok(self.held.remove(&key).await)
     }
 
     /// Ends a session for a reason its owner is told at their next call.
-    pub(super) async fn end_because(&self, key: [u8; 32], why: &'static str) {
+    pub(super) async fn end_because(
+        &self,
+        key: [u8; 32],
+        why: Ended,
+    ) -> Result<(), RedisUnavailable> {
+        if let Some(shared) = &self.shared {
+            return shared.end_because(&key, why.code()).await;
+        }
         self.held.remove(&key).await;
         self.ended.insert(key, why).await;
+        Ok(())
     }
 
-    /// Ends every session `matches` picks, for `why`; how many.
-    pub(super) async fn end_where(
+    /// Ends every session of the provider session `sid` (when given) or
+    /// else of the person `sub`, for `why`; how many.
+    pub(super) async fn end_for(
         &self,
-        matches: impl Fn(&Person) -> bool,
-        why: &'static str,
-    ) -> usize {
-        let keys: Vec<[u8; 32]> = self
-            .held
-            .iter()
-            .filter(|(_, session)| matches(&session.person))
-            .map(|(key, _)| *key)
-            .collect();
+        sid: Option<&str>,
+        sub: Option<&str>,
+        why: Ended,
+    ) -> Result<usize, RedisUnavailable> {
+        let keys: Vec<[u8; 32]> = match &self.shared {
+            Some(shared) => shared.indexed(sid, sub).await?,
+            None => self
+                .held
+                .iter()
+                .filter(|(_, session)| {
+                    let p = &session.person;
+                    match (sid, sub) {
+                        (Some(sid), sub) => {
+                            p.sid.as_deref() == Some(sid) && sub.is_none_or(|s| s == p.sub)
+                        }
+                        (None, Some(sub)) => p.sub == sub,
+                        (None, None) => false,
+                    }
+                })
+                .map(|(key, _)| *key)
+                .collect(),
+        };
         for key in &keys {
-            self.end_because(*key, why).await;
+            self.end_because(*key, why).await?;
         }
-        keys.len()
+        Ok(keys.len())
+    }
+
+    /// With `[redis]`: takes the cluster's lease to renew the session under
+    /// `key` (its token), or `None` when another instance holds it. On one
+    /// instance: always taken (the session's own flag already decided).
+    pub(super) async fn take_renewal(
+        &self,
+        key: [u8; 32],
+    ) -> Result<Option<Option<String>>, RedisUnavailable> {
+        match &self.shared {
+            Some(shared) => Ok(shared.take_renewal(&key).await?.map(Some)),
+            None => Ok(Some(None)),
+        }
+    }
+
+    pub(super) async fn release_renewal(&self, key: [u8; 32], token: Option<String>) {
+        if let (Some(shared), Some(token)) = (&self.shared, token) {
+            shared.release_renewal(&key, &token).await;
+        }
     }
 
     /// The absolute lifetime, for the cookie's `Max-Age`.

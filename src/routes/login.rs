@@ -72,6 +72,7 @@ fn problem(error: LoginError) -> ApiError {
         LoginError::ReturnTo => ApiError::bad_field("return_to", error.to_string()),
         LoginError::UnknownState => ApiError::bad_field("state", error.to_string()),
         LoginError::ProviderUnavailable => ApiError::NotReady(error.to_string()),
+        LoginError::StateUnavailable => ApiError::StateUnavailable(error.to_string()),
         LoginError::Refused(_) | LoginError::Failed(_) => ApiError::SignedOut(login_failed(&error)),
     }
 }
@@ -187,7 +188,9 @@ crate::endpoint! {
     ) -> Result<HttpResponse, ApiError> {
         let login = login(&identity)?;
         let session: Arc<Session> = match crate::auth::session_cookie(&req) {
-            Some(value) => match login.sessions.find(value).await {
+            Some(value) => match login.sessions.find(value).await.map_err(|error| {
+                ApiError::StateUnavailable(format!("people's sessions cannot be read: {error}"))
+            })? {
                 Some(Found::Live(session)) => session,
                 Some(Found::Ended(why)) => return Err(ApiError::SignedOut(why)),
                 None => return Err(ApiError::SignedOut("no live session; log in at /auth/login")),
@@ -215,7 +218,7 @@ crate::endpoint! {
             return Err(ApiError::CsrfHeaderMissing);
         }
         let end_session_url = match crate::auth::session_cookie(&req) {
-            Some(value) => login.logout(value).await.map(String::from),
+            Some(value) => login.logout(value).await.map_err(problem)?.map(String::from),
             None => None,
         };
         Ok(no_store(
@@ -260,6 +263,9 @@ crate::endpoint! {
             Err(LogoutTokenError::ProviderUnavailable) => {
                 Err(ApiError::NotReady(LogoutTokenError::ProviderUnavailable.to_string()))
             }
+            Err(LogoutTokenError::StateUnavailable) => Err(ApiError::StateUnavailable(
+                LogoutTokenError::StateUnavailable.to_string(),
+            )),
             Err(error) => {
                 tracing::info!(reason = %error, "a logout token was refused");
                 Err(ApiError::bad_field("logout_token", error.to_string()))

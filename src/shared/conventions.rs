@@ -1,4 +1,4 @@
-//! How the gateway uses Redis, for all four of its protocols in one place:
+//! How the gateway uses Redis, for all five of its protocols in one place:
 //! the keys they own, the clock they read, how their scripts are written.
 //!
 //! **Keys.** Every key is under `redis.key_prefix`, so several gateways can
@@ -18,6 +18,12 @@
 //! | `{events}` | events | stream: the last `events.replay` events (`type`, `data`), for `Last-Event-ID` |
 //! | `{events}:live` | events | channel: `<stream id> <type> <data>`, each event as it is added |
 //! | `{events}:watcher` | events | the instance polling Slitz for the cluster (its token); expires unless renewed |
+//! | `{session:<sha256>}` | sessions | hash: a person's session (who, the provider's tokens, `refresh_at`, `expires_at`), under the SHA-256 of its cookie; expires when idle |
+//! | `{session:<sha256>}:ended` | sessions | why a session ended other than by its owner's logout |
+//! | `{session:<sha256>}:renewing` | sessions | the instance renewing it (its token) |
+//! | `{session-sid:<hex>}`, `{session-sub:<hex>}` | sessions | set: the sessions of a provider session, of a person (back-channel logout) |
+//! | `{login:<sha256>}` | sessions | a login under way, by the SHA-256 of its `state`; taken once by the callback |
+//! | `{logout-jti:<sha256>}` | sessions | a back-channel logout token's `jti`, taken once |
 //!
 //! **Scripts touch only their `KEYS`**, built here and nowhere else (a
 //! script never derives a key name from another or from an argument), and
@@ -124,6 +130,39 @@ impl Keys {
     pub fn events_watcher(&self) -> String {
         format!("{}{{events}}:watcher", self.prefix)
     }
+
+    /// A session, by the hex SHA-256 of its cookie.
+    pub fn session(&self, digest: &str) -> String {
+        format!("{}{{session:{digest}}}", self.prefix)
+    }
+
+    pub fn session_ended(&self, digest: &str) -> String {
+        format!("{}:ended", self.session(digest))
+    }
+
+    pub fn session_renewing(&self, digest: &str) -> String {
+        format!("{}:renewing", self.session(digest))
+    }
+
+    /// A login under way, by the hex SHA-256 of its `state`.
+    pub fn login(&self, state: &str) -> String {
+        format!("{}{{login:{state}}}", self.prefix)
+    }
+
+    /// A logout token's `jti` (hex SHA-256).
+    pub fn logout_jti(&self, jti: &str) -> String {
+        format!("{}{{logout-jti:{jti}}}", self.prefix)
+    }
+
+    /// The sessions of a provider session (`sid`, hex).
+    pub fn session_sid(&self, sid: &str) -> String {
+        format!("{}{{session-sid:{sid}}}", self.prefix)
+    }
+
+    /// The sessions of a person (`sub`, hex).
+    pub fn session_sub(&self, sub: &str) -> String {
+        format!("{}{{session-sub:{sub}}}", self.prefix)
+    }
 }
 
 /// The hash tag of a key, as Redis Cluster reads it: what is between the
@@ -164,7 +203,7 @@ mod tests {
     fn the_keys_one_script_touches_share_a_slot() {
         let keys = Keys::new("gw:");
         let (record, lease) = keys.idempotency("web\u{0}my-key");
-        let together: [&[String]; 3] = [
+        let together: [&[String]; 4] = [
             // An idempotency key's claim, answer and release.
             &[record, lease],
             // A cache read (generations and entry), write, invalidation.
@@ -177,6 +216,12 @@ mod tests {
             ],
             // An event added and announced; the watcher lease.
             &[keys.events(), keys.events_live(), keys.events_watcher()],
+            // A session, why it ended, who renews it.
+            &[
+                keys.session("ab"),
+                keys.session_ended("ab"),
+                keys.session_renewing("ab"),
+            ],
         ];
         for group in together {
             let first = group.first().map(|k| hash_tag(k)).unwrap_or_default();

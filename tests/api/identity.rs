@@ -107,6 +107,17 @@ impl Provider {
             .to_owned()
     }
 
+    /// How many times the provider renewed a session (refresh token grant).
+    async fn renewals(&self) -> u64 {
+        let counts: Value = reqwest::get(format!("{}/__test/counts", self.issuer))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        counts["refresh"].as_u64().unwrap()
+    }
+
     /// Changes a person at the provider (its test-only helper).
     async fn change_person(&self, change: Value) {
         let answer = reqwest::Client::new()
@@ -439,10 +450,16 @@ async fn the_access_line_names_the_service_and_no_token_is_logged() {
 /// A gateway whose people log in at `provider`, on a listener bound first
 /// (the provider must know the callback's port before the gateway starts).
 struct LoginGateway {
-    provider: Provider,
+    provider: std::sync::Arc<Provider>,
     base: String,
     client: reqwest::Client,
     _sandbox: gateway::sandbox::Sandbox,
+}
+
+fn loopback_listener() -> (std::net::TcpListener, String) {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    (listener, base)
 }
 
 impl LoginGateway {
@@ -452,17 +469,30 @@ impl LoginGateway {
 
     /// With more of the provider's environment (`ACCESS_TOKEN_TTL`).
     async fn with_provider(env: &[(&str, &str)]) -> Self {
-        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        let listener = std::net::TcpListener::bind(loopback).unwrap();
+        let (listener, base) = loopback_listener();
+        let provider = std::sync::Arc::new(Provider::for_login(&base, env));
+        Self::on(listener, &base, provider, None)
+    }
+
+    /// A gateway on `listener` whose login client is registered at
+    /// `provider` with `registered`'s callback (behind a proxy, every
+    /// instance's), and with `redis`, sharing sessions with other instances.
+    fn on(
+        listener: std::net::TcpListener,
+        registered: &str,
+        provider: std::sync::Arc<Provider>,
+        redis: Option<gateway::configuration::RedisSettings>,
+    ) -> Self {
         let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let provider = Provider::for_login(&base, env);
+        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let sandbox = gateway::sandbox::Sandbox::start(loopback).unwrap();
         let mut settings = gateway::sandbox::settings(&sandbox, loopback);
         settings.server.workers = 1;
+        settings.redis = redis;
         let mut oidc = OidcSettings::issuer(provider.issuer.parse().unwrap());
         oidc.client_id = Some("gateway-web".into());
         oidc.client_secret = Some("gateway-web-secret".into());
-        oidc.redirect_url = Some(format!("{base}/auth/callback").parse().unwrap());
+        oidc.redirect_url = Some(format!("{registered}/auth/callback").parse().unwrap());
         settings.identity = IdentitySettings {
             oidc: Some(oidc),
             jwt: None,
@@ -522,7 +552,7 @@ impl LoginGateway {
         assert!(param("state").is_some_and(|s| s.len() >= 43));
         assert!(param("nonce").is_some_and(|s| s.len() >= 43));
         for _ in 0..12 {
-            if next.starts_with(&format!("{}/auth/callback", self.base)) {
+            if next.contains("/auth/callback?") {
                 return next;
             }
             let url = if next.starts_with('/') {
@@ -577,6 +607,14 @@ impl LoginGateway {
         let callback = self
             .through_provider_keeping(who, "/app/customers?page=2", cookies)
             .await;
+        self.finish_login(&callback).await
+    }
+
+    /// Visits the provider's redirect back (`callback`) on this instance:
+    /// the session cookie.
+    async fn finish_login(&self, callback: &str) -> String {
+        let url = url::Url::parse(callback).unwrap();
+        let callback = format!("{}{}?{}", self.base, url.path(), url.query().unwrap());
         let answer = self.client.get(&callback).send().await.unwrap();
         assert_eq!(
             answer.status(),
@@ -1042,4 +1080,145 @@ async fn the_provider_logging_a_person_out_ends_their_sessions_here() {
     .await;
     let replayed = assert_problem(logout(good).await, 400).await;
     assert!(replayed.to_string().contains("already used"), "{replayed}");
+}
+
+#[tokio::test]
+async fn two_instances_on_redis_share_logins_sessions_logouts_and_one_renewal() {
+    let redis = crate::helpers::RedisServer::start().await;
+    let (listener_a, base_a) = loopback_listener();
+    let (listener_b, _) = loopback_listener();
+    // Renewals three seconds in; the provider knows instance A's URLs (as
+    // it would know the proxy's).
+    let provider = std::sync::Arc::new(Provider::for_login(&base_a, &[("ACCESS_TOKEN_TTL", "4")]));
+    let a = LoginGateway::on(
+        listener_a,
+        &base_a,
+        std::sync::Arc::clone(&provider),
+        Some(redis.settings()),
+    );
+    let b = LoginGateway::on(
+        listener_b,
+        &base_a,
+        std::sync::Arc::clone(&provider),
+        Some(redis.settings()),
+    );
+
+    // A login begun on A finishes on B; the session works on both.
+    let mut at_provider = Vec::new();
+    let callback = a
+        .through_provider_keeping("alice", "/app/customers?page=2", &mut at_provider)
+        .await;
+    let alice = b.finish_login(&callback).await;
+    for gateway in [&a, &b] {
+        let answer = gateway
+            .request(reqwest::Method::GET, "/v1/account", &alice)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{}", gateway.base);
+    }
+
+    // Once due, parallel requests on both instances renew it once.
+    let session: Value = a
+        .request(reqwest::Method::GET, "/auth/session", &alice)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let refresh_at = chrono::DateTime::parse_from_rfc3339(session["refresh_at"].as_str().unwrap())
+        .unwrap()
+        .timestamp();
+    let wait = refresh_at + 1 - chrono::Utc::now().timestamp();
+    tokio::time::sleep(std::time::Duration::from_secs(
+        u64::try_from(wait.max(0)).unwrap(),
+    ))
+    .await;
+    let before = provider.renewals().await;
+    let calls = (0..20).map(|i| {
+        let gateway = if i % 2 == 0 { &a } else { &b };
+        gateway
+            .request(reqwest::Method::GET, "/v1/account", &alice)
+            .send()
+    });
+    for answer in futures_util::future::join_all(calls).await {
+        assert_eq!(answer.unwrap().status(), 200);
+    }
+    eventually("the renewal", || async {
+        let now: Value = b
+            .request(reqwest::Method::GET, "/auth/session", &alice)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        now["refresh_at"] != session["refresh_at"]
+    })
+    .await;
+    assert_eq!(
+        provider.renewals().await - before,
+        1,
+        "one renewal for the cluster"
+    );
+
+    // Logging out on B ends it on A.
+    let answer = b
+        .request(reqwest::Method::POST, "/auth/logout", &alice)
+        .header("x-csrf", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_problem(
+        a.request(reqwest::Method::GET, "/v1/account", &alice)
+            .send()
+            .await
+            .unwrap(),
+        401,
+    )
+    .await;
+
+    // The provider's back-channel logout reaches A and ends the session on B.
+    let mut at_provider = Vec::new();
+    let bob = a.log_in_keeping("bob", &mut at_provider).await;
+    let end = format!("{}/session/end", provider.issuer);
+    let page = a
+        .client
+        .get(&end)
+        .header("cookie", at_provider.join("; "))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let xsrf = page
+        .split("name=\"xsrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    a.client
+        .post(format!("{end}/confirm"))
+        .header("cookie", at_provider.join("; "))
+        .form(&[("xsrf", xsrf), ("logout", "yes")])
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(
+        b.request(reqwest::Method::GET, "/v1/account", &bob)
+            .send()
+            .await
+            .unwrap(),
+        401,
+    )
+    .await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("identity provider logged this person out"),
+        "{problem}"
+    );
 }

@@ -25,7 +25,8 @@
 // Environment: PORT; REDIRECT_URI and BACKCHANNEL_URI (the gateway's
 // /auth/callback and /auth/backchannel-logout); ACCESS_TOKEN_TTL (seconds).
 //
-// Test-only, beside the provider: `POST /__test/person` changes a person
+// Test-only, beside the provider: `GET /__test/counts` says how many
+// refresh token grants it answered; `POST /__test/person` changes a person
 // (`{"sub": "bob", "groups": [...]}`, or `"disabled": true`, after which
 // the provider refuses to renew their sessions); `POST /__test/sign` signs the JSON claims
 // it is given with the provider's current key (as a token the provider
@@ -139,9 +140,18 @@ const provider = new Provider(issuer, {
   },
 });
 provider.on('server_error', (_ctx, error) => console.error('provider error', error));
+let refreshes = 0;
+provider.on('grant.success', (ctx) => {
+  if (ctx.oidc.params.grant_type === 'refresh_token') refreshes += 1;
+});
 
 const callback = provider.callback();
 server.on('request', async (req, res) => {
+  if (req.method === 'GET' && req.url === '/__test/counts') {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ refresh: refreshes }));
+    return;
+  }
   if (req.method === 'POST' && req.url === '/__test/person') {
     // {"sub": "bob", "groups": [...]} or {"sub": "bob", "disabled": true}
     let body = '';
