@@ -12,7 +12,9 @@ use utoipa::{
         ObjectBuilder, RefOr, Response, Type,
         header::{Header, HeaderBuilder},
         path::Operation,
-        security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme},
+        security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        },
     },
 };
 
@@ -73,6 +75,25 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+        // People: the session cookie /auth/login sets. Swagger UI cannot set
+        // an HttpOnly cookie and need not: log in at
+        // /auth/login?return_to=/docs/ and the browser sends it with every
+        // "Try it out". Unsafe methods by cookie also need X-CSRF: 1, the
+        // `csrf` scheme ("Authorize" it with the value 1).
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::identity::session::COOKIE,
+                "A person's session, set by `/auth/login` where operators configured it                  (`[identity.oidc]`'s client); the browser sends it by itself. In Swagger UI,                  open `/auth/login?return_to=/docs/` first. Scopes come from the person's groups.",
+            ))),
+        );
+        components.add_security_scheme(
+            "csrf",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-CSRF",
+                "`1`, on every unsafe method (POST, PATCH, PUT, DELETE) sent with the session                  cookie: a page on another site cannot send it without a CORS preflight.",
+            ))),
+        );
     }
 }
 
@@ -115,16 +136,26 @@ impl Modify for RouteFacts {
                         .entry(status)
                         .or_insert(response);
                 }
-                let scopes = |extra: Option<Scope>| {
+                let unsafe_method =
+                    !matches!(route.method, Method::GET | Method::HEAD | Method::OPTIONS);
+                let scopes = |scheme: &str, extra: Option<Scope>| {
                     let names = route
                         .scopes
                         .iter()
                         .chain(extra.as_ref())
                         .map(|s| s.as_str());
-                    SecurityRequirement::new("api_key", names)
+                    let requirement = SecurityRequirement::new(scheme, names);
+                    if scheme == "session" && unsafe_method {
+                        requirement.add("csrf", Vec::<String>::new())
+                    } else {
+                        requirement
+                    }
                 };
-                let mut security = vec![scopes(None)];
-                security.extend(route.widened_by.map(|scope| scopes(Some(scope))));
+                let mut security = Vec::new();
+                for scheme in ["api_key", "session"] {
+                    security.push(scopes(scheme, None));
+                    security.extend(route.widened_by.map(|scope| scopes(scheme, Some(scope))));
+                }
                 operation.security = Some(security);
             }
             if route.cached.is_some() {

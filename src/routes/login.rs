@@ -152,7 +152,8 @@ crate::endpoint! {
         ("error" = Option<String>, Query)),)]
     #[responses((status = 302, description = "Logged in: to `return_to`, with the session cookie."),
         (status = 400, description = "An unknown, used or expired `state`.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "The provider refused the login, or its answer did not check out.", body = Problem, content_type = "application/problem+json"))]
+        (status = 401, description = "The provider refused the login, or its answer did not check out.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "People do not log in here.", body = Problem, content_type = "application/problem+json"))]
     pub(crate) async fn finish_login(
         req: HttpRequest,
         identity: web::Data<Identity>,
@@ -181,7 +182,8 @@ crate::endpoint! {
     /// ends; a 401 problem without a live session.
     #[route(get "/auth/session", public, ok = (SessionInfo, "The person logged in."))]
     #[openapi(tag = "auth",)]
-    #[responses((status = 401, description = "No live session.", body = Problem, content_type = "application/problem+json"))]
+    #[responses((status = 401, description = "No live session.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "People do not log in here.", body = Problem, content_type = "application/problem+json"))]
     pub(crate) async fn get_session(
         req: HttpRequest,
         identity: web::Data<Identity>,
@@ -208,7 +210,8 @@ crate::endpoint! {
     /// end-session URL for the page to visit. Needs `X-CSRF: 1`.
     #[route(post "/auth/logout", public, ok = (LoggedOut, "Logged out."))]
     #[openapi(tag = "auth",)]
-    #[responses((status = 403, description = "No `X-CSRF: 1` header.", body = Problem, content_type = "application/problem+json"))]
+    #[responses((status = 403, description = "No `X-CSRF: 1` header.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "People do not log in here.", body = Problem, content_type = "application/problem+json"))]
     pub(crate) async fn logout(
         req: HttpRequest,
         identity: web::Data<Identity>,

@@ -63,28 +63,51 @@ async fn the_served_document_says_what_the_table_says() {
             assert_eq!(route.path, path, "{name}");
             assert_eq!(route.method.as_str(), method.to_uppercase(), "{name}");
 
-            let security: Vec<Vec<&str>> = operation["security"]
+            // Each alternative: its schemes (sorted) with their scopes.
+            let security: Vec<Vec<(&str, Vec<&str>)>> = operation["security"]
                 .as_array()
                 .map(|alternatives| {
                     alternatives
                         .iter()
                         .map(|a| {
-                            a["api_key"]
-                                .as_array()
+                            let mut schemes: Vec<(&str, Vec<&str>)> = a
+                                .as_object()
                                 .unwrap()
                                 .iter()
-                                .map(|s| s.as_str().unwrap())
-                                .collect()
+                                .map(|(scheme, scopes)| {
+                                    let scopes = scopes
+                                        .as_array()
+                                        .unwrap()
+                                        .iter()
+                                        .map(|s| s.as_str().unwrap())
+                                        .collect();
+                                    (scheme.as_str(), scopes)
+                                })
+                                .collect();
+                            schemes.sort();
+                            schemes
                         })
                         .collect()
                 })
                 .unwrap_or_default();
-            let mut expected: Vec<Vec<&str>> = Vec::new();
+            // An API key, or a person's session (with X-CSRF on an unsafe
+            // method), each with the route's scopes (and the widening one).
+            let mut expected: Vec<Vec<(&str, Vec<&str>)>> = Vec::new();
             if route.keyed() {
                 let scopes: Vec<&str> = route.scopes.iter().map(|s| s.as_str()).collect();
-                expected.push(scopes.clone());
+                let mut alternatives = vec![scopes.clone()];
                 if let Some(wider) = route.widened_by {
-                    expected.push(scopes.into_iter().chain([wider.as_str()]).collect());
+                    alternatives.push(scopes.into_iter().chain([wider.as_str()]).collect());
+                }
+                let safe = matches!(route.method.as_str(), "GET" | "HEAD");
+                for scheme in ["api_key", "session"] {
+                    for scopes in &alternatives {
+                        let mut requirement = vec![(scheme, scopes.clone())];
+                        if scheme == "session" && !safe {
+                            requirement.insert(0, ("csrf", vec![]));
+                        }
+                        expected.push(requirement);
+                    }
                 }
             }
             assert_eq!(security, expected, "{name}: security");
