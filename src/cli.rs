@@ -131,7 +131,9 @@ async fn serve(
         None => {
             let sandbox = Sandbox::start(SocketAddr::from(([127, 0, 0, 1], 0)))
                 .context("Failed to start the sandbox upstreams")?;
-            let listen = SocketAddr::from(([127, 0, 0, 1], 8080));
+            // Where it listens is known before the settings are made: the
+            // simulated identity provider sends people back there.
+            let listen = listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)));
             let settings = crate::sandbox::settings(&sandbox, listen);
             (settings, Some(sandbox))
         }
@@ -146,10 +148,20 @@ async fn serve(
             "SANDBOX MODE: the upstreams are SIMULATED, no real customer or account is touched.\n\
              Gateway:   http://{}  (API key: {SANDBOX_API_KEY})\n\
              Swagger:   http://{}/docs/\n\
+             Log in:    http://{}/auth/login?return_to=/docs/  (simulated people: {})\n\
              Simulated: DNA {}  Slitz {}  knobs: http://{}/__sandbox/\n\
              Run with --config FILE (or GATEWAY_CONFIG) to use the real upstreams.",
             settings.server.listen,
             settings.server.listen,
+            settings.server.listen,
+            crate::sandbox::data::PEOPLE
+                .iter()
+                .map(|p| match p.groups {
+                    [] => format!("{} (no group)", p.sub),
+                    groups => format!("{} ({})", p.sub, groups.join(", ")),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
             sandbox.dna_base_url(),
             sandbox.slitz_base_url(),
             sandbox.addr,

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 pub use gateway_sandbox::*;
 
 use crate::configuration::{
-    ApiKeySettings, AuthSettings, DnaSettings, Scope, ServerSettings, Settings, SlitzSettings,
+    ApiKeySettings, AuthSettings, DnaSettings, IdentitySettings, OidcSettings, Scope,
+    ServerSettings, Settings, SlitzSettings,
 };
 
 /// Gateway settings for `sandbox`'s simulators: their URLs, their
@@ -51,8 +52,45 @@ pub fn settings(sandbox: &Sandbox, listen: SocketAddr) -> Settings {
         idempotency: Default::default(),
         overview: Default::default(),
         events: Default::default(),
-        identity: Default::default(),
+        identity: login(sandbox, listen),
         redis: None,
+    }
+}
+
+/// People log in at the sandbox's simulated identity provider (its people
+/// are [`data::PEOPLE`]), when the gateway's own address is known: the
+/// provider sends the browser back to it. On a random port (tests), nobody
+/// logs in.
+fn login(sandbox: &Sandbox, listen: SocketAddr) -> IdentitySettings {
+    if listen.port() == 0 {
+        return IdentitySettings::default();
+    }
+    let host = if listen.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], listen.port()))
+    } else {
+        listen
+    };
+    let Ok(redirect) = format!("http://{host}/auth/callback").parse() else {
+        return IdentitySettings::default();
+    };
+    let mut oidc = OidcSettings::issuer(sandbox.idp_issuer());
+    oidc.client_id = Some(data::IDP_CLIENT_ID.to_owned());
+    oidc.client_secret = Some(data::IDP_CLIENT_SECRET.into());
+    oidc.redirect_url = Some(redirect);
+    IdentitySettings {
+        oidc: Some(oidc),
+        jwt: None,
+        groups: [
+            ("gateway-readers", &[Scope::Read][..]),
+            ("gateway-writers", &[Scope::Read, Scope::Write][..]),
+            (
+                "gateway-admins",
+                &[Scope::Read, Scope::Write, Scope::Secrets][..],
+            ),
+        ]
+        .into_iter()
+        .map(|(group, scopes)| (group.to_owned(), scopes.iter().copied().collect()))
+        .collect(),
     }
 }
 

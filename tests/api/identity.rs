@@ -1222,3 +1222,98 @@ async fn two_instances_on_redis_share_logins_sessions_logouts_and_one_renewal() 
         "{problem}"
     );
 }
+
+#[tokio::test]
+async fn the_sandbox_offers_a_login_with_its_simulated_people() {
+    // Sandbox mode's own settings, on a port known before they are made.
+    let (listener, base) = loopback_listener();
+    let sandbox =
+        gateway::sandbox::Sandbox::start(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let settings = gateway::sandbox::settings(&sandbox, listener.local_addr().unwrap());
+    let app = gateway::startup::Application::build_with_listener(settings, listener).unwrap();
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    let answer = client
+        .get(format!("{base}/auth/login?return_to=/docs/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 302);
+    let authorize = location(&answer);
+    assert!(
+        authorize.starts_with(sandbox.idp_issuer().as_str()),
+        "{authorize}"
+    );
+    // Its login page lists the people; each is a link.
+    let page = client
+        .get(&authorize)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for person in gateway::sandbox::data::PEOPLE {
+        assert!(
+            page.contains(&format!("id=\"login-{}\"", person.sub)),
+            "{page}"
+        );
+    }
+    let mut sessions = Vec::new();
+    for (who, scopes) in [
+        ("alice", json!(["read"])),
+        ("bob", json!(["read", "write"])),
+        ("dana", json!(["read", "secrets", "write"])),
+        ("carol", json!([])),
+    ] {
+        let answer = client
+            .get(format!("{base}/auth/login?return_to=/docs/"))
+            .send()
+            .await
+            .unwrap();
+        let chosen = format!("{}&login={who}", location(&answer));
+        let back = client.get(&chosen).send().await.unwrap();
+        assert_eq!(back.status(), 302);
+        let callback = location(&back);
+        assert!(
+            callback.starts_with(&format!("{base}/auth/callback?")),
+            "{callback}"
+        );
+        let answer = client.get(&callback).send().await.unwrap();
+        assert_eq!(location(&answer), "/docs/");
+        let cookie = answer.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let session: Value = client
+            .get(format!("{base}/auth/session"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(session["sub"], who);
+        assert_eq!(session["scopes"], scopes, "{session}");
+        assert!(session["refresh_at"].is_string(), "{session}");
+        sessions.push((who, cookie));
+    }
+    for (who, cookie) in &sessions {
+        let status = client
+            .get(format!("{base}/v1/account"))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, if *who == "carol" { 403 } else { 200 }, "{who}");
+    }
+}

@@ -22,6 +22,48 @@ pub const ZONE: chrono_tz::Tz = chrono_tz::Europe::Stockholm;
 pub const SLITZ_EMAIL: &str = "anna.lindqvist@example.se";
 pub const SLITZ_PASSWORD: &str = "sandbox-slitz-password";
 
+/// The gateway's client at the simulated identity provider (`/idp`).
+pub const IDP_CLIENT_ID: &str = "gateway-web";
+pub const IDP_CLIENT_SECRET: &str = "sandbox-idp-client-secret";
+
+/// Someone who can log in at the simulated identity provider.
+#[derive(Debug)]
+pub struct Person {
+    pub sub: &'static str,
+    pub name: &'static str,
+    pub email: &'static str,
+    pub groups: &'static [&'static str],
+}
+
+/// The sandbox's people; sandbox mode maps `gateway-readers` to `read`,
+/// `gateway-writers` to `read` and `write`, `gateway-admins` to every scope.
+pub const PEOPLE: &[Person] = &[
+    Person {
+        sub: "alice",
+        name: "Alice Andersson",
+        email: "alice@example.com",
+        groups: &["gateway-readers"],
+    },
+    Person {
+        sub: "bob",
+        name: "Bob Berg",
+        email: "bob@example.com",
+        groups: &["gateway-writers"],
+    },
+    Person {
+        sub: "dana",
+        name: "Dana Dahl",
+        email: "dana@example.com",
+        groups: &["gateway-admins"],
+    },
+    Person {
+        sub: "carol",
+        name: "Carol Carlsson",
+        email: "carol@example.com",
+        groups: &[],
+    },
+];
+
 fn day(today: NaiveDate, offset: i64) -> String {
     (today + Duration::days(offset))
         .format("%Y-%m-%d")

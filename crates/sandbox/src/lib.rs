@@ -1,5 +1,6 @@
 //! Simulated upstreams: the Nexogy DNA API under `/dna/api` and the Slitz
-//! client area under `/slitz/api`, on one loopback listener. They follow the
+//! client area under `/slitz/api`, on one loopback listener, with a
+//! simulated identity provider under `/idp` for trying the login. They follow the
 //! upstream documents (and the servers behind them) closely enough that the
 //! gateway's quirk handling is exercised for real, and they carry test knobs:
 //! token lifetime, added latency, injected faults per path, and per-route
@@ -26,6 +27,7 @@
 
 pub mod data;
 mod dna;
+mod idp;
 mod slitz;
 
 use std::{
@@ -337,6 +339,7 @@ impl Sandbox {
         // host is: the gateway reads Slitz's dates in that zone too.
         let today = chrono::Utc::now().with_timezone(&data::ZONE).date_naive();
         let slitz_state = web::Data::new(slitz::SlitzState::seeded(today));
+        let idp_state = web::Data::new(idp::IdpState::default());
         let dna_for_app = dna_state.clone();
         let slitz_for_app = slitz_state.clone();
         let server = HttpServer::new(move || {
@@ -345,6 +348,11 @@ impl Sandbox {
                 .app_data(dna_for_app.clone())
                 .app_data(slitz_for_app.clone())
                 .service(web::scope("/__sandbox").configure(admin_routes))
+                .service(
+                    web::scope("/idp")
+                        .app_data(idp_state.clone())
+                        .configure(idp::routes),
+                )
                 .service(
                     web::scope("/dna/api")
                         .wrap(from_fn(simulate))
@@ -378,6 +386,11 @@ impl Sandbox {
 
     pub fn slitz_base_url(&self) -> Url {
         base_url(self.addr, "/slitz/api")
+    }
+
+    /// The simulated identity provider's issuer (see [`data::PEOPLE`]).
+    pub fn idp_issuer(&self) -> Url {
+        base_url(self.addr, "/idp")
     }
 
     /// Changes one field of a Slitz record in place (`list` is `invoices`,
