@@ -126,23 +126,30 @@ async fn serve(
         Some((settings, path)) => (Some(path), Some(settings)),
         None => (None, None),
     };
-    let (mut settings, sandbox) = match settings {
-        Some(settings) => (settings, None),
+    let (mut settings, sandbox, listener) = match settings {
+        Some(settings) => (settings, None, None),
         None => {
             let sandbox = Sandbox::start(SocketAddr::from(([127, 0, 0, 1], 0)))
                 .context("Failed to start the sandbox upstreams")?;
-            // Where it listens is known before the settings are made: the
-            // simulated identity provider sends people back there.
+            // Bound before the settings are made: the simulated identity
+            // provider sends people back to the port it got (`:0` too).
             let listen = listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)));
-            let settings = crate::sandbox::settings(&sandbox, listen);
-            (settings, Some(sandbox))
+            let listener = std::net::TcpListener::bind(listen)
+                .with_context(|| format!("Failed to listen on {listen}"))?;
+            let settings = crate::sandbox::settings(&sandbox, listener.local_addr()?);
+            (settings, Some(sandbox), Some(listener))
         }
     };
-    if let Some(listen) = listen {
+    if let Some(listen) = listen
+        && listener.is_none()
+    {
         settings.server.listen = listen;
     }
     telemetry::init(&settings.log);
-    let app = Application::build(settings.clone())?;
+    let app = match listener {
+        Some(listener) => Application::build_with_listener(settings.clone(), listener)?,
+        None => Application::build(settings.clone())?,
+    };
     if let Some(sandbox) = &sandbox {
         sandbox_banner(&format!(
             "SANDBOX MODE: the upstreams are SIMULATED, no real customer or account is touched.\n\

@@ -3,7 +3,8 @@
 # tests need (Debian's redis-server and nginx: the shared-state and
 # load-balancer tests start real ones; promtool, from the prometheus package,
 # checks the metrics and the alert rules; Node.js and npm `oidc-provider`, the
-# real OpenID Provider the identity tests start), then runs the whole suite. `.ci/run` calls this same script.
+# real OpenID Provider the identity tests start; Chromium, the browser one of
+# them logs in with), then runs the whole suite. `.ci/run` calls this same script.
 # Extra arguments go to `cargo nextest run` (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,8 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v node >/dev/null || missing+=(nodejs npm)
+# The browser login test drives Debian's Chromium.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "--> installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -22,8 +25,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 cargo nextest --version >/dev/null 2>&1 || cargo install cargo-nextest --locked
-# The identity tests' OpenID Provider, pinned by its lock file.
-[ -d tests/identity/node_modules/oidc-provider ] ||
+# The identity tests' OpenID Provider and browser driver, pinned by its lock file.
+{ [ -d tests/identity/node_modules/oidc-provider ] && [ -d tests/identity/node_modules/playwright-core ]; } ||
   (cd tests/identity && npm ci --no-audit --no-fund --loglevel=error)
 # --workspace: the simulated upstreams' own tests run too.
 exec cargo nextest run --workspace --locked "$@"

@@ -1317,3 +1317,37 @@ async fn the_sandbox_offers_a_login_with_its_simulated_people() {
         assert_eq!(status, if *who == "carol" { 403 } else { 200 }, "{who}");
     }
 }
+
+#[tokio::test]
+async fn a_person_logs_in_with_a_real_browser_and_follows_events_with_the_cookie() {
+    let gateway = LoginGateway::start().await;
+    let base = gateway.base.clone();
+    let run = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg("tests/identity/browser.mjs")
+            .env("GATEWAY_URL", &base)
+            .env("WHO", "bob")
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("node runs tests/identity/browser.mjs (tests/run.sh installs it and Chromium)")
+    });
+    let output = tokio::time::timeout(std::time::Duration::from_secs(120), run)
+        .await
+        .expect("the browser finished within two minutes")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|_| panic!("the browser's report: {stdout}"));
+    assert!(seen.get("error").is_none(), "{seen}");
+    assert_eq!(seen["landed"], "/docs/", "{seen}");
+    assert_eq!(
+        seen["cookie"],
+        json!({"httpOnly": true, "secure": true, "sameSite": "Strict", "path": "/"}),
+        "the browser kept the cookie as set: {seen}"
+    );
+    assert_eq!(seen["session"]["sub"], "bob", "{seen}");
+    assert_eq!(seen["read"], 200, "{seen}");
+    assert_eq!(seen["write_without_csrf"], 403, "{seen}");
+    assert_eq!(seen["write"], 200, "{seen}");
+    assert_eq!(seen["event"]["changed"]["city"], "Lund", "{seen}");
+}

@@ -8,6 +8,7 @@
 
 import { createParser, type EventSourceMessage } from "eventsource-parser";
 
+import type { Credentials } from "./credentials.js";
 import { GatewayProblem, isProblem, retryAfterMs } from "./problem.js";
 import type { components } from "./schema.js";
 
@@ -20,9 +21,14 @@ export type StreamItem =
   | { kind: "change"; id: string; type: EventType; data: ChangeEvent }
   | { kind: "reset"; data: ResetEvent };
 
-export interface SubscribeOptions {
+/**
+ * In a page whose person logged in, `new EventSource("/v1/events")` needs
+ * none of this (the browser sends the session cookie and resumes with
+ * `Last-Event-ID` by itself); `subscribe({ session: true, ... })` gives the
+ * same typed items as with a key.
+ */
+export type SubscribeOptions = Credentials & {
   baseUrl: string;
-  apiKey: string;
   /** Event types: `ticket.updated`, `invoice.*`… (default: every type). */
   types?: string[];
   /** Resume after this event id (a previous item's `id`). */
@@ -36,7 +42,7 @@ export interface SubscribeOptions {
   /** Called each time the stream is open (first connect and every
    * reconnect): from then on, no change is missed. */
   onOpen?: () => void;
-}
+};
 
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
@@ -68,14 +74,18 @@ export async function* subscribe(options: SubscribeOptions): AsyncGenerator<Stre
   const base = options.baseUrl.replace(/\/+$/, "");
   const query = options.types?.length ? `?types=${encodeURIComponent(options.types.join(","))}` : "";
   while (!options.signal?.aborted) {
-    const headers: Record<string, string> = {
-      Authorization: `Bearer ${options.apiKey}`,
-      Accept: "text/event-stream",
-    };
+    const headers: Record<string, string> = { Accept: "text/event-stream" };
+    if (options.apiKey !== undefined) headers["Authorization"] = `Bearer ${options.apiKey}`;
     if (lastEventId) headers["Last-Event-ID"] = lastEventId;
     let response: Response;
     try {
-      response = await send(new Request(`${base}/v1/events${query}`, { headers, signal: options.signal }));
+      response = await send(
+        new Request(`${base}/v1/events${query}`, {
+          headers,
+          signal: options.signal,
+          ...(options.session ? { credentials: "include" as const } : {}),
+        }),
+      );
     } catch (error) {
       if (options.signal?.aborted) return;
       await sleep(retry, options.signal);

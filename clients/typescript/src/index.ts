@@ -11,17 +11,17 @@
 import createClient, { type Client, type Middleware } from "openapi-fetch";
 import type { components, paths } from "./schema.js";
 
-import { GatewayProblem, isProblem, retryAfterMs, type Problem } from "./problem.js";
+import type { Credentials } from "./credentials.js";
+import { GatewayProblem, isProblem, retryAfterMs, SignedOut, type Problem } from "./problem.js";
 
 export type { components, paths };
-export { GatewayProblem, isProblem, retryAfterMs };
+export type { Credentials };
+export { GatewayProblem, isProblem, retryAfterMs, SignedOut };
 export type { FieldError, Problem } from "./problem.js";
 
-export interface GatewayClientOptions {
-  /** Where the gateway answers, e.g. `https://gateway.internal`. */
+export type GatewayClientOptions = Credentials & {
+  /** Where the gateway answers, e.g. `https://gateway.internal` (in cookie mode, the page's own origin, `""`). */
   baseUrl: string;
-  /** The API key, sent as `Authorization: Bearer <key>`. */
-  apiKey: string;
   /** How many times a 429 or 503 is retried after its Retry-After (default 2; 0 turns retries off). */
   retries?: number;
   /** The longest Retry-After waited for (default 10,000 ms); a longer one is answered as it is. */
@@ -32,7 +32,7 @@ export interface GatewayClientOptions {
   revalidateEntries?: number;
   /** The fetch to call (default: the global fetch). */
   fetch?: (request: Request) => Promise<Response>;
-}
+};
 
 /** The routes that create, and take an Idempotency-Key. */
 const CREATES = new Set(["/v1/customers"]);
@@ -69,8 +69,11 @@ export function createGatewayClient(options: GatewayClientOptions): GatewayClien
     // `?fields=id,name`: one comma-separated value, as the document says
     // (style form, explode false); the gateway refuses `fields` twice.
     querySerializer: { array: { style: "form", explode: false } },
+    // The session cookie goes with every call (also to a gateway on another
+    // origin that allows this one; same-origin is the documented setup).
+    ...(options.session ? { credentials: "include" as const } : {}),
   });
-  client.use(apiKey(options.apiKey), idempotencyKey());
+  client.use(options.session ? session() : apiKey(options.apiKey), idempotencyKey());
   if (options.revalidate ?? true) {
     client.use(revalidation(options.revalidateEntries ?? 200));
   }
@@ -166,7 +169,7 @@ export function toProblem(error: unknown, response: Response): GatewayProblem {
   const retryAfter = retryAfterMs(response.headers.get("retry-after"));
   const seconds = retryAfter === undefined ? undefined : Math.ceil(retryAfter / 1000);
   if (isProblem(error)) {
-    return new GatewayProblem(error, seconds);
+    return response.status === 401 ? new SignedOut(error) : new GatewayProblem(error, seconds);
   }
   return new GatewayProblem(
     {
@@ -177,6 +180,24 @@ export function toProblem(error: unknown, response: Response): GatewayProblem {
     } as unknown as Problem,
     seconds,
   );
+}
+
+/** The methods a page on another site could send without a preflight. */
+const SAFE = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/**
+ * The session cookie's companion: `X-CSRF: 1` on every unsafe method (the
+ * gateway refuses those without it, RFC 10017's custom-header defence).
+ */
+function session(): Middleware {
+  return {
+    onRequest({ request }) {
+      if (!SAFE.has(request.method)) {
+        request.headers.set("X-CSRF", "1");
+      }
+      return request;
+    },
+  };
 }
 
 function apiKey(key: string): Middleware {

@@ -67,3 +67,20 @@ export function retryAfterMs(value: string | null): number | undefined {
   const date = Date.parse(text);
   return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }
+
+/**
+ * A 401: no valid credential. With a session, the person's session has
+ * ended (`detail` says why: logged out, expired, ended at the identity
+ * provider): send the page to `/auth/login?return_to=…`.
+ */
+export class SignedOut extends GatewayProblem {
+  constructor(problem: Problem) {
+    super(problem);
+    this.name = "SignedOut";
+  }
+
+  /** Where to send the page to log in again, coming back to `returnTo`. */
+  loginUrl(returnTo: string = "/"): string {
+    return `/auth/login?return_to=${encodeURIComponent(returnTo)}`;
+  }
+}

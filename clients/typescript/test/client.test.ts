@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 
-import { createGatewayClient, GatewayProblem, must, retryAfterMs, select } from "../src/index.js";
+import { createGatewayClient, GatewayProblem, must, retryAfterMs, select, SignedOut } from "../src/index.js";
 import { startSandbox, type Sandbox } from "./sandbox.js";
 
 let sandbox: Sandbox;
@@ -210,5 +210,51 @@ describe("retries", () => {
     assert.equal(retryAfterMs("soon"), undefined);
     const inAMinute = new Date(Date.now() + 60_000).toUTCString();
     assert.ok((retryAfterMs(inAMinute) ?? 0) > 50_000);
+  });
+});
+
+/** Logs `who` in at the sandbox's simulated identity provider, as a browser
+ * would (following the redirects by hand): the session cookie (`name=value`). */
+async function logIn(baseUrl: string, who: string): Promise<string> {
+  const manual = { redirect: "manual" as const };
+  const login = await fetch(`${baseUrl}/auth/login?return_to=/app`, manual);
+  assert.equal(login.status, 302);
+  const chosen = await fetch(`${login.headers.get("location")}&login=${who}`, manual);
+  const callback = await fetch(chosen.headers.get("location")!, manual);
+  assert.equal(callback.headers.get("location"), "/app");
+  return callback.headers.get("set-cookie")!.split(";")[0]!;
+}
+
+describe("with a person's session (cookie mode)", () => {
+  it("sends the cookie, X-CSRF on unsafe methods only, and a 401 is SignedOut", async () => {
+    const cookie = await logIn(sandbox.baseUrl, "bob");
+    const sent: Request[] = [];
+    // Node has no cookie jar: the browser's part, sending the cookie, by hand.
+    const send = async (request: Request) => {
+      sent.push(request.clone());
+      const withCookie = new Request(request);
+      withCookie.headers.set("cookie", cookie);
+      return fetch(withCookie);
+    };
+    const client = createGatewayClient({ baseUrl: sandbox.baseUrl, session: true, fetch: send });
+    const account = await must(client.GET("/v1/account"));
+    assert.equal(typeof account.city, "string");
+    await must(client.PATCH("/v1/account", { body: { city: "Lund" } }));
+    assert.equal(sent[0]!.headers.get("x-csrf"), null, "a read needs no X-CSRF");
+    assert.equal(sent[0]!.headers.get("authorization"), null, "no key in cookie mode");
+    assert.equal(sent[0]!.credentials, "include");
+    assert.equal(sent[1]!.headers.get("x-csrf"), "1");
+
+    // Logged out (here by the gateway's logout): the next call is SignedOut.
+    const out = await send(new Request(`${sandbox.baseUrl}/auth/logout`, { method: "POST", headers: { "X-CSRF": "1" } }));
+    assert.equal(out.status, 200);
+    await assert.rejects(must(client.GET("/v1/account", { headers: { "Cache-Control": "no-cache" } })), (error: unknown) => {
+      assert.ok(error instanceof SignedOut, String(error));
+      assert.ok(error instanceof GatewayProblem);
+      assert.equal(error.status, 401);
+      assert.match(error.detail ?? "", /log in/);
+      assert.equal(error.loginUrl("/app?x=1"), "/auth/login?return_to=%2Fapp%3Fx%3D1");
+      return true;
+    });
   });
 });

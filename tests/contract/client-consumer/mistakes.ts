@@ -38,3 +38,9 @@ export { notSelected };
 
 // @ts-expect-error `fields` on GET, which answers whole: select() cuts and types
 await gateway.GET("/v1/account", { params: { query: { fields: ["city"] } } });
+
+// @ts-expect-error a key and a session at once: one way in
+createGatewayClient({ baseUrl: "", apiKey: API_KEY, session: true });
+
+// @ts-expect-error neither a key nor a session
+createGatewayClient({ baseUrl: "" });
