@@ -49,6 +49,9 @@ type Limiter = DefaultDirectRateLimiter<StateInformationMiddleware>;
 #[derive(Debug)]
 struct KeyEntry {
     name: Arc<str>,
+    /// The `key` label of its refusals: a key's name (few, chosen by ops);
+    /// `person` or `service` for theirs, never one series per person.
+    counted_as: Arc<str>,
     digest: [u8; 32],
     scopes: BTreeSet<Scope>,
     /// `None`: no limit. Shared with the entry that replaces this one on a
@@ -179,6 +182,16 @@ pub struct ApiKeys {
     keys: ArcSwap<KeySet>,
     /// With `[redis]`: limits counted for all instances together.
     shared: Option<Arc<SharedRedis>>,
+    /// People's and services' budgets, one each (`[identity]`).
+    identity_limits: Option<IdentityLimits>,
+}
+
+struct IdentityLimits {
+    rate_per_second: u32,
+    burst: u32,
+    /// By principal name; one unused for an hour is forgotten (its burst
+    /// whole again, as it would be by then).
+    held: moka::future::Cache<Arc<str>, Arc<KeyEntry>>,
 }
 
 /// GCRA (the generic cell rate algorithm) in one atomic step, on Redis's own
@@ -284,6 +297,7 @@ impl ApiKeys {
         Self {
             keys: ArcSwap::from_pointee(KeySet::new(entries(settings, &[]))),
             shared: None,
+            identity_limits: None,
         }
     }
 
@@ -294,6 +308,42 @@ impl ApiKeys {
         let old = self.keys.load();
         self.keys
             .store(Arc::new(KeySet::new(entries(settings, &old.all))));
+    }
+
+    /// People and services get `rate_per_second` and `burst` each
+    /// (`[identity]`), counted as a key's are, under their principal's name.
+    pub fn with_identity_limits(mut self, rate_per_second: u32, burst: u32) -> Self {
+        if rate_per_second > 0 {
+            self.identity_limits = Some(IdentityLimits {
+                rate_per_second,
+                burst,
+                held: moka::future::Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_idle(Duration::from_secs(3600))
+                    .build(),
+            });
+        }
+        self
+    }
+
+    /// The budget of a person or service, made at its first request.
+    async fn of_principal(&self, caller: &Principal) -> Option<Arc<KeyEntry>> {
+        let limits = self.identity_limits.as_ref()?;
+        Some(
+            limits
+                .held
+                .get_with_by_ref(&caller.name, async {
+                    let settings = ApiKeySettings {
+                        name: caller.name.to_string(),
+                        sha256: String::new(),
+                        scopes: BTreeSet::new(),
+                        rate_per_second: limits.rate_per_second,
+                        burst: limits.burst,
+                    };
+                    Arc::new(entry(&settings, &[], caller.kind().into()))
+                })
+                .await,
+        )
     }
 
     /// Counts limits in Redis, for every instance together; each instance's
@@ -320,9 +370,16 @@ impl ApiKeys {
     /// Counts one request against the caller's rate: its budget after it
     /// (`None` for a key without a limit), or the refusal saying how long to wait.
     pub async fn admit(&self, caller: &Principal) -> Result<Option<Budget>, Box<Refused>> {
-        let Kind::Key(key) = &caller.kind else {
-            // Services have no rate of their own (yet): like a key without one.
-            return Ok(None);
+        let held;
+        let key = match &caller.kind {
+            Kind::Key(key) => key,
+            Kind::Person(_) | Kind::Service(_) => match self.of_principal(caller).await {
+                Some(entry) => {
+                    held = entry;
+                    &held
+                }
+                None => return Ok(None),
+            },
         };
         let Some(limiter) = &key.limiter else {
             return Ok(None);
@@ -389,7 +446,8 @@ impl ApiKeys {
 /// `wait`, with `budget` to show.
 fn limited(key: &KeyEntry, wait: Duration, budget: Budget) -> Refused {
     // By the key's configured name, never the key: names are few and chosen by ops.
-    metrics::counter!("gateway_rate_limited_total", "key" => key.name.to_string()).increment(1);
+    metrics::counter!("gateway_rate_limited_total", "key" => key.counted_as.to_string())
+        .increment(1);
     Refused {
         error: ApiError::RateLimited {
             retry_after: wait,
@@ -484,42 +542,45 @@ async fn shared_admit(
 fn entries(settings: &[ApiKeySettings], old: &[Arc<KeyEntry>]) -> Vec<Arc<KeyEntry>> {
     settings
         .iter()
-        .map(|k| {
-            let mut digest = [0u8; 32];
-            // Validation guarantees 64 hex digits; a bad one would simply never match.
-            let _ = hex::decode_to_slice(&k.sha256, &mut digest);
-            let burst = if k.burst == 0 {
-                k.rate_per_second
-            } else {
-                k.burst
-            };
-            let kept = old
-                .iter()
-                .find(|o| {
-                    *o.name == *k.name && o.rate_per_second == k.rate_per_second && o.burst == burst
-                })
-                .and_then(|o| o.limiter.clone());
-            let limiter = kept.or_else(|| {
-                NonZeroU32::new(k.rate_per_second).map(|rate| {
-                    let burst = NonZeroU32::new(burst).unwrap_or(rate);
-                    Arc::new(
-                        RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
-                            .with_middleware::<StateInformationMiddleware>(),
-                    )
-                })
-            });
-            Arc::new(KeyEntry {
-                name: k.name.as_str().into(),
-                digest,
-                scopes: k.scopes.clone(),
-                limiter,
-                rate_per_second: k.rate_per_second,
-                burst,
-                lease: Mutex::default(),
-                renewing: AtomicBool::new(false),
-            })
-        })
+        .map(|k| Arc::new(entry(k, old, k.name.as_str().into())))
         .collect()
+}
+
+/// One key's entry (or a person's or service's budget), keeping the limiter
+/// of `old`'s entry of that name when its rate and burst are unchanged.
+fn entry(k: &ApiKeySettings, old: &[Arc<KeyEntry>], counted_as: Arc<str>) -> KeyEntry {
+    let mut digest = [0u8; 32];
+    // Validation guarantees 64 hex digits; a bad one would simply never match.
+    let _ = hex::decode_to_slice(&k.sha256, &mut digest);
+    let burst = if k.burst == 0 {
+        k.rate_per_second
+    } else {
+        k.burst
+    };
+    let kept = old
+        .iter()
+        .find(|o| *o.name == *k.name && o.rate_per_second == k.rate_per_second && o.burst == burst)
+        .and_then(|o| o.limiter.clone());
+    let limiter = kept.or_else(|| {
+        NonZeroU32::new(k.rate_per_second).map(|rate| {
+            let burst = NonZeroU32::new(burst).unwrap_or(rate);
+            Arc::new(
+                RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
+                    .with_middleware::<StateInformationMiddleware>(),
+            )
+        })
+    });
+    KeyEntry {
+        name: k.name.as_str().into(),
+        counted_as,
+        digest,
+        scopes: k.scopes.clone(),
+        limiter,
+        rate_per_second: k.rate_per_second,
+        burst,
+        lease: Mutex::default(),
+        renewing: AtomicBool::new(false),
+    }
 }
 
 /// Who is calling, as admission found them: an API key, known by its

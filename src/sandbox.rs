@@ -91,6 +91,7 @@ fn login(sandbox: &Sandbox, listen: SocketAddr) -> IdentitySettings {
         .into_iter()
         .map(|(group, scopes)| (group.to_owned(), scopes.iter().copied().collect()))
         .collect(),
+        ..IdentitySettings::default()
     }
 }
 

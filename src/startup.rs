@@ -254,7 +254,8 @@ impl State {
             ),
             None => IdempotencyStore::new(&settings.idempotency),
         };
-        let keys = ApiKeys::new(&settings.auth.api_keys);
+        let keys = ApiKeys::new(&settings.auth.api_keys)
+            .with_identity_limits(settings.identity.rate_per_second, settings.identity.burst);
         let keys = web::Data::new(match &redis {
             Some(redis) => keys.with_shared_limits(Arc::clone(redis)),
             None => keys,

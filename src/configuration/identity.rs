@@ -33,6 +33,14 @@ pub struct IdentitySettings {
     /// Group (as the provider names it) -> the gateway scopes it grants.
     #[serde(default)]
     pub groups: BTreeMap<String, BTreeSet<Scope>>,
+    /// Requests a second each person and each service may make, counted
+    /// for each of them separately as for an API key (with `[redis]`, for
+    /// all instances together); 0: no limit.
+    #[serde(default)]
+    pub rate_per_second: u32,
+    /// Requests each may make at once; 0: `rate_per_second`.
+    #[serde(default)]
+    pub burst: u32,
 }
 
 /// `[identity.oidc]`: the OpenID Provider, and the gateway as its client
@@ -141,6 +149,13 @@ fn default_jwks_refetch_seconds() -> u64 {
 
 impl IdentitySettings {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        within(
+            "identity.rate_per_second",
+            self.rate_per_second.into(),
+            0,
+            1_000_000,
+        )?;
+        within("identity.burst", self.burst.into(), 0, 1_000_000)?;
         if let Some(oidc) = &self.oidc {
             let issuer = &oidc.issuer;
             let loopback = matches!(

@@ -158,6 +158,7 @@ fn identity(provider: &Provider, refetch_seconds: u64) -> IdentitySettings {
             jwks_refetch_seconds: refetch_seconds,
         }),
         groups: [("gateway-readers".to_owned(), [Scope::Read].into())].into(),
+        ..IdentitySettings::default()
     }
 }
 
@@ -501,6 +502,7 @@ impl LoginGateway {
                 ("gateway-writers".to_owned(), [Scope::Write].into()),
             ]
             .into(),
+            ..IdentitySettings::default()
         };
         let app = gateway::startup::Application::build_with_listener(settings, listener).unwrap();
         tokio::spawn(app.run_until_stopped());
@@ -1350,4 +1352,47 @@ async fn a_person_logs_in_with_a_real_browser_and_follows_events_with_the_cookie
     assert_eq!(seen["write_without_csrf"], 403, "{seen}");
     assert_eq!(seen["write"], 200, "{seen}");
     assert_eq!(seen["event"]["changed"]["city"], "Lund", "{seen}");
+}
+
+#[tokio::test]
+async fn each_service_has_its_own_rate_limit_counted_by_kind() {
+    let provider = Provider::start();
+    let mut identity = identity(&provider, 60);
+    // A burst of 2, then one a minute: the third request at once is refused.
+    identity.rate_per_second = 1;
+    identity.burst = 2;
+    let app = spawn_app_with(move |s| s.identity = identity).await;
+    let reporting = provider.token("reporting", "read", "urn:gateway").await;
+    let bot = provider.token("billing-bot", "read", "urn:gateway").await;
+    for _ in 0..2 {
+        let answer = call(&app, reqwest::Method::GET, "/v1/account", &reporting).await;
+        assert_eq!(answer.status(), 200);
+        assert!(
+            answer.headers().contains_key("ratelimit"),
+            "{:?}",
+            answer.headers()
+        );
+    }
+    let refused = call(&app, reqwest::Method::GET, "/v1/account", &reporting).await;
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_problem(refused, 429).await;
+    // Another service's budget is its own; API keys are untouched.
+    assert_eq!(
+        call(&app, reqwest::Method::GET, "/v1/account", &bot)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(app.get_account().await.status(), 200);
+    // Counted by kind, never one series per service or person.
+    let scrape = get_text(&app.url("/metrics")).await;
+    let limited = samples(&scrape, "gateway_rate_limited_total");
+    assert!(
+        limited.iter().any(|s| s.contains("key=\"service\"")),
+        "{limited:?}"
+    );
+    assert!(
+        !limited.iter().any(|s| s.contains("reporting")),
+        "{limited:?}"
+    );
 }
