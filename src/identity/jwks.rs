@@ -38,6 +38,8 @@ pub(super) struct Endpoints {
     #[serde(default)]
     pub end_session_endpoint: Option<Url>,
     #[serde(default)]
+    pub userinfo_endpoint: Option<Url>,
+    #[serde(default)]
     pub token_endpoint_auth_methods_supported: Vec<String>,
 }
 

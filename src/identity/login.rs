@@ -82,8 +82,17 @@ pub struct Login {
 #[derive(Deserialize)]
 struct TokenAnswer {
     id_token: Option<String>,
+    /// Only for UserInfo, when the ID token leaves the person's claims there.
+    access_token: Option<String>,
     refresh_token: Option<String>,
     expires_in: Option<u64>,
+}
+
+/// Which of the person's claims the ID token carried.
+#[derive(Clone, Copy)]
+struct Claimed {
+    groups: bool,
+    profile: bool,
 }
 
 /// Why the token endpoint gave nothing.
@@ -280,7 +289,10 @@ impl Login {
             .id_token
             .clone()
             .ok_or_else(|| LoginError::Failed("the token endpoint sent no ID token".into()))?;
-        let person = self.validate(&id_token, Some(&pending.nonce)).await?;
+        let (mut person, claimed) = self.validate(&id_token, Some(&pending.nonce)).await?;
+        self.complete(&mut person, claimed, answer.access_token.as_deref())
+            .await
+            .map_err(LoginError::Failed)?;
         let tokens = tokens(id_token, &answer, None);
         let (cookie, session) = self
             .sessions
@@ -382,12 +394,26 @@ impl Login {
             );
             return Ok((session.person.clone(), tokens));
         };
-        let mut person = self
+        let (mut person, claimed) = self
             .validate(id_token, None)
             .await
             .map_err(|e| e.to_string())?;
         if person.sub != session.person.sub {
             return Err("the renewed ID token names another person".into());
+        }
+        if let Err(why) = self
+            .complete(&mut person, claimed, answer.access_token.as_deref())
+            .await
+        {
+            // UserInfo down is no reason to end a session: what it said last holds.
+            tracing::warn!(reason = %why, "a renewal could not read UserInfo; the person's scopes stay as they were");
+            person.scopes.clone_from(&session.person.scopes);
+            if person.name.is_none() {
+                person.name.clone_from(&session.person.name);
+            }
+            if person.email.is_none() {
+                person.email.clone_from(&session.person.email);
+            }
         }
         if person.sid.is_none() {
             person.sid.clone_from(&session.person.sid);
@@ -447,7 +473,11 @@ impl Login {
     /// OpenID Connect Core 3.1.3.7: signature by the provider's key, `iss`,
     /// `aud` naming this client, `azp` when present (required with several
     /// audiences), `exp`, and the login's `nonce`.
-    async fn validate(&self, id_token: &str, nonce: Option<&str>) -> Result<Person, LoginError> {
+    async fn validate(
+        &self,
+        id_token: &str,
+        nonce: Option<&str>,
+    ) -> Result<(Person, Claimed), LoginError> {
         let invalid = |why: &str| LoginError::Failed(format!("the ID token {why}"));
         let header = decode_header(id_token).map_err(|_| invalid("is not a JWT"))?;
         if !super::ALLOWED.contains(&header.alg) {
@@ -482,21 +512,88 @@ impl Login {
             None if several => return Err(invalid("names several audiences and no azp")),
             _ => {}
         }
+        let groups = claims.rest.get(&self.groups_claim);
+        let claimed = Claimed {
+            groups: groups.is_some(),
+            profile: claims.name.is_some() || claims.email.is_some(),
+        };
+        Ok((
+            Person {
+                scopes: self.scopes_of(groups),
+                sub: claims.sub,
+                name: claims.name,
+                email: claims.email,
+                sid: claims.sid,
+            },
+            claimed,
+        ))
+    }
+
+    /// The gateway scopes a groups claim's value grants.
+    fn scopes_of(&self, groups: Option<&serde_json::Value>) -> BTreeSet<Scope> {
         let mut scopes = BTreeSet::new();
-        if let Some(serde_json::Value::Array(groups)) = claims.rest.get(&self.groups_claim) {
+        if let Some(serde_json::Value::Array(groups)) = groups {
             for group in groups.iter().filter_map(serde_json::Value::as_str) {
                 if let Some(granted) = self.groups.get(group) {
                     scopes.extend(granted.iter().copied());
                 }
             }
         }
-        Ok(Person {
-            sub: claims.sub,
-            name: claims.name,
-            email: claims.email,
-            scopes,
-            sid: claims.sid,
-        })
+        scopes
+    }
+
+    /// Fills in from UserInfo (OpenID Connect Core 5.3) what the ID token
+    /// left out (a provider that keeps claims out of ID tokens): the groups,
+    /// the name and email. Its `sub` must be the ID token's.
+    async fn complete(
+        &self,
+        person: &mut Person,
+        claimed: Claimed,
+        access_token: Option<&str>,
+    ) -> Result<(), String> {
+        if claimed.groups && claimed.profile {
+            return Ok(());
+        }
+        let Some(endpoint) = self
+            .jwks
+            .endpoints()
+            .await
+            .and_then(|e| e.userinfo_endpoint.clone())
+        else {
+            return Ok(());
+        };
+        let Some(access_token) = access_token else {
+            return Ok(());
+        };
+        let answer = self
+            .jwks
+            .http()
+            .get(endpoint)
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .map_err(|_| "UserInfo cannot be reached".to_owned())?;
+        if !answer.status().is_success() {
+            return Err(format!("UserInfo answered {}", answer.status()));
+        }
+        let info: serde_json::Map<String, serde_json::Value> = answer
+            .json()
+            .await
+            .map_err(|_| "UserInfo's answer is not a JSON object".to_owned())?;
+        if info.get("sub").and_then(serde_json::Value::as_str) != Some(person.sub.as_str()) {
+            return Err("UserInfo names another person".into());
+        }
+        if !claimed.groups {
+            person.scopes = self.scopes_of(info.get(&self.groups_claim));
+        }
+        let text = |name: &str| info.get(name).and_then(|v| v.as_str()).map(String::from);
+        if person.name.is_none() {
+            person.name = text("name");
+        }
+        if person.email.is_none() {
+            person.email = text("email");
+        }
+        Ok(())
     }
 
     /// Ends the session; where the browser may go to end the provider's too

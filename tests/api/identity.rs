@@ -1396,3 +1396,24 @@ async fn each_service_has_its_own_rate_limit_counted_by_kind() {
         "{limited:?}"
     );
 }
+
+#[tokio::test]
+async fn claims_left_out_of_the_id_token_are_read_from_userinfo() {
+    // The provider keeps the profile's claims out of ID tokens (OpenID
+    // Connect Core 5.4): only UserInfo has the name and email (the groups
+    // claim goes with the openid scope, so it stays in the ID token here; a
+    // provider that leaves it out is read the same way, from UserInfo).
+    let gateway = LoginGateway::with_provider(&[("CONFORM_ID_TOKEN", "1")]).await;
+    let bob = gateway.log_in("bob").await;
+    let session: Value = gateway
+        .request(reqwest::Method::GET, "/auth/session", &bob)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(session["scopes"], json!(["read", "write"]), "{session}");
+    assert_eq!(session["name"], "Bob Berg", "{session}");
+    assert_eq!(session["email"], "bob@example.com", "{session}");
+}

@@ -23,7 +23,8 @@
 //   `urn:gateway` (the gateway's audience) and `urn:other` (another API).
 //
 // Environment: PORT; REDIRECT_URI and BACKCHANNEL_URI (the gateway's
-// /auth/callback and /auth/backchannel-logout); ACCESS_TOKEN_TTL (seconds).
+// /auth/callback and /auth/backchannel-logout); ACCESS_TOKEN_TTL (seconds);
+// CONFORM_ID_TOKEN (claims in UserInfo only, not in the ID token).
 //
 // Test-only, beside the provider: `GET /__test/counts` says how many
 // refresh token grants it answered; `POST /__test/person` changes a person
@@ -91,8 +92,10 @@ const provider = new Provider(issuer, {
   jwks: { keys: [jwk] },
   scopes: ['openid', 'offline_access', ...gatewayScopes.split(' ')],
   claims: { openid: ['sub', 'groups'], profile: ['name'], email: ['email'] },
-  // The person's claims in the ID token itself (the gateway reads no UserInfo).
-  conformIdTokenClaims: false,
+  // The person's claims in the ID token itself, unless CONFORM_ID_TOKEN is
+  // set: then (OpenID Connect Core 5.4) only in UserInfo, which the gateway
+  // then reads with the login's access token.
+  conformIdTokenClaims: Boolean(process.env.CONFORM_ID_TOKEN),
   findAccount: (_ctx, sub) => {
     const person = people[sub];
     if (!person || person.disabled) return undefined;
@@ -125,7 +128,8 @@ const provider = new Provider(issuer, {
     clientCredentials: { enabled: true },
     resourceIndicators: {
       enabled: true,
-      defaultResource: () => 'urn:gateway',
+      // A login's access token is for UserInfo; services ask for the gateway.
+      defaultResource: (_ctx, client) => (client.clientId === 'gateway-web' ? undefined : 'urn:gateway'),
       useGrantedResource: () => true,
       getResourceServerInfo: (_ctx, resource) => {
         const info = servers[resource];
