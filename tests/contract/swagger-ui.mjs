@@ -26,9 +26,11 @@ try {
 
   await page.goto(`${base}/docs/`, { waitUntil: "networkidle" });
   await page.getByRole("button", { name: /Authorize/ }).first().click();
-  await page.locator(".auth-container input").first().fill(key);
-  await page.locator(".auth-btn-wrapper button.authorize").click();
-  await page.locator(".auth-btn-wrapper button.btn-done").click();
+  // The dialog lists every scheme (api_key, csrf, session): the key's form.
+  const keyForm = page.locator(".auth-container form").filter({ hasText: "api_key (http, Bearer)" });
+  await keyForm.locator("input").first().fill(key);
+  await keyForm.locator("button.authorize").click();
+  await page.locator(".auth-btn-wrapper button.btn-done").first().click();
 
   const operation = page.locator("#operations-account-get_account");
   await operation.locator(".opblock-summary").click();
