@@ -88,6 +88,13 @@ struct TokenAnswer {
     expires_in: Option<u64>,
 }
 
+/// Why a JWT from the provider was not taken.
+enum Unsigned {
+    /// Its key is unknown and the provider cannot be asked.
+    Unavailable,
+    Invalid(String),
+}
+
 /// Which of the person's claims the ID token carried.
 #[derive(Clone, Copy)]
 struct Claimed {
@@ -479,28 +486,15 @@ impl Login {
         nonce: Option<&str>,
     ) -> Result<(Person, Claimed), LoginError> {
         let invalid = |why: &str| LoginError::Failed(format!("the ID token {why}"));
-        let header = decode_header(id_token).map_err(|_| invalid("is not a JWT"))?;
-        if !super::ALLOWED.contains(&header.alg) {
-            return Err(invalid("is signed with an algorithm not allowed"));
-        }
-        let kid = header.kid.ok_or_else(|| invalid("names no key"))?;
-        let key = self
-            .jwks
-            .key(&kid)
+        let claims: IdClaims = self
+            .signed_claims(id_token, &["exp", "iss", "aud", "sub"])
             .await
-            .ok_or_else(|| invalid("is signed with a key the provider does not publish"))?;
-        if !key.algorithms.contains(&header.alg) {
-            return Err(invalid("is signed with an algorithm its key may not use"));
-        }
-        let mut validation = Validation::new(header.alg);
-        validation.leeway = 30;
-        validation.set_audience(&[&self.client_id]);
-        let issuer = self.issuer.as_str();
-        validation.set_issuer(&[issuer, issuer.trim_end_matches('/')]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let claims = decode::<IdClaims>(id_token, &key.decoding, &validation)
-            .map_err(|e| LoginError::Failed(format!("the ID token is not valid: {e}")))?
-            .claims;
+            .map_err(|e| match e {
+                Unsigned::Unavailable => {
+                    invalid("is signed with a key the provider does not publish")
+                }
+                Unsigned::Invalid(why) => invalid(&why),
+            })?;
         if nonce.is_some() && claims.nonce.as_deref() != nonce {
             return Err(invalid("does not carry this login's nonce"));
         }
@@ -527,6 +521,43 @@ impl Login {
             },
             claimed,
         ))
+    }
+
+    /// The claims of a JWT the provider signed for this client: an allowed
+    /// algorithm the key it names may use, that key from the provider's
+    /// JWKS, the signature, `iss` the provider, `aud` this client, `exp`
+    /// (when present, or required) with a leeway, and `required` present.
+    async fn signed_claims<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        required: &[&str],
+    ) -> Result<T, Unsigned> {
+        let invalid = |why: &str| Unsigned::Invalid(why.to_owned());
+        let header = decode_header(token).map_err(|_| invalid("is not a JWT"))?;
+        if !super::ALLOWED.contains(&header.alg) {
+            return Err(invalid("is signed with an algorithm not allowed"));
+        }
+        let kid = header.kid.ok_or_else(|| invalid("names no key"))?;
+        let Some(key) = self.jwks.key(&kid).await else {
+            return Err(if self.jwks.endpoints().await.is_some() {
+                invalid("is signed with a key the provider does not publish")
+            } else {
+                Unsigned::Unavailable
+            });
+        };
+        if !key.algorithms.contains(&header.alg) {
+            return Err(invalid("is signed with an algorithm its key may not use"));
+        }
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = 30;
+        validation.set_audience(&[&self.client_id]);
+        let issuer = self.issuer.as_str();
+        validation.set_issuer(&[issuer, issuer.trim_end_matches('/')]);
+        validation.set_required_spec_claims(required);
+        validation.validate_exp = true;
+        decode::<T>(token, &key.decoding, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| Unsigned::Invalid(format!("is not valid: {e}")))
     }
 
     /// The gateway scopes a groups claim's value grants.
@@ -629,31 +660,13 @@ impl Login {
     /// back-channel `events` member, `sid` and/or `sub`, and no `nonce`.
     pub async fn backchannel_logout(&self, token: &str) -> Result<usize, LogoutTokenError> {
         let invalid = |why: &str| LogoutTokenError::Invalid(why.to_owned());
-        let header = decode_header(token).map_err(|_| invalid("is not a JWT"))?;
-        if !super::ALLOWED.contains(&header.alg) {
-            return Err(invalid("is signed with an algorithm not allowed"));
-        }
-        let kid = header.kid.ok_or_else(|| invalid("names no key"))?;
-        let Some(key) = self.jwks.key(&kid).await else {
-            return Err(if self.jwks.endpoints().await.is_some() {
-                invalid("is signed with a key the provider does not publish")
-            } else {
-                LogoutTokenError::ProviderUnavailable
-            });
-        };
-        if !key.algorithms.contains(&header.alg) {
-            return Err(invalid("is signed with an algorithm its key may not use"));
-        }
-        let mut validation = Validation::new(header.alg);
-        validation.leeway = 30;
-        validation.set_audience(&[&self.client_id]);
-        let issuer = self.issuer.as_str();
-        validation.set_issuer(&[issuer, issuer.trim_end_matches('/')]);
-        validation.set_required_spec_claims(&["iss", "aud"]);
-        validation.validate_exp = true;
-        let claims = decode::<LogoutClaims>(token, &key.decoding, &validation)
-            .map_err(|e| LogoutTokenError::Invalid(format!("is not valid: {e}")))?
-            .claims;
+        let claims: LogoutClaims =
+            self.signed_claims(token, &["iss", "aud"])
+                .await
+                .map_err(|e| match e {
+                    Unsigned::Unavailable => LogoutTokenError::ProviderUnavailable,
+                    Unsigned::Invalid(why) => invalid(&why),
+                })?;
         let Some(iat) = claims.iat else {
             return Err(invalid("has no iat"));
         };

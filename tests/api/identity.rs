@@ -633,6 +633,14 @@ impl LoginGateway {
         set.split(';').next().unwrap().to_owned()
     }
 
+    /// A GET of `path` with the session `cookie`.
+    async fn get(&self, path: &str, cookie: &str) -> reqwest::Response {
+        self.request(reqwest::Method::GET, path, cookie)
+            .send()
+            .await
+            .unwrap()
+    }
+
     fn request(
         &self,
         method: reqwest::Method,
@@ -665,10 +673,8 @@ async fn a_person_logs_in_calls_the_api_with_the_cookie_and_logs_out() {
     assert!(cookie.starts_with("__Host-gateway-session="), "{cookie}");
 
     let session: Value = gateway
-        .request(reqwest::Method::GET, "/auth/session", &cookie)
-        .send()
+        .get("/auth/session", &cookie)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -679,11 +685,7 @@ async fn a_person_logs_in_calls_the_api_with_the_cookie_and_logs_out() {
     assert!(session["expires_at"].as_str().unwrap().ends_with('Z'));
 
     // Every /v1 route takes the session; a safe method needs nothing more.
-    let answer = gateway
-        .request(reqwest::Method::GET, "/v1/account", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let answer = gateway.get("/v1/account", &cookie).await;
     assert_eq!(answer.status(), 200);
     // An unsafe method by cookie needs X-CSRF: 1, before anything else.
     let problem = assert_problem(
@@ -745,28 +747,12 @@ async fn a_person_logs_in_calls_the_api_with_the_cookie_and_logs_out() {
         end.starts_with(&gateway.provider.issuer) && end.contains("id_token_hint="),
         "{out}"
     );
-    let problem = assert_problem(
-        gateway
-            .request(reqwest::Method::GET, "/v1/account", &cookie)
-            .send()
-            .await
-            .unwrap(),
-        401,
-    )
-    .await;
+    let problem = assert_problem(gateway.get("/v1/account", &cookie).await, 401).await;
     assert!(
         problem["detail"].as_str().unwrap().contains("/auth/login"),
         "{problem}"
     );
-    assert_problem(
-        gateway
-            .request(reqwest::Method::GET, "/auth/session", &cookie)
-            .send()
-            .await
-            .unwrap(),
-        401,
-    )
-    .await;
+    assert_problem(gateway.get("/auth/session", &cookie).await, 401).await;
 }
 
 #[tokio::test]
@@ -781,15 +767,7 @@ async fn a_writer_writes_and_someone_in_no_group_reads_nothing() {
         .unwrap();
     assert_eq!(answer.status(), 415, "admitted, then asked for JSON");
     let carol = gateway.log_in("carol").await;
-    assert_problem(
-        gateway
-            .request(reqwest::Method::GET, "/v1/account", &carol)
-            .send()
-            .await
-            .unwrap(),
-        403,
-    )
-    .await;
+    assert_problem(gateway.get("/v1/account", &carol).await, 403).await;
 }
 
 #[tokio::test]
@@ -900,11 +878,7 @@ async fn a_session_is_renewed_with_the_provider_and_ends_when_it_refuses() {
         .change_person(json!({"sub": "bob", "groups": ["gateway-readers"]}))
         .await;
     eventually("a renewal with bob's new groups", || async {
-        let answer = gateway
-            .request(reqwest::Method::GET, "/v1/account", &bob)
-            .send()
-            .await
-            .unwrap();
+        let answer = gateway.get("/v1/account", &bob).await;
         assert_eq!(answer.status(), 200, "the session works while it renews");
         let now: Value = session(&gateway).await.unwrap().json().await.unwrap();
         now["scopes"] == json!(["read"]) && now["refresh_at"] != first["refresh_at"]
@@ -919,11 +893,7 @@ async fn a_session_is_renewed_with_the_provider_and_ends_when_it_refuses() {
         .await;
     let mut answer = None;
     for _ in 0..150 {
-        let now = gateway
-            .request(reqwest::Method::GET, "/v1/account", &bob)
-            .send()
-            .await
-            .unwrap();
+        let now = gateway.get("/v1/account", &bob).await;
         if now.status() != 200 {
             answer = Some(now);
             break;
@@ -978,15 +948,7 @@ async fn the_provider_logging_a_person_out_ends_their_sessions_here() {
         .unwrap();
     assert!(answer.status().is_redirection(), "{}", answer.status());
     // The provider told the gateway on the back channel before answering.
-    let problem = assert_problem(
-        gateway
-            .request(reqwest::Method::GET, "/v1/account", &alice)
-            .send()
-            .await
-            .unwrap(),
-        401,
-    )
-    .await;
+    let problem = assert_problem(gateway.get("/v1/account", &alice).await, 401).await;
     assert!(
         problem["detail"]
             .as_str()
@@ -995,11 +957,7 @@ async fn the_provider_logging_a_person_out_ends_their_sessions_here() {
         "{problem}"
     );
     // Bob, logged in elsewhere, is not touched.
-    let answer = gateway
-        .request(reqwest::Method::GET, "/v1/account", &bob)
-        .send()
-        .await
-        .unwrap();
+    let answer = gateway.get("/v1/account", &bob).await;
     assert_eq!(answer.status(), 200);
 
     // Logout tokens that do not check out end nothing.
@@ -1060,26 +1018,14 @@ async fn the_provider_logging_a_person_out_ends_their_sessions_here() {
         .await
         .unwrap();
     assert_problem(missing, 400).await;
-    let answer = gateway
-        .request(reqwest::Method::GET, "/v1/account", &bob)
-        .send()
-        .await
-        .unwrap();
+    let answer = gateway.get("/v1/account", &bob).await;
     assert_eq!(answer.status(), 200, "bob's session is still there");
 
     // A good one by `sub` ends every session of that person; once.
     let answer = logout(good.clone()).await;
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.headers()["cache-control"], "no-store");
-    assert_problem(
-        gateway
-            .request(reqwest::Method::GET, "/v1/account", &bob)
-            .send()
-            .await
-            .unwrap(),
-        401,
-    )
-    .await;
+    assert_problem(gateway.get("/v1/account", &bob).await, 401).await;
     let replayed = assert_problem(logout(good).await, 400).await;
     assert!(replayed.to_string().contains("already used"), "{replayed}");
 }
@@ -1112,23 +1058,12 @@ async fn two_instances_on_redis_share_logins_sessions_logouts_and_one_renewal() 
         .await;
     let alice = b.finish_login(&callback).await;
     for gateway in [&a, &b] {
-        let answer = gateway
-            .request(reqwest::Method::GET, "/v1/account", &alice)
-            .send()
-            .await
-            .unwrap();
+        let answer = gateway.get("/v1/account", &alice).await;
         assert_eq!(answer.status(), 200, "{}", gateway.base);
     }
 
     // Once due, parallel requests on both instances renew it once.
-    let session: Value = a
-        .request(reqwest::Method::GET, "/auth/session", &alice)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let session: Value = a.get("/auth/session", &alice).await.json().await.unwrap();
     let refresh_at = chrono::DateTime::parse_from_rfc3339(session["refresh_at"].as_str().unwrap())
         .unwrap()
         .timestamp();
@@ -1148,14 +1083,7 @@ async fn two_instances_on_redis_share_logins_sessions_logouts_and_one_renewal() 
         assert_eq!(answer.unwrap().status(), 200);
     }
     eventually("the renewal", || async {
-        let now: Value = b
-            .request(reqwest::Method::GET, "/auth/session", &alice)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let now: Value = b.get("/auth/session", &alice).await.json().await.unwrap();
         now["refresh_at"] != session["refresh_at"]
     })
     .await;
@@ -1173,14 +1101,7 @@ async fn two_instances_on_redis_share_logins_sessions_logouts_and_one_renewal() 
         .await
         .unwrap();
     assert_eq!(answer.status(), 200);
-    assert_problem(
-        a.request(reqwest::Method::GET, "/v1/account", &alice)
-            .send()
-            .await
-            .unwrap(),
-        401,
-    )
-    .await;
+    assert_problem(a.get("/v1/account", &alice).await, 401).await;
 
     // The provider's back-channel logout reaches A and ends the session on B.
     let mut at_provider = Vec::new();
@@ -1208,14 +1129,7 @@ async fn two_instances_on_redis_share_logins_sessions_logouts_and_one_renewal() 
         .send()
         .await
         .unwrap();
-    let problem = assert_problem(
-        b.request(reqwest::Method::GET, "/v1/account", &bob)
-            .send()
-            .await
-            .unwrap(),
-        401,
-    )
-    .await;
+    let problem = assert_problem(b.get("/v1/account", &bob).await, 401).await;
     assert!(
         problem["detail"]
             .as_str()
@@ -1406,10 +1320,8 @@ async fn claims_left_out_of_the_id_token_are_read_from_userinfo() {
     let gateway = LoginGateway::with_provider(&[("CONFORM_ID_TOKEN", "1")]).await;
     let bob = gateway.log_in("bob").await;
     let session: Value = gateway
-        .request(reqwest::Method::GET, "/auth/session", &bob)
-        .send()
+        .get("/auth/session", &bob)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
