@@ -633,6 +633,38 @@ impl LoginGateway {
         set.split(';').next().unwrap().to_owned()
     }
 
+    /// The browser with `cookies` at the provider logs out there (another
+    /// application's logout button): its logout page, then its confirmation
+    /// form; the provider tells its clients on the back channel before it
+    /// answers.
+    async fn log_out_at_provider(&self, cookies: &[String]) {
+        let end = format!("{}/session/end", self.provider.issuer);
+        let page = self
+            .client
+            .get(&end)
+            .header("cookie", cookies.join("; "))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let xsrf = page
+            .split("name=\"xsrf\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("the provider's logout form: {page}"));
+        let answer = self
+            .client
+            .post(format!("{end}/confirm"))
+            .header("cookie", cookies.join("; "))
+            .form(&[("xsrf", xsrf), ("logout", "yes")])
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_redirection(), "{}", answer.status());
+    }
+
     /// A GET of `path` with the session `cookie`.
     async fn get(&self, path: &str, cookie: &str) -> reqwest::Response {
         self.request(reqwest::Method::GET, path, cookie)
@@ -922,31 +954,7 @@ async fn the_provider_logging_a_person_out_ends_their_sessions_here() {
 
     // Alice logs out at the provider itself (another application's logout
     // button): its logout page, then its confirmation form.
-    let end = format!("{}/session/end", gateway.provider.issuer);
-    let page = gateway
-        .client
-        .get(&end)
-        .header("cookie", at_provider.join("; "))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let xsrf = page
-        .split("name=\"xsrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap_or_else(|| panic!("the provider's logout form: {page}"));
-    let answer = gateway
-        .client
-        .post(format!("{end}/confirm"))
-        .header("cookie", at_provider.join("; "))
-        .form(&[("xsrf", xsrf), ("logout", "yes")])
-        .send()
-        .await
-        .unwrap();
-    assert!(answer.status().is_redirection(), "{}", answer.status());
+    gateway.log_out_at_provider(&at_provider).await;
     // The provider told the gateway on the back channel before answering.
     let problem = assert_problem(gateway.get("/v1/account", &alice).await, 401).await;
     assert!(
@@ -1106,29 +1114,7 @@ async fn two_instances_on_redis_share_logins_sessions_logouts_and_one_renewal() 
     // The provider's back-channel logout reaches A and ends the session on B.
     let mut at_provider = Vec::new();
     let bob = a.log_in_keeping("bob", &mut at_provider).await;
-    let end = format!("{}/session/end", provider.issuer);
-    let page = a
-        .client
-        .get(&end)
-        .header("cookie", at_provider.join("; "))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let xsrf = page
-        .split("name=\"xsrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap();
-    a.client
-        .post(format!("{end}/confirm"))
-        .header("cookie", at_provider.join("; "))
-        .form(&[("xsrf", xsrf), ("logout", "yes")])
-        .send()
-        .await
-        .unwrap();
+    a.log_out_at_provider(&at_provider).await;
     let problem = assert_problem(b.get("/v1/account", &bob).await, 401).await;
     assert!(
         problem["detail"]
