@@ -21,6 +21,7 @@
 
 mod jwks;
 pub mod login;
+mod person;
 pub mod session;
 mod shared_sessions;
 

@@ -7,7 +7,6 @@
 //! so the next call is told.
 
 use std::{
-    collections::BTreeSet,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -15,13 +14,11 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use base64::Engine;
-use rand::Rng;
-use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
+pub use super::person::{Person, Tokens, random_token};
 use super::shared_sessions::{Lookup, SharedSessions, Stored};
-use crate::{configuration::Scope, shared::RedisUnavailable};
+use crate::shared::RedisUnavailable;
 
 /// The cookie: `__Host-` so only this host, over HTTPS, with `Path=/` and
 /// no `Domain`, can set it.
@@ -29,29 +26,6 @@ pub const COOKIE: &str = "__Host-gateway-session";
 
 /// Sessions held at most (the oldest unused go first past it).
 const MAX_SESSIONS: u64 = 100_000;
-
-/// Who logged in, as the provider's ID token said.
-#[derive(Debug, Clone)]
-pub struct Person {
-    pub sub: String,
-    pub name: Option<String>,
-    pub email: Option<String>,
-    pub scopes: BTreeSet<Scope>,
-    /// The provider's session id, for back-channel logout.
-    pub sid: Option<String>,
-}
-
-/// What the provider gave for the session: kept here only.
-#[derive(Clone)]
-pub struct Tokens {
-    /// For RP-initiated logout's `id_token_hint`.
-    pub id_token: SecretString,
-    /// To renew the session; `None` when the provider issued none.
-    pub refresh_token: Option<SecretString>,
-    /// When to renew it (Unix seconds): three quarters into the access
-    /// token's life; `None` without a refresh token.
-    pub refresh_at: Option<u64>,
-}
 
 pub struct Session {
     /// The digest of its cookie: the key it is held under.
@@ -165,12 +139,6 @@ pub fn now_unix() -> u64 {
 
 fn digest(id: &str) -> [u8; 32] {
     Sha256::digest(id.as_bytes()).into()
-}
-
-/// 32 random bytes, base64url: a state, a nonce, a PKCE verifier, a session id.
-pub fn random_token() -> String {
-    let bytes: [u8; 32] = rand::rng().random();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 impl Sessions {

@@ -24,7 +24,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use super::session::{Person, Tokens, random_token};
+use super::person::{Person, Tokens, random_token};
 use crate::{
     configuration::Scope,
     shared::{RedisUnavailable, SharedRedis, conventions::script},
