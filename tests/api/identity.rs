@@ -1315,3 +1315,70 @@ async fn claims_left_out_of_the_id_token_are_read_from_userinfo() {
     assert_eq!(session["name"], "Bob Berg", "{session}");
     assert_eq!(session["email"], "bob@example.com", "{session}");
 }
+
+#[tokio::test]
+async fn the_access_line_names_the_person_and_no_cookie_or_code_is_logged() {
+    // The binary in sandbox mode, which offers the simulated provider's login.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    command
+        .args(["--listen", "127.0.0.1:0"])
+        .env_remove("RUST_LOG");
+    let (mut child, port, log) = crate::helpers::spawn_logged(command);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = client
+        .get(format!("{base}/auth/login?return_to=/"))
+        .send()
+        .await
+        .unwrap();
+    let chosen = format!("{}&login=bob", location(&login));
+    let callback = location(&client.get(&chosen).send().await.unwrap());
+    let code = url::Url::parse(&callback)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let answer = client.get(&callback).send().await.unwrap();
+    let cookie = answer.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let answer = client
+        .get(format!("{base}/v1/account"))
+        .header("cookie", &cookie)
+        .header("x-request-id", "person-call")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let written = || {
+        log.lock()
+            .unwrap()
+            .lines()
+            .any(|l| l.contains("\"request_id\":\"person-call\""))
+    };
+    wait_until("the access line is written", async || written()).await;
+    let text = log.lock().unwrap().clone();
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = text
+        .lines()
+        .find(|l| l.contains("\"request_id\":\"person-call\"") && l.contains("\"log\":\"access\""))
+        .unwrap();
+    let line: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(line["caller"], "person:bob", "{line}");
+    let value = cookie.split_once('=').unwrap().1;
+    for secret in [value, code.as_str()] {
+        assert!(
+            !text.contains(secret),
+            "a cookie or code in the log: {secret}"
+        );
+    }
+}
