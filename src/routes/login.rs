@@ -39,6 +39,14 @@ pub struct SessionInfo {
     pub refresh_at: Option<String>,
 }
 
+/// What the identity provider posts to `/auth/backchannel-logout`.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // documents the form; the handler reads it from the body
+pub struct LogoutTokenForm {
+    /// The provider's logout token (a JWT, Back-Channel Logout 1.0 §2.4).
+    pub logout_token: String,
+}
+
 /// Where to end the provider's session too.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LoggedOut {
@@ -240,9 +248,8 @@ crate::endpoint! {
     /// provider's session (`sid`) or person (`sub`) whose sessions here end.
     /// Their owners' next call is a 401 problem saying so.
     #[route(post "/auth/backchannel-logout", public)]
-    #[openapi(tag = "auth", request_body(content = String,
-        content_type = "application/x-www-form-urlencoded",
-        description = "`logout_token=<JWT>`"),)]
+    #[openapi(tag = "auth", request_body(content = LogoutTokenForm,
+        content_type = "application/x-www-form-urlencoded"),)]
     #[responses((status = 200, description = "The sessions it names have ended (or there were none)."),
         (status = 400, description = "No `logout_token`, or one that does not check out.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "People do not log in here.", body = Problem, content_type = "application/problem+json"))]
