@@ -1125,6 +1125,42 @@ async fn two_instances_on_redis_share_logins_sessions_logouts_and_one_renewal() 
     );
 }
 
+/// Logs `who` in at the sandbox's simulated provider through the gateway
+/// at `base` (a client that does not follow redirects, as a browser's steps
+/// are checked one by one): the session cookie (`name=value`) and the
+/// authorization code the provider sent back.
+async fn sandbox_log_in(client: &reqwest::Client, base: &str, who: &str) -> (String, String) {
+    let answer = client
+        .get(format!("{base}/auth/login?return_to=/docs/"))
+        .send()
+        .await
+        .unwrap();
+    let chosen = format!("{}&login={who}", location(&answer));
+    let back = client.get(&chosen).send().await.unwrap();
+    assert_eq!(back.status(), 302);
+    let callback = location(&back);
+    assert!(
+        callback.starts_with(&format!("{base}/auth/callback?")),
+        "{callback}"
+    );
+    let code = url::Url::parse(&callback)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let answer = client.get(&callback).send().await.unwrap();
+    assert_eq!(location(&answer), "/docs/");
+    let cookie = answer.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    (cookie, code)
+}
+
 #[tokio::test]
 async fn the_sandbox_offers_a_login_with_its_simulated_people() {
     // Sandbox mode's own settings, on a port known before they are made.
@@ -1172,28 +1208,7 @@ async fn the_sandbox_offers_a_login_with_its_simulated_people() {
         ("dana", json!(["read", "secrets", "write"])),
         ("carol", json!([])),
     ] {
-        let answer = client
-            .get(format!("{base}/auth/login?return_to=/docs/"))
-            .send()
-            .await
-            .unwrap();
-        let chosen = format!("{}&login={who}", location(&answer));
-        let back = client.get(&chosen).send().await.unwrap();
-        assert_eq!(back.status(), 302);
-        let callback = location(&back);
-        assert!(
-            callback.starts_with(&format!("{base}/auth/callback?")),
-            "{callback}"
-        );
-        let answer = client.get(&callback).send().await.unwrap();
-        assert_eq!(location(&answer), "/docs/");
-        let cookie = answer.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
+        let (cookie, _) = sandbox_log_in(&client, &base, who).await;
         let session: Value = client
             .get(format!("{base}/auth/session"))
             .header("cookie", &cookie)
@@ -1329,27 +1344,7 @@ async fn the_access_line_names_the_person_and_no_cookie_or_code_is_logged() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let login = client
-        .get(format!("{base}/auth/login?return_to=/"))
-        .send()
-        .await
-        .unwrap();
-    let chosen = format!("{}&login=bob", location(&login));
-    let callback = location(&client.get(&chosen).send().await.unwrap());
-    let code = url::Url::parse(&callback)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .unwrap();
-    let answer = client.get(&callback).send().await.unwrap();
-    let cookie = answer.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let (cookie, code) = sandbox_log_in(&client, &base, "bob").await;
     let answer = client
         .get(format!("{base}/v1/account"))
         .header("cookie", &cookie)
