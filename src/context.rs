@@ -140,7 +140,20 @@ fn nonzero_random() -> u64 {
 struct Hex(u128, usize);
 
 impl std::fmt::Display for Hex {
+    /// The low `self.1` digits (16 or 32), encoded by `hex`, not by the
+    /// formatter's padding machinery: every access line writes two.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bytes = self.0.to_be_bytes();
+        let wanted = (self.1 / 2).min(bytes.len());
+        let mut digits = [0u8; 32];
+        let from = bytes.len().saturating_sub(wanted);
+        if let (Some(bytes), Some(digits)) = (
+            bytes.get(from..),
+            digits.get_mut(..wanted.saturating_mul(2)),
+        ) && hex::encode_to_slice(bytes, digits).is_ok()
+        {
+            return f.write_str(std::str::from_utf8(digits).unwrap_or_default());
+        }
         write!(f, "{:0width$x}", self.0, width = self.1)
     }
 }
@@ -262,6 +275,15 @@ mod tests {
     }
 
     proptest! {
+        /// Ids are written as the formatter would pad them, zeros included.
+        #[test]
+        fn ids_are_written_as_zero_padded_lowercase_hex(id: u128, shift in 0u32..128) {
+            let id = id >> shift;
+            prop_assert_eq!(Hex(id, 32).to_string(), format!("{id:032x}"));
+            let span = id as u64;
+            prop_assert_eq!(Hex(u128::from(span), 16).to_string(), format!("{span:016x}"));
+        }
+
         /// Any text at all: no panic, and what is accepted is a trace the
         /// gateway sends on in canonical form.
         #[test]

@@ -42,6 +42,7 @@ use actix_web::{
     middleware::Next,
     web::{self, Bytes},
 };
+use futures_util::future::{Either, LocalBoxFuture, Ready, ready};
 use sha2::{Digest, Sha256};
 
 pub use encoding::{Coding, negotiate};
@@ -66,8 +67,10 @@ pub async fn represent(
     let mut response = next.call(req).await?.map_into_boxed_body();
     let kept = response.response_mut().extensions_mut().remove::<Kept>();
     let response = match (selection, kept) {
+        // Boxed, as compressing below: rare paths whose futures every
+        // answer's would otherwise carry and move.
         (Some((selection, list)), _) => {
-            select(response, &selection, list, if_none_match.as_ref()).await
+            Box::pin(select(response, &selection, list, if_none_match.as_ref())).await
         }
         // Whole, from the cache: everything it needs was kept with it.
         (None, Some(kept)) => {
@@ -271,10 +274,12 @@ async fn select(
 
 /// Step 3: compresses when it should, and says the answer varies with
 /// `Accept-Encoding`.
-async fn finish(
+/// Only compressing waits (on the body), in a boxed future of its own: the
+/// future every other answer builds and moves stays small.
+fn finish(
     response: ServiceResponse<BoxBody>,
     coding: Option<Coding>,
-) -> ServiceResponse<BoxBody> {
+) -> Either<Ready<ServiceResponse<BoxBody>>, LocalBoxFuture<'static, ServiceResponse<BoxBody>>> {
     // Decided on the borrowed headers, before the answer is taken apart: no
     // copy of its content type on every answer, and the media type is read
     // only for an answer that could be compressed at all.
@@ -285,7 +290,7 @@ async fn finish(
         .unwrap_or_default();
     let size = response.response().body().size();
     if content_type.starts_with("text/event-stream") || matches!(size, BodySize::Stream) {
-        return response;
+        return Either::Left(ready(response));
     }
     let coding = coding.filter(|_| {
         matches!(size, BodySize::Sized(n) if n >= encoding::MIN_BYTES as u64)
@@ -295,8 +300,17 @@ async fn finish(
     let (req, mut response) = response.into_parts();
     vary_on_encoding(response.headers_mut());
     let Some(coding) = coding else {
-        return ServiceResponse::new(req, response);
+        return Either::Left(ready(ServiceResponse::new(req, response)));
     };
+    Either::Right(Box::pin(compress(req, response, coding)))
+}
+
+/// Compresses a handler's answer with `coding`, when that makes it smaller.
+async fn compress(
+    req: actix_web::HttpRequest,
+    response: actix_web::HttpResponse,
+    coding: Coding,
+) -> ServiceResponse<BoxBody> {
     let (head, body) = response.into_parts();
     let Ok(bytes) = actix_web::body::to_bytes(body).await else {
         return unreadable(req);

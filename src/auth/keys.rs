@@ -1,10 +1,7 @@
-//! Admission: who is calling, and whether the route lets them. A caller
-//! presents `Authorization: Bearer <credential>`: an API key, checked
-//! against configured SHA-256 hashes in constant time, with the key's
-//! scopes; or, with `[identity.jwt]`, the identity provider's JWT access
-//! token for a service (`identity`), with the scopes its groups and
-//! `scope` map to. A credential shaped like a JWT is only ever validated as
-//! one, never looked up as a key.
+//! API keys and every caller's rate: the configured keys held as digests
+//! (swapped whole on a reload), and each key's, person's or service's
+//! budget, counted here or, with `[redis]`, for every instance together
+//! by leases taken from a GCRA on Redis.
 
 use std::{
     collections::BTreeSet,
@@ -16,14 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix_web::{
-    FromRequest, HttpMessage, HttpRequest, ResponseError,
-    body::{BoxBody, MessageBody},
-    dev::{Payload, ServiceRequest, ServiceResponse},
-    http::{Method, header},
-    middleware::Next,
-    web,
-};
+use actix_web::http::header;
 use arc_swap::ArcSwap;
 use governor::{
     DefaultDirectRateLimiter, Quota, RateLimiter,
@@ -33,33 +23,27 @@ use governor::{
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::{
-    configuration::ApiKeySettings, error::ApiError, identity::session::Found,
-    route_table::RouteSpec, shared::SharedRedis,
-};
-
-pub use crate::configuration::Scope;
-
-pub fn sha256_hex(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
-}
+use super::{KEY, Kind, PERSON, Principal, SERVICE, Scope};
+use crate::{configuration::ApiKeySettings, error::ApiError, shared::SharedRedis};
 
 type Limiter = DefaultDirectRateLimiter<StateInformationMiddleware>;
 
 #[derive(Debug)]
-struct KeyEntry {
+pub(super) struct KeyEntry {
     name: Arc<str>,
     /// The `key` label of its refusals: a key's name (few, chosen by ops);
     /// `person` or `service` for theirs, never one series per person.
     counted_as: Arc<str>,
     digest: [u8; 32],
-    scopes: BTreeSet<Scope>,
+    pub(super) scopes: BTreeSet<Scope>,
     /// `None`: no limit. Shared with the entry that replaces this one on a
     /// reload when the key's name, rate and burst stay the same, so a
     /// reload does not hand out a fresh burst.
     limiter: Option<Arc<Limiter>>,
     rate_per_second: u32,
     burst: u32,
+    /// Its `RateLimit-Policy` field.
+    policy: header::HeaderValue,
     /// With `[redis]`: requests this instance took from the shared budget
     /// ahead of time, so a busy key costs a Redis call per lease, not per request.
     lease: Mutex<Lease>,
@@ -184,6 +168,9 @@ pub struct ApiKeys {
     shared: Option<Arc<SharedRedis>>,
     /// People's and services' budgets, one each (`[identity]`).
     identity_limits: Option<IdentityLimits>,
+    /// `gateway_admissions_total` by kind, registered once: an admission
+    /// neither hashes nor looks up its labels.
+    admissions: [metrics::Counter; 3],
 }
 
 struct IdentityLimits {
@@ -231,20 +218,23 @@ return {admitted, 0, left, next_tat - now}
 /// `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers-09): the policy
 /// is the burst, refilled over `window` seconds; `remaining` requests may
 /// be sent now, and the whole burst is back after `reset` seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Budget {
     quota: u32,
     window: u64,
+    /// The `RateLimit-Policy` field, the same for every answer to the key:
+    /// made once with its entry.
+    policy: header::HeaderValue,
     remaining: u32,
     reset: u64,
 }
 
 impl Budget {
     fn new(key: &KeyEntry, remaining: u32, reset: Duration) -> Self {
-        let rate = u64::from(key.rate_per_second.max(1));
         Self {
             quota: key.burst,
-            window: u64::from(key.burst).div_ceil(rate).max(1),
+            window: window(key.rate_per_second, key.burst),
+            policy: key.policy.clone(),
             remaining,
             reset: whole_seconds_up(reset),
         }
@@ -252,14 +242,45 @@ impl Budget {
 
     /// Adds the two fields to an answer.
     pub fn write(&self, headers: &mut header::HeaderMap) {
-        let policy = format!("\"per-key\";q={};w={}", self.quota, self.window);
-        let state = format!("\"per-key\";r={};t={}", self.remaining, self.reset);
-        for (name, value) in [("ratelimit-policy", policy), ("ratelimit", state)] {
-            if let Ok(value) = header::HeaderValue::from_str(&value) {
-                headers.insert(header::HeaderName::from_static(name), value);
+        // `"per-key";r=N;t=N` written into a buffer on the stack: no
+        // formatting machinery, one copy (into the field's value).
+        let (mut remaining, mut reset) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let parts = [
+            b"\"per-key\";r=".as_slice(),
+            remaining.format(self.remaining).as_bytes(),
+            b";t=",
+            reset.format(self.reset).as_bytes(),
+        ];
+        let mut state = [0u8; 64];
+        let mut length = 0_usize;
+        for part in parts {
+            let end = length.saturating_add(part.len());
+            if let Some(slot) = state.get_mut(length..end) {
+                slot.copy_from_slice(part);
+                length = end;
             }
         }
+        headers.insert(RATELIMIT_POLICY, self.policy.clone());
+        if let Some(Ok(value)) = state.get(..length).map(header::HeaderValue::from_bytes) {
+            headers.insert(RATELIMIT, value);
+        }
     }
+}
+
+const RATELIMIT_POLICY: header::HeaderName = header::HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: header::HeaderName = header::HeaderName::from_static("ratelimit");
+
+/// The seconds in which a whole burst is refilled at `rate_per_second`.
+fn window(rate_per_second: u32, burst: u32) -> u64 {
+    u64::from(burst)
+        .div_ceil(u64::from(rate_per_second.max(1)))
+        .max(1)
+}
+
+/// The `RateLimit-Policy` field of a key with this rate and burst.
+fn policy(rate_per_second: u32, burst: u32) -> header::HeaderValue {
+    let value = format!("\"per-key\";q={burst};w={}", window(rate_per_second, burst));
+    header::HeaderValue::from_str(&value).unwrap_or(header::HeaderValue::from_static("\"per-key\""))
 }
 
 fn whole_seconds_up(duration: Duration) -> u64 {
@@ -298,6 +319,20 @@ impl ApiKeys {
             keys: ArcSwap::from_pointee(KeySet::new(entries(settings, &[]))),
             shared: None,
             identity_limits: None,
+            admissions: [KEY, SERVICE, PERSON]
+                .map(|kind| metrics::counter!("gateway_admissions_total", "kind" => kind)),
+        }
+    }
+
+    /// Counts an admitted caller, by kind.
+    pub fn count_admission(&self, caller: &Principal) {
+        let index = match caller.kind {
+            Kind::Key(_) => 0,
+            Kind::Service(_) => 1,
+            Kind::Person(_) => 2,
+        };
+        if let Some(counter) = self.admissions.get(index) {
+            counter.increment(1);
         }
     }
 
@@ -373,7 +408,9 @@ impl ApiKeys {
         let held;
         let key = match &caller.kind {
             Kind::Key(key) => key,
-            Kind::Person(_) | Kind::Service(_) => match self.of_principal(caller).await {
+            // Boxed: the cache's future is large, and a key's admission
+            // would otherwise carry it (and move it) on every request.
+            Kind::Person(_) | Kind::Service(_) => match Box::pin(self.of_principal(caller)).await {
                 Some(entry) => {
                     held = entry;
                     &held
@@ -578,284 +615,16 @@ fn entry(k: &ApiKeySettings, old: &[Arc<KeyEntry>], counted_as: Arc<str>) -> Key
         limiter,
         rate_per_second: k.rate_per_second,
         burst,
+        policy: policy(k.rate_per_second, burst),
         lease: Mutex::default(),
         renewing: AtomicBool::new(false),
     }
 }
 
-/// Who is calling, as admission found them: an API key, known by its
-/// configured name, or a service the identity provider vouched for, known
-/// as `service:<client id>` (a prefix no key name may take). Admission puts
-/// it on the request; a handler that needs it takes it as an extractor,
-/// which only reads what admission left. Its name is what the access line,
-/// Idempotency-Keys and event subscriptions are kept under.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    pub name: Arc<str>,
-    kind: Kind,
-}
-
-#[derive(Debug, Clone)]
-enum Kind {
-    /// The key's entry as it was when the request came: its scopes and
-    /// budget, unchanged by a reload while the request runs.
-    Key(Arc<KeyEntry>),
-    Service(Arc<BTreeSet<Scope>>),
-    /// A person, by their session cookie.
-    Person(Arc<crate::identity::session::Session>),
-}
-
-pub use crate::configuration::{PERSON_PREFIX, SERVICE_PREFIX};
-
-impl Principal {
-    pub fn has(&self, scope: Scope) -> bool {
-        match &self.kind {
-            Kind::Key(key) => key.scopes.contains(&scope),
-            Kind::Service(scopes) => scopes.contains(&scope),
-            Kind::Person(session) => session.person.scopes.contains(&scope),
-        }
-    }
-
-    /// The kind of caller: `key` or `service` (a metrics label).
-    pub fn kind(&self) -> &'static str {
-        match self.kind {
-            Kind::Key(_) => "key",
-            Kind::Service(_) => "service",
-            Kind::Person(_) => "person",
-        }
-    }
-
-    fn person(session: Arc<crate::identity::session::Session>) -> Self {
-        Self {
-            name: format!("{PERSON_PREFIX}{}", session.person.sub).into(),
-            kind: Kind::Person(session),
-        }
-    }
-
-    fn service(service: crate::identity::Service) -> Self {
-        Self {
-            name: format!("{SERVICE_PREFIX}{}", service.client_id).into(),
-            kind: Kind::Service(Arc::new(service.scopes)),
-        }
-    }
-
-    fn require(&self, scope: Scope) -> Result<(), ApiError> {
-        if self.has(scope) {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(scope))
-        }
-    }
-}
-
-/// What admission found out about a request, for its metrics and access
-/// line: the route (resolved once, by the router) and the caller's name
-/// (even when refused). The request middleware puts one on the request
-/// before serving and reads it after, also when the request panicked.
-#[derive(Debug, Default)]
-pub struct Seen {
-    route: std::cell::Cell<Option<&'static RouteSpec>>,
-    caller: std::cell::RefCell<Option<Arc<str>>>,
-}
-
-impl Seen {
-    pub fn route(&self) -> Option<&'static RouteSpec> {
-        self.route.get()
-    }
-
-    pub fn caller(&self) -> Option<Arc<str>> {
-        self.caller.borrow().clone()
-    }
-}
-
-/// The [`Seen`] of a request, shared between the request middleware and admission.
-#[derive(Debug, Clone, Default)]
-pub struct SeenSlot(pub std::rc::Rc<Seen>);
-
-/// Admission, the middleware every declared route is wrapped in
-/// (`routes::endpoint`): a public route passes; a keyed one needs a valid
-/// key (401), within its rate (429), with every scope the route declares
-/// (403), before anything of the handler runs, extractors included. What it
-/// admits, the [`Principal`] and the route (in [`Seen`]), rides on the
-/// request; the key's `RateLimit` fields go on whatever the answer is.
-pub async fn admit<B: MessageBody + 'static>(
-    spec: &'static RouteSpec,
-    req: ServiceRequest,
-    next: Next<B>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    if let Some(seen) = req.extensions().get::<SeenSlot>() {
-        seen.0.route.set(Some(spec));
-    }
-    if !spec.keyed() {
-        return Ok(next.call(req).await?.map_into_boxed_body());
-    }
-    let keys = req.app_data::<web::Data<ApiKeys>>().cloned();
-    let (budget, admitted) = match keys {
-        Some(keys) => admit_key(&keys, spec, req.request()).await,
-        None => (
-            None,
-            Err(ApiError::internal("API keys are not configured in the app")),
-        ),
-    };
-    if let Ok(principal) = &admitted {
-        metrics::counter!("gateway_admissions_total", "kind" => principal.kind()).increment(1);
-    }
-    let mut response = match admitted {
-        Ok(principal) => {
-            req.extensions_mut().insert(principal);
-            next.call(req).await?.map_into_boxed_body()
-        }
-        Err(error) => req.into_response(error.error_response()),
-    };
-    if let Some(budget) = budget {
-        budget.write(response.headers_mut());
-    }
-    Ok(response)
-}
-
-/// The principal a request's credential makes, and the budget to show:
-/// 401, 429 or 403 when it makes none.
-async fn admit_key(
-    keys: &ApiKeys,
-    spec: &RouteSpec,
-    req: &HttpRequest,
-) -> (Option<Budget>, Result<Principal, ApiError>) {
-    let principal = match authenticate(req, keys).await {
-        Ok(principal) => principal,
-        Err(error) => return (None, Err(error)),
-    };
-    // Named in the access line even when refused below.
-    if let Some(seen) = req.extensions().get::<SeenSlot>() {
-        *seen.0.caller.borrow_mut() = Some(Arc::clone(&principal.name));
-    }
-    let budget = match keys.admit(&principal).await {
-        Ok(budget) => budget,
-        Err(refused) => return (Some(refused.budget), Err(refused.error)),
-    };
-    // RFC 10017's custom-header defence: a cross-site form or script cannot
-    // send it without a CORS preflight the gateway answers only for the
-    // configured origins.
-    if matches!(principal.kind, Kind::Person(_))
-        && !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        && req
-            .headers()
-            .get("x-csrf")
-            .is_none_or(|v| v.as_bytes() != b"1")
-    {
-        return (budget, Err(ApiError::CsrfHeaderMissing));
-    }
-    let allowed = spec
-        .scopes
-        .iter()
-        .try_for_each(|scope| principal.require(*scope));
-    (budget, allowed.map(|()| principal))
-}
-
-impl FromRequest for Principal {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
-
-    /// What admission found. A handler of a public route has none: asking
-    /// for one there is refused as unauthenticated, never served.
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(req.extensions().get::<Principal>().cloned().ok_or(
-            ApiError::Unauthenticated {
-                key_presented: false,
-            },
-        ))
-    }
-}
-
-async fn authenticate(req: &HttpRequest, keys: &ApiKeys) -> Result<Principal, ApiError> {
-    let identity = req.app_data::<web::Data<crate::identity::Identity>>();
-    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-        return by_session(req, identity).await;
-    };
-    let presented = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, key)| key.trim())
-        .filter(|key| !key.is_empty());
-    let refused = ApiError::Unauthenticated {
-        key_presented: true,
-    };
-    let Some(presented) = presented else {
-        return Err(refused);
-    };
-    if !crate::identity::looks_like_jwt(presented) {
-        return keys.authenticate(presented).ok_or(refused);
-    }
-    let Some(tokens) = identity.and_then(|i| i.services.as_ref()) else {
-        return Err(refused);
-    };
-    match Box::pin(tokens.authenticate(presented)).await {
-        Ok(service) => Ok(Principal::service(service)),
-        Err(refusal) => {
-            // Why, for ops; never the token.
-            tracing::info!(reason = %refusal, "a bearer token was refused");
-            Err(refused)
-        }
-    }
-}
-
-/// The person a request's session cookie names, where people log in.
-async fn by_session(
-    req: &HttpRequest,
-    identity: Option<&web::Data<crate::identity::Identity>>,
-) -> Result<Principal, ApiError> {
-    let no_credential = ApiError::Unauthenticated {
-        key_presented: false,
-    };
-    let Some(login) = identity.and_then(|i| i.login.as_ref()) else {
-        return Err(no_credential);
-    };
-    let Some(cookie) = session_cookie(req) else {
-        return Err(no_credential);
-    };
-    let found = login.sessions.find(cookie).await.map_err(|error| {
-        ApiError::StateUnavailable(format!("people's sessions cannot be read: {error}"))
-    })?;
-    match found {
-        Some(Found::Live(session)) => {
-            // Renewed in the background when due: this request goes on with
-            // what the session holds; a refusal reaches the next one.
-            if session.take_renewal(crate::identity::session::now_unix())
-                && let Some(identity) = identity.cloned()
-            {
-                let session = Arc::clone(&session);
-                actix_web::rt::spawn(async move {
-                    if let Some(login) = &identity.login {
-                        login.renew(session).await;
-                    }
-                });
-            }
-            Ok(Principal::person(session))
-        }
-        Some(Found::Ended(why)) => Err(ApiError::SignedOut(why)),
-        None => Err(ApiError::SignedOut(
-            "the session has ended (logged out, expired or unknown here); log in again at /auth/login",
-        )),
-    }
-}
-
-/// The value of the session cookie, if the request carries it.
-pub fn session_cookie(req: &HttpRequest) -> Option<&str> {
-    let name = crate::identity::session::COOKIE;
-    req.headers()
-        .get_all(header::COOKIE)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, value)| value.trim_matches('"'))
-        .filter(|value| !value.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::sha256_hex;
 
     fn keys() -> ApiKeys {
         ApiKeys::new(&[
