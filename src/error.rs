@@ -109,6 +109,10 @@ pub enum ProblemType {
     /// request must not go on without it: a create with an Idempotency-Key (503).
     #[serde(rename = "urn:gateway:problem:shared-state-unavailable")]
     SharedStateUnavailable,
+    /// The registry's database cannot be used: a DNA write is not sent
+    /// (its intent could not be recorded), a registry read cannot answer (503).
+    #[serde(rename = "urn:gateway:problem:registry-unavailable")]
+    RegistryUnavailable,
     /// A fault of the gateway itself (500); the detail is in its logs.
     #[serde(rename = "urn:gateway:problem:internal")]
     Internal,
@@ -145,7 +149,7 @@ pub enum ProblemType {
 }
 
 impl ProblemType {
-    pub const ALL: [ProblemType; 23] = [
+    pub const ALL: [ProblemType; 24] = [
         Self::Validation,
         Self::Unauthenticated,
         Self::Forbidden,
@@ -158,6 +162,7 @@ impl ProblemType {
         Self::UnsupportedMediaType,
         Self::NotReady,
         Self::SharedStateUnavailable,
+        Self::RegistryUnavailable,
         Self::Internal,
         Self::UpstreamCredentialsRejected,
         Self::UpstreamError,
@@ -186,6 +191,7 @@ impl ProblemType {
             Self::UnsupportedMediaType => "Unsupported media type",
             Self::NotReady => "The gateway cannot serve yet",
             Self::SharedStateUnavailable => "The state instances share is unavailable",
+            Self::RegistryUnavailable => "The customer registry is unavailable",
             Self::Internal => "Internal error",
             Self::UpstreamCredentialsRejected => "The upstream rejected the gateway's credentials",
             Self::UpstreamError => "The upstream failed",
@@ -329,6 +335,9 @@ pub enum ApiError {
     /// must not go on without it.
     #[error("shared state unavailable: {0}")]
     StateUnavailable(String),
+    /// The registry's database cannot be used; for a write, nothing was sent.
+    #[error("registry unavailable: {0}")]
+    RegistryUnavailable(String),
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
 }
@@ -383,6 +392,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => (P::UnsupportedMediaType, S::UNSUPPORTED_MEDIA_TYPE),
             Self::NotReady(_) => (P::NotReady, S::SERVICE_UNAVAILABLE),
             Self::StateUnavailable(_) => (P::SharedStateUnavailable, S::SERVICE_UNAVAILABLE),
+            Self::RegistryUnavailable(_) => (P::RegistryUnavailable, S::SERVICE_UNAVAILABLE),
             Self::Internal(_) => (P::Internal, S::INTERNAL_SERVER_ERROR),
             Self::Upstream(e) => match e {
                 UpstreamError::NotFound { .. } => (P::NotFound, S::NOT_FOUND),
@@ -410,7 +420,9 @@ impl ApiError {
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         use std::time::Duration;
         match self {
-            Self::Conflict(_) | Self::StateUnavailable(_) => Some(Duration::from_secs(1)),
+            Self::Conflict(_) | Self::StateUnavailable(_) | Self::RegistryUnavailable(_) => {
+                Some(Duration::from_secs(1))
+            }
             Self::TooManyStreams { .. } => Some(Duration::from_secs(5)),
             Self::RateLimited { retry_after, .. } => Some(*retry_after),
             Self::Upstream(UpstreamError::Throttled { retry_after, .. }) => *retry_after,
@@ -455,7 +467,8 @@ impl ApiError {
             | Self::Conflict(detail)
             | Self::UnsupportedMediaType(detail)
             | Self::NotReady(detail)
-            | Self::StateUnavailable(detail) => (Some(detail.clone()), vec![], None),
+            | Self::StateUnavailable(detail)
+            | Self::RegistryUnavailable(detail) => (Some(detail.clone()), vec![], None),
             Self::RateLimited {
                 retry_after,
                 per_second,

@@ -31,6 +31,7 @@ pub mod model;
 pub mod normalize;
 pub mod openapi;
 pub mod otel;
+pub mod registry;
 pub mod reload;
 pub mod representation;
 pub mod route_table;

@@ -49,7 +49,8 @@ with a `request_id`; every response carries `X-Request-Id`."
         (name = "services", description = "Hosting, VPS and other services (Slitz)."),
         (name = "overview", description = "One call for a dashboard, across every Slitz source."),
         (name = "events", description = "Live changes as Server-Sent Events: from writes through the gateway, and from Slitz, read while anyone follows."),
-        (name = "customers", description = "Residential VoIP customers (DNA). The gateway holds and refreshes the DNA token."),
+        (name = "customers", description = "Residential VoIP customers (DNA). The gateway holds and refreshes the DNA token, and records every write: DNA has no read, so finding a customer is the gateway's registry."),
+        (name = "audit", description = "The audit trail of DNA writes: who, when, what, how it ended. Needs the `audit` scope."),
         (name = "operations", description = "Health and readiness, for orchestrators; no API key needed."),
         (name = "auth", description = "People logging in through the gateway (a backend-for-frontend): the session cookie admits them to every `/v1` route."),
     )
@@ -67,7 +68,7 @@ impl Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "An API key issued by the gateway's operators. Scopes: `read`, `write`, `secrets`. \
+                        "An API key issued by the gateway's operators. Scopes: `read`, `write`, `secrets`, `audit`. \
                          In the sandbox: `sandbox-key` (every scope). A service may instead send the \
                          identity provider's JWT access token for the gateway's audience, where operators \
                          accept them (`[identity.jwt]`); its scopes come from its groups and `scope`.",
@@ -158,13 +159,27 @@ impl Modify for RouteFacts {
                 }
                 operation.security = Some(security);
             }
-            if route.cached.is_some() {
+            if route.cached.is_some() || route.validated {
                 let responses = &mut operation.responses.responses;
                 responses.insert(
                     "304".into(),
                     Response::new("Not modified since the ETag in If-None-Match.").into(),
                 );
-                if let Some(RefOr::T(ok)) = responses.get_mut("200") {
+                if let Some(RefOr::T(ok)) = responses.get_mut("200")
+                    && route.validated
+                {
+                    ok.headers.insert(
+                        "ETag".into(),
+                        header("Strong validator of the answer (weak when compressed); send it back in If-None-Match for a 304."),
+                    );
+                    ok.headers.insert(
+                        "Cache-Control".into(),
+                        header("private, no-cache: revalidate on every use."),
+                    );
+                }
+                if let Some(RefOr::T(ok)) = responses.get_mut("200")
+                    && route.cached.is_some()
+                {
                     ok.headers.insert(
                         "X-Cache".into(),
                         header_one_of(

@@ -76,8 +76,9 @@ fn restart_needed(old: &Settings, new: &Settings) -> Vec<&'static str> {
         events,
         identity,
         redis,
+        registry,
     } = new;
-    let sections: [(&'static str, bool); 12] = [
+    let sections: [(&'static str, bool); 13] = [
         ("server", same(&old.server, server)),
         ("dna", same(&old.dna, dna)),
         ("slitz", same(&old.slitz, slitz)),
@@ -97,6 +98,7 @@ fn restart_needed(old: &Settings, new: &Settings) -> Vec<&'static str> {
         ("events", same(&old.events, events)),
         ("identity", same(&old.identity, identity)),
         ("redis", same(&old.redis, redis)),
+        ("registry", same(&old.registry, registry)),
         ("log.format", same(&old.log.format, format)),
     ];
     let mut changed: Vec<&'static str> = sections
@@ -129,6 +131,10 @@ fn restart_needed(old: &Settings, new: &Settings) -> Vec<&'static str> {
                     .as_ref()
                     .and_then(|o| o.client_secret.as_ref())
                     .map(|s| s.expose_secret()),
+        ),
+        (
+            "registry.url",
+            old.registry.url.expose_secret() == registry.url.expose_secret(),
         ),
         (
             "redis.url",

@@ -35,6 +35,9 @@ pub struct RouteSpec {
     pub widened_by: Option<Scope>,
     /// The cache route its answers are kept under, if it is a cached read.
     pub cached: Option<Cached>,
+    /// A read no cache keeps whose answers still carry an `ETag` and get a
+    /// `304` (from `representation`): the registry's reads.
+    pub validated: bool,
     /// The upstream operations it calls.
     pub upstream: &'static [Operation],
     /// The cached routes whose answers its success changes.
@@ -88,6 +91,7 @@ mod tests {
             scopes: &[Scope::Write],
             widened_by: None,
             cached: None,
+            validated: false,
             upstream: &[],
             invalidates: &[Cached::Account],
         };

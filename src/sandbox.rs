@@ -26,7 +26,7 @@ pub fn settings(sandbox: &Sandbox, listen: SocketAddr) -> Settings {
             api_keys: vec![ApiKeySettings {
                 name: "sandbox".to_owned(),
                 sha256: crate::auth::sha256_hex(SANDBOX_API_KEY),
-                scopes: [Scope::Read, Scope::Write, Scope::Secrets].into(),
+                scopes: [Scope::Read, Scope::Write, Scope::Secrets, Scope::Audit].into(),
                 rate_per_second: 0,
                 burst: 0,
             }],
@@ -54,6 +54,7 @@ pub fn settings(sandbox: &Sandbox, listen: SocketAddr) -> Settings {
         events: Default::default(),
         identity: login(sandbox, listen),
         redis: None,
+        registry: Default::default(),
     }
 }
 
@@ -85,7 +86,7 @@ fn login(sandbox: &Sandbox, listen: SocketAddr) -> IdentitySettings {
             ("gateway-writers", &[Scope::Read, Scope::Write][..]),
             (
                 "gateway-admins",
-                &[Scope::Read, Scope::Write, Scope::Secrets][..],
+                &[Scope::Read, Scope::Write, Scope::Secrets, Scope::Audit][..],
             ),
         ]
         .into_iter()
@@ -111,7 +112,7 @@ cors_allowed_origins = ["*"]
 [[auth.api_keys]]
 name = "sandbox"
 sha256 = "{key}"
-scopes = ["read", "write", "secrets"]
+scopes = ["read", "write", "secrets", "audit"]
 
 [dna]
 base_url = "{dna}"

@@ -212,6 +212,8 @@ struct State {
     body_limit: web::Data<BodyLimit>,
     allowed: web::Data<AllowedMethods>,
     events: web::Data<EventHub>,
+    /// The customer registry and audit trail.
+    registry: web::Data<crate::registry::Registry>,
     draining: Draining,
     max_body: usize,
     reloader: Reloader,
@@ -287,8 +289,21 @@ impl State {
             ],
             redis.clone(),
         );
+        let registry = crate::registry::Registry::new(&settings.registry)?;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            // Migrated ahead of the first write; a database down now is
+            // tried again by the first use.
+            let registry = registry.clone();
+            runtime.spawn(async move {
+                if let Err(error) = registry.ready().await {
+                    tracing::error!(%error, "the registry's database cannot be used yet; DNA writes answer 503 until it can");
+                }
+                registry.spawn_upkeep();
+            });
+        }
         let draining = Draining::default();
         Ok(Self {
+            registry: web::Data::new(registry),
             metrics,
             events: web::Data::new(
                 EventHub::with_redis(&settings.events, draining.clone(), redis.clone())
@@ -333,6 +348,7 @@ impl State {
             .app_data(self.metrics.clone())
             .app_data(self.allowed.clone())
             .app_data(self.events.clone())
+            .app_data(self.registry.clone())
             .app_data(web::Data::new(self.draining.clone()))
             .app_data(
                 web::JsonConfig::default()

@@ -40,6 +40,8 @@ async fn a_panic_is_a_500_problem_logged_once_and_the_worker_keeps_serving() {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let sandbox = Sandbox::start(loopback).unwrap();
     let mut settings = gateway::sandbox::settings(&sandbox, loopback);
+    let data = tempfile::tempdir().unwrap();
+    settings.registry.url = format!("sqlite://{}/registry.sqlite3", data.path().display()).into();
     // One worker: if the panic killed it, nothing would answer after.
     settings.server.workers = 1;
     let listener = TcpListener::bind(loopback).unwrap();

@@ -254,7 +254,7 @@ impl IdentitySettings {
             if scopes.is_empty() {
                 return Err(bad(
                     &format!("identity.groups.{group}"),
-                    "must name at least one of read, write, secrets",
+                    "must name at least one of read, write, secrets, audit",
                 ));
             }
         }

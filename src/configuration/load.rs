@@ -139,7 +139,7 @@ impl Settings {
             if key.scopes.is_empty() {
                 return Err(bad(
                     &at("scopes"),
-                    "must name at least one of read, write, secrets",
+                    "must name at least one of read, write, secrets, audit",
                 ));
             }
         }
@@ -173,6 +173,28 @@ impl Settings {
                     ),
                 ));
             }
+        }
+        use secrecy::ExposeSecret;
+        let registry = self.registry.url.expose_secret();
+        let scheme = registry.split_once(':').map(|(scheme, _)| scheme);
+        let well_formed = match scheme {
+            Some("sqlite") => {
+                !registry
+                    .trim_start_matches("sqlite:")
+                    .trim_start_matches('/')
+                    .is_empty()
+                    || registry.contains(":memory:")
+            }
+            Some("postgres" | "postgresql") => {
+                Url::parse(registry).is_ok_and(|u| u.host().is_some())
+            }
+            _ => false,
+        };
+        if !well_formed {
+            return Err(bad(
+                "registry.url",
+                "is not sqlite://PATH (a file) or postgres://user:password@host:port/db",
+            ));
         }
         self.check_bounds()?;
         Ok(())
@@ -240,6 +262,17 @@ impl Settings {
         let i = &self.idempotency;
         within("idempotency.ttl_seconds", i.ttl_seconds, 1, MONTH_S)?;
         within("idempotency.max_keys", i.max_keys, 1, 100_000_000)?;
+        let r = &self.registry;
+        within(
+            "registry.max_connections",
+            u64::from(r.max_connections),
+            1,
+            1_000,
+        )?;
+        within("registry.timeout_ms", r.timeout_ms, 1, 600_000)?;
+        if let Some(days) = r.audit_retention_days {
+            within("registry.audit_retention_days", u64::from(days), 1, 36_500)?;
+        }
         let e = &self.events;
         within("events.poll_seconds", e.poll_seconds, 1, 3_600)?;
         within("events.heartbeat_seconds", e.heartbeat_seconds, 1, 300)?;

@@ -39,6 +39,8 @@ pub enum Scope {
     Write,
     /// See upstream credentials stored on services.
     Secrets,
+    /// Read the audit trail: who made which DNA write, when, and how it ended.
+    Audit,
 }
 
 impl Scope {
@@ -137,6 +139,41 @@ pub struct Settings {
     /// Shared state for several instances; absent: each instance keeps its own.
     #[serde(default)]
     pub redis: Option<RedisSettings>,
+    /// The customer registry and audit trail's database.
+    #[serde(default)]
+    pub registry: RegistrySettings,
+}
+
+/// `[registry]`: where every DNA write is recorded (the customer registry
+/// and the audit trail).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrySettings {
+    /// `sqlite://PATH` (a file, created with its directory; relative to the
+    /// working directory) or `postgres://user:password@host:port/db` for
+    /// several instances. Held as a secret: it may carry a password.
+    pub url: SecretString,
+    /// Connections in the pool.
+    pub max_connections: u32,
+    /// The longest a request waits for a connection (and SQLite for a busy
+    /// writer) before a 503.
+    pub timeout_ms: u64,
+    /// Audit entries older than this are removed (hourly); absent: kept.
+    pub audit_retention_days: Option<u32>,
+}
+
+/// The embedded default: a SQLite file under the data directory.
+pub const DEFAULT_REGISTRY_URL: &str = "sqlite://data/registry.sqlite3";
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from(DEFAULT_REGISTRY_URL),
+            max_connections: 8,
+            timeout_ms: 5_000,
+            audit_retention_days: None,
+        }
+    }
 }
 
 /// `[redis]`: where instances share their state (Idempotency-Keys).

@@ -100,9 +100,12 @@ pub fn of_operation(document: &Value, operation: &Value) -> Option<Fieldset> {
     let schema = operation.pointer("/responses/200/content/application~1json/schema")?;
     let root = resolve(document, schema);
     let top: BTreeSet<&str> = properties(document, root).iter().map(|(k, _)| *k).collect();
-    let list = ["items", "total", "page", "per_page"]
-        .iter()
-        .all(|k| top.contains(k));
+    // A page: numbered (`total`, `page`, `per_page`) or by cursor (`next_cursor`).
+    let list = top.contains("items")
+        && (["total", "page", "per_page"]
+            .iter()
+            .all(|k| top.contains(k))
+            || top.contains("next_cursor"));
     let mut names = Vec::new();
     if list {
         let items = root.pointer("/properties/items")?;

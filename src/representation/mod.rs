@@ -76,9 +76,60 @@ pub async fn represent(
         (None, Some(kept)) => {
             return Ok(from_kept(response, &kept, if_none_match.as_ref(), coding));
         }
+        (None, None) if response.response().extensions().contains::<Validate>() => {
+            Box::pin(validate(response, if_none_match.as_ref())).await
+        }
         (None, None) => response,
     };
     Ok(finish(response, coding).await)
+}
+
+/// On a handler's answer (in its extensions): tag it and answer
+/// conditional GETs, though no cache keeps it (a registry read).
+#[derive(Debug, Clone, Copy)]
+pub struct Validate;
+
+/// A `200` JSON answer of `body` that this layer tags with a strong `ETag`
+/// (weak once compressed) and answers with a 304 when `If-None-Match` names
+/// it, sent `Cache-Control: private, no-cache` (revalidated on every use).
+pub fn validated<T: serde::Serialize>(body: &T) -> Result<actix_web::HttpResponse, ApiError> {
+    let bytes = serde_json::to_vec(body).map_err(|e| ApiError::Internal(e.into()))?;
+    let mut response = actix_web::HttpResponse::Ok()
+        .content_type("application/json")
+        .body(bytes);
+    response.extensions_mut().insert(Validate);
+    Ok(response)
+}
+
+/// An answer marked [`Validate`]: its ETag, a 304 when the caller holds it.
+async fn validate(
+    response: ServiceResponse<BoxBody>,
+    if_none_match: Option<&HeaderValue>,
+) -> ServiceResponse<BoxBody> {
+    if response.status() != StatusCode::OK {
+        return response;
+    }
+    let (req, response) = response.into_parts();
+    let (head, body) = response.into_parts();
+    let Ok(bytes) = actix_web::body::to_bytes(body).await else {
+        return unreadable(req);
+    };
+    let etag = etag_of(&bytes);
+    let mut response = if names(if_none_match, &etag) {
+        not_modified_head(head)
+    } else {
+        head.set_body(BoxBody::new(bytes))
+    };
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, value);
+    }
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    headers.insert(header::VARY, HeaderValue::from_static("Authorization"));
+    ServiceResponse::new(req, response)
 }
 
 /// What the cache keeps of an answer, for the wire: its strong ETag (and

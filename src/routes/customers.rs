@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use super::{BadRequest, UpstreamErrors, parse_body, parse_id};
 use crate::{
     auth::Principal,
+    context::{RequestScope, current_request_id},
     domain::{
         BillingDate, BodyHints, CustomerId, Email, Optional, PersonName, StreetAddress, Zipcode,
     },
@@ -18,6 +19,7 @@ use crate::{
     events::{EventHub, EventType},
     idempotency::{IdempotencyStore, Stored},
     normalize::rfc3339,
+    registry::{Intent, Operation, Outcome, Registry, RegistryError},
     upstream::{
         UpstreamError,
         dna::{DnaClient, DnaError, NewClient},
@@ -181,10 +183,49 @@ fn provably_unprocessed(error: &ApiError) -> bool {
         error,
         ApiError::Unprocessable { .. }
             | ApiError::Duplicate { .. }
+            | ApiError::RegistryUnavailable(_)
             | ApiError::Upstream(
                 UpstreamError::Unreachable { .. } | UpstreamError::CredentialsRejected { .. }
             )
     )
+}
+
+/// A write's intent could not be recorded: nothing was sent.
+fn registry_error(error: RegistryError) -> ApiError {
+    tracing::warn!(%error, "a DNA write was refused: its intent could not be recorded");
+    ApiError::RegistryUnavailable(
+        "the customer registry cannot record this write now, so nothing was sent to DNA; retry later"
+            .to_owned(),
+    )
+}
+
+/// How the registry records a failed write: `refused` when DNA provably
+/// did not act on it (it refused, or was never reached), else `unknown`.
+fn failed(error: &ApiError) -> Outcome {
+    let (problem_type, status) = error.classify();
+    let (status, problem_type) = (status.as_u16(), problem_type.uri());
+    let refused = provably_unprocessed(error)
+        || matches!(
+            error,
+            ApiError::Upstream(
+                UpstreamError::NotFound { .. }
+                    | UpstreamError::Rejected { .. }
+                    | UpstreamError::Throttled { .. }
+                    | UpstreamError::CircuitOpen { .. }
+                    | UpstreamError::Busy { .. }
+            )
+        );
+    if refused {
+        Outcome::Refused {
+            status,
+            problem_type,
+        }
+    } else {
+        Outcome::Unknown {
+            status,
+            problem_type,
+        }
+    }
 }
 
 crate::endpoint! {
@@ -213,12 +254,24 @@ crate::endpoint! {
         dna: web::Data<DnaClient>,
         keys: web::Data<IdempotencyStore>,
         events: web::Data<EventHub>,
+        registry: web::Data<Registry>,
     ) -> Result<HttpResponse, ApiError> {
         let customer = NewCustomer::parse(body.into_inner())?;
         let key = IdempotencyStore::key_of(req.headers())?;
         // The validated request, so `{"a":1,"b":2}` and `{"b":2,"a":1}` are one body.
         let fingerprint = serde_json::to_vec(&customer).unwrap_or_default();
+        let intent = Intent {
+            operation: Operation::Create,
+            principal: caller.name.to_string(),
+            request_id: current_request_id().unwrap_or_default(),
+            idempotency_key: key.clone(),
+            customer_ref: Some(customer.customer_id.as_str().to_owned()),
+            dna_id: None,
+            request: serde_json::to_value(&customer).unwrap_or(Value::Null),
+        };
         let write = async move {
+            // Before anything is sent; if it cannot be recorded, nothing is.
+            let recorded = registry.intend(intent).await.map_err(registry_error)?;
             let start_billing_date = customer.start_billing_date.as_str();
             let created = dna
                 .create_client(&NewClient {
@@ -237,13 +290,30 @@ crate::endpoint! {
                     subreseller_id: customer.subreseller_id.get().map(CustomerId::as_str),
                 })
                 .await
-                .map_err(dna_error)?;
+                .map_err(dna_error);
+            let created = match created {
+                Ok(created) => created,
+                Err(error) => {
+                    registry.settle(recorded, failed(&error)).await;
+                    return Err(error);
+                }
+            };
             let answer = Customer {
                 id: created.id,
                 ns_domain: created.ns_domain,
                 status: "pending",
                 customer_id: customer.customer_id.as_str().to_owned(),
             };
+            let answer_value = serde_json::to_value(&answer).unwrap_or(Value::Null);
+            registry
+                .settle(
+                    recorded,
+                    Outcome::Succeeded {
+                        dna_id: answer.id,
+                        answer: answer_value,
+                    },
+                )
+                .await;
             let body = serde_json::to_string(&answer).map_err(|e| ApiError::Internal(e.into()))?;
             // Only a create that was made: a replay of its key publishes nothing.
             if let Ok(Value::Object(fields)) = serde_json::to_value(&answer) {
@@ -259,13 +329,65 @@ crate::endpoint! {
     }
 }
 
+/// An activate or suspend: recorded, sent, settled. Detached from the
+/// request (as a create is), so a caller hanging up cannot leave the
+/// outcome unrecorded.
 async fn change_status(
     id: &str,
-    dna: &DnaClient,
-    events: &EventHub,
-    (action, status, event): (&str, &'static str, EventType),
+    caller: &Principal,
+    services: (
+        web::Data<DnaClient>,
+        web::Data<EventHub>,
+        web::Data<Registry>,
+    ),
+    (operation, action, status, event): (Operation, &'static str, &'static str, EventType),
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id("id", id)?;
+    let (dna, events, registry) = services;
+    let intent = Intent {
+        operation,
+        principal: caller.name.to_string(),
+        request_id: current_request_id().unwrap_or_default(),
+        idempotency_key: None,
+        customer_ref: None,
+        dna_id: Some(id),
+        request: serde_json::json!({}),
+    };
+    let write = async move {
+        let recorded = registry.intend(intent).await.map_err(registry_error)?;
+        let change = send_status(id, &dna, action, status).await;
+        match &change {
+            Ok(change) => {
+                let answer = serde_json::to_value(change).unwrap_or(Value::Null);
+                if let Value::Object(mut fields) = answer.clone() {
+                    fields.remove("id");
+                    events.publish(event, id, fields);
+                }
+                let dna_id = id;
+                registry
+                    .settle(recorded, Outcome::Succeeded { dna_id, answer })
+                    .await;
+            }
+            Err(error) => registry.settle(recorded, failed(error)).await,
+        }
+        change
+    };
+    let task = tokio::spawn(RequestScope::current().run(write));
+    match task.await {
+        Ok(change) => Ok(HttpResponse::Ok().json(change?)),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(ApiError::Internal(anyhow::anyhow!(
+            "the write task failed: {e}"
+        ))),
+    }
+}
+
+async fn send_status(
+    id: i64,
+    dna: &DnaClient,
+    action: &str,
+    status: &'static str,
+) -> Result<StatusChange, ApiError> {
     let timestamp = dna.change_status(id, action).await.map_err(dna_error)?;
     let changed_at = Utc
         .timestamp_opt(timestamp, 0)
@@ -277,16 +399,11 @@ async fn change_status(
             ))
         })?
         .fixed_offset();
-    let change = StatusChange {
+    Ok(StatusChange {
         id,
         status,
         changed_at,
-    };
-    if let Ok(Value::Object(mut fields)) = serde_json::to_value(&change) {
-        fields.remove("id");
-        events.publish(event, id, fields);
-    }
-    Ok(HttpResponse::Ok().json(change))
+    })
 }
 
 crate::endpoint! {
@@ -299,11 +416,13 @@ crate::endpoint! {
     #[responses(BadRequest, (status = 404, description = "DNA has no such customer.", body = Problem, content_type = "application/problem+json"), UpstreamErrors)]
     pub(crate) async fn activate_customer(
         id: web::Path<String>,
+        caller: Principal,
         dna: web::Data<DnaClient>,
         events: web::Data<EventHub>,
+        registry: web::Data<Registry>,
     ) -> Result<HttpResponse, ApiError> {
-        let change = ("activate", "active", EventType::CustomerActivated);
-        change_status(&id, &dna, &events, change).await
+        let change = (Operation::Activate, "activate", "active", EventType::CustomerActivated);
+        change_status(&id, &caller, (dna, events, registry), change).await
     }
 }
 
@@ -317,11 +436,13 @@ crate::endpoint! {
     #[responses(BadRequest, (status = 404, description = "DNA has no such customer.", body = Problem, content_type = "application/problem+json"), UpstreamErrors)]
     pub(crate) async fn suspend_customer(
         id: web::Path<String>,
+        caller: Principal,
         dna: web::Data<DnaClient>,
         events: web::Data<EventHub>,
+        registry: web::Data<Registry>,
     ) -> Result<HttpResponse, ApiError> {
-        let change = ("suspend", "suspended", EventType::CustomerSuspended);
-        change_status(&id, &dna, &events, change).await
+        let change = (Operation::Suspend, "suspend", "suspended", EventType::CustomerSuspended);
+        change_status(&id, &caller, (dna, events, registry), change).await
     }
 }
 

@@ -126,6 +126,18 @@ macro_rules! __endpoint_operation {
     };
 }
 
+/// `validated = true` when given, else `false`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __endpoint_validated {
+    () => {
+        false
+    };
+    ($validated:literal) => {
+        $validated
+    };
+}
+
 /// `Some(x)` when given, `None` when not.
 #[doc(hidden)]
 #[macro_export]
@@ -145,7 +157,7 @@ macro_rules! __endpoint_opt {
 /// #[route(get "/v1/services/{id}",
 ///     public | scopes = [Read],        // exactly one: a route is public only by saying so
 ///     widened_by = Secrets,
-///     cached = Service,
+///     cached = Service,                // or `validated = true`: an uncached read with ETag and 304
 ///     upstream = [Slitz(GetService)],      // the client operations it calls
 ///     invalidates = [Account, Invoice],
 ///     ok = (ServiceDetail, "The service."))]
@@ -164,6 +176,7 @@ macro_rules! endpoint {
         #[route($method:ident $path:literal, $access:ident $(= [$($scope:ident),+ $(,)?])?
             $(, widened_by = $widened:ident)?
             $(, cached = $cached:ident)?
+            $(, validated = $validated:literal)?
             $(, upstream = [$($upstream:ident($operation:ident)),+ $(,)?])?
             $(, invalidates = [$($invalidated:ident),+ $(,)?])?
             $(, ok = ($ok:ident $(<$ok_arg:ident>)?, $ok_description:literal))?
@@ -228,6 +241,7 @@ macro_rules! endpoint {
                         scopes: SCOPES,
                         widened_by: $crate::__endpoint_opt!($($crate::configuration::Scope::$widened)?),
                         cached: $crate::__endpoint_opt!($($crate::configuration::Route::$cached)?),
+                        validated: $crate::__endpoint_validated!($($validated)?),
                         upstream: &[$($($crate::__endpoint_operation!($upstream, $operation)),+)?],
                         invalidates: &[$($($crate::configuration::Route::$invalidated),+)?],
                     },

@@ -10,6 +10,7 @@ pub mod health;
 pub mod login;
 pub mod metrics;
 pub mod overview;
+pub mod registry;
 pub mod services;
 pub mod support;
 
@@ -37,7 +38,7 @@ use crate::{
 
 /// Every endpoint, in the order the document lists them. The server
 /// registers them in this order too, fixed paths first ([`configure`]).
-pub static ENDPOINTS: [&Endpoint; 25] = [
+pub static ENDPOINTS: [&Endpoint; 28] = [
     &health::healthz::ENDPOINT,
     &health::readyz::ENDPOINT,
     &metrics::metrics::ENDPOINT,
@@ -56,6 +57,9 @@ pub static ENDPOINTS: [&Endpoint; 25] = [
     &customers::create_customer::ENDPOINT,
     &customers::activate_customer::ENDPOINT,
     &customers::suspend_customer::ENDPOINT,
+    &registry::list_customers::ENDPOINT,
+    &registry::get_customer::ENDPOINT,
+    &registry::list_audit::ENDPOINT,
     &overview::get_overview::ENDPOINT,
     &events::stream_events::ENDPOINT,
     &login::begin_login::ENDPOINT,
@@ -242,6 +246,12 @@ impl crate::domain::BodyHints for ListQuery {}
 /// A whole number from 1 to `MAX`, in ASCII digits only.
 #[derive(Debug, Clone, Copy)]
 pub struct Count<const MAX: u32>(u32);
+
+impl<const MAX: u32> Count<MAX> {
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
 
 impl<'de, const MAX: u32> Deserialize<'de> for Count<MAX> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -31,7 +31,7 @@ gateway::endpoint! {
 async fn a_keyed_route_whose_handler_takes_nothing_still_refuses_without_a_key() {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let sandbox = Sandbox::start(loopback).unwrap();
-    let mut settings = gateway::sandbox::settings(&sandbox, loopback);
+    let mut settings = crate::helpers::sandbox_settings(&sandbox, loopback);
     settings.auth.api_keys.push(ApiKeySettings {
         name: "reader".into(),
         sha256: sha256_hex("reader-key"),

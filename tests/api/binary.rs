@@ -75,6 +75,8 @@ impl Gateway {
         std::fs::write(&config, text).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
         command
+            // The registry's default file (data/registry.sqlite3) lands here.
+            .current_dir(dir)
             .arg("--config")
             .arg(&config)
             .env_remove("RUST_LOG")

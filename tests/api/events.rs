@@ -302,8 +302,10 @@ async fn two_instances(redis: &crate::helpers::RedisServer) -> (TestApp, TestApp
         s.events.heartbeat_seconds = 1;
     })
     .await;
-    let mut b =
-        gateway::sandbox::settings(&a.sandbox, std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let mut b = crate::helpers::sandbox_settings(
+        &a.sandbox,
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+    );
     b.server.workers = 1;
     b.redis = Some(redis.settings());
     b.events.poll_seconds = 1;
@@ -315,6 +317,7 @@ async fn two_instances(redis: &crate::helpers::RedisServer) -> (TestApp, TestApp
         client: a.client.clone(),
         sandbox: gateway::sandbox::Sandbox::start(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
             .unwrap(),
+        data: a.data.clone(),
     };
     (a, b)
 }

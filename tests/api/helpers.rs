@@ -14,6 +14,22 @@ pub struct TestApp {
     pub address: String,
     pub client: Client,
     pub sandbox: Sandbox,
+    /// Where this gateway's registry (SQLite) lives, removed with the app.
+    pub data: Arc<tempfile::TempDir>,
+}
+
+/// The sandbox's settings with a registry of their own (a SQLite file in a
+/// fresh temporary directory), for a gateway a test builds itself.
+pub fn sandbox_settings(sandbox: &Sandbox, listen: SocketAddr) -> Settings {
+    let mut settings = gateway::sandbox::settings(sandbox, listen);
+    let dir = tempfile::tempdir().expect("a temporary directory").keep();
+    settings.registry.url = sqlite_registry(&dir);
+    settings
+}
+
+/// A registry of its own for one test: a SQLite file in `dir`.
+pub fn sqlite_registry(dir: &std::path::Path) -> secrecy::SecretString {
+    format!("sqlite://{}/registry.sqlite3", dir.display()).into()
 }
 
 fn loopback() -> SocketAddr {
@@ -30,6 +46,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let sandbox = Sandbox::start(loopback()).expect("sandbox starts");
     let mut settings = gateway::sandbox::settings(&sandbox, loopback());
     settings.server.workers = 1;
+    let data = Arc::new(tempfile::tempdir().expect("a temporary directory"));
+    settings.registry.url = sqlite_registry(data.path());
     adjust(&mut settings);
     let app = Application::build(settings).expect("gateway builds");
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -41,6 +59,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
             .build()
             .unwrap(),
         sandbox,
+        data,
     }
 }
 

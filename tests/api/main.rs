@@ -10,7 +10,7 @@ mod binary;
 mod blast_radius;
 mod cache;
 mod config;
-mod customers;
+pub mod customers;
 mod dna_token;
 mod drift;
 mod errors;
@@ -26,6 +26,7 @@ mod overview;
 #[path = "../support/panicking.rs"]
 mod panicking;
 mod problem_types;
+mod registry;
 mod reload;
 mod representation;
 mod resilience;

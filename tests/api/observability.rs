@@ -141,7 +141,7 @@ async fn every_family_appears_after_the_scenario_and_promtool_finds_nothing_to_f
     // A second instance whose Redis refuses every connection: Redis errors
     // and every fallback. It also mounts a route that panics.
     let mut settings =
-        gateway::sandbox::settings(&app.sandbox, SocketAddr::from(([127, 0, 0, 1], 0)));
+        crate::helpers::sandbox_settings(&app.sandbox, SocketAddr::from(([127, 0, 0, 1], 0)));
     settings.redis = Some(RedisSettings::new(
         "redis://127.0.0.1:0/0",
         "gateway-test:",
@@ -183,7 +183,7 @@ async fn every_family_appears_after_the_scenario_and_promtool_finds_nothing_to_f
     // A third instance on a real Redis: a change confirmed by every instance.
     let redis = RedisServer::start().await;
     let mut settings =
-        gateway::sandbox::settings(&app.sandbox, SocketAddr::from(([127, 0, 0, 1], 0)));
+        crate::helpers::sandbox_settings(&app.sandbox, SocketAddr::from(([127, 0, 0, 1], 0)));
     settings.redis = Some(redis.settings());
     let shared = spawn_gateway(settings).await;
     wait_until("the instance hears invalidations", async || {

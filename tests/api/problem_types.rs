@@ -51,7 +51,7 @@ fn with_key(s: &mut Settings, scopes: &[Scope], rate: u32) {
 async fn panicking_gateway() -> (String, Sandbox) {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let sandbox = Sandbox::start(loopback).unwrap();
-    let settings = gateway::sandbox::settings(&sandbox, loopback);
+    let settings = crate::helpers::sandbox_settings(&sandbox, loopback);
     let app =
         Application::build_with_routes(settings, TcpListener::bind(loopback).unwrap(), |cfg| {
             cfg.route(
@@ -185,6 +185,15 @@ async fn provoke(kind: ProblemType) -> (u16, Value) {
                 503,
                 create(&app, &new_customer("NO-STATE-1"), Some("k")).await,
             )
+        }
+        P::RegistryUnavailable => {
+            // A database nothing can connect to: writes are refused unsent.
+            let app = spawn_app_with(|s| {
+                s.registry.url = "postgres://gateway@127.0.0.1:1/registry".to_owned().into();
+                s.registry.timeout_ms = 1_000;
+            })
+            .await;
+            (503, create(&app, &new_customer("NO-REG-1"), None).await)
         }
         P::Internal => {
             let (base, _sandbox) = panicking_gateway().await;

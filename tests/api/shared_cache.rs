@@ -35,7 +35,7 @@ async fn instances(
     .await;
     let mut bases = vec![first.address.clone()];
     for _ in 1..n {
-        let mut settings = gateway::sandbox::settings(
+        let mut settings = crate::helpers::sandbox_settings(
             &first.sandbox,
             std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         );
@@ -160,7 +160,7 @@ async fn a_new_instance_serves_warm_from_redis() {
     let etag = header(&first, "etag");
 
     // A new instance (as the HPA starts one) answers from Redis at once.
-    let mut settings = gateway::sandbox::settings(
+    let mut settings = crate::helpers::sandbox_settings(
         &app.sandbox,
         std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
     );

@@ -23,8 +23,10 @@ use crate::{
 async fn two_instances(redis: &RedisServer) -> (TestApp, String) {
     let settings = redis.settings();
     let a = spawn_app_with(|s| s.redis = Some(settings.clone())).await;
-    let mut b =
-        gateway::sandbox::settings(&a.sandbox, std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let mut b = crate::helpers::sandbox_settings(
+        &a.sandbox,
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+    );
     b.server.workers = 1;
     b.redis = Some(redis.settings());
     let b = spawn_gateway(b).await;
@@ -209,8 +211,10 @@ async fn two_instances_with_limit(redis: &RedisServer, rate: u32, burst: u32) ->
         limited(s);
     })
     .await;
-    let mut b =
-        gateway::sandbox::settings(&a.sandbox, std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let mut b = crate::helpers::sandbox_settings(
+        &a.sandbox,
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+    );
     b.redis = Some(redis.settings());
     limited(&mut b);
     let b = spawn_gateway(b).await;

@@ -15,8 +15,9 @@ use crate::helpers::{KEY, assert_problem, get_json, wait_until};
 async fn a_draining_gateway_is_not_ready() {
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let sandbox = gateway::sandbox::Sandbox::start(loopback).unwrap();
-    let app = gateway::startup::Application::build(gateway::sandbox::settings(&sandbox, loopback))
-        .unwrap();
+    let app =
+        gateway::startup::Application::build(crate::helpers::sandbox_settings(&sandbox, loopback))
+            .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     let shutdown = app.shutdown_handle();
     tokio::spawn(app.run_until_stopped());

@@ -46,7 +46,7 @@ impl LoginGateway {
         let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
         let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let sandbox = gateway::sandbox::Sandbox::start(loopback).unwrap();
-        let mut settings = gateway::sandbox::settings(&sandbox, loopback);
+        let mut settings = crate::helpers::sandbox_settings(&sandbox, loopback);
         settings.server.workers = 1;
         settings.redis = redis;
         let mut oidc = OidcSettings::issuer(provider.issuer.parse().unwrap());

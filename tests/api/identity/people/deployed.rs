@@ -133,7 +133,7 @@ async fn the_sandbox_offers_a_login_with_its_simulated_people() {
     let (listener, base) = loopback_listener();
     let sandbox =
         gateway::sandbox::Sandbox::start(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
-    let settings = gateway::sandbox::settings(&sandbox, listener.local_addr().unwrap());
+    let settings = crate::helpers::sandbox_settings(&sandbox, listener.local_addr().unwrap());
     let app = gateway::startup::Application::build_with_listener(settings, listener).unwrap();
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder()
@@ -171,7 +171,7 @@ async fn the_sandbox_offers_a_login_with_its_simulated_people() {
     for (who, scopes) in [
         ("alice", json!(["read"])),
         ("bob", json!(["read", "write"])),
-        ("dana", json!(["read", "secrets", "write"])),
+        ("dana", json!(["audit", "read", "secrets", "write"])),
         ("carol", json!([])),
     ] {
         let (cookie, _) = sandbox_log_in(&client, &base, who).await;
@@ -300,8 +300,10 @@ async fn claims_left_out_of_the_id_token_are_read_from_userinfo() {
 #[tokio::test]
 async fn the_access_line_names_the_person_and_no_cookie_or_code_is_logged() {
     // The binary in sandbox mode, which offers the simulated provider's login.
+    let data = tempfile::tempdir().unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
     command
+        .current_dir(data.path())
         .args(["--listen", "127.0.0.1:0"])
         .env_remove("RUST_LOG");
     let (mut child, port, log) = crate::helpers::spawn_logged(command);

@@ -1,0 +1,311 @@
+//! The customer registry and audit trail, through the gateway: every DNA
+//! write leaves an intent and an outcome, customers are found by list and
+//! detail, the audit trail is append-only in the database itself, and a
+//! registry that cannot record refuses writes before DNA sees them.
+
+use gateway::sandbox::{Fault, FaultRule};
+use serde_json::Value;
+
+use crate::customers::{CREATE, create, new_customer};
+use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with};
+
+async fn get(app: &TestApp, path: &str) -> reqwest::Response {
+    app.authed(reqwest::Method::GET, path).send().await.unwrap()
+}
+
+async fn get_json(app: &TestApp, path: &str) -> Value {
+    let response = get(app, path).await;
+    assert_eq!(response.status(), 200, "{path}");
+    response.json().await.unwrap()
+}
+
+async fn created_id(app: &TestApp, customer_id: &str) -> i64 {
+    let response = create(app, &new_customer(customer_id), None).await;
+    assert_eq!(response.status(), 201);
+    response.json::<Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap()
+}
+
+async fn post(app: &TestApp, path: &str) -> reqwest::Response {
+    app.authed(reqwest::Method::POST, path)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_created_then_suspended_customer_is_found_with_who_did_what() {
+    let app = spawn_app().await;
+    let id = created_id(&app, "REG-1").await;
+    let suspended = post(&app, &format!("/v1/customers/{id}/suspend")).await;
+    assert_eq!(suspended.status(), 200);
+
+    let page = get_json(&app, "/v1/customers").await;
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{page}");
+    let customer = &items[0];
+    assert_eq!(customer["id"], id);
+    assert_eq!(customer["customer_id"], "REG-1");
+    assert_eq!(customer["status"], "suspended");
+    assert_eq!(customer["email"], "steve@example.com");
+    assert_eq!(customer["created_by"], "sandbox");
+    assert_eq!(customer["updated_by"], "sandbox");
+    assert_eq!(customer["last_operation"]["operation"], "customer.suspend");
+    assert_eq!(customer["last_operation"]["outcome"], "succeeded");
+    assert!(page["next_cursor"].is_null());
+
+    let detail = get_json(&app, &format!("/v1/customers/{id}")).await;
+    assert_eq!(detail["status"], "suspended");
+    let history = detail["history"].as_array().unwrap();
+    let operations: Vec<&str> = history
+        .iter()
+        .map(|e| e["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(operations, ["customer.suspend", "customer.create"]);
+    for entry in history {
+        assert_eq!(entry["outcome"], "succeeded", "{entry}");
+        assert_eq!(entry["principal"], "sandbox");
+        assert!(entry["outcome_at"].is_string());
+        assert!(!entry["request_id"].as_str().unwrap().is_empty());
+    }
+    assert_eq!(history[1]["request"]["customer_id"], "REG-1");
+    assert_eq!(history[1]["answer"]["id"], id);
+
+    let audit = get_json(&app, "/v1/audit?operation=customer.suspend").await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
+    assert_eq!(audit["items"][0]["dna_id"], id);
+
+    let missing = get(&app, "/v1/customers/999999").await;
+    assert_problem(missing, 404).await;
+}
+
+#[tokio::test]
+async fn the_request_id_of_a_write_is_its_audit_entry_s() {
+    let app = spawn_app().await;
+    let response = app
+        .authed(reqwest::Method::POST, "/v1/customers")
+        .header("x-request-id", "create-reg-2")
+        .header("Idempotency-Key", "key-reg-2")
+        .json(&new_customer("REG-2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let audit = get_json(&app, "/v1/audit").await;
+    let entry = &audit["items"][0];
+    assert_eq!(entry["request_id"], "create-reg-2");
+    assert_eq!(entry["idempotency_key"], "key-reg-2");
+    assert_eq!(entry["customer_id"], "REG-2");
+    // A replay of the key sends nothing and records nothing new.
+    let replay = app
+        .authed(reqwest::Method::POST, "/v1/customers")
+        .header("Idempotency-Key", "key-reg-2")
+        .json(&new_customer("REG-2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let audit = get_json(&app, "/v1/audit").await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
+}
+
+#[tokio::test]
+async fn a_refused_write_is_audited_as_refused_and_changes_no_customer() {
+    let app = spawn_app().await;
+    created_id(&app, "REG-DUP").await;
+    let duplicate = create(&app, &new_customer("REG-DUP"), None).await;
+    assert_problem(duplicate, 409).await;
+    let audit = get_json(&app, "/v1/audit?outcome=refused").await;
+    let items = audit["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{audit}");
+    assert_eq!(items[0]["status"], 409);
+    assert_eq!(items[0]["problem_type"], "urn:gateway:problem:duplicate");
+    let customers = get_json(&app, "/v1/customers").await;
+    assert_eq!(customers["items"].as_array().unwrap().len(), 1);
+    assert_eq!(customers["items"][0]["status"], "pending");
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_unknown_never_guessed() {
+    let app = spawn_app().await;
+    app.sandbox.control.inject(FaultRule::new(
+        "/dna/api/residential/client",
+        Fault::Status {
+            status: 500,
+            body: None,
+            retry_after: None,
+        },
+    ));
+    assert_problem(create(&app, &new_customer("REG-LOST"), None).await, 502).await;
+    assert_eq!(app.sandbox.control.calls(CREATE), 1);
+    let page = get_json(&app, "/v1/customers?status=unknown").await;
+    let customer = &page["items"][0];
+    assert_eq!(customer["customer_id"], "REG-LOST", "{page}");
+    assert!(
+        customer["id"].is_null(),
+        "DNA's id is not known: {customer}"
+    );
+    let audit = get_json(&app, "/v1/audit?customer=REG-LOST").await;
+    assert_eq!(audit["items"][0]["outcome"], "unknown", "{audit}");
+    assert_eq!(audit["items"][0]["status"], 502);
+}
+
+#[tokio::test]
+async fn a_registry_that_cannot_record_refuses_the_write_before_dna_sees_it() {
+    // A PostgreSQL that refuses every connection: nothing can be recorded.
+    let app = spawn_app_with(|s| {
+        s.registry.url = "postgres://gateway@127.0.0.1:1/registry".to_owned().into();
+        s.registry.timeout_ms = 2_000;
+    })
+    .await;
+    let response = create(&app, &new_customer("REG-DOWN"), Some("key-down")).await;
+    assert!(response.headers().contains_key("retry-after"));
+    let problem = assert_problem(response, 503).await;
+    assert_eq!(problem["type"], "urn:gateway:problem:registry-unavailable");
+    let before = app.sandbox.dna_customer_status(6518);
+    let activate = post(&app, "/v1/customers/6518/activate").await;
+    assert_problem(activate, 503).await;
+    assert_eq!(app.sandbox.control.calls(CREATE), 0, "nothing was sent");
+    let change = "POST /dna/api/residential/client/{id}/{action}";
+    assert_eq!(app.sandbox.control.calls(change), 0, "nothing was sent");
+    assert_eq!(app.sandbox.dna_customer_status(6518), before);
+    let list = get(&app, "/v1/customers").await;
+    assert_problem(list, 503).await;
+}
+
+#[tokio::test]
+async fn pages_follow_the_cursor_and_stay_stable_while_customers_are_added() {
+    let app = spawn_app().await;
+    for n in 1..=5 {
+        created_id(&app, &format!("PAGE-{n}")).await;
+    }
+    let first = get_json(&app, "/v1/customers?limit=2").await;
+    let ids = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["customer_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&first), ["PAGE-5", "PAGE-4"]);
+    created_id(&app, "PAGE-6").await;
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second = get_json(&app, &format!("/v1/customers?limit=2&cursor={cursor}")).await;
+    assert_eq!(ids(&second), ["PAGE-3", "PAGE-2"], "no repeat, no skip");
+    let cursor = second["next_cursor"].as_str().unwrap();
+    let third = get_json(&app, &format!("/v1/customers?limit=2&cursor={cursor}")).await;
+    assert_eq!(ids(&third), ["PAGE-1"]);
+    assert!(third["next_cursor"].is_null());
+
+    let bad = get(&app, "/v1/customers?cursor=not-a-cursor").await;
+    let problem = assert_problem(bad, 400).await;
+    assert_eq!(problem["errors"][0]["field"], "cursor");
+    let bad = get(&app, "/v1/customers?status=gone&limit=0").await;
+    let problem = assert_problem(bad, 400).await;
+    assert_eq!(problem["errors"].as_array().unwrap().len(), 2, "{problem}");
+}
+
+#[tokio::test]
+async fn filters_and_search_narrow_the_list() {
+    let app = spawn_app().await;
+    let mut body = new_customer("FIND-1");
+    body["first_name"] = "Ana".into();
+    body["email"] = "ana.lopez@example.com".into();
+    create(&app, &body, None).await;
+    created_id(&app, "FIND-2").await;
+    let found = get_json(&app, "/v1/customers?q=LOPEZ").await;
+    assert_eq!(found["items"].as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found["items"][0]["customer_id"], "FIND-1");
+    let found = get_json(&app, "/v1/customers?email=Ana.Lopez@example.com").await;
+    assert_eq!(found["items"].as_array().unwrap().len(), 1);
+    let found = get_json(&app, "/v1/customers?q=%25").await;
+    assert_eq!(found["items"].as_array().unwrap().len(), 0, "% is literal");
+    let found = get_json(&app, "/v1/customers?created_by=sandbox&customer_id=FIND-2").await;
+    assert_eq!(found["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn registry_reads_answer_304_for_a_current_etag_and_cut_with_fields() {
+    let app = spawn_app().await;
+    created_id(&app, "TAG-1").await;
+    let first = get(&app, "/v1/customers").await;
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(first.headers()["cache-control"], "private, no-cache");
+    let again = app
+        .authed(reqwest::Method::GET, "/v1/customers")
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    created_id(&app, "TAG-2").await;
+    let changed = app
+        .authed(reqwest::Method::GET, "/v1/customers")
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200, "a new customer changes the tag");
+    let cut = get_json(&app, "/v1/customers?fields=customer_id,status").await;
+    assert_eq!(cut["items"][0].as_object().unwrap().len(), 2, "{cut}");
+}
+
+#[tokio::test]
+async fn the_audit_trail_needs_the_audit_scope() {
+    let app = spawn_app_with(|s| {
+        s.auth
+            .api_keys
+            .push(gateway::configuration::ApiKeySettings {
+                name: "reader".into(),
+                sha256: gateway::auth::sha256_hex("reader-key"),
+                scopes: [gateway::configuration::Scope::Read].into(),
+                rate_per_second: 0,
+                burst: 0,
+            });
+    })
+    .await;
+    let refused = app
+        .client
+        .get(app.url("/v1/audit"))
+        .bearer_auth("reader-key")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(refused, 403).await;
+    let customers = app
+        .client
+        .get(app.url("/v1/customers"))
+        .bearer_auth("reader-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(customers.status(), 200);
+}
+
+#[tokio::test]
+async fn the_database_itself_refuses_to_change_or_delete_an_audit_entry() {
+    use sqlx::Connection;
+    let app = spawn_app().await;
+    created_id(&app, "KEEP-1").await;
+    let path = app.data.path().join("registry.sqlite3");
+    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    for statement in [
+        "UPDATE audit_entries SET principal = 'someone-else'",
+        "DELETE FROM audit_entries",
+        "UPDATE audit_outcomes SET outcome = 'refused'",
+        "DELETE FROM audit_outcomes",
+    ] {
+        let refused = sqlx::query(statement).execute(&mut db).await;
+        let error = refused.expect_err(statement).to_string();
+        assert!(
+            error.contains("append-only") || error.contains("retention"),
+            "{statement}: {error}"
+        );
+    }
+    let audit = get_json(&app, "/v1/audit").await;
+    assert_eq!(audit["items"][0]["principal"], "sandbox");
+}
