@@ -56,6 +56,43 @@ pub enum Command {
     },
     /// Print the OpenAPI document (JSON) to standard output.
     Openapi,
+    /// Run the registry's database migrations (also run at start) and exit.
+    Migrate {
+        #[arg(long, env = "GATEWAY_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// The audit trail, for archiving.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Write the audit entries recorded in [since, until) to standard
+    /// output, oldest first, one JSON object per line.
+    Export {
+        #[arg(long, env = "GATEWAY_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// RFC 3339, e.g. 2026-11-01T00:00:00Z.
+        #[arg(long)]
+        since: chrono::DateTime<chrono::FixedOffset>,
+        /// RFC 3339, exclusive.
+        #[arg(long)]
+        until: chrono::DateTime<chrono::FixedOffset>,
+    },
+}
+
+/// The registry's settings: the configuration's, or sandbox mode's default
+/// without one.
+fn registry_settings(
+    config: Option<&std::path::Path>,
+) -> Result<crate::configuration::RegistrySettings, ExitCode> {
+    match config {
+        Some(path) => load(path).map(|settings| settings.registry),
+        None => Ok(crate::configuration::RegistrySettings::default()),
+    }
 }
 
 /// Runs the command; the exit code is 0 on success, 1 on a runtime failure,
@@ -65,6 +102,43 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Openapi) => write_out(&openapi::document_text()),
         Some(Command::CheckConfig { config }) => match load(&config) {
             Ok(_) => write_out(&format!("{}: configuration is valid\n", config.display())),
+            Err(code) => code,
+        },
+        Some(Command::Migrate { config }) => match registry_settings(config.as_deref()) {
+            Ok(settings) => runtime(async move {
+                let backend = crate::registry::Registry::migrate(&settings).await?;
+                println!("the registry's migrations are applied ({backend:?})");
+                Ok(())
+            }),
+            Err(code) => code,
+        },
+        Some(Command::Audit {
+            command:
+                AuditCommand::Export {
+                    config,
+                    since,
+                    until,
+                },
+        }) => match registry_settings(config.as_deref()) {
+            Ok(settings) => runtime(async move {
+                use std::io::Write;
+                let registry = crate::registry::Registry::new(&settings)?;
+                let stdout = std::io::stdout();
+                let mut out = std::io::BufWriter::new(stdout.lock());
+                let count = registry
+                    .export(
+                        since.timestamp_millis(),
+                        until.timestamp_millis(),
+                        |entry| {
+                            serde_json::to_writer(&mut out, entry)?;
+                            out.write_all(b"\n")
+                        },
+                    )
+                    .await?;
+                out.flush()?;
+                eprintln!("{count} audit entries exported");
+                Ok(())
+            }),
             Err(code) => code,
         },
         Some(Command::SandboxUpstreams { listen, config_out }) => {

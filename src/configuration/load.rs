@@ -25,6 +25,7 @@ const FILE_BACKED_KEYS: &[&str] = &[
     "slitz.username",
     "slitz.password",
     "redis.url",
+    "registry.url",
     "identity.oidc.client_secret",
 ];
 

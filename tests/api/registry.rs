@@ -309,3 +309,57 @@ async fn the_database_itself_refuses_to_change_or_delete_an_audit_entry() {
     let audit = get_json(&app, "/v1/audit").await;
     assert_eq!(audit["items"][0]["principal"], "sandbox");
 }
+
+#[tokio::test]
+async fn the_audit_trail_exports_as_json_lines_and_migrate_is_idempotent() {
+    // The binary's default registry is data/registry.sqlite3 under its
+    // working directory: the gateway under test writes exactly there.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("data");
+    let app = spawn_app_with(|s| s.registry.url = crate::helpers::sqlite_registry(&file)).await;
+    let id = created_id(&app, "EXPORT-1").await;
+    post(&app, &format!("/v1/customers/{id}/activate")).await;
+    let gateway = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .current_dir(dir.path())
+            .env_remove("GATEWAY_CONFIG")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let migrated = gateway(&["migrate"]);
+    assert!(migrated.status.success(), "{migrated:?}");
+    let exported = gateway(&[
+        "audit",
+        "export",
+        "--since",
+        "2000-01-01T00:00:00Z",
+        "--until",
+        "2100-01-01T00:00:00Z",
+    ]);
+    assert!(exported.status.success(), "{exported:?}");
+    let lines: Vec<Value> = String::from_utf8(exported.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let operations: Vec<&str> = lines
+        .iter()
+        .map(|l| l["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        operations,
+        ["customer.create", "customer.activate"],
+        "oldest first"
+    );
+    assert_eq!(lines[0]["outcome"], "succeeded");
+    let none = gateway(&[
+        "audit",
+        "export",
+        "--since",
+        "2000-01-01T00:00:00Z",
+        "--until",
+        "2000-01-02T00:00:00Z",
+    ]);
+    assert!(none.status.success() && none.stdout.is_empty());
+}
