@@ -4,7 +4,8 @@
 # load-balancer tests start real ones; promtool, from the prometheus package,
 # checks the metrics and the alert rules; Node.js and npm `oidc-provider`, the
 # real OpenID Provider the identity tests start; Chromium, the browser one of
-# them logs in with), then runs the whole suite. `.ci/run` calls this same script.
+# them logs in with; PostgreSQL, which the registry's tests start clusters
+# of), then runs the whole suite. `.ci/run` calls this same script.
 # Extra arguments go to `cargo nextest run` (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,8 @@ command -v promtool >/dev/null || missing+=(prometheus)
 command -v node >/dev/null || missing+=(nodejs npm)
 # The browser login test drives Debian's Chromium.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# The registry's tests run every scenario on a real PostgreSQL too.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "--> installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

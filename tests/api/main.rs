@@ -25,6 +25,7 @@ mod otlp;
 mod overview;
 #[path = "../support/panicking.rs"]
 mod panicking;
+mod postgres;
 mod problem_types;
 mod registry;
 mod reload;

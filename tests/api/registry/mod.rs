@@ -6,20 +6,81 @@
 use gateway::sandbox::{Fault, FaultRule};
 use serde_json::Value;
 
-use crate::customers::{CREATE, create, new_customer};
-use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with};
+use gateway::configuration::Settings;
 
-async fn get(app: &TestApp, path: &str) -> reqwest::Response {
+use crate::customers::{CREATE, create, new_customer};
+use crate::helpers::{TestApp, assert_problem, spawn_app_with};
+use crate::postgres::PostgresServer;
+
+mod faults;
+
+/// The database a scenario runs on: every scenario runs on both.
+pub enum Db {
+    Sqlite,
+    Postgres(PostgresServer),
+}
+
+impl Db {
+    pub async fn postgres() -> Self {
+        Self::Postgres(PostgresServer::start().await)
+    }
+
+    pub async fn app(&self) -> TestApp {
+        self.app_with(|_| {}).await
+    }
+
+    pub async fn app_with(&self, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        spawn_app_with(|s| {
+            if let Self::Postgres(server) = self {
+                s.registry.url = server.url().into();
+            }
+            adjust(s);
+        })
+        .await
+    }
+}
+
+/// Each scenario as two tests: `on_sqlite::…` and `on_postgres::…`.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Db::Sqlite).await
+            })*
+        }
+        mod on_postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Db::postgres().await).await
+            })*
+        }
+    };
+}
+
+on_both!(
+    a_created_then_suspended_customer_is_found_with_who_did_what,
+    the_request_id_of_a_write_is_its_audit_entry_s,
+    a_refused_write_is_audited_as_refused_and_changes_no_customer,
+    a_lost_answer_is_unknown_never_guessed,
+    pages_follow_the_cursor_and_stay_stable_while_customers_are_added,
+    filters_and_search_narrow_the_list,
+    registry_reads_answer_304_for_a_current_etag_and_cut_with_fields,
+    the_audit_trail_needs_the_audit_scope,
+    the_database_itself_refuses_to_change_or_delete_an_audit_entry,
+);
+
+pub async fn get(app: &TestApp, path: &str) -> reqwest::Response {
     app.authed(reqwest::Method::GET, path).send().await.unwrap()
 }
 
-async fn get_json(app: &TestApp, path: &str) -> Value {
+pub async fn get_json(app: &TestApp, path: &str) -> Value {
     let response = get(app, path).await;
     assert_eq!(response.status(), 200, "{path}");
     response.json().await.unwrap()
 }
 
-async fn created_id(app: &TestApp, customer_id: &str) -> i64 {
+pub async fn created_id(app: &TestApp, customer_id: &str) -> i64 {
     let response = create(app, &new_customer(customer_id), None).await;
     assert_eq!(response.status(), 201);
     response.json::<Value>().await.unwrap()["id"]
@@ -27,16 +88,15 @@ async fn created_id(app: &TestApp, customer_id: &str) -> i64 {
         .unwrap()
 }
 
-async fn post(app: &TestApp, path: &str) -> reqwest::Response {
+pub async fn post(app: &TestApp, path: &str) -> reqwest::Response {
     app.authed(reqwest::Method::POST, path)
         .send()
         .await
         .unwrap()
 }
 
-#[tokio::test]
-async fn a_created_then_suspended_customer_is_found_with_who_did_what() {
-    let app = spawn_app().await;
+async fn a_created_then_suspended_customer_is_found_with_who_did_what(db: Db) {
+    let app = db.app().await;
     let id = created_id(&app, "REG-1").await;
     let suspended = post(&app, &format!("/v1/customers/{id}/suspend")).await;
     assert_eq!(suspended.status(), 200);
@@ -80,9 +140,8 @@ async fn a_created_then_suspended_customer_is_found_with_who_did_what() {
     assert_problem(missing, 404).await;
 }
 
-#[tokio::test]
-async fn the_request_id_of_a_write_is_its_audit_entry_s() {
-    let app = spawn_app().await;
+async fn the_request_id_of_a_write_is_its_audit_entry_s(db: Db) {
+    let app = db.app().await;
     let response = app
         .authed(reqwest::Method::POST, "/v1/customers")
         .header("x-request-id", "create-reg-2")
@@ -110,9 +169,8 @@ async fn the_request_id_of_a_write_is_its_audit_entry_s() {
     assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
 }
 
-#[tokio::test]
-async fn a_refused_write_is_audited_as_refused_and_changes_no_customer() {
-    let app = spawn_app().await;
+async fn a_refused_write_is_audited_as_refused_and_changes_no_customer(db: Db) {
+    let app = db.app().await;
     created_id(&app, "REG-DUP").await;
     let duplicate = create(&app, &new_customer("REG-DUP"), None).await;
     assert_problem(duplicate, 409).await;
@@ -126,9 +184,8 @@ async fn a_refused_write_is_audited_as_refused_and_changes_no_customer() {
     assert_eq!(customers["items"][0]["status"], "pending");
 }
 
-#[tokio::test]
-async fn a_lost_answer_is_unknown_never_guessed() {
-    let app = spawn_app().await;
+async fn a_lost_answer_is_unknown_never_guessed(db: Db) {
+    let app = db.app().await;
     app.sandbox.control.inject(FaultRule::new(
         "/dna/api/residential/client",
         Fault::Status {
@@ -174,9 +231,8 @@ async fn a_registry_that_cannot_record_refuses_the_write_before_dna_sees_it() {
     assert_problem(list, 503).await;
 }
 
-#[tokio::test]
-async fn pages_follow_the_cursor_and_stay_stable_while_customers_are_added() {
-    let app = spawn_app().await;
+async fn pages_follow_the_cursor_and_stay_stable_while_customers_are_added(db: Db) {
+    let app = db.app().await;
     for n in 1..=5 {
         created_id(&app, &format!("PAGE-{n}")).await;
     }
@@ -207,9 +263,8 @@ async fn pages_follow_the_cursor_and_stay_stable_while_customers_are_added() {
     assert_eq!(problem["errors"].as_array().unwrap().len(), 2, "{problem}");
 }
 
-#[tokio::test]
-async fn filters_and_search_narrow_the_list() {
-    let app = spawn_app().await;
+async fn filters_and_search_narrow_the_list(db: Db) {
+    let app = db.app().await;
     let mut body = new_customer("FIND-1");
     body["first_name"] = "Ana".into();
     body["email"] = "ana.lopez@example.com".into();
@@ -226,9 +281,8 @@ async fn filters_and_search_narrow_the_list() {
     assert_eq!(found["items"].as_array().unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn registry_reads_answer_304_for_a_current_etag_and_cut_with_fields() {
-    let app = spawn_app().await;
+async fn registry_reads_answer_304_for_a_current_etag_and_cut_with_fields(db: Db) {
+    let app = db.app().await;
     created_id(&app, "TAG-1").await;
     let first = get(&app, "/v1/customers").await;
     let etag = first.headers()["etag"].to_str().unwrap().to_owned();
@@ -252,20 +306,20 @@ async fn registry_reads_answer_304_for_a_current_etag_and_cut_with_fields() {
     assert_eq!(cut["items"][0].as_object().unwrap().len(), 2, "{cut}");
 }
 
-#[tokio::test]
-async fn the_audit_trail_needs_the_audit_scope() {
-    let app = spawn_app_with(|s| {
-        s.auth
-            .api_keys
-            .push(gateway::configuration::ApiKeySettings {
-                name: "reader".into(),
-                sha256: gateway::auth::sha256_hex("reader-key"),
-                scopes: [gateway::configuration::Scope::Read].into(),
-                rate_per_second: 0,
-                burst: 0,
-            });
-    })
-    .await;
+async fn the_audit_trail_needs_the_audit_scope(db: Db) {
+    let app = db
+        .app_with(|s| {
+            s.auth
+                .api_keys
+                .push(gateway::configuration::ApiKeySettings {
+                    name: "reader".into(),
+                    sha256: gateway::auth::sha256_hex("reader-key"),
+                    scopes: [gateway::configuration::Scope::Read].into(),
+                    rate_per_second: 0,
+                    burst: 0,
+                });
+        })
+        .await;
     let refused = app
         .client
         .get(app.url("/v1/audit"))
@@ -284,22 +338,39 @@ async fn the_audit_trail_needs_the_audit_scope() {
     assert_eq!(customers.status(), 200);
 }
 
-#[tokio::test]
-async fn the_database_itself_refuses_to_change_or_delete_an_audit_entry() {
+async fn the_database_itself_refuses_to_change_or_delete_an_audit_entry(db: Db) {
     use sqlx::Connection;
-    let app = spawn_app().await;
+    let app = db.app().await;
     created_id(&app, "KEEP-1").await;
-    let path = app.data.path().join("registry.sqlite3");
-    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
-    for statement in [
+    sqlx::any::install_default_drivers();
+    let url = match &db {
+        Db::Sqlite => format!(
+            "sqlite://{}",
+            app.data.path().join("registry.sqlite3").display()
+        ),
+        Db::Postgres(server) => server.url(),
+    };
+    let mut connection = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let mut statements = vec![
         "UPDATE audit_entries SET principal = 'someone-else'",
+        "DELETE FROM audit_outcomes",
         "DELETE FROM audit_entries",
         "UPDATE audit_outcomes SET outcome = 'refused'",
-        "DELETE FROM audit_outcomes",
-    ] {
-        let refused = sqlx::query(statement).execute(&mut db).await;
+        "UPDATE registry_settings SET audit_retention_days = 1",
+    ];
+    if matches!(db, Db::Postgres(_)) {
+        statements.push("TRUNCATE audit_outcomes, audit_entries");
+    }
+    for statement in statements {
+        if statement.starts_with("UPDATE registry_settings") {
+            // Even a retention of one day keeps an entry made today.
+            sqlx::query(statement)
+                .execute(&mut connection)
+                .await
+                .unwrap();
+            continue;
+        }
+        let refused = sqlx::query(statement).execute(&mut connection).await;
         let error = refused.expect_err(statement).to_string();
         assert!(
             error.contains("append-only") || error.contains("retention"),

@@ -1,0 +1,174 @@
+//! The registry under faults, on real databases: two instances on one
+//! PostgreSQL, PostgreSQL stopped under load and back, a gateway killed
+//! between sending a write and recording its outcome, a read-only SQLite.
+
+use std::net::SocketAddr;
+
+use gateway::sandbox::{Fault, FaultRule};
+use serde_json::Value;
+
+use super::{Db, created_id, get, get_json};
+use crate::customers::{CREATE, create, new_customer};
+use crate::helpers::{TestApp, assert_problem, sandbox_settings, spawn_gateway, wait_until};
+use crate::postgres::PostgresServer;
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// A second instance on `a`'s sandbox and `url`'s registry.
+async fn second_instance(a: &TestApp, url: String) -> TestApp {
+    let mut settings = sandbox_settings(&a.sandbox, loopback());
+    settings.server.workers = 1;
+    settings.registry.url = url.into();
+    let address = spawn_gateway(settings).await;
+    TestApp {
+        address,
+        client: a.client.clone(),
+        sandbox: gateway::sandbox::Sandbox::start(loopback()).unwrap(),
+        data: a.data.clone(),
+    }
+}
+
+#[tokio::test]
+async fn two_instances_on_one_postgres_list_each_other_s_writes_and_fifty_creates_make_fifty_rows()
+{
+    let db = Db::postgres().await;
+    let Db::Postgres(server) = &db else {
+        unreachable!()
+    };
+    let a = db.app().await;
+    let b = second_instance(&a, server.url()).await;
+    let id = created_id(&a, "TWO-1").await;
+    let on_b = get_json(&b, &format!("/v1/customers/{id}")).await;
+    assert_eq!(on_b["customer_id"], "TWO-1", "a create on A is read on B");
+
+    let creates = (0..50).map(|n| {
+        let app = if n % 2 == 0 { &a } else { &b };
+        async move { create(app, &new_customer(&format!("MANY-{n}")), None).await }
+    });
+    for response in futures_util::future::join_all(creates).await {
+        assert_eq!(response.status(), 201);
+    }
+    let page = get_json(&b, "/v1/customers?q=steve&limit=200").await;
+    let many = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["customer_id"].as_str().unwrap().starts_with("MANY-"))
+        .count();
+    assert_eq!(many, 50);
+    let audit = get_json(&a, "/v1/audit?operation=customer.create&limit=200").await;
+    let entries = audit["items"].as_array().unwrap();
+    assert_eq!(entries.len(), 51, "one entry per create");
+    assert!(entries.iter().all(|e| e["outcome"] == "succeeded"));
+}
+
+#[tokio::test]
+async fn postgres_stopped_under_load_refuses_writes_unsent_and_heals_by_itself() {
+    let server = PostgresServer::start().await;
+    let db = Db::Postgres(server);
+    let app = db.app_with(|s| s.registry.timeout_ms = 1_000).await;
+    created_id(&app, "UP-1").await;
+    let Db::Postgres(server) = &db else {
+        unreachable!()
+    };
+    server.stop();
+    let sent_before = app.sandbox.control.calls(CREATE);
+    let burst = (0..20).map(|n| {
+        let app = &app;
+        async move { create(app, &new_customer(&format!("DOWN-{n}")), None).await }
+    });
+    for response in futures_util::future::join_all(burst).await {
+        assert!(response.headers().contains_key("retry-after"));
+        let problem = assert_problem(response, 503).await;
+        assert_eq!(problem["type"], "urn:gateway:problem:registry-unavailable");
+    }
+    assert_eq!(
+        app.sandbox.control.calls(CREATE),
+        sent_before,
+        "nothing sent to DNA while nothing could be recorded"
+    );
+    assert_problem(get(&app, "/v1/customers").await, 503).await;
+
+    server.restart();
+    wait_until("the registry answers again", async || {
+        get(&app, "/v1/customers").await.status() == 200
+    })
+    .await;
+    created_id(&app, "UP-2").await;
+    let audit = get_json(&app, "/v1/audit").await;
+    let customers: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["customer_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        customers,
+        ["UP-2", "UP-1"],
+        "every accepted write, no refused one"
+    );
+}
+
+#[tokio::test]
+async fn a_gateway_killed_between_sending_and_recording_leaves_an_unknown_entry() {
+    let sandbox = gateway::sandbox::Sandbox::start(loopback()).unwrap();
+    sandbox
+        .control
+        .inject(FaultRule::new("/dna/api/residential/client", Fault::Hang));
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = crate::binary::config(&sandbox, &[], "info", sandbox.dna_base_url().as_str());
+    text.push_str(&format!(
+        "\n[[auth.api_keys]]\nname = \"ops\"\nsha256 = \"{}\"\nscopes = [\"read\", \"write\", \"audit\"]\n\n[registry]\nurl = \"sqlite://{}/registry.sqlite3\"\n",
+        gateway::auth::sha256_hex("ops-key"),
+        dir.path().display()
+    ));
+    let first = crate::binary::Gateway::start(dir.path(), &text);
+    let client = reqwest::Client::new();
+    let base = first.base.clone();
+    let hanging = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .post(format!("{base}/v1/customers"))
+                .bearer_auth("ops-key")
+                .json(&new_customer("KILLED-1"))
+                .send()
+                .await
+        }
+    });
+    wait_until("DNA received the create", async || {
+        sandbox.control.calls(CREATE) == 1
+    })
+    .await;
+    drop(first); // SIGKILL
+    assert!(hanging.await.unwrap().is_err(), "no answer came");
+
+    let second = crate::binary::Gateway::start(dir.path(), &text);
+    let audit: Value = client
+        .get(format!("{}/v1/audit", second.base))
+        .bearer_auth("ops-key")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entry = &audit["items"][0];
+    assert_eq!(entry["customer_id"], "KILLED-1", "{audit}");
+    assert_eq!(entry["outcome"], "unknown");
+    assert!(entry["outcome_at"].is_null(), "no outcome was recorded");
+}
+
+#[tokio::test]
+async fn a_read_only_sqlite_refuses_writes_cleanly() {
+    let a = Db::Sqlite.app().await;
+    created_id(&a, "RO-1").await;
+    let file = a.data.path().join("registry.sqlite3");
+    let b = second_instance(&a, format!("sqlite://{}?mode=ro", file.display())).await;
+    let sent_before = a.sandbox.control.calls(CREATE);
+    let problem = assert_problem(create(&b, &new_customer("RO-2"), None).await, 503).await;
+    assert_eq!(problem["type"], "urn:gateway:problem:registry-unavailable");
+    assert_eq!(a.sandbox.control.calls(CREATE), sent_before, "nothing sent");
+}
