@@ -36,7 +36,7 @@ bench_key() {
 [[auth.api_keys]]
 name = "bench"
 sha256 = "$(printf %s sandbox-key | sha256sum | cut -d' ' -f1)"
-scopes = ["read", "write", "secrets"]
+scopes = ["read", "write", "secrets", "audit"]
 rate_per_second = 1000000
 EOF
 }

@@ -102,5 +102,5 @@ CREATE TABLE customers (
 );
 CREATE INDEX customers_newest ON customers (first_seen_ms, row_id);
 CREATE INDEX customers_by_status ON customers (status, first_seen_ms, row_id);
-CREATE INDEX customers_by_email ON customers (email, first_seen_ms, row_id);
+CREATE INDEX customers_by_email ON customers (lower(email), first_seen_ms, row_id);
 CREATE INDEX customers_by_created_by ON customers (created_by, first_seen_ms, row_id);

@@ -105,5 +105,5 @@ CREATE TABLE customers (
 -- Newest first, and the same order within each filter a list takes.
 CREATE INDEX customers_newest ON customers (first_seen_ms, row_id);
 CREATE INDEX customers_by_status ON customers (status, first_seen_ms, row_id);
-CREATE INDEX customers_by_email ON customers (email, first_seen_ms, row_id);
+CREATE INDEX customers_by_email ON customers (lower(email), first_seen_ms, row_id);
 CREATE INDEX customers_by_created_by ON customers (created_by, first_seen_ms, row_id);

@@ -283,6 +283,7 @@ impl Registry {
     /// may be sent.
     pub async fn intend(&self, intent: Intent) -> Result<Recorded, RegistryError> {
         self.ready().await?;
+        let started = std::time::Instant::now();
         let at_ms = now_ms();
         let row = sqlx::query(
             "INSERT INTO audit_entries \
@@ -300,6 +301,8 @@ impl Registry {
         .fetch_one(&self.pool)
         .await?;
         let seq: i64 = row.try_get("seq")?;
+        metrics::histogram!("gateway_registry_write_seconds", "step" => "intent")
+            .record(started.elapsed().as_secs_f64());
         Ok(Recorded { seq, at_ms, intent })
     }
 
@@ -309,8 +312,12 @@ impl Registry {
     /// answer does not wait for that.
     pub async fn settle(&self, recorded: Recorded, outcome: Outcome) {
         let recorded = Arc::new(recorded);
+        let started = std::time::Instant::now();
         let at_ms = now_ms();
-        if let Err(error) = self.record_outcome(&recorded, &outcome, at_ms).await {
+        let written = self.record_outcome(&recorded, &outcome, at_ms).await;
+        metrics::histogram!("gateway_registry_write_seconds", "step" => "outcome")
+            .record(started.elapsed().as_secs_f64());
+        if let Err(error) = written {
             tracing::warn!(audit_id = recorded.seq, %error, "recording an outcome failed; retrying in the background");
             let registry = self.clone();
             metrics::gauge!("gateway_registry_outcomes_pending").increment(1.0);

@@ -423,7 +423,9 @@ impl Registry {
         };
         let customer = customer_of(&row)?;
         let sql = format!(
-            "{AUDIT_SELECT} WHERE e.dna_id = $1 OR o.dna_id = $1 OR e.customer_ref = $2 \
+            "{AUDIT_SELECT} WHERE e.seq IN (SELECT seq FROM audit_entries WHERE dna_id = $1 \
+             UNION SELECT seq FROM audit_outcomes WHERE dna_id = $1 \
+             UNION SELECT seq FROM audit_entries WHERE customer_ref = $2) \
              ORDER BY e.seq DESC LIMIT $3"
         );
         let rows = sqlx::query(AssertSqlSafe(sql.clone()))
@@ -454,11 +456,15 @@ impl Registry {
         }
         if let Some(customer) = &filter.customer {
             let p = w.arg(Arg::Text(customer.clone()));
+            // One indexed lookup per way an entry names a customer, not an
+            // OR across the join (which no index serves).
             match customer.parse::<i64>() {
                 Ok(id) => {
                     let n = w.arg(Arg::Int(id));
                     w.push(format!(
-                        "(e.customer_ref = {p} OR e.dna_id = {n} OR o.dna_id = {n})"
+                        "e.seq IN (SELECT seq FROM audit_entries WHERE customer_ref = {p} \
+                         UNION SELECT seq FROM audit_entries WHERE dna_id = {n} \
+                         UNION SELECT seq FROM audit_outcomes WHERE dna_id = {n})"
                     ));
                 }
                 Err(_) => w.push(format!("e.customer_ref = {p}")),

@@ -69,6 +69,19 @@ fn describe() {
         Unit::Seconds,
         "Time to answer an HTTP request, by method and route pattern."
     );
+    describe_histogram!(
+        "gateway_registry_write_seconds",
+        Unit::Seconds,
+        "Time the registry took to record a DNA write, by step (intent, before the call; outcome, after it)."
+    );
+    describe_counter!(
+        "gateway_registry_outcome_retries_total",
+        "Attempts to record an outcome again after the registry's database refused it."
+    );
+    describe_gauge!(
+        "gateway_registry_outcomes_pending",
+        "Outcomes waiting to be recorded (retried in the background)."
+    );
     describe_counter!(
         "gateway_admissions_total",
         "Requests admitted to a keyed route, by kind of caller (key, service); never one series per caller."
