@@ -182,6 +182,14 @@ fn bad_values_are_rejected_naming_the_key() {
             ("GATEWAY__CACHE__ROUTES__INVOICES", "99999999999"),
             "cache.routes.invoices",
         ),
+        (("GATEWAY__REGISTRY__URL", "mysql://db/gw"), "registry.url"),
+        (("GATEWAY__REGISTRY__URL", "data/registry.db"), "registry.url"),
+        (("GATEWAY__REGISTRY__URL", "postgres://"), "registry.url"),
+        (("GATEWAY__REGISTRY__MAX_CONNECTIONS", "0"), "registry.max_connections"),
+        (
+            ("GATEWAY__REGISTRY__AUDIT_RETENTION_DAYS", "0"),
+            "registry.audit_retention_days",
+        ),
     ] {
         let err = load(VALID, &[env]).unwrap_err();
         assert!(err.contains(key), "{key}: {err}");
