@@ -80,20 +80,20 @@ pub struct CustomerQuery {
     #[param(inline, value_type = Option<CustomerStatus>)]
     status: Option<CustomerStatus>,
     /// Only the customer with this id of yours (as sent to create).
-    #[param(value_type = Option<String>, max_length = 200)]
+    #[param(value_type = Option<String>, min_length = 1, max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,200}$")]
     customer_id: Option<Text<200>>,
     /// Only customers with this email (case-insensitive).
-    #[param(value_type = Option<String>, max_length = 320)]
+    #[param(value_type = Option<String>, min_length = 1, max_length = 320, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,320}$")]
     email: Option<Text<320>>,
     /// Only customers created by this principal (a key's name, `service:…`, `person:…`).
-    #[param(value_type = Option<String>, max_length = 200)]
+    #[param(value_type = Option<String>, min_length = 1, max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,200}$")]
     created_by: Option<Text<200>>,
     /// Words that must each appear in the first name, last name or email
     /// (case-insensitive).
-    #[param(value_type = Option<String>, max_length = 200)]
+    #[param(value_type = Option<String>, min_length = 1, max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,200}$")]
     q: Option<Text<200>>,
     /// The `next_cursor` of the page before.
-    #[param(value_type = Option<String>, max_length = 200)]
+    #[param(value_type = Option<String>, min_length = 1, max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,200}$")]
     cursor: Option<Text<200>>,
     /// Items per page.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 200, default = 50)]
@@ -108,7 +108,7 @@ impl crate::domain::BodyHints for CustomerQuery {}
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Only entries by this principal (a key's name, `service:…`, `person:…`).
-    #[param(value_type = Option<String>, max_length = 200)]
+    #[param(value_type = Option<String>, min_length = 1, max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,200}$")]
     principal: Option<Text<200>>,
     /// Only this operation.
     #[param(value_type = Option<String>, pattern = "^customer\\.(create|activate|suspend)$")]
@@ -117,7 +117,7 @@ pub struct AuditQuery {
     #[param(inline, value_type = Option<OutcomeName>)]
     outcome: Option<OutcomeName>,
     /// Only entries about this customer: DNA's id, or your `customer_id`.
-    #[param(value_type = Option<String>, max_length = 200)]
+    #[param(value_type = Option<String>, min_length = 1, max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,200}$")]
     customer: Option<Text<200>>,
     /// Only entries recorded at or after this time (RFC 3339).
     #[param(value_type = Option<String>, format = DateTime)]
@@ -126,7 +126,7 @@ pub struct AuditQuery {
     #[param(value_type = Option<String>, format = DateTime)]
     until: Option<Instant>,
     /// The `next_cursor` of the page before.
-    #[param(value_type = Option<String>, max_length = 200)]
+    #[param(value_type = Option<String>, min_length = 1, max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,200}$")]
     cursor: Option<Text<200>>,
     /// Items per page.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 200, default = 50)]
