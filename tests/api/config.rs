@@ -183,9 +183,15 @@ fn bad_values_are_rejected_naming_the_key() {
             "cache.routes.invoices",
         ),
         (("GATEWAY__REGISTRY__URL", "mysql://db/gw"), "registry.url"),
-        (("GATEWAY__REGISTRY__URL", "data/registry.db"), "registry.url"),
+        (
+            ("GATEWAY__REGISTRY__URL", "data/registry.db"),
+            "registry.url",
+        ),
         (("GATEWAY__REGISTRY__URL", "postgres://"), "registry.url"),
-        (("GATEWAY__REGISTRY__MAX_CONNECTIONS", "0"), "registry.max_connections"),
+        (
+            ("GATEWAY__REGISTRY__MAX_CONNECTIONS", "0"),
+            "registry.max_connections",
+        ),
         (
             ("GATEWAY__REGISTRY__AUDIT_RETENTION_DAYS", "0"),
             "registry.audit_retention_days",
