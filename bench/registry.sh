@@ -55,7 +55,7 @@ url = "$url"
 
 [log]
 format = "json"
-filter = "warn"
+filter = "info"
 access = false
 EOF
   target/release/gateway --config "$out/gateway-$1.toml" >"$out/gateway-$1.log" 2>&1 &

@@ -68,11 +68,12 @@ CREATE TRIGGER audit_entries_kept BEFORE DELETE ON audit_entries
 CREATE TRIGGER audit_outcomes_kept BEFORE DELETE ON audit_outcomes
     FOR EACH ROW EXECUTE FUNCTION audit_refuse_young_delete();
 
-CREATE INDEX audit_by_principal ON audit_entries (principal, seq);
-CREATE INDEX audit_by_operation ON audit_entries (operation, seq);
+-- The trail is read newest first by (at_ms, seq), within each filter.
+CREATE INDEX audit_by_principal ON audit_entries (principal, at_ms, seq);
+CREATE INDEX audit_by_operation ON audit_entries (operation, at_ms, seq);
 CREATE INDEX audit_by_customer_ref ON audit_entries (customer_ref, seq);
 CREATE INDEX audit_by_dna_id ON audit_entries (dna_id, seq);
-CREATE INDEX audit_by_time ON audit_entries (at_ms);
+CREATE INDEX audit_by_time ON audit_entries (at_ms, seq);
 CREATE INDEX audit_outcomes_by_outcome ON audit_outcomes (outcome, seq);
 CREATE INDEX audit_outcomes_by_dna_id ON audit_outcomes (dna_id, seq);
 

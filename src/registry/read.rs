@@ -426,7 +426,7 @@ impl Registry {
             "{AUDIT_SELECT} WHERE e.seq IN (SELECT seq FROM audit_entries WHERE dna_id = $1 \
              UNION SELECT seq FROM audit_outcomes WHERE dna_id = $1 \
              UNION SELECT seq FROM audit_entries WHERE customer_ref = $2) \
-             ORDER BY e.seq DESC LIMIT $3"
+             ORDER BY e.at_ms DESC, e.seq DESC LIMIT $3"
         );
         let rows = sqlx::query(AssertSqlSafe(sql.clone()))
             .bind(dna_id)
@@ -479,13 +479,16 @@ impl Registry {
             w.push(format!("e.at_ms < {p}"));
         }
         if let Some(cursor) = &filter.cursor {
-            let [seq] = decode_cursor::<1>(cursor)?;
-            let p = w.arg(Arg::Int(seq));
-            w.push(format!("e.seq < {p}"));
+            let [at, seq] = decode_cursor::<2>(cursor)?;
+            let a = w.arg(Arg::Int(at));
+            let b = w.arg(Arg::Int(seq));
+            w.push(format!(
+                "(e.at_ms < {a} OR (e.at_ms = {a} AND e.seq < {b}))"
+            ));
         }
         let limit = w.arg(Arg::Int(i64::from(filter.limit).saturating_add(1)));
         let sql = format!(
-            "{AUDIT_SELECT} {} ORDER BY e.seq DESC LIMIT {limit}",
+            "{AUDIT_SELECT} {} ORDER BY e.at_ms DESC, e.seq DESC LIMIT {limit}",
             w.sql()
         );
         let rows = w
@@ -493,19 +496,22 @@ impl Registry {
             .fetch_all(&self.pool)
             .await?;
         let more = rows.len() > filter.limit as usize;
-        let items: Vec<AuditEntry> = rows
-            .iter()
-            .take(filter.limit as usize)
-            .map(audit_of)
-            .collect::<Result<_, _>>()?;
-        let next_cursor = items
-            .last()
+        let mut items = Vec::with_capacity(rows.len());
+        let mut last = None;
+        for row in rows.iter().take(filter.limit as usize) {
+            items.push(audit_of(row)?);
+            last = Some((
+                row.try_get::<i64, _>("at_ms")?,
+                row.try_get::<i64, _>("seq")?,
+            ));
+        }
+        let next_cursor = last
             .filter(|_| more)
-            .map(|last| encode_cursor(&[last.id]));
+            .map(|(at, seq)| encode_cursor(&[at, seq]));
         Ok(CursorPage { items, next_cursor })
     }
 
-    /// Every audit entry recorded in `[since, until)`, oldest first, each
+    /// Every audit entry recorded in `[since, until)`, oldest first (by time, then id), each
     /// handed to `each` (for `gateway audit export`), in batches.
     pub async fn export(
         &self,
@@ -515,15 +521,17 @@ impl Registry {
     ) -> Result<u64, RegistryError> {
         self.ready().await?;
         let sql = format!(
-            "{AUDIT_SELECT} WHERE e.at_ms >= $1 AND e.at_ms < $2 AND e.seq > $3 ORDER BY e.seq LIMIT 1000"
+            "{AUDIT_SELECT} WHERE e.at_ms >= $1 AND e.at_ms < $2 \
+             AND (e.at_ms > $3 OR (e.at_ms = $3 AND e.seq > $4)) ORDER BY e.at_ms, e.seq LIMIT 1000"
         );
-        let mut after = 0_i64;
+        let mut after = (i64::MIN, 0_i64);
         let mut count = 0_u64;
         loop {
             let rows = sqlx::query(AssertSqlSafe(sql.clone()))
                 .bind(since_ms)
                 .bind(until_ms)
-                .bind(after)
+                .bind(after.0)
+                .bind(after.1)
                 .fetch_all(&self.pool)
                 .await?;
             if rows.is_empty() {
@@ -532,7 +540,7 @@ impl Registry {
             for row in &rows {
                 let entry = audit_of(row)?;
                 each(&entry).map_err(|e| RegistryError::Url(format!("writing the export: {e}")))?;
-                after = entry.id;
+                after = (row.try_get("at_ms")?, entry.id);
                 count = count.saturating_add(1);
             }
         }
