@@ -450,9 +450,17 @@ impl Registry {
             let p = w.arg(Arg::Text(operation.clone()));
             w.push(format!("e.operation = {p}"));
         }
-        if let Some(outcome) = filter.outcome {
-            let p = w.arg(Arg::Text(<&str>::from(outcome).to_owned()));
-            w.push(format!("COALESCE(o.outcome, 'unknown') = {p}"));
+        // On the column itself, so the planner can weigh it by its
+        // statistics (an expression over it it cannot): no outcome is unknown.
+        match filter.outcome {
+            Some(OutcomeName::Unknown) => {
+                w.push("(o.outcome = 'unknown' OR o.seq IS NULL)".to_owned());
+            }
+            Some(outcome) => {
+                let p = w.arg(Arg::Text(<&str>::from(outcome).to_owned()));
+                w.push(format!("o.outcome = {p}"));
+            }
+            None => {}
         }
         if let Some(customer) = &filter.customer {
             let p = w.arg(Arg::Text(customer.clone()));
