@@ -74,7 +74,6 @@ CREATE INDEX audit_by_operation ON audit_entries (operation, at_ms, seq);
 CREATE INDEX audit_by_customer_ref ON audit_entries (customer_ref, seq);
 CREATE INDEX audit_by_dna_id ON audit_entries (dna_id, seq);
 CREATE INDEX audit_by_time ON audit_entries (at_ms, seq);
-CREATE INDEX audit_outcomes_by_outcome ON audit_outcomes (outcome, seq);
 CREATE INDEX audit_outcomes_by_dna_id ON audit_outcomes (dna_id, seq);
 
 CREATE TABLE customers (

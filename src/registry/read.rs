@@ -450,15 +450,21 @@ impl Registry {
             let p = w.arg(Arg::Text(operation.clone()));
             w.push(format!("e.operation = {p}"));
         }
-        // On the column itself, so the planner can weigh it by its
-        // statistics (an expression over it it cannot): no outcome is unknown.
+        // A lookup per entry while walking the newest first: both planners
+        // keep that walk (SQLite turned `o.outcome = …` into a scan of every
+        // outcome and a sort; PostgreSQL could not weigh a COALESCE and
+        // joined everything). No outcome recorded is unknown.
         match filter.outcome {
-            Some(OutcomeName::Unknown) => {
-                w.push("(o.outcome = 'unknown' OR o.seq IS NULL)".to_owned());
-            }
+            Some(OutcomeName::Unknown) => w.push(
+                "NOT EXISTS (SELECT 1 FROM audit_outcomes x WHERE x.seq = e.seq \
+                 AND x.outcome <> 'unknown')"
+                    .to_owned(),
+            ),
             Some(outcome) => {
                 let p = w.arg(Arg::Text(<&str>::from(outcome).to_owned()));
-                w.push(format!("o.outcome = {p}"));
+                w.push(format!(
+                    "EXISTS (SELECT 1 FROM audit_outcomes x WHERE x.seq = e.seq AND x.outcome = {p})"
+                ));
             }
             None => {}
         }

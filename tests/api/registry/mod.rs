@@ -205,6 +205,13 @@ async fn a_lost_answer_is_unknown_never_guessed(db: Db) {
     );
     let audit = get_json(&app, "/v1/audit?customer=REG-LOST").await;
     assert_eq!(audit["items"][0]["outcome"], "unknown", "{audit}");
+    let unknown = get_json(&app, "/v1/audit?outcome=unknown").await;
+    assert_eq!(unknown["items"].as_array().unwrap().len(), 1, "{unknown}");
+    let succeeded = get_json(&app, "/v1/audit?outcome=succeeded").await;
+    assert!(
+        succeeded["items"].as_array().unwrap().is_empty(),
+        "{succeeded}"
+    );
     assert_eq!(audit["items"][0]["status"], 502);
 }
 
