@@ -105,14 +105,12 @@ pub enum ProblemType {
     /// The gateway cannot serve yet, or no source of an answer could (503).
     #[serde(rename = "urn:gateway:problem:not-ready")]
     NotReady,
-    /// The state the instances share (Redis) cannot be reached, and the
-    /// request must not go on without it: a create with an Idempotency-Key (503).
+    /// State the gateway keeps or shares cannot be used, and the request
+    /// must not go on without it (503): Redis for a create with an
+    /// Idempotency-Key; the registry's database for any DNA write (its
+    /// intent could not be recorded, so nothing was sent) or registry read.
     #[serde(rename = "urn:gateway:problem:shared-state-unavailable")]
     SharedStateUnavailable,
-    /// The registry's database cannot be used: a DNA write is not sent
-    /// (its intent could not be recorded), a registry read cannot answer (503).
-    #[serde(rename = "urn:gateway:problem:registry-unavailable")]
-    RegistryUnavailable,
     /// A fault of the gateway itself (500); the detail is in its logs.
     #[serde(rename = "urn:gateway:problem:internal")]
     Internal,
@@ -149,7 +147,7 @@ pub enum ProblemType {
 }
 
 impl ProblemType {
-    pub const ALL: [ProblemType; 24] = [
+    pub const ALL: [ProblemType; 23] = [
         Self::Validation,
         Self::Unauthenticated,
         Self::Forbidden,
@@ -162,7 +160,6 @@ impl ProblemType {
         Self::UnsupportedMediaType,
         Self::NotReady,
         Self::SharedStateUnavailable,
-        Self::RegistryUnavailable,
         Self::Internal,
         Self::UpstreamCredentialsRejected,
         Self::UpstreamError,
@@ -191,7 +188,6 @@ impl ProblemType {
             Self::UnsupportedMediaType => "Unsupported media type",
             Self::NotReady => "The gateway cannot serve yet",
             Self::SharedStateUnavailable => "The state instances share is unavailable",
-            Self::RegistryUnavailable => "The customer registry is unavailable",
             Self::Internal => "Internal error",
             Self::UpstreamCredentialsRejected => "The upstream rejected the gateway's credentials",
             Self::UpstreamError => "The upstream failed",
@@ -392,7 +388,9 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => (P::UnsupportedMediaType, S::UNSUPPORTED_MEDIA_TYPE),
             Self::NotReady(_) => (P::NotReady, S::SERVICE_UNAVAILABLE),
             Self::StateUnavailable(_) => (P::SharedStateUnavailable, S::SERVICE_UNAVAILABLE),
-            Self::RegistryUnavailable(_) => (P::RegistryUnavailable, S::SERVICE_UNAVAILABLE),
+            // The registry is state the gateway keeps (and, on PostgreSQL,
+            // shares): the released contract's type for it, no new one.
+            Self::RegistryUnavailable(_) => (P::SharedStateUnavailable, S::SERVICE_UNAVAILABLE),
             Self::Internal(_) => (P::Internal, S::INTERNAL_SERVER_ERROR),
             Self::Upstream(e) => match e {
                 UpstreamError::NotFound { .. } => (P::NotFound, S::NOT_FOUND),

@@ -175,7 +175,7 @@ crate::endpoint! {
     #[route(get "/v1/customers", scopes = [Read], validated = true,
         ok = (CursorPage<CustomerRecord>, "One page of customers."))]
     #[openapi(tag = "customers", params(CustomerQuery),)]
-    #[responses(BadRequest, (status = 503, description = "The registry cannot be read (type `urn:gateway:problem:registry-unavailable`).", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = String))))]
+    #[responses(BadRequest, (status = 503, description = "The registry cannot be read (type `urn:gateway:problem:shared-state-unavailable`).", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = String))))]
     pub(crate) async fn list_customers(
         query: Query<CustomerQuery>,
         registry: web::Data<Registry>,
@@ -202,7 +202,7 @@ crate::endpoint! {
     #[route(get "/v1/customers/{id}", scopes = [Read], validated = true,
         ok = (CustomerDetail, "The customer."))]
     #[openapi(tag = "customers", params(("id" = i64, Path, minimum = 1, description = "DNA customer id.")),)]
-    #[responses(BadRequest, (status = 404, description = "The gateway recorded no write for this customer.", body = Problem, content_type = "application/problem+json"), (status = 503, description = "The registry cannot be read (type `urn:gateway:problem:registry-unavailable`).", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = String))))]
+    #[responses(BadRequest, (status = 404, description = "The gateway recorded no write for this customer.", body = Problem, content_type = "application/problem+json"), (status = 503, description = "The registry cannot be read (type `urn:gateway:problem:shared-state-unavailable`).", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = String))))]
     pub(crate) async fn get_customer(
         id: web::Path<String>,
         registry: web::Data<Registry>,
@@ -230,7 +230,7 @@ crate::endpoint! {
     #[route(get "/v1/audit", scopes = [Audit], validated = true,
         ok = (CursorPage<AuditEntry>, "One page of audit entries."))]
     #[openapi(tag = "audit", params(AuditQuery),)]
-    #[responses(BadRequest, (status = 503, description = "The registry cannot be read (type `urn:gateway:problem:registry-unavailable`).", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = String))))]
+    #[responses(BadRequest, (status = 503, description = "The registry cannot be read (type `urn:gateway:problem:shared-state-unavailable`).", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = String))))]
     pub(crate) async fn list_audit(
         query: Query<AuditQuery>,
         registry: web::Data<Registry>,

@@ -86,6 +86,8 @@ format = "json"
         std::fs::write(&path, config).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
         command
+            // The instances share the registry's default file under `dir`.
+            .current_dir(dir)
             .arg("--config")
             .arg(&path)
             .env("RUST_LOG", "info")

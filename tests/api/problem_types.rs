@@ -186,15 +186,6 @@ async fn provoke(kind: ProblemType) -> (u16, Value) {
                 create(&app, &new_customer("NO-STATE-1"), Some("k")).await,
             )
         }
-        P::RegistryUnavailable => {
-            // A database nothing can connect to: writes are refused unsent.
-            let app = spawn_app_with(|s| {
-                s.registry.url = "postgres://gateway@127.0.0.1:1/registry".to_owned().into();
-                s.registry.timeout_ms = 1_000;
-            })
-            .await;
-            (503, create(&app, &new_customer("NO-REG-1"), None).await)
-        }
         P::Internal => {
             let (base, _sandbox) = panicking_gateway().await;
             (

@@ -82,7 +82,10 @@ async fn postgres_stopped_under_load_refuses_writes_unsent_and_heals_by_itself()
     for response in futures_util::future::join_all(burst).await {
         assert!(response.headers().contains_key("retry-after"));
         let problem = assert_problem(response, 503).await;
-        assert_eq!(problem["type"], "urn:gateway:problem:registry-unavailable");
+        assert_eq!(
+            problem["type"],
+            "urn:gateway:problem:shared-state-unavailable"
+        );
     }
     assert_eq!(
         app.sandbox.control.calls(CREATE),
@@ -169,6 +172,9 @@ async fn a_read_only_sqlite_refuses_writes_cleanly() {
     let b = second_instance(&a, format!("sqlite://{}?mode=ro", file.display())).await;
     let sent_before = a.sandbox.control.calls(CREATE);
     let problem = assert_problem(create(&b, &new_customer("RO-2"), None).await, 503).await;
-    assert_eq!(problem["type"], "urn:gateway:problem:registry-unavailable");
+    assert_eq!(
+        problem["type"],
+        "urn:gateway:problem:shared-state-unavailable"
+    );
     assert_eq!(a.sandbox.control.calls(CREATE), sent_before, "nothing sent");
 }

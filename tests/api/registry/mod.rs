@@ -226,7 +226,10 @@ async fn a_registry_that_cannot_record_refuses_the_write_before_dna_sees_it() {
     let response = create(&app, &new_customer("REG-DOWN"), Some("key-down")).await;
     assert!(response.headers().contains_key("retry-after"));
     let problem = assert_problem(response, 503).await;
-    assert_eq!(problem["type"], "urn:gateway:problem:registry-unavailable");
+    assert_eq!(
+        problem["type"],
+        "urn:gateway:problem:shared-state-unavailable"
+    );
     let before = app.sandbox.dna_customer_status(6518);
     let activate = post(&app, "/v1/customers/6518/activate").await;
     assert_problem(activate, 503).await;
