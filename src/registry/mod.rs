@@ -306,39 +306,50 @@ impl Registry {
         Ok(Recorded { seq, at_ms, intent })
     }
 
-    /// Records the outcome and the customer's new state. When the database
-    /// cannot take it now, it is retried in the background until it can
-    /// (counted in `gateway_registry_outcome_retries_total`); the caller's
-    /// answer does not wait for that.
-    pub async fn settle(&self, recorded: Recorded, outcome: Outcome) {
+    /// Records the outcome and the customer's new state, then runs
+    /// `recorded` (a route publishes its `customer.*` event there, so a
+    /// subscriber that reads the registry on an event finds the change).
+    /// When the database cannot take it now, it is retried in the
+    /// background until it can (counted in
+    /// `gateway_registry_outcome_retries_total`), and `recorded` runs then;
+    /// the caller's answer does not wait for that.
+    pub async fn settle(
+        &self,
+        recorded: Recorded,
+        outcome: Outcome,
+        then: impl FnOnce() + Send + 'static,
+    ) {
         let recorded = Arc::new(recorded);
         let started = std::time::Instant::now();
         let at_ms = now_ms();
         let written = self.record_outcome(&recorded, &outcome, at_ms).await;
         metrics::histogram!("gateway_registry_write_seconds", "step" => "outcome")
             .record(started.elapsed().as_secs_f64());
-        if let Err(error) = written {
-            tracing::warn!(audit_id = recorded.seq, %error, "recording an outcome failed; retrying in the background");
-            let registry = self.clone();
-            metrics::gauge!("gateway_registry_outcomes_pending").increment(1.0);
-            tokio::spawn(async move {
-                loop {
-                    metrics::counter!("gateway_registry_outcome_retries_total").increment(1);
-                    tokio::time::sleep(registry.retry_every).await;
-                    match registry.record_outcome(&recorded, &outcome, at_ms).await {
-                        Ok(()) => break,
-                        Err(error) => {
-                            tracing::debug!(audit_id = recorded.seq, %error, "an outcome is still unrecorded");
-                        }
+        let Err(error) = written else {
+            then();
+            return;
+        };
+        tracing::warn!(audit_id = recorded.seq, %error, "recording an outcome failed; retrying in the background");
+        let registry = self.clone();
+        metrics::gauge!("gateway_registry_outcomes_pending").increment(1.0);
+        tokio::spawn(async move {
+            loop {
+                metrics::counter!("gateway_registry_outcome_retries_total").increment(1);
+                tokio::time::sleep(registry.retry_every).await;
+                match registry.record_outcome(&recorded, &outcome, at_ms).await {
+                    Ok(()) => break,
+                    Err(error) => {
+                        tracing::debug!(audit_id = recorded.seq, %error, "an outcome is still unrecorded");
                     }
                 }
-                metrics::gauge!("gateway_registry_outcomes_pending").decrement(1.0);
-                tracing::info!(
-                    audit_id = recorded.seq,
-                    "an outcome recorded after retrying"
-                );
-            });
-        }
+            }
+            metrics::gauge!("gateway_registry_outcomes_pending").decrement(1.0);
+            tracing::info!(
+                audit_id = recorded.seq,
+                "an outcome recorded after retrying"
+            );
+            then();
+        });
     }
 
     async fn record_outcome(

@@ -222,13 +222,14 @@ fn decode_cursor<const N: usize>(token: &str) -> Result<[i64; N], BadCursor> {
 }
 
 /// A bound value of a query built from filters.
+#[derive(Clone)]
 enum Arg {
     Text(String),
     Int(i64),
 }
 
 /// A `WHERE` built clause by clause, numbering its `$N`.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Where {
     clauses: Vec<String>,
     args: Vec<Arg>,
@@ -264,6 +265,67 @@ impl Where {
             };
         }
         query
+    }
+}
+
+/// Rows strictly after the cursor's position in the order `(a DESC, b
+/// DESC)`: a page ends at a row, the next starts before it.
+fn before(w: &mut Where, cursor: Option<&str>, [a, b]: [&str; 2]) -> Result<(), BadCursor> {
+    if let Some(cursor) = cursor {
+        let [x, y] = decode_cursor::<2>(cursor)?;
+        let x = w.arg(Arg::Int(x));
+        let y = w.arg(Arg::Int(y));
+        w.push(format!("({a} < {x} OR ({a} = {x} AND {b} < {y}))"));
+    }
+    Ok(())
+}
+
+/// A page from up to `limit + 1` rows: the first `limit`, and when there
+/// were more, a cursor at the last of them (its columns `a` and `b`).
+fn page_of<T>(
+    rows: &[AnyRow],
+    limit: u32,
+    item_of: fn(&AnyRow) -> Result<T, sqlx::Error>,
+    [a, b]: [&str; 2],
+) -> Result<CursorPage<T>, sqlx::Error> {
+    let limit = limit as usize;
+    let items = rows
+        .iter()
+        .take(limit)
+        .map(item_of)
+        .collect::<Result<Vec<_>, _>>()?;
+    let last = limit.checked_sub(1).and_then(|i| rows.get(i));
+    let next_cursor = match last {
+        Some(last) if rows.len() > limit => Some(encode_cursor(&[
+            last.try_get::<i64, _>(a)?,
+            last.try_get::<i64, _>(b)?,
+        ])),
+        _ => None,
+    };
+    Ok(CursorPage { items, next_cursor })
+}
+
+/// How many of the newest customers the text search reads before it asks
+/// the index ([`Registry::search_customers`]).
+const SEARCH_WINDOW: i64 = 2000;
+
+const NEWEST_CUSTOMERS: &str = "ORDER BY first_seen_ms DESC, row_id DESC";
+
+impl super::Backend {
+    /// One search word as a clause the backend's trigram index serves:
+    /// SQLite's FTS5 `MATCH` on a quoted phrase (words of three characters
+    /// or more: shorter ones have no trigram, and are matched by `LIKE`),
+    /// PostgreSQL's `LIKE` (served by `pg_trgm`'s GIN index).
+    fn search_clause(self, w: &mut Where, word: &str) -> String {
+        if self == Self::Sqlite && word.chars().nth(2).is_some() {
+            let phrase = format!("\"{}\"", word.to_lowercase().replace('"', "\"\""));
+            let p = w.arg(Arg::Text(phrase));
+            return format!(
+                "row_id IN (SELECT rowid FROM customers_search WHERE customers_search MATCH {p})"
+            );
+        }
+        let p = w.arg(Arg::Text(contains_pattern(word)));
+        format!("search LIKE {p} ESCAPE '\\'")
     }
 }
 
@@ -366,43 +428,85 @@ impl Registry {
             let p = w.arg(Arg::Text(by.clone()));
             w.push(format!("created_by = {p}"));
         }
-        if let Some(q) = &filter.q {
-            for word in q.split_whitespace() {
-                let p = w.arg(Arg::Text(contains_pattern(word)));
-                w.push(format!("search LIKE {p} ESCAPE '\\'"));
-            }
-        }
-        if let Some(cursor) = &filter.cursor {
-            let [seen, row] = decode_cursor::<2>(cursor)?;
-            let a = w.arg(Arg::Int(seen));
-            let b = w.arg(Arg::Int(row));
-            w.push(format!(
-                "(first_seen_ms < {a} OR (first_seen_ms = {a} AND row_id < {b}))"
-            ));
-        }
-        let limit = w.arg(Arg::Int(i64::from(filter.limit).saturating_add(1)));
+        before(
+            &mut w,
+            filter.cursor.as_deref(),
+            ["first_seen_ms", "row_id"],
+        )?;
+        let words: Vec<&str> = filter
+            .q
+            .as_deref()
+            .map(|q| q.split_whitespace().collect())
+            .unwrap_or_default();
+        let rows = if words.is_empty() {
+            self.newest_customers(w, filter.limit).await?
+        } else {
+            self.search_customers(w, &words, filter.limit).await?
+        };
+        Ok(page_of(
+            &rows,
+            filter.limit,
+            customer_of,
+            ["first_seen_ms", "row_id"],
+        )?)
+    }
+
+    /// Up to `limit + 1` customers, newest first, under `w`.
+    async fn newest_customers(&self, mut w: Where, limit: u32) -> Result<Vec<AnyRow>, sqlx::Error> {
+        let n = w.arg(Arg::Int(i64::from(limit).saturating_add(1)));
         let sql = format!(
-            "SELECT {CUSTOMER_COLUMNS} FROM customers {} ORDER BY first_seen_ms DESC, row_id DESC LIMIT {limit}",
+            "SELECT {CUSTOMER_COLUMNS} FROM customers {} {NEWEST_CUSTOMERS} LIMIT {n}",
             w.sql()
         );
-        let rows = w
+        w.bind(sqlx::query(AssertSqlSafe(sql.clone())))
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// The text search, in two steps. First the newest
+    /// [`SEARCH_WINDOW`] customers the other filters let through, each
+    /// read and matched: a word that many customers have fills the page
+    /// there, which no index could do faster (an index would find every
+    /// one of them, to be sorted). When that page is not full, the words
+    /// are looked up in the trigram index (`migrations/*/0002_…`) and only
+    /// the customers it finds are sorted: a rare word (a name) never scans
+    /// every customer. The first step's page, when full, is exactly the
+    /// second's: anything it did not read is older than all it read.
+    async fn search_customers(
+        &self,
+        w: Where,
+        words: &[&str],
+        limit: u32,
+    ) -> Result<Vec<AnyRow>, sqlx::Error> {
+        let mut recent = w.clone();
+        let window = recent.arg(Arg::Int(SEARCH_WINDOW));
+        let inner = format!(
+            "(SELECT * FROM customers {} {NEWEST_CUSTOMERS} LIMIT {window}) AS recent",
+            recent.sql()
+        );
+        recent.clauses.clear();
+        for word in words {
+            let p = recent.arg(Arg::Text(contains_pattern(word)));
+            recent.push(format!("search LIKE {p} ESCAPE '\\'"));
+        }
+        let n = recent.arg(Arg::Int(i64::from(limit).saturating_add(1)));
+        let sql = format!(
+            "SELECT {CUSTOMER_COLUMNS} FROM {inner} {} {NEWEST_CUSTOMERS} LIMIT {n}",
+            recent.sql()
+        );
+        let rows = recent
             .bind(sqlx::query(AssertSqlSafe(sql.clone())))
             .fetch_all(&self.pool)
             .await?;
-        let more = rows.len() > filter.limit as usize;
-        let mut items = Vec::with_capacity(rows.len());
-        let mut last = None;
-        for row in rows.iter().take(filter.limit as usize) {
-            items.push(customer_of(row)?);
-            last = Some((
-                row.try_get::<i64, _>("first_seen_ms")?,
-                row.try_get::<i64, _>("row_id")?,
-            ));
+        if rows.len() > limit as usize {
+            return Ok(rows);
         }
-        let next_cursor = last
-            .filter(|_| more)
-            .map(|(seen, row)| encode_cursor(&[seen, row]));
-        Ok(CursorPage { items, next_cursor })
+        let mut w = w;
+        for word in words {
+            let clause = self.backend.search_clause(&mut w, word);
+            w.push(clause);
+        }
+        self.newest_customers(w, limit).await
     }
 
     /// One customer by DNA's id, with its history (newest first, at most
@@ -492,14 +596,7 @@ impl Registry {
             let p = w.arg(Arg::Int(until));
             w.push(format!("e.at_ms < {p}"));
         }
-        if let Some(cursor) = &filter.cursor {
-            let [at, seq] = decode_cursor::<2>(cursor)?;
-            let a = w.arg(Arg::Int(at));
-            let b = w.arg(Arg::Int(seq));
-            w.push(format!(
-                "(e.at_ms < {a} OR (e.at_ms = {a} AND e.seq < {b}))"
-            ));
-        }
+        before(&mut w, filter.cursor.as_deref(), ["e.at_ms", "e.seq"])?;
         let limit = w.arg(Arg::Int(i64::from(filter.limit).saturating_add(1)));
         let sql = format!(
             "{AUDIT_SELECT} {} ORDER BY e.at_ms DESC, e.seq DESC LIMIT {limit}",
@@ -509,20 +606,7 @@ impl Registry {
             .bind(sqlx::query(AssertSqlSafe(sql.clone())))
             .fetch_all(&self.pool)
             .await?;
-        let more = rows.len() > filter.limit as usize;
-        let mut items = Vec::with_capacity(rows.len());
-        let mut last = None;
-        for row in rows.iter().take(filter.limit as usize) {
-            items.push(audit_of(row)?);
-            last = Some((
-                row.try_get::<i64, _>("at_ms")?,
-                row.try_get::<i64, _>("seq")?,
-            ));
-        }
-        let next_cursor = last
-            .filter(|_| more)
-            .map(|(at, seq)| encode_cursor(&[at, seq]));
-        Ok(CursorPage { items, next_cursor })
+        Ok(page_of(&rows, filter.limit, audit_of, ["at_ms", "seq"])?)
     }
 
     /// Every audit entry recorded in `[since, until)`, oldest first (by time, then id), each
@@ -584,6 +668,138 @@ mod tests {
     #[test]
     fn wildcards_in_a_search_are_literal() {
         assert_eq!(contains_pattern("50%_A\\"), "%50\\%\\_a\\\\%");
+    }
+
+    /// A registry on a new SQLite file with `people` created in order
+    /// (first name, last name, email), the last the newest.
+    fn registry_of(
+        runtime: &tokio::runtime::Runtime,
+        dir: &tempfile::TempDir,
+        people: &[(&str, &str, &str)],
+    ) -> Registry {
+        use crate::registry::{Intent, Operation, Outcome};
+        let settings = crate::configuration::RegistrySettings {
+            url: format!("sqlite://{}/registry.sqlite3", dir.path().display()).into(),
+            ..Default::default()
+        };
+        let registry = {
+            let _in = runtime.enter();
+            Registry::new(&settings).unwrap()
+        };
+        runtime.block_on(async {
+            for (n, (first, last, email)) in (1_i64..).zip(people) {
+                let intent = Intent {
+                    operation: Operation::Create,
+                    principal: "test".to_owned(),
+                    request_id: String::new(),
+                    idempotency_key: None,
+                    customer_ref: Some(format!("C-{n}")),
+                    dna_id: None,
+                    request: serde_json::json!({"first_name": first, "last_name": last, "email": email}),
+                };
+                let recorded = registry.intend(intent).await.unwrap();
+                let answer = serde_json::json!({"ns_domain": "x"});
+                let outcome = Outcome::Succeeded { dna_id: n, answer };
+                registry.settle(recorded, outcome, || {}).await;
+                // Distinct creation times, so newest first is one order.
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        });
+        registry
+    }
+
+    const PEOPLE: [(&str, &str, &str); 6] = [
+        ("Ana", "López", "ana.lopez@example.com"),
+        ("Steve", "Harris", "steve@example.com"),
+        ("Zoë", "\"Quote\" O'Neil", "z%o_e@example.org"),
+        ("Анна", "Иванова", "anna@пример.рф"),
+        ("Bo", "Li", "bo@li.cn"),
+        ("Lopez", "Harrison", "lh@example.com"),
+    ];
+
+    /// The customers `q` should find, newest first: every word a
+    /// substring of the lower-cased name and email.
+    fn expected(q: &str) -> Vec<String> {
+        let words: Vec<String> = q.split_whitespace().map(str::to_lowercase).collect();
+        (1..=PEOPLE.len())
+            .rev()
+            .filter(|n| {
+                let (first, last, email) = PEOPLE[n - 1];
+                let text = format!("{first} {last} {email}").to_lowercase();
+                words.iter().all(|w| text.contains(w.as_str()))
+            })
+            .map(|n| format!("C-{n}"))
+            .collect()
+    }
+
+    fn search(
+        runtime: &tokio::runtime::Runtime,
+        registry: &Registry,
+        q: &str,
+        limit: u32,
+    ) -> Vec<String> {
+        let filter = CustomerFilter {
+            q: Some(q.to_owned()),
+            limit,
+            ..Default::default()
+        };
+        let page = runtime.block_on(registry.customers(&filter)).unwrap();
+        page.items
+            .into_iter()
+            .map(|c| c.customer_id.unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn the_text_search_finds_every_word_as_a_substring_through_either_step() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry_of(&runtime, &dir, &PEOPLE);
+        for q in [
+            "lopez",
+            "LÓPEZ",
+            "harris",
+            "harri lopez",
+            "example",
+            "o_e",
+            "%",
+            "\"quote\"",
+            "li",
+            "bo",
+            "пример",
+            "иван",
+            "@",
+            "xyz",
+            "\"",
+            "o'neil",
+            "ana lop",
+            "e",
+        ] {
+            let want = expected(q);
+            assert_eq!(search(&runtime, &registry, q, 50), want, "q={q}");
+            // A page of one: the first step fills it when two match.
+            let first: Vec<String> = want.iter().take(1).cloned().collect();
+            assert_eq!(search(&runtime, &registry, q, 1), first, "q={q}, limit=1");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Any text searched is a list, never an error, and exactly the
+        /// customers whose name or email holds every word.
+        #[test]
+        fn any_text_searched_finds_what_it_should(q in "\\PC{0,16}") {
+            thread_local! {
+                static SEARCHED: (tokio::runtime::Runtime, tempfile::TempDir, std::cell::OnceCell<Registry>) =
+                    (tokio::runtime::Runtime::new().unwrap(), tempfile::tempdir().unwrap(), std::cell::OnceCell::new());
+            }
+            SEARCHED.with(|(runtime, dir, registry)| {
+                let registry = registry.get_or_init(|| registry_of(runtime, dir, &PEOPLE));
+                let found = search(runtime, registry, &q, 50);
+                proptest::prop_assert_eq!(found, expected(&q));
+                Ok(())
+            })?;
+        }
     }
 
     proptest::proptest! {

@@ -294,7 +294,7 @@ crate::endpoint! {
             let created = match created {
                 Ok(created) => created,
                 Err(error) => {
-                    registry.settle(recorded, failed(&error)).await;
+                    registry.settle(recorded, failed(&error), || {}).await;
                     return Err(error);
                 }
             };
@@ -305,6 +305,17 @@ crate::endpoint! {
                 customer_id: customer.customer_id.as_str().to_owned(),
             };
             let answer_value = serde_json::to_value(&answer).unwrap_or(Value::Null);
+            // Published once the registry has it. Only a create that was
+            // made: a replay of its key publishes nothing.
+            let announce = {
+                let fields = answer_value.as_object().cloned();
+                let id = answer.id;
+                move || {
+                    if let Some(fields) = fields {
+                        events.publish(EventType::CustomerCreated, id, fields);
+                    }
+                }
+            };
             registry
                 .settle(
                     recorded,
@@ -312,13 +323,10 @@ crate::endpoint! {
                         dna_id: answer.id,
                         answer: answer_value,
                     },
+                    announce,
                 )
                 .await;
             let body = serde_json::to_string(&answer).map_err(|e| ApiError::Internal(e.into()))?;
-            // Only a create that was made: a replay of its key publishes nothing.
-            if let Ok(Value::Object(fields)) = serde_json::to_value(&answer) {
-                events.publish(EventType::CustomerCreated, answer.id, fields);
-            }
             Ok(Stored::Created {
                 body,
                 location: format!("/v1/customers/{}", answer.id),
@@ -359,16 +367,22 @@ async fn change_status(
         match &change {
             Ok(change) => {
                 let answer = serde_json::to_value(change).unwrap_or(Value::Null);
-                if let Value::Object(mut fields) = answer.clone() {
-                    fields.remove("id");
-                    events.publish(event, id, fields);
-                }
+                // Published once the registry has it.
+                let announce = {
+                    let fields = answer.as_object().cloned();
+                    move || {
+                        if let Some(mut fields) = fields {
+                            fields.remove("id");
+                            events.publish(event, id, fields);
+                        }
+                    }
+                };
                 let dna_id = id;
                 registry
-                    .settle(recorded, Outcome::Succeeded { dna_id, answer })
+                    .settle(recorded, Outcome::Succeeded { dna_id, answer }, announce)
                     .await;
             }
-            Err(error) => registry.settle(recorded, failed(error)).await,
+            Err(error) => registry.settle(recorded, failed(error), || {}).await,
         }
         change
     };

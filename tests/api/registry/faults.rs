@@ -9,7 +9,9 @@ use serde_json::Value;
 
 use super::{Db, created_id, get, get_json};
 use crate::customers::{CREATE, create, new_customer};
-use crate::helpers::{TestApp, assert_problem, sandbox_settings, spawn_gateway, wait_until};
+use crate::helpers::{
+    TestApp, assert_problem, get_text, samples, sandbox_settings, spawn_gateway, wait_until,
+};
 use crate::postgres::PostgresServer;
 
 fn loopback() -> SocketAddr {
@@ -112,6 +114,81 @@ async fn postgres_stopped_under_load_refuses_writes_unsent_and_heals_by_itself()
         ["UP-2", "UP-1"],
         "every accepted write, no refused one"
     );
+}
+
+/// The database goes away while DNA is making a create: the caller still
+/// gets its 201 (DNA made it), the outcome is retried until the database
+/// is back, counted meanwhile, and the `customer.created` event waits for
+/// it, so whoever refetches on the event finds the customer.
+#[tokio::test]
+async fn an_outcome_the_database_cannot_take_is_retried_counted_and_announced_when_recorded() {
+    let db = Db::postgres().await;
+    let app = db.app_with(|s| s.registry.timeout_ms = 1_000).await;
+    let Db::Postgres(server) = &db else {
+        unreachable!()
+    };
+    let mut stream =
+        crate::events::Stream::open_at(&app.url("/v1/events?types=customer.*"), &[]).await;
+    app.sandbox.control.inject(FaultRule::new(
+        "/dna/api/residential/client",
+        Fault::Delay { ms: 5_000 },
+    ));
+    let creating = tokio::spawn({
+        let client = app.client.clone();
+        let url = app.url("/v1/customers");
+        async move {
+            client
+                .post(url)
+                .bearer_auth(crate::helpers::KEY)
+                .json(&new_customer("LATE-1"))
+                .send()
+                .await
+                .unwrap()
+        }
+    });
+    wait_until("DNA received the create", async || {
+        app.sandbox.control.calls(CREATE) == 1
+    })
+    .await;
+    server.stop();
+    assert!(
+        !creating.is_finished(),
+        "the database stopped while DNA still held the create (its answer is delayed 5 s)"
+    );
+    let answer = creating.await.unwrap();
+    assert_eq!(answer.status(), 201, "DNA made it: the caller is told so");
+    let scrape = get_text(&app.url("/metrics")).await;
+    assert_eq!(
+        samples(&scrape, "gateway_registry_outcomes_pending"),
+        ["gateway_registry_outcomes_pending 1"]
+    );
+    assert!(
+        samples(&scrape, "gateway_events_published_total").is_empty(),
+        "nothing announced before the registry has it: {scrape}"
+    );
+    wait_until("the retries are counted", async || {
+        let scrape = get_text(&app.url("/metrics")).await;
+        samples(&scrape, "gateway_registry_outcome_retries_total")
+            .first()
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n >= 2)
+    })
+    .await;
+
+    server.restart();
+    let event = stream.next_event().await;
+    assert_eq!(event.event.as_deref(), Some("customer.created"));
+    let listed = get_json(&app, "/v1/customers?customer_id=LATE-1").await;
+    assert_eq!(listed["items"][0]["status"], "pending", "{listed}");
+    let audit = get_json(&app, "/v1/audit").await;
+    assert_eq!(audit["items"][0]["outcome"], "succeeded", "{audit}");
+    let scrape = get_text(&app.url("/metrics")).await;
+    assert_eq!(
+        samples(&scrape, "gateway_registry_outcomes_pending"),
+        ["gateway_registry_outcomes_pending 0"]
+    );
+    assert_eq!(app.sandbox.control.calls(CREATE), 1, "sent once");
 }
 
 #[tokio::test]

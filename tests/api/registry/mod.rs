@@ -68,6 +68,8 @@ on_both!(
     registry_reads_answer_304_for_a_current_etag_and_cut_with_fields,
     the_audit_trail_needs_the_audit_scope,
     the_database_itself_refuses_to_change_or_delete_an_audit_entry,
+    an_event_arrives_once_the_registry_has_the_change,
+    the_text_search_pages_through_many_matches_and_finds_a_rare_one,
 );
 
 pub async fn get(app: &TestApp, path: &str) -> reqwest::Response {
@@ -289,6 +291,73 @@ async fn filters_and_search_narrow_the_list(db: Db) {
     assert_eq!(found["items"].as_array().unwrap().len(), 0, "% is literal");
     let found = get_json(&app, "/v1/customers?created_by=sandbox&customer_id=FIND-2").await;
     assert_eq!(found["items"].as_array().unwrap().len(), 1);
+}
+
+/// A dashboard that refetches on each `customer.*` event finds the
+/// change it announces: the event is published after the registry has it.
+async fn an_event_arrives_once_the_registry_has_the_change(db: Db) {
+    let app = db.app().await;
+    let mut stream =
+        crate::events::Stream::open_at(&app.url("/v1/events?types=customer.*"), &[]).await;
+    let id = created_id(&app, "LIVE-1").await;
+    let event = stream.next_event().await;
+    assert_eq!(event.event.as_deref(), Some("customer.created"));
+    let listed = get_json(&app, "/v1/customers?customer_id=LIVE-1").await;
+    assert_eq!(listed["items"][0]["id"], id, "{listed}");
+    assert_eq!(listed["items"][0]["status"], "pending");
+
+    for (action, event_type, status) in [
+        ("activate", "customer.activated", "active"),
+        ("suspend", "customer.suspended", "suspended"),
+    ] {
+        assert_eq!(
+            post(&app, &format!("/v1/customers/{id}/{action}"))
+                .await
+                .status(),
+            200
+        );
+        let event = stream.next_event().await;
+        assert_eq!(event.event.as_deref(), Some(event_type));
+        let customer = get_json(&app, &format!("/v1/customers/{id}")).await;
+        assert_eq!(customer["status"], status, "{customer}");
+        assert_eq!(customer["last_operation"]["outcome"], "succeeded");
+    }
+}
+
+/// More matches than a page (the newest are read and matched) and a word
+/// one customer has (looked up in the trigram index), through cursors.
+async fn the_text_search_pages_through_many_matches_and_finds_a_rare_one(db: Db) {
+    let app = db.app().await;
+    for n in 1..=5 {
+        let mut body = new_customer(&format!("MANY-{n}"));
+        body["last_name"] = format!("Smithson{n}").into();
+        assert_eq!(create(&app, &body, None).await.status(), 201);
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/customers?q=smithson&limit=2".to_owned();
+    loop {
+        let page = get_json(&app, &path).await;
+        for item in page["items"].as_array().unwrap() {
+            seen.push(item["customer_id"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/customers?q=smithson&limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["MANY-5", "MANY-4", "MANY-3", "MANY-2", "MANY-1"]);
+    let rare = get_json(&app, "/v1/customers?q=SON3%20smith").await;
+    let found: Vec<&str> = rare["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["customer_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(found, ["MANY-3"], "{rare}");
+    for q in ["%22", "%22%20OR%20x", "NEAR(a%20b)", "s*", "%F0%9F%98%80"] {
+        let none = get_json(&app, &format!("/v1/customers?q={q}")).await;
+        assert_eq!(none["items"].as_array().unwrap().len(), 0, "q={q}: {none}");
+    }
 }
 
 async fn registry_reads_answer_304_for_a_current_etag_and_cut_with_fields(db: Db) {
