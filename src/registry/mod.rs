@@ -14,7 +14,9 @@
 //! triggers refuse an update, and a delete younger than the retention
 //! (`migrations/*/0001_registry.sql`). One SQL text serves both backends
 //! (sqlx's `Any` driver, `$N` parameters, `ON CONFLICT` upserts, row-value
-//! comparisons); what differs (the triggers) is in each backend's migration.
+//! comparisons); what differs is in each backend's migration (the triggers,
+//! the text search's trigram index) and in the one clause that asks that
+//! index (`read`'s `Backend::search_clause`).
 
 pub mod read;
 
