@@ -16,7 +16,7 @@
 //! (sqlx's `Any` driver, `$N` parameters, `ON CONFLICT` upserts, row-value
 //! comparisons); what differs is in each backend's migration (the triggers,
 //! the text search's trigram index) and in the one clause that asks that
-//! index (`read`'s `Backend::search_clause`).
+//! index (`read::search`).
 
 pub mod read;
 
