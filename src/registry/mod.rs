@@ -168,6 +168,17 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+/// An error that the same write will meet again (a constraint the
+/// database enforces), unlike a database that is away, busy or full.
+fn refused_for_good(error: &RegistryError) -> bool {
+    match error {
+        RegistryError::Database(sqlx::Error::Database(e)) => {
+            !matches!(e.kind(), sqlx::error::ErrorKind::Other)
+        }
+        _ => false,
+    }
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -335,13 +346,23 @@ impl Registry {
         let registry = self.clone();
         metrics::gauge!("gateway_registry_outcomes_pending").increment(1.0);
         tokio::spawn(async move {
+            let mut error = error;
             loop {
+                if refused_for_good(&error) {
+                    // Retrying cannot help: the entry keeps no outcome
+                    // (listed as `unknown`), and it is said loudly.
+                    metrics::gauge!("gateway_registry_outcomes_pending").decrement(1.0);
+                    metrics::counter!("gateway_registry_outcomes_refused_total").increment(1);
+                    tracing::error!(audit_id = recorded.seq, %error, "the registry's database refuses this outcome; the entry stays without one (unknown)");
+                    return;
+                }
                 metrics::counter!("gateway_registry_outcome_retries_total").increment(1);
                 tokio::time::sleep(registry.retry_every).await;
                 match registry.record_outcome(&recorded, &outcome, at_ms).await {
                     Ok(()) => break,
-                    Err(error) => {
-                        tracing::debug!(audit_id = recorded.seq, %error, "an outcome is still unrecorded");
+                    Err(again) => {
+                        tracing::debug!(audit_id = recorded.seq, error = %again, "an outcome is still unrecorded");
+                        error = again;
                     }
                 }
             }
@@ -441,6 +462,19 @@ impl Registry {
                     .collect::<Vec<_>>()
                     .join(" ")
                     .to_lowercase();
+                // DNA gave this id to this customer: a row that had it
+                // before (DNA's ids reused, as the sandbox's are when it
+                // restarts and the registry's file stays) no longer has it.
+                if let Some(dna_id) = dna_id {
+                    sqlx::query(
+                        "UPDATE customers SET dna_id = NULL \
+                         WHERE dna_id = $1 AND COALESCE(customer_id, '') <> $2",
+                    )
+                    .bind(dna_id)
+                    .bind(intent.customer_ref.as_deref().unwrap_or_default())
+                    .execute(&mut **tx)
+                    .await?;
+                }
                 sqlx::query(
                     "INSERT INTO customers (dna_id, customer_id, email, first_name, last_name, address, \
                      zipcode, billing_address, billing_zipcode, subreseller_id, ns_domain, status, search, \
@@ -563,6 +597,35 @@ fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A constraint is refused for good (retrying cannot help); a database
+    /// that is away is not.
+    #[tokio::test]
+    async fn a_constraint_is_for_good_and_an_absent_database_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = RegistrySettings {
+            url: format!("sqlite://{}/registry.sqlite3", dir.path().display()).into(),
+            timeout_ms: 200,
+            ..Default::default()
+        };
+        let registry = Registry::new(&settings).unwrap();
+        registry.ready().await.unwrap();
+        let insert = "INSERT INTO customers (dna_id, status, search, first_seen_ms, updated_at_ms, \
+                      updated_by, last_seq, last_operation, last_outcome) \
+                      VALUES (7, 'active', '', 0, 0, 'x', 0, 'customer.activate', 'succeeded')";
+        sqlx::query(insert).execute(&registry.pool).await.unwrap();
+        let twice = sqlx::query(insert)
+            .execute(&registry.pool)
+            .await
+            .unwrap_err();
+        assert!(refused_for_good(&twice.into()), "a unique constraint");
+        registry.pool.close().await;
+        let closed = sqlx::query("SELECT 1")
+            .execute(&registry.pool)
+            .await
+            .unwrap_err();
+        assert!(!refused_for_good(&closed.into()), "a closed pool");
+    }
 
     #[test]
     fn urls_name_their_backend() {

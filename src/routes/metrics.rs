@@ -78,6 +78,10 @@ fn describe() {
         "gateway_registry_outcome_retries_total",
         "Attempts to record an outcome again after the registry's database refused it."
     );
+    describe_counter!(
+        "gateway_registry_outcomes_refused_total",
+        "Outcomes the registry's database refuses for good (a constraint): the entry stays without one, shown unknown; each is logged as an error."
+    );
     describe_gauge!(
         "gateway_registry_outcomes_pending",
         "Outcomes waiting to be recorded (retried in the background)."

@@ -70,6 +70,7 @@ on_both!(
     the_database_itself_refuses_to_change_or_delete_an_audit_entry,
     an_event_arrives_once_the_registry_has_the_change,
     the_text_search_pages_through_many_matches_and_finds_a_rare_one,
+    a_dna_id_given_again_goes_to_the_newer_customer,
 );
 
 pub async fn get(app: &TestApp, path: &str) -> reqwest::Response {
@@ -322,6 +323,36 @@ async fn an_event_arrives_once_the_registry_has_the_change(db: Db) {
         assert_eq!(customer["status"], status, "{customer}");
         assert_eq!(customer["last_operation"]["outcome"], "succeeded");
     }
+}
+
+/// DNA's ids given again (the sandbox restarted while the registry's data
+/// stayed: here a second gateway with a new sandbox on the same registry):
+/// the newer create is recorded and owns the id; the older customer is
+/// still listed, without it. Once, this outcome was retried forever.
+async fn a_dna_id_given_again_goes_to_the_newer_customer(db: Db) {
+    let first = db.app().await;
+    let url = match &db {
+        Db::Sqlite => crate::helpers::sqlite_registry(first.data.path()),
+        Db::Postgres(server) => server.url().into(),
+    };
+    let id = created_id(&first, "OLD-1").await;
+    let second = spawn_app_with(|s| s.registry.url = url).await;
+    assert_eq!(
+        created_id(&second, "NEW-1").await,
+        id,
+        "the new sandbox gives the same id"
+    );
+    let customer = get_json(&first, &format!("/v1/customers/{id}")).await;
+    assert_eq!(customer["customer_id"], "NEW-1", "{customer}");
+    let old = get_json(&first, "/v1/customers?customer_id=OLD-1").await;
+    assert!(old["items"][0]["id"].is_null(), "{old}");
+    let audit = get_json(&second, "/v1/audit?customer=NEW-1").await;
+    assert_eq!(audit["items"][0]["outcome"], "succeeded", "{audit}");
+    let scrape = crate::helpers::get_text(&second.url("/metrics")).await;
+    assert!(
+        crate::helpers::samples(&scrape, "gateway_registry_outcome_retries_total").is_empty(),
+        "recorded at once: {scrape}"
+    );
 }
 
 /// More matches than a page (the newest are read and matched) and a word
