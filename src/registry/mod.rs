@@ -207,6 +207,10 @@ impl Registry {
             }
         }
         let options: AnyConnectOptions = url.parse()?;
+        // Exported from the start at 0, so an alert on their increase sees
+        // the first one.
+        metrics::counter!("gateway_registry_outcomes_refused_total").increment(0);
+        metrics::gauge!("gateway_registry_outcomes_pending").increment(0.0);
         let busy_ms = settings.timeout_ms;
         let pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
