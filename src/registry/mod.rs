@@ -351,31 +351,33 @@ impl Registry {
         metrics::gauge!("gateway_registry_outcomes_pending").increment(1.0);
         tokio::spawn(async move {
             let mut error = error;
-            loop {
+            let written = loop {
                 if refused_for_good(&error) {
-                    // Retrying cannot help: the entry keeps no outcome
-                    // (listed as `unknown`), and it is said loudly.
-                    metrics::gauge!("gateway_registry_outcomes_pending").decrement(1.0);
-                    metrics::counter!("gateway_registry_outcomes_refused_total").increment(1);
-                    tracing::error!(audit_id = recorded.seq, %error, "the registry's database refuses this outcome; the entry stays without one (unknown)");
-                    return;
+                    break false;
                 }
                 metrics::counter!("gateway_registry_outcome_retries_total").increment(1);
                 tokio::time::sleep(registry.retry_every).await;
                 match registry.record_outcome(&recorded, &outcome, at_ms).await {
-                    Ok(()) => break,
+                    Ok(()) => break true,
                     Err(again) => {
                         tracing::debug!(audit_id = recorded.seq, error = %again, "an outcome is still unrecorded");
                         error = again;
                     }
                 }
-            }
+            };
             metrics::gauge!("gateway_registry_outcomes_pending").decrement(1.0);
-            tracing::info!(
-                audit_id = recorded.seq,
-                "an outcome recorded after retrying"
-            );
-            then();
+            if written {
+                tracing::info!(
+                    audit_id = recorded.seq,
+                    "an outcome recorded after retrying"
+                );
+                then();
+            } else {
+                // Retrying cannot help: the entry keeps no outcome (listed
+                // as `unknown`), and it is said loudly.
+                metrics::counter!("gateway_registry_outcomes_refused_total").increment(1);
+                tracing::error!(audit_id = recorded.seq, %error, "the registry's database refuses this outcome; the entry stays without one (unknown)");
+            }
         });
     }
 

@@ -405,7 +405,7 @@ impl Registry {
             .map(|q| q.split_whitespace().collect())
             .unwrap_or_default();
         let rows = if words.is_empty() {
-            self.newest_customers(w, filter.limit).await?
+            self.newest_customers(w, "customers", filter.limit).await?
         } else {
             self.search_customers(w, &words, filter.limit).await?
         };
@@ -417,11 +417,17 @@ impl Registry {
         )?)
     }
 
-    /// Up to `limit + 1` customers, newest first, under `w`.
-    async fn newest_customers(&self, mut w: Where, limit: u32) -> Result<Vec<AnyRow>, sqlx::Error> {
+    /// Up to `limit + 1` customers, newest first, under `w`, from `from`
+    /// (the table, or a subquery of it).
+    async fn newest_customers(
+        &self,
+        mut w: Where,
+        from: &str,
+        limit: u32,
+    ) -> Result<Vec<AnyRow>, sqlx::Error> {
         let n = w.arg(Arg::Int(i64::from(limit).saturating_add(1)));
         let sql = format!(
-            "SELECT {CUSTOMER_COLUMNS} FROM customers {} {NEWEST_CUSTOMERS} LIMIT {n}",
+            "SELECT {CUSTOMER_COLUMNS} FROM {from} {} {NEWEST_CUSTOMERS} LIMIT {n}",
             w.sql()
         );
         w.bind(sqlx::query(AssertSqlSafe(sql.clone())))

@@ -3,9 +3,9 @@
 //! steps (see [`Registry::search_customers`]): the newest customers read and
 //! matched, then a trigram index (`migrations/*/0002_customer_search.sql`).
 
-use sqlx::{AssertSqlSafe, any::AnyRow};
+use sqlx::any::AnyRow;
 
-use super::{Arg, CUSTOMER_COLUMNS, NEWEST_CUSTOMERS, Registry, Where};
+use super::{Arg, NEWEST_CUSTOMERS, Registry, Where};
 use crate::registry::Backend;
 
 /// How many of the newest customers the text search reads before it asks
@@ -25,9 +25,14 @@ impl Backend {
                 "row_id IN (SELECT rowid FROM customers_search WHERE customers_search MATCH {p})"
             );
         }
-        let p = w.arg(Arg::Text(contains_pattern(word)));
-        format!("search LIKE {p} ESCAPE '\\'")
+        contains(w, word)
     }
+}
+
+/// The clause that `word` appears in `search`, read row by row.
+fn contains(w: &mut Where, word: &str) -> String {
+    let p = w.arg(Arg::Text(contains_pattern(word)));
+    format!("search LIKE {p} ESCAPE '\\'")
 }
 
 /// `%text%` for `LIKE … ESCAPE '\'`, the caller's wildcards taken literally.
@@ -68,18 +73,10 @@ impl Registry {
         );
         recent.clauses.clear();
         for word in words {
-            let p = recent.arg(Arg::Text(contains_pattern(word)));
-            recent.push(format!("search LIKE {p} ESCAPE '\\'"));
+            let clause = contains(&mut recent, word);
+            recent.push(clause);
         }
-        let n = recent.arg(Arg::Int(i64::from(limit).saturating_add(1)));
-        let sql = format!(
-            "SELECT {CUSTOMER_COLUMNS} FROM {inner} {} {NEWEST_CUSTOMERS} LIMIT {n}",
-            recent.sql()
-        );
-        let rows = recent
-            .bind(sqlx::query(AssertSqlSafe(sql.clone())))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = self.newest_customers(recent, &inner, limit).await?;
         if rows.len() > limit as usize {
             return Ok(rows);
         }
@@ -88,7 +85,7 @@ impl Registry {
             let clause = self.backend.search_clause(&mut w, word);
             w.push(clause);
         }
-        self.newest_customers(w, limit).await
+        self.newest_customers(w, "customers", limit).await
     }
 }
 
