@@ -158,6 +158,9 @@ pub struct Registry {
     retention_days: Option<u32>,
     migrated: Arc<tokio::sync::OnceCell<()>>,
     retry_every: Duration,
+    /// How many of the newest customers the text search reads before it
+    /// asks the index (`read::search`); smaller in tests.
+    search_window: i64,
 }
 
 impl std::fmt::Debug for Registry {
@@ -220,10 +223,14 @@ impl Registry {
                     if backend == Backend::Sqlite {
                         // WAL: readers never wait on the writer; NORMAL: a
                         // commit survives the gateway's death (not the
-                        // machine's power); a busy writer is waited for.
+                        // machine's power); a busy writer is waited for;
+                        // the planner's statistics refreshed where stale
+                        // (SQLite's advice for a long-lived connection; the
+                        // upkeep repeats it hourly).
                         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {busy_ms};"
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {busy_ms}; \
+                             PRAGMA optimize = 0x10002;"
                         )))
                         .execute(&mut *conn)
                         .await?;
@@ -238,6 +245,7 @@ impl Registry {
             retention_days: settings.audit_retention_days,
             migrated: Arc::new(tokio::sync::OnceCell::new()),
             retry_every: Duration::from_millis(500),
+            search_window: read::SEARCH_WINDOW,
         })
     }
 
@@ -257,23 +265,30 @@ impl Registry {
             .map(|_| ())
     }
 
-    /// The hourly retention job, for a gateway's lifetime (nothing to do
-    /// when no retention is set).
+    /// The hourly upkeep, for a gateway's lifetime: the retention job
+    /// (when one is set), and on SQLite `PRAGMA optimize` (the statistics
+    /// its planner chooses an index by, refreshed where the tables grew).
     pub fn spawn_upkeep(&self) {
-        let Some(days) = self.retention_days else {
+        let days = self.retention_days;
+        if days.is_none() && self.backend != Backend::Sqlite {
             return;
-        };
+        }
         let registry = self.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(3600));
             loop {
                 every.tick().await;
-                match registry.sweep(Some(days)).await {
+                match registry.sweep(days).await {
                     Ok(0) => {}
                     Ok(removed) => {
                         tracing::info!(removed, "audit entries past the retention removed")
                     }
                     Err(error) => tracing::warn!(%error, "the audit retention job failed"),
+                }
+                if registry.backend == Backend::Sqlite
+                    && let Err(error) = sqlx::query("PRAGMA optimize").execute(&registry.pool).await
+                {
+                    tracing::warn!(%error, "PRAGMA optimize failed");
                 }
             }
         });

@@ -16,6 +16,8 @@ use super::{Registry, RegistryError};
 
 mod search;
 
+pub(super) use search::SEARCH_WINDOW;
+
 /// One page, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CursorPage<T> {
@@ -283,12 +285,12 @@ fn before(w: &mut Where, cursor: Option<&str>, [a, b]: [&str; 2]) -> Result<(), 
 }
 
 /// A page from up to `limit + 1` rows: the first `limit`, and when there
-/// were more, a cursor at the last of them (its columns `a` and `b`).
-fn page_of<T>(
+/// were more, a cursor at the last of them (its columns `keys`).
+fn page_of<T, const N: usize>(
     rows: &[AnyRow],
     limit: u32,
     item_of: fn(&AnyRow) -> Result<T, sqlx::Error>,
-    [a, b]: [&str; 2],
+    keys: [&str; N],
 ) -> Result<CursorPage<T>, sqlx::Error> {
     let limit = limit as usize;
     let items = rows
@@ -298,16 +300,16 @@ fn page_of<T>(
         .collect::<Result<Vec<_>, _>>()?;
     let last = limit.checked_sub(1).and_then(|i| rows.get(i));
     let next_cursor = match last {
-        Some(last) if rows.len() > limit => Some(encode_cursor(&[
-            last.try_get::<i64, _>(a)?,
-            last.try_get::<i64, _>(b)?,
-        ])),
+        Some(last) if rows.len() > limit => Some(encode_cursor(
+            &keys
+                .iter()
+                .map(|key| last.try_get::<i64, _>(*key))
+                .collect::<Result<Vec<_>, _>>()?,
+        )),
         _ => None,
     };
     Ok(CursorPage { items, next_cursor })
 }
-
-const NEWEST_CUSTOMERS: &str = "ORDER BY first_seen_ms DESC, row_id DESC";
 
 const CUSTOMER_COLUMNS: &str = "row_id, first_seen_ms, dna_id, customer_id, status, email, \
     first_name, last_name, address, zipcode, billing_address, billing_zipcode, subreseller_id, \
@@ -394,40 +396,43 @@ impl Registry {
             let p = w.arg(Arg::Text(by.clone()));
             w.push(format!("created_by = {p}"));
         }
-        before(
-            &mut w,
-            filter.cursor.as_deref(),
-            ["first_seen_ms", "row_id"],
-        )?;
+        // Customers are in the order the registry first recorded them.
+        let after = (filter.cursor.as_deref())
+            .map(|cursor| decode_cursor::<1>(cursor).map(|[row_id]| row_id))
+            .transpose()?;
         let words: Vec<&str> = filter
             .q
             .as_deref()
             .map(|q| q.split_whitespace().collect())
             .unwrap_or_default();
         let rows = if words.is_empty() {
-            self.newest_customers(w, "customers", filter.limit).await?
+            (self.newest_customers(w, "customers", "row_id", after, filter.limit)).await?
         } else {
-            self.search_customers(w, &words, filter.limit).await?
+            self.search_customers(w, after, &words, filter.limit)
+                .await?
         };
-        Ok(page_of(
-            &rows,
-            filter.limit,
-            customer_of,
-            ["first_seen_ms", "row_id"],
-        )?)
+        Ok(page_of(&rows, filter.limit, customer_of, ["row_id"])?)
     }
 
-    /// Up to `limit + 1` customers, newest first, under `w`, from `from`
-    /// (the table, or a subquery of it).
+    /// Up to `limit + 1` customers under `w` from `from` (the table, a
+    /// subquery of it, or a join), newest first: by `key` descending (the
+    /// customers' `row_id`, or what it is joined to), below `after` (a
+    /// cursor's position).
     async fn newest_customers(
         &self,
         mut w: Where,
         from: &str,
+        key: &str,
+        after: Option<i64>,
         limit: u32,
     ) -> Result<Vec<AnyRow>, sqlx::Error> {
+        if let Some(after) = after {
+            let p = w.arg(Arg::Int(after));
+            w.push(format!("{key} < {p}"));
+        }
         let n = w.arg(Arg::Int(i64::from(limit).saturating_add(1)));
         let sql = format!(
-            "SELECT {CUSTOMER_COLUMNS} FROM {from} {} {NEWEST_CUSTOMERS} LIMIT {n}",
+            "SELECT {CUSTOMER_COLUMNS} FROM {from} {} ORDER BY {key} DESC LIMIT {n}",
             w.sql()
         );
         w.bind(sqlx::query(AssertSqlSafe(sql.clone())))

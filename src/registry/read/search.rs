@@ -3,36 +3,20 @@
 //! steps (see [`Registry::search_customers`]): the newest customers read and
 //! matched, then a trigram index (`migrations/*/0002_customer_search.sql`).
 
-use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row, any::AnyRow};
 
-use super::{Arg, NEWEST_CUSTOMERS, Registry, Where};
+use super::{Arg, Registry, Where};
 use crate::registry::Backend;
 
 /// How many of the newest customers the text search reads before it asks
-/// the index ([`Registry::search_customers`]).
-const SEARCH_WINDOW: i64 = 2000;
+/// the index ([`Registry::search_customers`]), unless a test says fewer.
+pub(in crate::registry) const SEARCH_WINDOW: i64 = 2000;
 
-impl Backend {
-    /// One search word as a clause the backend's trigram index serves:
-    /// SQLite's FTS5 `MATCH` on a quoted phrase (words of three characters
-    /// or more: shorter ones have no trigram, and are matched by `LIKE`),
-    /// PostgreSQL's `LIKE` (served by `pg_trgm`'s GIN index).
-    fn search_clause(self, w: &mut Where, word: &str) -> String {
-        if self == Self::Sqlite && word.chars().nth(2).is_some() {
-            let phrase = format!("\"{}\"", word.to_lowercase().replace('"', "\"\""));
-            let p = w.arg(Arg::Text(phrase));
-            return format!(
-                "row_id IN (SELECT rowid FROM customers_search WHERE customers_search MATCH {p})"
-            );
-        }
-        contains(w, word)
-    }
-}
-
-/// The clause that `word` appears in `search`, read row by row.
+/// The clause that `word` appears in `customers.search`, read row by row
+/// (PostgreSQL's `pg_trgm` GIN index serves it too).
 fn contains(w: &mut Where, word: &str) -> String {
     let p = w.arg(Arg::Text(contains_pattern(word)));
-    format!("search LIKE {p} ESCAPE '\\'")
+    format!("customers.search LIKE {p} ESCAPE '\\'")
 }
 
 /// `%text%` for `LIKE … ESCAPE '\'`, the caller's wildcards taken literally.
@@ -49,43 +33,95 @@ fn contains_pattern(text: &str) -> String {
     pattern
 }
 
+/// The words SQLite's FTS5 trigram index can look up (three characters or
+/// more: a shorter one has no trigram), as one query: each a quoted phrase
+/// (so `"`, `*`, `OR`, `NEAR(…)` are plain text), all of them required.
+fn fts_query(words: &[&str]) -> Option<String> {
+    let phrases: Vec<String> = (words.iter())
+        .filter(|word| word.chars().nth(2).is_some())
+        .map(|word| format!("\"{}\"", word.to_lowercase().replace('"', "\"\"")))
+        .collect();
+    (!phrases.is_empty()).then(|| phrases.join(" AND "))
+}
+
 impl Registry {
     /// The text search, in two steps. First the newest
-    /// [`SEARCH_WINDOW`] customers the other filters let through, each
+    /// [`SEARCH_WINDOW`] (2,000) customers the other filters let through, each
     /// read and matched: a word that many customers have fills the page
-    /// there, which no index could do faster (an index would find every
-    /// one of them, to be sorted). When that page is not full, the words
-    /// are looked up in the trigram index (`migrations/*/0002_…`) and only
-    /// the customers it finds are sorted: a rare word (a name) never scans
-    /// every customer. The first step's page, when full, is exactly the
-    /// second's: anything it did not read is older than all it read.
+    /// there, which no index could do faster. When that page is not full
+    /// and the filters let more customers through than were read, the
+    /// words are looked up in the trigram index
+    /// (`migrations/*/0002_…`): SQLite's FTS5 walks its matches newest
+    /// first and stops at the page; PostgreSQL's `pg_trgm` finds them all
+    /// and sorts them. A rare word (a name) never scans every customer.
+    /// The first step's page, when full, is exactly the second's: anything
+    /// it did not read is older than all it read.
     pub(super) async fn search_customers(
         &self,
         w: Where,
+        after: Option<i64>,
         words: &[&str],
         limit: u32,
     ) -> Result<Vec<AnyRow>, sqlx::Error> {
         let mut recent = w.clone();
-        let window = recent.arg(Arg::Int(SEARCH_WINDOW));
+        if let Some(after) = after {
+            let p = recent.arg(Arg::Int(after));
+            recent.push(format!("row_id < {p}"));
+        }
+        let mut matched = recent.clone();
+        let window = matched.arg(Arg::Int(self.search_window));
         let inner = format!(
-            "(SELECT * FROM customers {} {NEWEST_CUSTOMERS} LIMIT {window}) AS recent",
+            "(SELECT * FROM customers {} ORDER BY row_id DESC LIMIT {window}) AS customers",
             recent.sql()
         );
-        recent.clauses.clear();
+        matched.clauses.clear();
         for word in words {
-            let clause = contains(&mut recent, word);
-            recent.push(clause);
+            let clause = contains(&mut matched, word);
+            matched.push(clause);
         }
-        let rows = self.newest_customers(recent, &inner, limit).await?;
-        if rows.len() > limit as usize {
+        let rows = (self.newest_customers(matched, &inner, "row_id", None, limit)).await?;
+        if rows.len() > limit as usize || !self.more_than_window(&recent).await? {
             return Ok(rows);
         }
         let mut w = w;
-        for word in words {
-            let clause = self.backend.search_clause(&mut w, word);
-            w.push(clause);
+        match (self.backend, fts_query(words)) {
+            (Backend::Sqlite, Some(query)) => {
+                for word in words.iter().filter(|word| word.chars().nth(2).is_none()) {
+                    let clause = contains(&mut w, word);
+                    w.push(clause);
+                }
+                let p = w.arg(Arg::Text(query));
+                w.push(format!("customers_search MATCH {p}"));
+                let from =
+                    "customers_search JOIN customers ON customers.row_id = customers_search.rowid";
+                // Ordered by the index's own rowid, so FTS5 walks newest
+                // first and the walk stops at the page (by the customers'
+                // `row_id`, SQLite would sort every match).
+                (self.newest_customers(w, from, "customers_search.rowid", after, limit)).await
+            }
+            _ => {
+                for word in words {
+                    let clause = contains(&mut w, word);
+                    w.push(clause);
+                }
+                (self.newest_customers(w, "customers", "row_id", after, limit)).await
+            }
         }
-        self.newest_customers(w, "customers", limit).await
+    }
+
+    /// Whether more customers pass the filters `w` than the first step
+    /// reads: when not, it read all of them and its answer is the search's.
+    async fn more_than_window(&self, filters: &Where) -> Result<bool, sqlx::Error> {
+        let mut w = filters.clone();
+        let window = w.arg(Arg::Int(self.search_window));
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM customers {} LIMIT {window}) AS window_rows",
+            filters.sql()
+        );
+        let row = (w.bind(sqlx::query(AssertSqlSafe(sql))))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")? >= self.search_window)
     }
 }
 
@@ -100,11 +136,13 @@ mod tests {
     }
 
     /// A registry on a new SQLite file with `people` created in order
-    /// (first name, last name, email), the last the newest.
+    /// (first name, last name, email), the last the newest, whose search
+    /// reads the newest `window` before it asks the index.
     fn registry_of(
         runtime: &tokio::runtime::Runtime,
         dir: &tempfile::TempDir,
         people: &[(&str, &str, &str)],
+        window: i64,
     ) -> Registry {
         use crate::registry::{Intent, Operation, Outcome};
         let settings = crate::configuration::RegistrySettings {
@@ -113,7 +151,10 @@ mod tests {
         };
         let registry = {
             let _in = runtime.enter();
-            Registry::new(&settings).unwrap()
+            Registry {
+                search_window: window,
+                ..Registry::new(&settings).unwrap()
+            }
         };
         runtime.block_on(async {
             for (n, (first, last, email)) in (1_i64..).zip(people) {
@@ -179,11 +220,46 @@ mod tests {
             .collect()
     }
 
+    /// Every page of `q`, `limit` at a time, following the cursors.
+    fn every_page(
+        runtime: &tokio::runtime::Runtime,
+        registry: &Registry,
+        q: &str,
+        limit: u32,
+    ) -> Vec<String> {
+        let mut filter = CustomerFilter {
+            q: Some(q.to_owned()),
+            limit,
+            ..Default::default()
+        };
+        let mut found = Vec::new();
+        loop {
+            let page = runtime.block_on(registry.customers(&filter)).unwrap();
+            found.extend(
+                page.items
+                    .into_iter()
+                    .map(|c| c.customer_id.unwrap_or_default()),
+            );
+            match page.next_cursor {
+                Some(cursor) => filter.cursor = Some(cursor),
+                None => return found,
+            }
+        }
+    }
+
+    /// With a window of 2 the first step reads the newest two and the
+    /// index answers the rest; with 1,000 the first step reads everyone.
     #[test]
     fn the_text_search_finds_every_word_as_a_substring_through_either_step() {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let registry = registry_of(&runtime, &dir, &PEOPLE);
+        for window in [2, 1000] {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let registry = registry_of(&runtime, &dir, &PEOPLE, window);
+            finds_every_word(&runtime, &registry);
+        }
+    }
+
+    fn finds_every_word(runtime: &tokio::runtime::Runtime, registry: &Registry) {
         for q in [
             "lopez",
             "LÓPEZ",
@@ -205,10 +281,15 @@ mod tests {
             "e",
         ] {
             let want = expected(q);
-            assert_eq!(search(&runtime, &registry, q, 50), want, "q={q}");
+            assert_eq!(search(runtime, registry, q, 50), want, "q={q}");
             // A page of one: the first step fills it when two match.
             let first: Vec<String> = want.iter().take(1).cloned().collect();
-            assert_eq!(search(&runtime, &registry, q, 1), first, "q={q}, limit=1");
+            assert_eq!(search(runtime, registry, q, 1), first, "q={q}, limit=1");
+            assert_eq!(
+                every_page(runtime, registry, q, 1),
+                want,
+                "q={q}, by cursor"
+            );
         }
     }
 
@@ -223,7 +304,7 @@ mod tests {
                     (tokio::runtime::Runtime::new().unwrap(), tempfile::tempdir().unwrap(), std::cell::OnceCell::new());
             }
             SEARCHED.with(|(runtime, dir, registry)| {
-                let registry = registry.get_or_init(|| registry_of(runtime, dir, &PEOPLE));
+                let registry = registry.get_or_init(|| registry_of(runtime, dir, &PEOPLE, 2));
                 let found = search(runtime, registry, &q, 50);
                 proptest::prop_assert_eq!(found, expected(&q));
                 Ok(())

@@ -70,6 +70,7 @@ on_both!(
     the_database_itself_refuses_to_change_or_delete_an_audit_entry,
     an_event_arrives_once_the_registry_has_the_change,
     the_text_search_pages_through_many_matches_and_finds_a_rare_one,
+    a_search_past_the_newest_customers_asks_the_index,
     a_dna_id_given_again_goes_to_the_newer_customer,
 );
 
@@ -448,19 +449,84 @@ async fn the_audit_trail_needs_the_audit_scope(db: Db) {
     assert_eq!(customers.status(), 200);
 }
 
-async fn the_database_itself_refuses_to_change_or_delete_an_audit_entry(db: Db) {
+/// A connection of its own to `app`'s registry, as an operator's tool
+/// would open one.
+async fn registry_connection(db: &Db, app: &TestApp) -> sqlx::AnyConnection {
     use sqlx::Connection;
-    let app = db.app().await;
-    created_id(&app, "KEEP-1").await;
     sqlx::any::install_default_drivers();
-    let url = match &db {
+    let url = match db {
         Db::Sqlite => format!(
             "sqlite://{}",
             app.data.path().join("registry.sqlite3").display()
         ),
         Db::Postgres(server) => server.url(),
     };
-    let mut connection = sqlx::AnyConnection::connect(&url).await.unwrap();
+    sqlx::AnyConnection::connect(&url).await.unwrap()
+}
+
+/// The text search reads the newest 2,000 customers the filters pass,
+/// then asks the trigram index: with 6,500 customers (written straight
+/// into the registry) a name three of them have, two of them older than
+/// that window, is found through the index, page by page, with filters
+/// and short words; the same SQL seeds both backends.
+async fn a_search_past_the_newest_customers_asks_the_index(db: Db) {
+    let app = db.app().await;
+    assert_eq!(get(&app, "/v1/customers").await.status(), 200, "migrated");
+    let mut connection = registry_connection(&db, &app).await;
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 6500) \
+         INSERT INTO customers (dna_id, customer_id, email, first_name, last_name, status, \
+           search, created_at_ms, created_by, first_seen_ms, updated_at_ms, updated_by, \
+           last_seq, last_operation, last_outcome) \
+         SELECT 1000000 + i, 'SEED-' || i, 'user' || i || '@example.com', 'First' || i, \
+           CASE WHEN i IN (10, 1000, 6000) THEN 'Zebrafish' ELSE 'Last' || i END, \
+           CASE i % 3 WHEN 0 THEN 'active' WHEN 1 THEN 'pending' ELSE 'suspended' END, \
+           lower('First' || i || ' ' || \
+             CASE WHEN i IN (10, 1000, 6000) THEN 'Zebrafish' ELSE 'Last' || i END || \
+             ' user' || i || '@example.com'), \
+           1700000000000 + i, 'seed', 1700000000000 + i, 1700000000000 + i, 'seed', i, \
+           'customer.create', 'succeeded' \
+         FROM n",
+    )
+    .execute(&mut connection)
+    .await
+    .unwrap();
+    let ids = |page: &Value| -> Vec<String> {
+        let items = page["items"].as_array().unwrap();
+        (items.iter())
+            .map(|c| c["customer_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // One at a time: the first page from the newest 2,000 and the index,
+    // the second from the index below a cursor, the last from the 999
+    // customers below the second (all read in the first step).
+    let mut seen = Vec::new();
+    let mut path = "/v1/customers?q=zebra&limit=1".to_owned();
+    loop {
+        let page = get_json(&app, &path).await;
+        seen.extend(ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/customers?q=zebra&limit=1&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["SEED-6000", "SEED-1000", "SEED-10"]);
+    for (query, want) in [
+        ("q=zebra", &["SEED-6000", "SEED-1000", "SEED-10"][..]),
+        ("q=ZEBRA%20r1", &["SEED-1000", "SEED-10"][..]),
+        ("q=zebra&status=pending", &["SEED-1000", "SEED-10"][..]),
+        ("q=zebrafish%20first1000", &["SEED-1000"][..]),
+        ("q=zebra%20nobody", &[][..]),
+    ] {
+        let page = get_json(&app, &format!("/v1/customers?{query}")).await;
+        assert_eq!(ids(&page), want, "{query}");
+    }
+}
+
+async fn the_database_itself_refuses_to_change_or_delete_an_audit_entry(db: Db) {
+    let app = db.app().await;
+    created_id(&app, "KEEP-1").await;
+    let mut connection = registry_connection(&db, &app).await;
     let mut statements = vec![
         "UPDATE audit_entries SET principal = 'someone-else'",
         "DELETE FROM audit_outcomes",
