@@ -516,6 +516,7 @@ async fn a_search_past_the_newest_customers_asks_the_index(db: Db) {
         ("q=ZEBRA%20r1", &["SEED-1000", "SEED-10"][..]),
         ("q=zebra&status=pending", &["SEED-1000", "SEED-10"][..]),
         ("q=zebrafish%20first1000", &["SEED-1000"][..]),
+        ("q=USER10%40", &["SEED-10"][..]),
         ("q=zebra%20nobody", &[][..]),
     ] {
         let page = get_json(&app, &format!("/v1/customers?{query}")).await;
