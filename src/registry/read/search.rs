@@ -43,6 +43,11 @@ fn trigrams(word: &str) -> Vec<String> {
         .collect()
 }
 
+/// How many of the window's newest customers the pieces are counted in:
+/// enough to tell a piece most customers have from a rare one, at a
+/// tenth of the window's cost.
+const SAMPLE: i64 = 200;
+
 /// At most this many pieces are counted in the sample (a longer search
 /// asks the index for the pieces counted, and checks every word anyway).
 const SAMPLED: usize = 32;
@@ -103,18 +108,23 @@ impl Registry {
             let p = recent.arg(Arg::Int(after));
             recent.push(format!("row_id < {p}"));
         }
+        // The window's row ids and text only (copying each of its rows
+        // whole cost as much as matching them), then the page's rows.
         let mut matched = recent.clone();
         let window = matched.arg(Arg::Int(self.search_window));
+        let page = matched.arg(Arg::Int(i64::from(limit).saturating_add(1)));
+        let likes = (words.iter())
+            .map(|word| contains(&mut matched, word))
+            .collect::<Vec<_>>()
+            .join(" AND ");
         let inner = format!(
-            "(SELECT * FROM customers {} ORDER BY row_id DESC LIMIT {window}) AS customers",
+            "row_id IN (SELECT row_id FROM (SELECT row_id, search FROM customers {} \
+             ORDER BY row_id DESC LIMIT {window}) AS customers WHERE {likes} \
+             ORDER BY row_id DESC LIMIT {page})",
             recent.sql()
         );
-        matched.clauses.clear();
-        for word in words {
-            let clause = contains(&mut matched, word);
-            matched.push(clause);
-        }
-        let rows = (self.newest_customers(matched, &inner, "row_id", None, limit)).await?;
+        matched.clauses = vec![inner];
+        let rows = (self.newest_customers(matched, "customers", "row_id", None, limit)).await?;
         if rows.len() > limit as usize {
             return Ok(rows);
         }
@@ -164,27 +174,31 @@ impl Registry {
         (self.newest_customers(w, from, "customers_search.rowid", after, limit)).await
     }
 
-    /// The first step's window again (the newest customers the filters
-    /// pass, up to [`SEARCH_WINDOW`]): whether it was full (when not, the
-    /// first step read every customer the filters pass, and its answer is
-    /// the search's), and in how many of its customers each of `pieces`
-    /// appears: a sample of how common each is.
+    /// Whether the first step's window was full (the newest
+    /// [`SEARCH_WINDOW`] customers the filters pass; when not, the first
+    /// step read every customer the filters pass, and its answer is the
+    /// search's), and in how many of the newest [`SAMPLE`] of them each of
+    /// `pieces` appears: how common each piece is.
     async fn window_sample(
         &self,
         filters: &Where,
         pieces: &[&str],
     ) -> Result<(bool, Vec<i64>), sqlx::Error> {
         let mut w = filters.clone();
-        let mut columns = vec!["COUNT(*) AS n".to_owned()];
+        let window = w.arg(Arg::Int(self.search_window));
+        let sample = w.arg(Arg::Int(SAMPLE));
+        let mut columns = vec![format!(
+            "(SELECT COUNT(*) FROM (SELECT 1 FROM customers {} LIMIT {window}) AS window_rows) AS n",
+            filters.sql()
+        )];
         for (i, piece) in pieces.iter().enumerate() {
             let p = w.arg(Arg::Text(contains_pattern(piece)));
             columns.push(format!(
                 "SUM(CASE WHEN customers.search LIKE {p} ESCAPE '\\' THEN 1 ELSE 0 END) AS t{i}"
             ));
         }
-        let window = w.arg(Arg::Int(self.search_window));
         let sql = format!(
-            "SELECT {} FROM (SELECT search FROM customers {} ORDER BY row_id DESC LIMIT {window}) \
+            "SELECT {} FROM (SELECT search FROM customers {} ORDER BY row_id DESC LIMIT {sample}) \
              AS customers",
             columns.join(", "),
             filters.sql()
