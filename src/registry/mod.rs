@@ -223,17 +223,23 @@ impl Registry {
                     if backend == Backend::Sqlite {
                         // WAL: readers never wait on the writer; NORMAL: a
                         // commit survives the gateway's death (not the
-                        // machine's power); a busy writer is waited for;
-                        // the planner's statistics refreshed where stale
-                        // (SQLite's advice for a long-lived connection; the
-                        // upkeep repeats it hourly).
+                        // machine's power); a busy writer is waited for.
                         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {busy_ms}; \
-                             PRAGMA optimize = 0x10002;"
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {busy_ms};"
                         )))
                         .execute(&mut *conn)
                         .await?;
+                        // The planner's statistics refreshed where stale
+                        // (SQLite's advice for a long-lived connection; the
+                        // upkeep repeats it hourly). It may write: on a full
+                        // or read-only disk it fails, and reads must go on.
+                        if let Err(error) = sqlx::query("PRAGMA optimize = 0x10002")
+                            .execute(&mut *conn)
+                            .await
+                        {
+                            tracing::debug!(%error, "PRAGMA optimize failed");
+                        }
                     }
                     Ok(())
                 })
@@ -250,15 +256,28 @@ impl Registry {
     }
 
     /// Runs the embedded migrations and writes the retention the triggers
-    /// enforce, once; until that has worked, every use tries it again.
+    /// enforce (when it changed), once; until that has worked, every use
+    /// tries it again.
     pub async fn ready(&self) -> Result<(), RegistryError> {
         self.migrated
             .get_or_try_init(|| async {
                 self.backend.migrator().run(&self.pool).await?;
-                sqlx::query("UPDATE registry_settings SET audit_retention_days = $1 WHERE id = 1")
-                    .bind(self.retention_days.map(i64::from))
+                // Written only when it changed: a registry on a read-only
+                // or full disk is still read.
+                let retention = self.retention_days.map(i64::from);
+                let written: Option<i64> = sqlx::query_scalar(
+                    "SELECT audit_retention_days FROM registry_settings WHERE id = 1",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                if written != retention {
+                    sqlx::query(
+                        "UPDATE registry_settings SET audit_retention_days = $1 WHERE id = 1",
+                    )
+                    .bind(retention)
                     .execute(&self.pool)
                     .await?;
+                }
                 Ok::<(), RegistryError>(())
             })
             .await
@@ -317,6 +336,11 @@ impl Registry {
         self.ready().await?;
         let started = std::time::Instant::now();
         let at_ms = now_ms();
+        // In a transaction of its own, committed before anything is sent:
+        // on its own, `INSERT … RETURNING` hands its row back before the
+        // commit, and a commit that then fails (a full disk) went unseen
+        // while the write was sent.
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "INSERT INTO audit_entries \
              (at_ms, operation, principal, request_id, idempotency_key, customer_ref, dna_id, request) \
@@ -330,9 +354,10 @@ impl Registry {
         .bind(intent.customer_ref.as_deref())
         .bind(intent.dna_id)
         .bind(intent.request.to_string())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
         let seq: i64 = row.try_get("seq")?;
+        tx.commit().await?;
         metrics::histogram!("gateway_registry_write_seconds", "step" => "intent")
             .record(started.elapsed().as_secs_f64());
         Ok(Recorded { seq, at_ms, intent })

@@ -75,12 +75,35 @@ impl Gateway {
         std::fs::write(&config, text).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
         command
-            // The registry's default file (data/registry.sqlite3) lands here.
-            .current_dir(dir)
             .arg("--config")
             .arg(&config)
-            .env_remove("RUST_LOG")
             .envs(env.iter().copied());
+        Self::spawn(dir, command, config)
+    }
+
+    /// As [`Gateway::start`], in a process that cannot grow any file past
+    /// `bytes` (`RLIMIT_FSIZE`, set by util-linux's `prlimit`), with
+    /// `SIGXFSZ` ignored: a write past it fails with an error, as on a full
+    /// disk, instead of killing the process. No privilege needed.
+    pub fn start_with_file_size_limit(dir: &Path, text: &str, bytes: u64) -> Self {
+        let config = dir.join("gateway.toml");
+        std::fs::write(&config, text).unwrap();
+        let mut command = Command::new("sh");
+        // An ignored signal stays ignored through `exec`: sh, then
+        // prlimit, then the gateway, one process.
+        command
+            .arg("-c")
+            .arg(r#"trap '' XFSZ; exec prlimit --fsize="$0" -- "$@""#)
+            .arg(bytes.to_string())
+            .arg(env!("CARGO_BIN_EXE_gateway"))
+            .arg("--config")
+            .arg(&config);
+        Self::spawn(dir, command, config)
+    }
+
+    fn spawn(dir: &Path, mut command: Command, config: PathBuf) -> Self {
+        // The registry's default file (data/registry.sqlite3) lands in `dir`.
+        command.current_dir(dir).env_remove("RUST_LOG");
         let (child, port, log) = spawn_logged(command);
         Self {
             child,

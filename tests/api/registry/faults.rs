@@ -1,6 +1,7 @@
 //! The registry under faults, on real databases: two instances on one
 //! PostgreSQL, PostgreSQL stopped under load and back, a gateway killed
-//! between sending a write and recording its outcome, a read-only SQLite.
+//! between sending a write and recording its outcome, a read-only SQLite,
+//! SQLite on a full disk.
 
 use std::net::SocketAddr;
 
@@ -254,4 +255,83 @@ async fn a_read_only_sqlite_refuses_writes_cleanly() {
         "urn:gateway:problem:shared-state-unavailable"
     );
     assert_eq!(a.sandbox.control.calls(CREATE), sent_before, "nothing sent");
+    let listed = get_json(&b, "/v1/customers?customer_id=RO-1").await;
+    assert_eq!(
+        listed["items"][0]["customer_id"], "RO-1",
+        "reads go on: {listed}"
+    );
+}
+
+/// SQLite whose files cannot grow (the gateway's process may not write a
+/// file past a size, so a write fails as it would on a full disk): every
+/// create either is answered 201 (sent to DNA) or refused with a 503
+/// before DNA sees it, the refusal comes, and reads, the audit trail and
+/// the process go on.
+#[tokio::test]
+async fn sqlite_on_a_full_disk_refuses_writes_unsent_and_reads_go_on() {
+    let sandbox = gateway::sandbox::Sandbox::start(loopback()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = crate::binary::config(&sandbox, &[], "info", sandbox.dna_base_url().as_str());
+    text.push_str(&format!(
+        "\n[[auth.api_keys]]\nname = \"ops\"\nsha256 = \"{}\"\nscopes = [\"read\", \"write\", \"audit\"]\n",
+        gateway::auth::sha256_hex("ops-key"),
+    ));
+    let client = reqwest::Client::new();
+    let create_at = |base: &str, id: &str| {
+        client
+            .post(format!("{base}/v1/customers"))
+            .bearer_auth("ops-key")
+            .json(&new_customer(id))
+            .send()
+    };
+    // A first run makes the file and its tables.
+    let mut first = crate::binary::Gateway::start(dir.path(), &text);
+    assert_eq!(
+        create_at(&first.base, "FULL-0").await.unwrap().status(),
+        201
+    );
+    assert!(first.terminate().success());
+    // The largest of the registry's files (the WAL, unless checkpointed)
+    // may grow by a few writes, then no more.
+    let largest = (std::fs::read_dir(dir.path().join("data")).unwrap())
+        .map(|entry| entry.unwrap().metadata().unwrap().len())
+        .max()
+        .unwrap();
+    let full =
+        crate::binary::Gateway::start_with_file_size_limit(dir.path(), &text, largest + 64 * 1024);
+    let mut created: u64 = 0;
+    let mut refused = false;
+    for n in 1..=200 {
+        let answer = create_at(&full.base, &format!("FULL-{n}")).await.unwrap();
+        match answer.status().as_u16() {
+            201 => created += 1,
+            503 => {
+                let problem = assert_problem(answer, 503).await;
+                assert_eq!(
+                    problem["type"],
+                    "urn:gateway:problem:shared-state-unavailable"
+                );
+                refused = true;
+                break;
+            }
+            other => panic!("create {n}: {other}"),
+        }
+    }
+    assert!(refused, "the disk filled within 200 creates");
+    assert_eq!(
+        sandbox.control.calls(CREATE),
+        created + 1,
+        "DNA saw the first run's create and each 201, not the refused one"
+    );
+    for path in ["/v1/customers?customer_id=FULL-0", "/v1/audit?limit=5"] {
+        let read = client
+            .get(format!("{}{path}", full.base))
+            .bearer_auth("ops-key")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(read.status(), 200, "{path}");
+    }
+    let health = client.get(format!("{}/healthz", full.base)).send().await;
+    assert_eq!(health.unwrap().status(), 200, "the process is alive");
 }
