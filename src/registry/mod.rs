@@ -336,12 +336,11 @@ impl Registry {
         self.ready().await?;
         let started = std::time::Instant::now();
         let at_ms = now_ms();
-        // In a transaction of its own, committed before anything is sent:
-        // on its own, `INSERT … RETURNING` hands its row back before the
-        // commit, and a commit that then fails (a full disk) went unseen
-        // while the write was sent.
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(
+        // Every row read, to the statement's end: `INSERT … RETURNING` hands
+        // its row back before the commit, and with `fetch_one` a commit that
+        // then failed (a full disk) went unseen while the write was sent.
+        // One statement, not a transaction (two more round trips).
+        let rows = sqlx::query(
             "INSERT INTO audit_entries \
              (at_ms, operation, principal, request_id, idempotency_key, customer_ref, dna_id, request) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq",
@@ -354,10 +353,12 @@ impl Registry {
         .bind(intent.customer_ref.as_deref())
         .bind(intent.dna_id)
         .bind(intent.request.to_string())
-        .fetch_one(&mut *tx)
+        .fetch_all(&self.pool)
         .await?;
-        let seq: i64 = row.try_get("seq")?;
-        tx.commit().await?;
+        let seq: i64 = match rows.first() {
+            Some(row) => row.try_get("seq")?,
+            None => return Err(sqlx::Error::RowNotFound.into()),
+        };
         metrics::histogram!("gateway_registry_write_seconds", "step" => "intent")
             .record(started.elapsed().as_secs_f64());
         Ok(Recorded { seq, at_ms, intent })
