@@ -187,10 +187,15 @@ impl Registry {
         let mut w = filters.clone();
         let window = w.arg(Arg::Int(self.search_window));
         let sample = w.arg(Arg::Int(SAMPLE));
-        let mut columns = vec![format!(
-            "(SELECT COUNT(*) FROM (SELECT 1 FROM customers {} LIMIT {window}) AS window_rows) AS n",
-            filters.sql()
-        )];
+        // `COUNT(*)` makes it one row even when no piece is counted and
+        // no customer passes the filters.
+        let mut columns = vec![
+            format!(
+                "(SELECT COUNT(*) FROM (SELECT 1 FROM customers {} LIMIT {window}) AS window_rows) AS n",
+                filters.sql()
+            ),
+            "COUNT(*) AS sampled".to_owned(),
+        ];
         for (i, piece) in pieces.iter().enumerate() {
             let p = w.arg(Arg::Text(contains_pattern(piece)));
             columns.push(format!(
