@@ -311,7 +311,7 @@ fn page_of<T, const N: usize>(
     Ok(CursorPage { items, next_cursor })
 }
 
-const CUSTOMER_COLUMNS: &str = "row_id, first_seen_ms, dna_id, customer_id, status, email, \
+const CUSTOMER_COLUMNS: &str = "row_id, dna_id, customer_id, status, email, \
     first_name, last_name, address, zipcode, billing_address, billing_zipcode, subreseller_id, \
     ns_domain, created_at_ms, created_by, updated_at_ms, updated_by, last_seq, last_operation, \
     last_outcome";
@@ -414,8 +414,8 @@ impl Registry {
         Ok(page_of(&rows, filter.limit, customer_of, ["row_id"])?)
     }
 
-    /// Up to `limit + 1` customers under `w` from `from` (the table, a
-    /// subquery of it, or a join), newest first: by `key` descending (the
+    /// Up to `limit + 1` customers under `w` from `from` (the table, or
+    /// the text search's join), newest first: by `key` descending (the
     /// customers' `row_id`, or what it is joined to), below `after` (a
     /// cursor's position).
     async fn newest_customers(

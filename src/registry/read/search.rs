@@ -128,19 +128,14 @@ impl Registry {
         if rows.len() > limit as usize {
             return Ok(rows);
         }
-        let mut w = w;
-        if self.backend != Backend::Sqlite {
-            // pg_trgm's GIN index answers `LIKE` itself (see above).
-            for word in words {
-                let clause = contains(&mut w, word);
-                w.push(clause);
-            }
-            if !self.window_sample(&recent, &[]).await?.0 {
-                return Ok(rows);
-            }
-            return (self.newest_customers(w, "customers", "row_id", after, limit)).await;
-        }
-        let pieces: Vec<Vec<String>> = words.iter().map(|word| trigrams(word)).collect();
+        // FTS5 is asked for pieces of the words; pg_trgm's GIN index
+        // answers the words' `LIKE` itself (see above), so none are counted.
+        let pieces: Vec<Vec<String>> = (words.iter())
+            .map(|word| match self.backend {
+                Backend::Sqlite => trigrams(word),
+                Backend::Postgres => Vec::new(),
+            })
+            .collect();
         let mut sampled: Vec<&str> = pieces.iter().flatten().map(String::as_str).collect();
         sampled.sort_unstable();
         sampled.dedup();
@@ -154,7 +149,8 @@ impl Registry {
                 .and_then(|i| counts.get(i).copied())
                 .unwrap_or(i64::MAX)
         };
-        // Every word is checked as written; the index only narrows.
+        // Every word is checked as written; FTS5 only narrows.
+        let mut w = w;
         let mut asked = Vec::new();
         for (word, pieces) in words.iter().zip(&pieces) {
             let clause = contains(&mut w, word);
@@ -162,7 +158,7 @@ impl Registry {
             asked.extend(rarest(pieces, count));
         }
         if asked.is_empty() {
-            // Only words under three characters: no index can help.
+            // PostgreSQL, or only words under three characters on SQLite.
             return (self.newest_customers(w, "customers", "row_id", after, limit)).await;
         }
         let p = w.arg(Arg::Text(fts_query(&asked)));
