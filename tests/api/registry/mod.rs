@@ -526,7 +526,10 @@ async fn a_search_past_the_newest_customers_asks_the_index(db: Db) {
         // two, and for three it reaches the last customer first, so the
         // index is asked.
         ("q=zebra&limit=2", &["SEED-6000", "SEED-1000"][..]),
-        ("q=zebra&limit=3", &["SEED-6000", "SEED-1000", "SEED-10"][..]),
+        (
+            "q=zebra&limit=3",
+            &["SEED-6000", "SEED-1000", "SEED-10"][..],
+        ),
         ("q=ZEBRA%20r1", &["SEED-1000", "SEED-10"][..]),
         ("q=zebra&status=pending", &["SEED-1000", "SEED-10"][..]),
         ("q=zebrafish%20first1000", &["SEED-1000"][..]),
