@@ -1,15 +1,16 @@
 //! The text search (`q`): each word must appear in a customer's
-//! lower-cased name and email, as written or inside a longer word. Two
-//! steps (see [`Registry::search_customers`]): the newest customers read and
-//! matched, then a trigram index (`migrations/*/0002_customer_search.sql`).
+//! lower-cased name and email, as written or inside a longer word (see
+//! [`Registry::search_customers`]): the newest customers read and matched,
+//! then, for a word as dense there as to fill the page soon, the customers
+//! below them, else a trigram index (`migrations/*/0002_customer_search.sql`).
 
 use sqlx::{AssertSqlSafe, Row, any::AnyRow};
 
 use super::{Arg, Registry, Where};
 use crate::registry::Backend;
 
-/// How many of the newest customers the text search reads before it asks
-/// the index ([`Registry::search_customers`]), unless a test says fewer.
+/// How many of the newest customers the text search reads first
+/// ([`Registry::search_customers`]), unless a test says fewer.
 pub(in crate::registry) const SEARCH_WINDOW: i64 = 2000;
 
 /// The clause that `word` appears in `customers.search`, read row by row
@@ -113,13 +114,15 @@ fn fts_query(pieces: &[&str]) -> String {
 }
 
 impl Registry {
-    /// The text search, in two steps. First the newest
+    /// The text search. First the newest
     /// [`SEARCH_WINDOW`] (2,000) customers the other filters let through,
     /// each read and matched: a word that many customers have fills the
     /// page there, which no index could do faster. The first step's page,
     /// when full, is exactly the search's: anything it did not read is
     /// older than all it read. When it is not full and the filters let
-    /// more customers through than it read, the trigram index
+    /// more customers through than it read, it reads on below them if its
+    /// matches were dense enough to fill the page within [`WALK`] windows
+    /// more; when not, or when that does not fill it, the trigram index
     /// (`migrations/*/0002_…`) is asked:
     /// each word's two rarest pieces ([`rarest`]), counted in customers
     /// spread over the registry ([`Registry::window_sample`]), every word
@@ -173,7 +176,7 @@ impl Registry {
         let needed = page.saturating_sub(found);
         let expected = (needed.saturating_mul(window)).checked_div(found);
         let bound = window.saturating_mul(WALK);
-        if let Some(expected) = expected.filter(|&rows| rows <= bound) {
+        if let Some(expected) = expected.filter(|&read| read <= bound) {
             let mut below = recent.clone();
             let p = below.arg(Arg::Int(oldest));
             below.push(format!("row_id < {p}"));
