@@ -269,7 +269,9 @@ async fn serve(
         stop.await;
         shutdown.shutdown().await;
     });
+    let registry = app.registry();
     app.run_until_stopped().await?;
+    registry.close().await;
     tracing::info!("gateway stopped");
     Ok(())
 }

@@ -37,6 +37,7 @@ pub struct Application {
     server: Server,
     draining: Draining,
     reloader: Reloader,
+    registry: crate::registry::Registry,
 }
 
 /// Stops an [`Application`] gracefully, from another task.
@@ -89,6 +90,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let state = State::build(&settings)?;
         let (draining, reloader) = (state.draining.clone(), state.reloader.clone());
+        let registry = state.registry.get_ref().clone();
         let document = openapi::document();
         let fieldsets = web::Data::new(representation::Fieldsets::from_document(
             &document,
@@ -132,6 +134,7 @@ impl Application {
             server,
             draining,
             reloader,
+            registry,
         })
     }
 
@@ -150,6 +153,11 @@ impl Application {
             server: self.server.handle(),
             draining: self.draining.clone(),
         }
+    }
+
+    /// The registry, to close once the server has stopped.
+    pub fn registry(&self) -> crate::registry::Registry {
+        self.registry.clone()
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {

@@ -158,6 +158,13 @@ pub struct Registry {
     retention_days: Option<u32>,
     migrated: Arc<tokio::sync::OnceCell<()>>,
     retry_every: Duration,
+    /// The outcomes being retried in the background ([`Registry::settle`]),
+    /// so shutdown can give each a last try and name those that fail.
+    retrying: tokio_util::task::TaskTracker,
+    /// Where they run: the runtime the registry was made on (the process's
+    /// own), not a server worker's, which stops with the server.
+    runtime: Option<tokio::runtime::Handle>,
+    closing: tokio_util::sync::CancellationToken,
     /// How many of the newest customers the text search reads before it
     /// asks the index (`read::search`); smaller in tests.
     search_window: i64,
@@ -251,6 +258,9 @@ impl Registry {
             retention_days: settings.audit_retention_days,
             migrated: Arc::new(tokio::sync::OnceCell::new()),
             retry_every: Duration::from_millis(500),
+            retrying: tokio_util::task::TaskTracker::new(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+            closing: tokio_util::sync::CancellationToken::new(),
             search_window: read::SEARCH_WINDOW,
         })
     }
@@ -390,14 +400,19 @@ impl Registry {
         tracing::warn!(audit_id = recorded.seq, %error, "recording an outcome failed; retrying in the background");
         let registry = self.clone();
         metrics::gauge!("gateway_registry_outcomes_pending").increment(1.0);
-        tokio::spawn(async move {
+        let retry = async move {
             let mut error = error;
+            let mut last = false;
             let written = loop {
-                if refused_for_good(&error) {
+                if refused_for_good(&error) || last {
                     break false;
                 }
                 metrics::counter!("gateway_registry_outcome_retries_total").increment(1);
-                tokio::time::sleep(registry.retry_every).await;
+                tokio::select! {
+                    () = tokio::time::sleep(registry.retry_every) => {}
+                    // Shutting down: one last try, now.
+                    () = registry.closing.cancelled() => last = true,
+                }
                 match registry.record_outcome(&recorded, &outcome, at_ms).await {
                     Ok(()) => break true,
                     Err(again) => {
@@ -407,6 +422,26 @@ impl Registry {
                 }
             };
             metrics::gauge!("gateway_registry_outcomes_pending").decrement(1.0);
+            if !written && last && !refused_for_good(&error) {
+                // The process is going away with what only it knows: the
+                // line says what DNA answered, so the entry (listed as
+                // `unknown`) can be resolved by hand (docs/operations.md).
+                let (status, dna_id) = match &outcome {
+                    Outcome::Succeeded { dna_id, .. } => (None, Some(*dna_id)),
+                    Outcome::Refused { status, .. } | Outcome::Unknown { status, .. } => {
+                        (Some(*status), None)
+                    }
+                };
+                tracing::error!(
+                    audit_id = recorded.seq,
+                    outcome = outcome.name(),
+                    status,
+                    dna_id,
+                    %error,
+                    "shutting down with this outcome unrecorded; the entry stays unknown"
+                );
+                return;
+            }
             if written {
                 tracing::info!(
                     audit_id = recorded.seq,
@@ -419,7 +454,23 @@ impl Registry {
                 metrics::counter!("gateway_registry_outcomes_refused_total").increment(1);
                 tracing::error!(audit_id = recorded.seq, %error, "the registry's database refuses this outcome; the entry stays without one (unknown)");
             }
-        });
+        };
+        match &self.runtime {
+            Some(runtime) => self.retrying.spawn_on(retry, runtime),
+            None => self.retrying.spawn(retry),
+        };
+    }
+
+    /// At shutdown, once no request is left: each outcome still being
+    /// retried gets one last try (bounded by `registry.timeout_ms`); one
+    /// that still fails is written to the log with what DNA answered. Then
+    /// the pool closes (on SQLite, the last connection to close writes the
+    /// WAL back into the database file).
+    pub async fn close(&self) {
+        self.closing.cancel();
+        self.retrying.close();
+        self.retrying.wait().await;
+        self.pool.close().await;
     }
 
     async fn record_outcome(

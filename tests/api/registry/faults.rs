@@ -192,6 +192,93 @@ async fn an_outcome_the_database_cannot_take_is_retried_counted_and_announced_wh
     assert_eq!(app.sandbox.control.calls(CREATE), 1, "sent once");
 }
 
+/// A gateway stopped (SIGTERM) while an outcome waits for the database:
+/// it tries once more, and the one thing only it knows, what DNA answered,
+/// goes to its log with the entry's id (never the customer's data); the
+/// entry stays `unknown` until resolved by hand.
+#[tokio::test]
+async fn a_gateway_stopped_with_an_outcome_unrecorded_names_it_in_its_log() {
+    let db = Db::postgres().await;
+    let Db::Postgres(server) = &db else {
+        unreachable!()
+    };
+    let sandbox = gateway::sandbox::Sandbox::start(loopback()).unwrap();
+    sandbox.control.inject(FaultRule::new(
+        "/dna/api/residential/client",
+        Fault::Delay { ms: 3_000 },
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = crate::binary::config(&sandbox, &[], "info", sandbox.dna_base_url().as_str());
+    text.push_str(&format!(
+        "\n[[auth.api_keys]]\nname = \"ops\"\nsha256 = \"{}\"\nscopes = [\"read\", \"write\", \"audit\"]\n\n[registry]\nurl = \"{}\"\ntimeout_ms = 1000\n",
+        gateway::auth::sha256_hex("ops-key"),
+        server.url()
+    ));
+    let mut gateway = crate::binary::Gateway::start(dir.path(), &text);
+    let creating = tokio::spawn({
+        let url = format!("{}/v1/customers", gateway.base);
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth("ops-key")
+                .json(&new_customer("STOPPED-1"))
+                .send()
+                .await
+                .unwrap()
+        }
+    });
+    wait_until("DNA received the create", async || {
+        sandbox.control.calls(CREATE) == 1
+    })
+    .await;
+    server.stop();
+    let answer = creating.await.unwrap();
+    assert_eq!(answer.status(), 201, "DNA made it: the caller is told so");
+    let made: Value = answer.json().await.unwrap();
+    wait_until("the outcome is being retried", async || {
+        gateway.lines_with("recording an outcome failed; retrying in the background") == 1
+    })
+    .await;
+
+    assert!(gateway.terminate().success(), "{}", gateway.log());
+    wait_until("the gateway's last line is read", async || {
+        gateway.lines_with("gateway stopped") == 1
+    })
+    .await;
+    let log = gateway.log();
+    let line: Value = (log.lines())
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| {
+            line["fields"]["message"]
+                == "shutting down with this outcome unrecorded; the entry stays unknown"
+        })
+        .unwrap_or_else(|| panic!("no line names the outcome: {log}"));
+    assert_eq!(line["level"], "ERROR");
+    assert_eq!(line["fields"]["outcome"], "succeeded");
+    assert_eq!(line["fields"]["dna_id"], made["id"], "{line}");
+    assert!(line["fields"]["audit_id"].is_i64(), "{line}");
+    assert!(
+        !log.contains("STOPPED-1"),
+        "the customer's data stays out of the log"
+    );
+
+    server.restart();
+    let second = crate::binary::Gateway::start(dir.path(), &text);
+    let audit: Value = reqwest::Client::new()
+        .get(format!("{}/v1/audit", second.base))
+        .bearer_auth("ops-key")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entry = &audit["items"][0];
+    assert_eq!(entry["id"], line["fields"]["audit_id"], "{audit}");
+    assert_eq!(entry["outcome"], "unknown", "{audit}");
+    assert_eq!(sandbox.control.calls(CREATE), 1, "sent once");
+}
+
 #[tokio::test]
 async fn a_gateway_killed_between_sending_and_recording_leaves_an_unknown_entry() {
     let sandbox = gateway::sandbox::Sandbox::start(loopback()).unwrap();
