@@ -128,9 +128,8 @@ async fn access_false_in_the_file_means_no_access_lines() {
         config(&sandbox, &[("frontend", "access-key", "")], "info", &dna)
     );
     let mut gateway = Gateway::start(dir.path(), &text);
-    let answer = reqwest::Client::new()
-        .get(format!("{}/v1/account", gateway.base))
-        .bearer_auth("access-key")
+    let answer = gateway
+        .get("/v1/account", "access-key")
         .send()
         .await
         .unwrap();

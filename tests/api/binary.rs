@@ -133,6 +133,14 @@ impl Gateway {
         self.child.wait().unwrap()
     }
 
+    /// A GET of `path` (`/v1/…`) on this gateway with API key `key`, to
+    /// send (after any more headers).
+    pub fn get(&self, path: &str, key: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(key)
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }

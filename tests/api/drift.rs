@@ -57,14 +57,8 @@ async fn each_kind_of_slitz_drift_is_served_counted_and_warned_about_once() {
         dir.path(),
         &config(&sandbox, &[("frontend", "drift-key", "")], "info", &dna),
     );
-    let client = reqwest::Client::new();
     let get = async |path: &str| -> Value {
-        let response = client
-            .get(format!("{}{path}", gateway.base))
-            .bearer_auth("drift-key")
-            .send()
-            .await
-            .unwrap();
+        let response = gateway.get(path, "drift-key").send().await.unwrap();
         assert_eq!(response.status().as_u16(), 200, "{path}");
         response.json().await.unwrap()
     };

@@ -108,9 +108,7 @@ async fn request_spans_reach_an_otlp_receiver_under_the_callers_trace() {
     let client = reqwest::Client::new();
     let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
-    let answer = client
-        .get(format!("{}/v1/billing/balance", gateway.base))
-        .bearer_auth("otlp-key")
+    let answer = (gateway.get("/v1/billing/balance", "otlp-key"))
         .header("traceparent", format!("00-{caller_trace}-{caller_span}-01"))
         .header("x-request-id", "otlp-continued")
         .send()

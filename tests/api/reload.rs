@@ -70,12 +70,7 @@ async fn sighup_rotates_keys_while_requests_run_and_a_bad_file_changes_nothing()
     })
     .await;
     assert_eq!(status(&client, &gateway.base, "old-key").await, 401);
-    let answer = client
-        .get(format!("{}/v1/billing/balance", gateway.base))
-        .bearer_auth("new-key")
-        .send()
-        .await
-        .unwrap();
+    let answer = (gateway.get("/v1/billing/balance", "new-key").send().await).unwrap();
     assert!(
         answer.headers().contains_key("ratelimit"),
         "the new key's rate applies"
@@ -160,9 +155,7 @@ async fn sighup_rotates_keys_while_requests_run_and_a_bad_file_changes_nothing()
         gateway.log()
     );
     let by_id = |id: &str| {
-        client
-            .get(format!("{}/v1/billing/balance", gateway.base))
-            .bearer_auth("new-key")
+        (gateway.get("/v1/billing/balance", "new-key"))
             .header("x-request-id", id)
             .send()
     };

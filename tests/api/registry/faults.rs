@@ -264,12 +264,7 @@ async fn a_gateway_stopped_with_an_outcome_unrecorded_names_it_in_its_log() {
 
     server.restart();
     let second = crate::binary::Gateway::start(dir.path(), &text);
-    let audit: Value = reqwest::Client::new()
-        .get(format!("{}/v1/audit", second.base))
-        .bearer_auth("ops-key")
-        .send()
-        .await
-        .unwrap()
+    let audit: Value = (second.get("/v1/audit", "ops-key").send().await.unwrap())
         .json()
         .await
         .unwrap();
@@ -314,12 +309,7 @@ async fn a_gateway_killed_between_sending_and_recording_leaves_an_unknown_entry(
     assert!(hanging.await.unwrap().is_err(), "no answer came");
 
     let second = crate::binary::Gateway::start(dir.path(), &text);
-    let audit: Value = client
-        .get(format!("{}/v1/audit", second.base))
-        .bearer_auth("ops-key")
-        .send()
-        .await
-        .unwrap()
+    let audit: Value = (second.get("/v1/audit", "ops-key").send().await.unwrap())
         .json()
         .await
         .unwrap();
