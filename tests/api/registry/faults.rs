@@ -192,6 +192,29 @@ async fn an_outcome_the_database_cannot_take_is_retried_counted_and_announced_wh
     assert_eq!(app.sandbox.control.calls(CREATE), 1, "sent once");
 }
 
+/// A binary gateway's configuration on `sandbox`: the `ops` key (read,
+/// write, audit) and, after it, `registry` (a `[registry]` section, or
+/// nothing for the default file).
+fn ops_config(sandbox: &gateway::sandbox::Sandbox, registry: &str) -> String {
+    let mut text = crate::binary::config(sandbox, &[], "info", sandbox.dna_base_url().as_str());
+    text.push_str(&format!(
+        "\n[[auth.api_keys]]\nname = \"ops\"\nsha256 = \"{}\"\nscopes = [\"read\", \"write\", \"audit\"]\n\n{registry}",
+        gateway::auth::sha256_hex("ops-key"),
+    ));
+    text
+}
+
+/// The newest audit entry, as a gateway started anew on `text` in `dir`
+/// lists it.
+async fn newest_entry_after_restart(dir: &std::path::Path, text: &str) -> Value {
+    let second = crate::binary::Gateway::start(dir, text);
+    let audit: Value = (second.get("/v1/audit", "ops-key").send().await.unwrap())
+        .json()
+        .await
+        .unwrap();
+    audit["items"][0].clone()
+}
+
 /// A gateway stopped (SIGTERM) while an outcome waits for the database:
 /// it tries once more, and the one thing only it knows, what DNA answered,
 /// goes to its log with the entry's id (never the customer's data); the
@@ -208,12 +231,11 @@ async fn a_gateway_stopped_with_an_outcome_unrecorded_names_it_in_its_log() {
         Fault::Delay { ms: 3_000 },
     ));
     let dir = tempfile::tempdir().unwrap();
-    let mut text = crate::binary::config(&sandbox, &[], "info", sandbox.dna_base_url().as_str());
-    text.push_str(&format!(
-        "\n[[auth.api_keys]]\nname = \"ops\"\nsha256 = \"{}\"\nscopes = [\"read\", \"write\", \"audit\"]\n\n[registry]\nurl = \"{}\"\ntimeout_ms = 1000\n",
-        gateway::auth::sha256_hex("ops-key"),
+    let registry = format!(
+        "[registry]\nurl = \"{}\"\ntimeout_ms = 1000\n",
         server.url()
-    ));
+    );
+    let text = ops_config(&sandbox, &registry);
     let mut gateway = crate::binary::Gateway::start(dir.path(), &text);
     let creating = tokio::spawn({
         let url = format!("{}/v1/customers", gateway.base);
@@ -263,14 +285,9 @@ async fn a_gateway_stopped_with_an_outcome_unrecorded_names_it_in_its_log() {
     );
 
     server.restart();
-    let second = crate::binary::Gateway::start(dir.path(), &text);
-    let audit: Value = (second.get("/v1/audit", "ops-key").send().await.unwrap())
-        .json()
-        .await
-        .unwrap();
-    let entry = &audit["items"][0];
-    assert_eq!(entry["id"], line["fields"]["audit_id"], "{audit}");
-    assert_eq!(entry["outcome"], "unknown", "{audit}");
+    let entry = newest_entry_after_restart(dir.path(), &text).await;
+    assert_eq!(entry["id"], line["fields"]["audit_id"], "{entry}");
+    assert_eq!(entry["outcome"], "unknown", "{entry}");
     assert_eq!(sandbox.control.calls(CREATE), 1, "sent once");
 }
 
@@ -281,12 +298,11 @@ async fn a_gateway_killed_between_sending_and_recording_leaves_an_unknown_entry(
         .control
         .inject(FaultRule::new("/dna/api/residential/client", Fault::Hang));
     let dir = tempfile::tempdir().unwrap();
-    let mut text = crate::binary::config(&sandbox, &[], "info", sandbox.dna_base_url().as_str());
-    text.push_str(&format!(
-        "\n[[auth.api_keys]]\nname = \"ops\"\nsha256 = \"{}\"\nscopes = [\"read\", \"write\", \"audit\"]\n\n[registry]\nurl = \"sqlite://{}/registry.sqlite3\"\n",
-        gateway::auth::sha256_hex("ops-key"),
+    let registry = format!(
+        "[registry]\nurl = \"sqlite://{}/registry.sqlite3\"\n",
         dir.path().display()
-    ));
+    );
+    let text = ops_config(&sandbox, &registry);
     let first = crate::binary::Gateway::start(dir.path(), &text);
     let client = reqwest::Client::new();
     let base = first.base.clone();
@@ -308,13 +324,8 @@ async fn a_gateway_killed_between_sending_and_recording_leaves_an_unknown_entry(
     drop(first); // SIGKILL
     assert!(hanging.await.unwrap().is_err(), "no answer came");
 
-    let second = crate::binary::Gateway::start(dir.path(), &text);
-    let audit: Value = (second.get("/v1/audit", "ops-key").send().await.unwrap())
-        .json()
-        .await
-        .unwrap();
-    let entry = &audit["items"][0];
-    assert_eq!(entry["customer_id"], "KILLED-1", "{audit}");
+    let entry = newest_entry_after_restart(dir.path(), &text).await;
+    assert_eq!(entry["customer_id"], "KILLED-1", "{entry}");
     assert_eq!(entry["outcome"], "unknown");
     assert!(entry["outcome_at"].is_null(), "no outcome was recorded");
 }
@@ -348,11 +359,7 @@ async fn a_read_only_sqlite_refuses_writes_cleanly() {
 async fn sqlite_on_a_full_disk_refuses_writes_unsent_and_reads_go_on() {
     let sandbox = gateway::sandbox::Sandbox::start(loopback()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut text = crate::binary::config(&sandbox, &[], "info", sandbox.dna_base_url().as_str());
-    text.push_str(&format!(
-        "\n[[auth.api_keys]]\nname = \"ops\"\nsha256 = \"{}\"\nscopes = [\"read\", \"write\", \"audit\"]\n",
-        gateway::auth::sha256_hex("ops-key"),
-    ));
+    let text = ops_config(&sandbox, "");
     let client = reqwest::Client::new();
     let create_at = |base: &str, id: &str| {
         client
