@@ -400,12 +400,23 @@ impl Registry {
         tracing::warn!(audit_id = recorded.seq, %error, "recording an outcome failed; retrying in the background");
         let registry = self.clone();
         metrics::gauge!("gateway_registry_outcomes_pending").increment(1.0);
+        /// How the retries ended.
+        enum Retried {
+            Recorded,
+            /// The database refuses it for good (retrying cannot help).
+            Refused(RegistryError),
+            /// The last try at shutdown failed too.
+            ShutDown(RegistryError),
+        }
         let retry = async move {
             let mut error = error;
             let mut last = false;
-            let written = loop {
-                if refused_for_good(&error) || last {
-                    break false;
+            let ended = loop {
+                if refused_for_good(&error) {
+                    break Retried::Refused(error);
+                }
+                if last {
+                    break Retried::ShutDown(error);
                 }
                 metrics::counter!("gateway_registry_outcome_retries_total").increment(1);
                 tokio::select! {
@@ -414,7 +425,7 @@ impl Registry {
                     () = registry.closing.cancelled() => last = true,
                 }
                 match registry.record_outcome(&recorded, &outcome, at_ms).await {
-                    Ok(()) => break true,
+                    Ok(()) => break Retried::Recorded,
                     Err(again) => {
                         tracing::debug!(audit_id = recorded.seq, error = %again, "an outcome is still unrecorded");
                         error = again;
@@ -422,37 +433,40 @@ impl Registry {
                 }
             };
             metrics::gauge!("gateway_registry_outcomes_pending").decrement(1.0);
-            if !written && last && !refused_for_good(&error) {
-                // The process is going away with what only it knows: the
-                // line says what DNA answered, so the entry (listed as
-                // `unknown`) can be resolved by hand (docs/operations.md).
-                let (status, dna_id) = match &outcome {
-                    Outcome::Succeeded { dna_id, .. } => (None, Some(*dna_id)),
-                    Outcome::Refused { status, .. } | Outcome::Unknown { status, .. } => {
-                        (Some(*status), None)
-                    }
-                };
-                tracing::error!(
-                    audit_id = recorded.seq,
-                    outcome = outcome.name(),
-                    status,
-                    dna_id,
-                    %error,
-                    "shutting down with this outcome unrecorded; the entry stays unknown"
-                );
-                return;
-            }
-            if written {
-                tracing::info!(
-                    audit_id = recorded.seq,
-                    "an outcome recorded after retrying"
-                );
-                then();
-            } else {
-                // Retrying cannot help: the entry keeps no outcome (listed
-                // as `unknown`), and it is said loudly.
-                metrics::counter!("gateway_registry_outcomes_refused_total").increment(1);
-                tracing::error!(audit_id = recorded.seq, %error, "the registry's database refuses this outcome; the entry stays without one (unknown)");
+            match ended {
+                Retried::Recorded => {
+                    tracing::info!(
+                        audit_id = recorded.seq,
+                        "an outcome recorded after retrying"
+                    );
+                    then();
+                }
+                Retried::Refused(error) => {
+                    // Retrying cannot help: the entry keeps no outcome
+                    // (listed as `unknown`), and it is said loudly.
+                    metrics::counter!("gateway_registry_outcomes_refused_total").increment(1);
+                    tracing::error!(audit_id = recorded.seq, %error, "the registry's database refuses this outcome; the entry stays without one (unknown)");
+                }
+                Retried::ShutDown(error) => {
+                    // The process is going away with what only it knows:
+                    // the line says what DNA answered, so the entry
+                    // (listed as `unknown`) can be resolved by hand
+                    // (docs/operations.md).
+                    let (status, dna_id) = match &outcome {
+                        Outcome::Succeeded { dna_id, .. } => (None, Some(*dna_id)),
+                        Outcome::Refused { status, .. } | Outcome::Unknown { status, .. } => {
+                            (Some(*status), None)
+                        }
+                    };
+                    tracing::error!(
+                        audit_id = recorded.seq,
+                        outcome = outcome.name(),
+                        status,
+                        dna_id,
+                        %error,
+                        "shutting down with this outcome unrecorded; the entry stays unknown"
+                    );
+                }
             }
         };
         match &self.runtime {
