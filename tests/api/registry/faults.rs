@@ -204,6 +204,19 @@ fn ops_config(sandbox: &gateway::sandbox::Sandbox, registry: &str) -> String {
     text
 }
 
+/// Creates customer `id` on the binary gateway at `base` with the `ops`
+/// key: a future that owns what it needs, to await or to spawn.
+fn create_at(
+    base: &str,
+    id: &str,
+) -> impl Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static {
+    reqwest::Client::new()
+        .post(format!("{base}/v1/customers"))
+        .bearer_auth("ops-key")
+        .json(&new_customer(id))
+        .send()
+}
+
 /// The newest audit entry, as a gateway started anew on `text` in `dir`
 /// lists it.
 async fn newest_entry_after_restart(dir: &std::path::Path, text: &str) -> Value {
@@ -237,24 +250,13 @@ async fn a_gateway_stopped_with_an_outcome_unrecorded_names_it_in_its_log() {
     );
     let text = ops_config(&sandbox, &registry);
     let mut gateway = crate::binary::Gateway::start(dir.path(), &text);
-    let creating = tokio::spawn({
-        let url = format!("{}/v1/customers", gateway.base);
-        async move {
-            reqwest::Client::new()
-                .post(url)
-                .bearer_auth("ops-key")
-                .json(&new_customer("STOPPED-1"))
-                .send()
-                .await
-                .unwrap()
-        }
-    });
+    let creating = tokio::spawn(create_at(&gateway.base, "STOPPED-1"));
     wait_until("DNA received the create", async || {
         sandbox.control.calls(CREATE) == 1
     })
     .await;
     server.stop();
-    let answer = creating.await.unwrap();
+    let answer = creating.await.unwrap().unwrap();
     assert_eq!(answer.status(), 201, "DNA made it: the caller is told so");
     let made: Value = answer.json().await.unwrap();
     wait_until("the outcome is being retried", async || {
@@ -304,19 +306,7 @@ async fn a_gateway_killed_between_sending_and_recording_leaves_an_unknown_entry(
     );
     let text = ops_config(&sandbox, &registry);
     let first = crate::binary::Gateway::start(dir.path(), &text);
-    let client = reqwest::Client::new();
-    let base = first.base.clone();
-    let hanging = tokio::spawn({
-        let client = client.clone();
-        async move {
-            client
-                .post(format!("{base}/v1/customers"))
-                .bearer_auth("ops-key")
-                .json(&new_customer("KILLED-1"))
-                .send()
-                .await
-        }
-    });
+    let hanging = tokio::spawn(create_at(&first.base, "KILLED-1"));
     wait_until("DNA received the create", async || {
         sandbox.control.calls(CREATE) == 1
     })
@@ -361,13 +351,6 @@ async fn sqlite_on_a_full_disk_refuses_writes_unsent_and_reads_go_on() {
     let dir = tempfile::tempdir().unwrap();
     let text = ops_config(&sandbox, "");
     let client = reqwest::Client::new();
-    let create_at = |base: &str, id: &str| {
-        client
-            .post(format!("{base}/v1/customers"))
-            .bearer_auth("ops-key")
-            .json(&new_customer(id))
-            .send()
-    };
     // A first run makes the file and its tables.
     let mut first = crate::binary::Gateway::start(dir.path(), &text);
     assert_eq!(
