@@ -313,7 +313,6 @@ impl Registry {
         let sql = if pieces.is_empty() {
             format!("WITH {window_rows} SELECT {n}")
         } else {
-            let (runs, run) = (RUNS, RUN);
             let mut columns = vec![n];
             for (i, piece) in pieces.iter().enumerate() {
                 let p = w.arg(Arg::Text((*piece).to_owned()));
@@ -324,11 +323,11 @@ impl Registry {
             // An aggregate: one row, even when no customer is sampled.
             format!(
                 "WITH RECURSIVE {window_rows}, \
-                 k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < {runs}), \
+                 k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < {RUNS}), \
                  top(m, s) AS (SELECT MAX(row_id), MAX(row_id) * 618034 / 1000000 FROM customers), \
                  runs(a) AS (SELECT 1 + (k.i * top.s) % top.m FROM k, top) \
                  SELECT {} FROM runs JOIN customers \
-                 ON customers.row_id >= runs.a AND customers.row_id < runs.a + {run}",
+                 ON customers.row_id >= runs.a AND customers.row_id < runs.a + {RUN}",
                 columns.join(", ")
             )
         };
